@@ -1,0 +1,1 @@
+//! Benchmarks of restash kernels (see benches/*.rs).

@@ -1,0 +1,1 @@
+//! Content-defined chunking: restic-exact Rabin CDC and FastCDC; no I/O

@@ -1,0 +1,1 @@
+//! Repository operations: open, index, restore, backup, check
