@@ -16,7 +16,11 @@ pub struct KdfParams {
 impl KdfParams {
     /// What restic 0.14's calibration settles on for typical machines (§3.3 of the format
     /// notes): N = 2^15, r = 8; p is raised until 0.5 s, which we do not chase.
-    pub const DEFAULT: KdfParams = KdfParams { n: 32768, r: 8, p: 5 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        n: 32768,
+        r: 8,
+        p: 5,
+    };
 
     fn validate(&self) -> Result<u8, CryptoError> {
         if self.n <= 1 || !self.n.is_power_of_two() {
@@ -69,20 +73,18 @@ mod tests {
         .concat();
         let salt = hex::decode(salt).unwrap();
         let key = derive_key(b"kat-password", &salt, KdfParams::DEFAULT).unwrap();
-        assert_eq!(
-            hex::encode(key.mac_k()),
-            "e28966241e6395527ce229c70e7c329e"
-        );
-        assert_eq!(
-            hex::encode(key.mac_r()),
-            "dd459c073b93db545610b64c3eb85c2e"
-        );
+        assert_eq!(hex::encode(key.mac_k()), "e28966241e6395527ce229c70e7c329e");
+        assert_eq!(hex::encode(key.mac_r()), "dd459c073b93db545610b64c3eb85c2e");
     }
 
     #[test]
     fn rejects_bad_params() {
         let salt = [1u8; 64];
-        let bad = KdfParams { n: 1000, r: 8, p: 1 };
+        let bad = KdfParams {
+            n: 1000,
+            r: 8,
+            p: 1,
+        };
         assert!(derive_key(b"x", &salt, bad).is_err());
         assert!(derive_key(b"x", &salt[..32], KdfParams::DEFAULT).is_err());
     }

@@ -211,7 +211,10 @@ mod tests {
         let mut bad = sealed.clone();
         bad[20] ^= 1;
         assert_eq!(key.open(&bad), Err(CryptoError::Unauthenticated));
-        assert_eq!(key.open(&sealed[..31]), Err(CryptoError::TooShort { len: 31 }));
+        assert_eq!(
+            key.open(&sealed[..31]),
+            Err(CryptoError::TooShort { len: 31 })
+        );
     }
 
     #[test]
