@@ -1,1 +1,153 @@
-//! Storage backends keyed by file type and id: local directory, S3, REST
+//! Where repository files live. A [`Backend`] stores opaque bytes under a
+//! (file type, name) handle; it knows nothing of encryption or the format.
+//!
+//! Content-addressed files are written once and never overwritten: `write` is create-only,
+//! and a crash leaves either no file or the whole file (local writes go through a temporary
+//! file, fsync and rename).
+//!
+//! ```
+//! use restash_backend::{Backend, FileType, Handle, LocalBackend};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let be = LocalBackend::new(dir.path());
+//! be.create().unwrap();
+//! let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+//! be.write(&h, b"bytes").unwrap();
+//! assert_eq!(be.read(&h).unwrap(), b"bytes");
+//! assert_eq!(be.list(FileType::Snapshot).unwrap().len(), 1);
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+mod error;
+mod local;
+
+pub use error::BackendError;
+pub use local::LocalBackend;
+
+/// The kinds of file in a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    /// The single `config` file.
+    Config,
+    /// `keys/`
+    Key,
+    /// `snapshots/`
+    Snapshot,
+    /// `index/`
+    Index,
+    /// `data/`: packs.
+    Pack,
+    /// `locks/`
+    Lock,
+}
+
+impl FileType {
+    /// restic's directory name for this type (default layout).
+    pub fn dir(&self) -> &'static str {
+        match self {
+            FileType::Config => "",
+            FileType::Key => "keys",
+            FileType::Snapshot => "snapshots",
+            FileType::Index => "index",
+            FileType::Pack => "data",
+            FileType::Lock => "locks",
+        }
+    }
+
+    /// Every type, for creating a repository's directories.
+    pub const ALL: [FileType; 6] = [
+        FileType::Config,
+        FileType::Key,
+        FileType::Snapshot,
+        FileType::Index,
+        FileType::Pack,
+        FileType::Lock,
+    ];
+}
+
+/// A file in the repository: its type and name (64 hex digits, or `config`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Handle {
+    /// Which directory.
+    pub file_type: FileType,
+    /// The file name.
+    pub name: String,
+}
+
+impl Handle {
+    /// A handle of `file_type` named `name`.
+    pub fn new(file_type: FileType, name: impl Into<String>) -> Handle {
+        Handle {
+            file_type,
+            name: name.into(),
+        }
+    }
+
+    /// The `config` handle.
+    pub fn config() -> Handle {
+        Handle::new(FileType::Config, "config")
+    }
+}
+
+impl std::fmt::Display for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.file_type {
+            FileType::Config => f.write_str("config"),
+            t => write!(f, "{}/{}", t.dir(), self.name),
+        }
+    }
+}
+
+/// A listed file and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Name within its type's directory.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Storage for repository files. Implementations are shared between threads.
+pub trait Backend: Send + Sync {
+    /// A human-readable location for messages (never containing credentials).
+    fn location(&self) -> String;
+
+    /// Creates the repository's structure; fails if a config already exists.
+    fn create(&self) -> Result<(), BackendError>;
+
+    /// Reads a whole file.
+    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError>;
+
+    /// Reads `length` bytes at `offset`. Reading past the end is an error, never a short
+    /// read passed off as complete.
+    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+
+    /// Writes a new file; fails with [`BackendError::AlreadyExists`] if it exists.
+    /// Durable when this returns.
+    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError>;
+
+    /// Size of a file.
+    fn stat(&self, h: &Handle) -> Result<u64, BackendError>;
+
+    /// Removes a file; removing a missing file is not an error.
+    fn remove(&self, h: &Handle) -> Result<(), BackendError>;
+
+    /// Lists the files of a type (packs across all `data/xx/` subdirectories).
+    /// Names that are not valid ids are skipped, as restic does.
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError>;
+
+    /// Whether a file exists.
+    fn exists(&self, h: &Handle) -> Result<bool, BackendError> {
+        match self.stat(h) {
+            Ok(_) => Ok(true),
+            Err(BackendError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// True for 64 lower- or upper-case hex digits: the only names restic lists.
+pub fn is_id_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,85 @@
+//! One behavioural suite every backend must pass (local, S3, REST): run it from each
+//! backend's tests against a real store.
+
+use crate::{Backend, BackendError, FileType, Handle};
+
+fn check(cond: bool, what: &str) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("conformance: {what}"))
+    }
+}
+
+/// Runs the suite on an empty backend location. Returns the first violation.
+pub fn run(be: &dyn Backend) -> Result<(), String> {
+    let e = |err: BackendError| format!("conformance: unexpected error: {err}");
+    be.create().map_err(e)?;
+    let cfg = Handle::config();
+    check(
+        matches!(be.read(&cfg), Err(BackendError::NotFound(_))),
+        "reading a missing config is NotFound",
+    )?;
+    be.write(&cfg, b"config-bytes").map_err(e)?;
+    check(
+        matches!(be.create(), Err(BackendError::AlreadyExists(_))),
+        "create on an existing repository fails",
+    )?;
+
+    let id = "0a".repeat(32);
+    let pack = Handle::new(FileType::Pack, id.clone());
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    be.write(&pack, &data).map_err(e)?;
+    check(be.read(&pack).map_err(e)? == data, "read back a whole file")?;
+    check(
+        be.read_range(&pack, 1000, 5000).map_err(e)? == data[1000..6000],
+        "ranged read",
+    )?;
+    check(
+        be.read_range(&pack, 99_990, 10).map_err(e)? == data[99_990..],
+        "ranged read to the end",
+    )?;
+    check(
+        be.read_range(&pack, 99_990, 100).is_err(),
+        "a read past the end is an error, not a short read",
+    )?;
+    check(be.stat(&pack).map_err(e)? == 100_000, "stat size")?;
+    check(
+        matches!(
+            be.write(&pack, b"other"),
+            Err(BackendError::AlreadyExists(_))
+        ),
+        "writes are create-only",
+    )?;
+    check(
+        be.read(&pack).map_err(e)? == data,
+        "a refused write changes nothing",
+    )?;
+
+    let snap = Handle::new(FileType::Snapshot, "b1".repeat(32));
+    be.write(&snap, b"s").map_err(e)?;
+    let packs = be.list(FileType::Pack).map_err(e)?;
+    check(
+        packs.len() == 1 && packs[0].name == id && packs[0].size == 100_000,
+        "list packs with sizes",
+    )?;
+    let snaps = be.list(FileType::Snapshot).map_err(e)?;
+    check(
+        snaps.len() == 1 && snaps[0].name == "b1".repeat(32),
+        "list snapshots",
+    )?;
+    check(
+        be.list(FileType::Index).map_err(e)?.is_empty(),
+        "empty list",
+    )?;
+    check(be.exists(&snap).map_err(e)?, "exists")?;
+
+    be.remove(&snap).map_err(e)?;
+    check(!be.exists(&snap).map_err(e)?, "removed")?;
+    be.remove(&snap).map_err(e)?;
+    check(
+        matches!(be.stat(&snap), Err(BackendError::NotFound(_))),
+        "stat of a missing file is NotFound",
+    )?;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+
+/// A repository in a local directory, in restic's default layout (`data/ab/<id>`).
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (not created until [`Backend::create`]).
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, h: &Handle) -> PathBuf {
+        match h.file_type {
+            FileType::Config => self.root.join("config"),
+            FileType::Pack => {
+                let prefix = h.name.get(..2).unwrap_or("00");
+                self.root.join("data").join(prefix).join(&h.name)
+            }
+            t => self.root.join(t.dir()).join(&h.name),
+        }
+    }
+
+    fn not_found(&self, h: &Handle, e: std::io::Error) -> BackendError {
+        if e.kind() == ErrorKind::NotFound {
+            if !self.root.exists() {
+                return BackendError::NoRepository(self.root.display().to_string());
+            }
+            BackendError::NotFound(h.to_string())
+        } else {
+            BackendError::Io {
+                context: format!("{}", self.path(h).display()),
+                source: e,
+            }
+        }
+    }
+
+    fn list_dir(&self, dir: &Path, out: &mut Vec<FileInfo>) -> Result<(), BackendError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(BackendError::io(dir.display().to_string())(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(BackendError::io(dir.display().to_string()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !is_id_name(name) {
+                continue;
+            }
+            let meta = entry
+                .metadata()
+                .map_err(BackendError::io(entry.path().display().to_string()))?;
+            if meta.is_file() {
+                out.push(FileInfo {
+                    name: name.to_string(),
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<(), BackendError> {
+        if self.path(&Handle::config()).exists() {
+            return Err(BackendError::AlreadyExists(format!(
+                "config file in {}",
+                self.root.display()
+            )));
+        }
+        let mk = |p: PathBuf| {
+            fs::create_dir_all(&p).map_err(BackendError::io(format!("mkdir {}", p.display())))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                .map_err(BackendError::io(format!("chmod {}", p.display())))
+        };
+        mk(self.root.clone())?;
+        for t in FileType::ALL {
+            if t != FileType::Config {
+                mk(self.root.join(t.dir()))?;
+            }
+        }
+        for i in 0..=255u8 {
+            mk(self.root.join("data").join(format!("{i:02x}")))?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
+        fs::read(self.path(h)).map_err(|e| self.not_found(h, e))
+    }
+
+    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let f = File::open(self.path(h)).map_err(|e| self.not_found(h, e))?;
+        let mut buf = vec![0u8; length as usize];
+        match f.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(buf),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                Err(BackendError::ShortRead {
+                    what: h.to_string(),
+                    offset,
+                    wanted: length,
+                    got: size.saturating_sub(offset),
+                })
+            }
+            Err(e) => Err(self.not_found(h, e)),
+        }
+    }
+
+    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
+        let path = self.path(h);
+        let dir = path.parent().expect("repository files live in a directory");
+        if !dir.exists() {
+            fs::create_dir_all(dir)
+                .map_err(BackendError::io(format!("mkdir {}", dir.display())))?;
+        }
+        let tmp = dir.join(format!("{}-tmp-{:016x}", h.name, rand::random::<u64>()));
+        let ctx = || format!("write {}", path.display());
+        let result = (|| -> std::io::Result<()> {
+            let mut f = File::options().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400))?;
+            // link() refuses to replace an existing file, which makes the write create-only
+            // and atomic; rename would silently overwrite.
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => fs::remove_file(&tmp),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(e),
+                Err(_) if !path.exists() => fs::rename(&tmp, &path),
+                Err(e) => Err(e),
+            }?;
+            sync_dir(dir)
+        })();
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                if e.kind() == ErrorKind::AlreadyExists {
+                    Err(BackendError::AlreadyExists(h.to_string()))
+                } else {
+                    Err(BackendError::io(ctx())(e))
+                }
+            }
+        }
+    }
+
+    fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
+        fs::metadata(self.path(h))
+            .map(|m| m.len())
+            .map_err(|e| self.not_found(h, e))
+    }
+
+    fn remove(&self, h: &Handle) -> Result<(), BackendError> {
+        match fs::remove_file(self.path(h)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::io(format!("remove {h}"))(e)),
+        }
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
+        if !self.root.is_dir() {
+            return Err(BackendError::NoRepository(self.root.display().to_string()));
+        }
+        let mut out = Vec::new();
+        match t {
+            FileType::Config => {
+                if let Ok(m) = fs::metadata(self.path(&Handle::config())) {
+                    out.push(FileInfo {
+                        name: "config".into(),
+                        size: m.len(),
+                    });
+                }
+            }
+            FileType::Pack => {
+                let data = self.root.join("data");
+                // Flat files too: repositories from very old restic versions.
+                self.list_dir(&data, &mut out)?;
+                if let Ok(subdirs) = fs::read_dir(&data) {
+                    for sub in subdirs.flatten() {
+                        if sub.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            self.list_dir(&sub.path(), &mut out)?;
+                        }
+                    }
+                }
+            }
+            t => self.list_dir(&self.root.join(t.dir()), &mut out)?,
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_backend_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let be = LocalBackend::new(dir.path().join("repo"));
+        crate::conformance::run(&be).unwrap();
+    }
+
+    #[test]
+    fn missing_repository_is_named() {
+        let be = LocalBackend::new("/nonexistent/restash-test");
+        assert!(matches!(
+            be.read(&Handle::config()),
+            Err(BackendError::NoRepository(_))
+        ));
+        assert!(matches!(
+            be.list(FileType::Key),
+            Err(BackendError::NoRepository(_))
+        ));
+    }
+}
