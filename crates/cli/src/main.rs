@@ -1,1 +1,84 @@
-fn main() {}
+//! `restash`: restic's command line over the restash engine. Flags, environment
+//! variables and exit codes are restic's, so restic users need no new manual.
+#![forbid(unsafe_code)]
+
+mod cmd_cat;
+mod cmd_key;
+mod cmd_ls;
+mod cmd_restore;
+mod cmd_snapshots;
+mod display;
+mod global;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use restash_engine::EngineError;
+
+use crate::global::GlobalOpts;
+
+/// Fast, restic-compatible backups.
+#[derive(Parser, Debug)]
+#[command(name = "restash", version, about, disable_help_subcommand = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List snapshots.
+    Snapshots(cmd_snapshots::Args),
+    /// List files in a snapshot.
+    Ls(cmd_ls::Args),
+    /// Print internal objects to stdout.
+    Cat(cmd_cat::Args),
+    /// Print a file (or a directory as tar) from a snapshot to stdout.
+    Dump(cmd_cat::DumpArgs),
+    /// Extract the data from a snapshot.
+    Restore(cmd_restore::Args),
+    /// Manage keys (passwords).
+    Key(cmd_key::Args),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Snapshots(a) => cmd_snapshots::run(g, a),
+        Command::Ls(a) => cmd_ls::run(g, a),
+        Command::Cat(a) => cmd_cat::run(g, a),
+        Command::Dump(a) => cmd_cat::dump(g, a),
+        Command::Restore(a) => cmd_restore::run(g, a),
+        Command::Key(a) => cmd_key::run(g, a),
+    }
+}
+
+/// The exit code restic would use for this error (doc/075_scripting.rst).
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
+            return e.exit_code() as u8;
+        }
+    }
+    1
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Fatal: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

@@ -1,1 +1,44 @@
-//! Repository operations: open, index, restore, backup, check
+//! Repository operations on top of the format, crypto, chunker and backend crates:
+//! open a repository, load its index and snapshots, walk trees, restore.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use restash_backend::LocalBackend;
+//! use restash_engine::{Repository, SnapshotFilter};
+//!
+//! let backend = Arc::new(LocalBackend::new("/srv/restic-repo"));
+//! let mut repo = Repository::open(backend, b"password", None).unwrap();
+//! repo.load_index().unwrap();
+//! let (snapshots, _errors) = repo.load_snapshots().unwrap();
+//! let latest = SnapshotFilter::default().latest(&snapshots);
+//! println!("{:?}", latest.map(|(id, _)| id.short()));
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod filter;
+mod fsmeta;
+mod index;
+mod repo;
+mod restore;
+mod snapshots;
+mod walk;
+
+pub use error::{EngineError, Result};
+pub use filter::{Pattern, PatternSet};
+pub use index::{BlobLocation, MasterIndex};
+pub use repo::Repository;
+pub use restore::{restore, RestoreOptions, RestoreStats};
+pub use snapshots::{find_snapshot, SnapshotFilter};
+pub use walk::{dump_file, dump_tar, find_node, find_subtree, walk_tree};
+
+/// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").
+pub fn check_polynomial(pol: u64) -> Result<()> {
+    if restash_chunker::Pol::new(pol).is_irreducible() {
+        Ok(())
+    } else {
+        Err(EngineError::Corrupt(format!(
+            "invalid chunker polynomial {pol:x}"
+        )))
+    }
+}

@@ -1,0 +1,143 @@
+use std::io::Write;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use restash_backend::{FileType, Handle};
+use restash_engine::{
+    dump_file, dump_tar, find_snapshot, find_subtree, EngineError, SnapshotFilter,
+};
+use restash_format::{master_key_json, BlobId, BlobType, Id, KeyFile, Lock, NodeType, Tree};
+
+use crate::cmd_snapshots::FilterArgs;
+use crate::global::GlobalOpts;
+
+/// `restash cat`
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// One of config, masterkey, key, snapshot, index, lock, pack, blob, tree.
+    pub kind: String,
+    /// The id (or for `tree`, `SNAPSHOT[:PATH]`).
+    pub id: Option<String>,
+}
+
+/// `restash dump`
+#[derive(ClapArgs, Debug)]
+pub struct DumpArgs {
+    /// Snapshot id, prefix or `latest`.
+    pub snapshot: String,
+    /// Path of a file or directory in the snapshot.
+    pub file: String,
+    /// Archive format for directories.
+    #[arg(long, default_value = "tar")]
+    pub archive: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+fn pretty(v: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(v)?)
+}
+
+fn resolve_id(repo: &restash_engine::Repository, t: FileType, prefix: &str) -> anyhow::Result<Id> {
+    if let Ok(id) = Id::parse(prefix) {
+        return Ok(id);
+    }
+    let ids = repo.list_ids(t)?;
+    let mut m = ids
+        .iter()
+        .filter(|i| i.to_hex().starts_with(&prefix.to_ascii_lowercase()));
+    match (m.next(), m.next()) {
+        (Some(id), None) => Ok(*id),
+        (Some(_), Some(_)) => {
+            Err(EngineError::NotFound(format!("multiple IDs with prefix {prefix:?}")).into())
+        }
+        _ => {
+            Err(EngineError::NotFound(format!("no matching ID found for prefix {prefix:?}")).into())
+        }
+    }
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let mut repo = g.open()?;
+    let need_id = || {
+        a.id.clone()
+            .ok_or_else(|| EngineError::Usage(format!("cat {} needs an ID", a.kind)))
+    };
+    let mut out = std::io::stdout().lock();
+    match a.kind.as_str() {
+        "config" => writeln!(out, "{}", pretty(repo.config())?)?,
+        "masterkey" => {
+            let v: serde_json::Value = serde_json::from_str(&master_key_json(repo.key()))?;
+            writeln!(out, "{}", pretty(&v)?)?
+        }
+        "key" => {
+            let id = resolve_id(&repo, FileType::Key, &need_id()?)?;
+            let data = repo.backend().read(&Handle::new(FileType::Key, id.to_hex()))?;
+            writeln!(out, "{}", pretty(&KeyFile::from_json(&data)?)?)?
+        }
+        "snapshot" => {
+            let (snaps, _) = repo.load_snapshots()?;
+            let (_, s) = find_snapshot(&snaps, &need_id()?, &SnapshotFilter::default())?;
+            writeln!(out, "{}", pretty(s)?)?
+        }
+        "lock" => {
+            let id = resolve_id(&repo, FileType::Lock, &need_id()?)?;
+            let data = repo.load_unpacked(FileType::Lock, &id)?;
+            writeln!(out, "{}", pretty(&Lock::from_json(&data)?)?)?
+        }
+        "index" => {
+            let id = resolve_id(&repo, FileType::Index, &need_id()?)?;
+            out.write_all(&repo.load_unpacked(FileType::Index, &id)?)?
+        }
+        "pack" => {
+            let id = resolve_id(&repo, FileType::Pack, &need_id()?)?;
+            out.write_all(&repo.backend().read(&Handle::new(FileType::Pack, id.to_hex()))?)?
+        }
+        "blob" => {
+            repo.load_index()?;
+            let id = BlobId(Id::parse(&need_id()?)?);
+            let t = if repo.index().has(&id, BlobType::Data) { BlobType::Data } else { BlobType::Tree };
+            out.write_all(&repo.load_blob(&id, t)?)?
+        }
+        "tree" => {
+            repo.load_index()?;
+            let spec = need_id()?;
+            let (snap, path) = spec.split_once(':').unwrap_or((&spec, ""));
+            let (snaps, _) = repo.load_snapshots()?;
+            let (_, s) = find_snapshot(&snaps, snap, &SnapshotFilter::default())?;
+            let tree_id = find_subtree(&repo, &s.tree, path)?;
+            let raw = repo.load_blob(&tree_id, BlobType::Tree)?;
+            Tree::from_bytes(&raw)?;
+            let v: serde_json::Value = serde_json::from_slice(&raw)?;
+            writeln!(out, "{}", pretty(&v)?)?
+        }
+        other => bail!("invalid type {other:?}: use config, masterkey, key, snapshot, index, lock, pack, blob or tree"),
+    }
+    Ok(())
+}
+
+pub fn dump(g: &GlobalOpts, a: DumpArgs) -> anyhow::Result<()> {
+    if a.archive != "tar" {
+        bail!(
+            "unknown archive format {:?} (only tar is supported)",
+            a.archive
+        );
+    }
+    let mut repo = g.open()?;
+    let (snaps, _) = repo.load_snapshots()?;
+    let (_, snap) = find_snapshot(&snaps, &a.snapshot, &a.filter.to_filter())?.clone();
+    repo.load_index()?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let path = a.file.trim_end_matches('/');
+    match restash_engine::find_node(&repo, &snap.tree, path)? {
+        None => dump_tar(&repo, &snap.tree, "", &mut out)?,
+        Some(n) if n.node_type == NodeType::Dir => {
+            let sub = n.subtree.context("directory without subtree")?;
+            dump_tar(&repo, &sub, path, &mut out)?
+        }
+        Some(n) if n.node_type == NodeType::File => dump_file(&repo, &n, &mut out)?,
+        Some(n) => bail!("cannot dump {:?}: it is a {}", a.file, n.node_type.as_str()),
+    }
+    out.flush()?;
+    Ok(())
+}

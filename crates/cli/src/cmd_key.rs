@@ -1,0 +1,69 @@
+use clap::{Args as ClapArgs, Subcommand};
+use restash_backend::{FileType, Handle};
+use restash_format::KeyFile;
+use serde_json::json;
+
+use crate::display::local_time;
+use crate::global::GlobalOpts;
+
+/// `restash key`
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+/// Key subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List the key files (passwords) of the repository.
+    List,
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    match a.command {
+        KeyCommand::List => list(g),
+    }
+}
+
+fn list(g: &GlobalOpts) -> anyhow::Result<()> {
+    let repo = g.open()?;
+    let mut rows = Vec::new();
+    for id in repo.list_ids(FileType::Key)? {
+        let h = Handle::new(FileType::Key, id.to_hex());
+        let data = repo.backend().read(&h)?;
+        let kf = KeyFile::from_json(&data)?;
+        rows.push((id, kf));
+    }
+    let current = repo.key_id().0;
+    if g.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(id, k)| {
+                json!({
+                    "current": *id == current,
+                    "id": id.short(),
+                    "userName": k.username,
+                    "hostName": k.hostname,
+                    "created": local_time(&k.created),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    println!(" ID        User  Host     Created");
+    println!("---------------------------------------------");
+    for (id, k) in &rows {
+        let mark = if *id == current { '*' } else { ' ' };
+        println!(
+            "{mark}{}  {}  {}  {}",
+            id.short(),
+            k.username,
+            k.hostname,
+            local_time(&k.created)
+        );
+    }
+    println!("---------------------------------------------");
+    Ok(())
+}

@@ -1,0 +1,114 @@
+use clap::Args as ClapArgs;
+use restash_engine::SnapshotFilter;
+
+use crate::display::{local_time, snapshot_json};
+use crate::global::GlobalOpts;
+
+/// `restash snapshots`
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Only show these snapshots (ids or prefixes, or `latest`).
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only show the latest N snapshots per group.
+    #[arg(long)]
+    pub latest: Option<usize>,
+}
+
+/// restic's snapshot filter flags.
+#[derive(ClapArgs, Debug, Default)]
+pub struct FilterArgs {
+    /// Only consider snapshots of this host (repeatable).
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Only consider snapshots with these tags (comma-separated: all of them; repeat: any).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only consider snapshots including this absolute path (repeatable).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    /// As an engine filter.
+    pub fn to_filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let repo = g.open()?;
+    let (all, errors) = repo.load_snapshots()?;
+    for e in &errors {
+        eprintln!("could not load snapshot: {e}");
+    }
+    let filter = a.filter.to_filter();
+    let mut snaps: Vec<_> = if a.ids.is_empty() {
+        all.iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for spec in &a.ids {
+            v.push(restash_engine::find_snapshot(&all, spec, &filter)?.clone());
+        }
+        v
+    };
+    if let Some(n) = a.latest {
+        let skip = snaps.len().saturating_sub(n);
+        snaps.drain(..skip);
+    }
+    if g.json {
+        let v: Vec<_> = snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = snaps
+        .iter()
+        .map(|(id, s)| {
+            [
+                id.short(),
+                local_time(&s.time),
+                s.hostname.clone(),
+                s.tags.join(","),
+                s.paths.join(","),
+            ]
+        })
+        .collect();
+    let header = ["ID", "Time", "Host", "Tags", "Paths"];
+    let mut width = header.map(|h| h.len());
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        s
+    };
+    let head = line(&header);
+    let rule = "-".repeat(head.len().max(40));
+    println!("{head}\n{rule}");
+    for r in &rows {
+        println!(
+            "{}",
+            line(&r.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        );
+    }
+    println!("{rule}");
+    println!("{} snapshots", rows.len());
+    Ok(())
+}

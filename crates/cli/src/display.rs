@@ -1,0 +1,87 @@
+//! How restic prints things: Go FileMode strings, local times, snapshot JSON.
+
+use restash_format::{GoTime, Snapshot, SnapshotId};
+
+/// Go's `os.FileMode.String()`, e.g. `drwxr-xr-x`, `Lrwxrwxrwx`, `-rwsr-xr-x`.
+pub fn mode_string(mode: u32) -> String {
+    const TYPES: &[u8] = b"dalTLDpSugct?";
+    let mut s = String::new();
+    for (i, c) in TYPES.iter().enumerate() {
+        if mode & (1 << (31 - i)) != 0 {
+            s.push(*c as char);
+        }
+    }
+    if s.is_empty() {
+        s.push('-');
+    }
+    for (i, c) in b"rwxrwxrwx".iter().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 {
+            *c as char
+        } else {
+            '-'
+        });
+    }
+    s
+}
+
+/// `2006-01-02 15:04:05` in the local time zone, as restic's tables show times.
+pub fn local_time(t: &GoTime) -> String {
+    t.0.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// Go's `time.Time.String()` for a time decoded from JSON: `… +0100 +0100`, or
+/// `… +0000 UTC` for `Z`.
+pub fn go_time_string(t: &GoTime) -> String {
+    let base = t.0.format("%Y-%m-%d %H:%M:%S");
+    let nanos = t.nanos();
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_string()
+    };
+    let off = t.0.format("%z").to_string();
+    let zone = if t.0.offset().local_minus_utc() == 0 {
+        "UTC".to_string()
+    } else {
+        off.clone()
+    };
+    format!("{base}{frac} {off} {zone}")
+}
+
+/// A snapshot as `restic snapshots --json` prints it: its fields plus `id` and `short_id`.
+pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).expect("snapshot serializes");
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("id".into(), id.to_string().into());
+        obj.insert("short_id".into(), id.short().into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_mode_strings() {
+        assert_eq!(mode_string(420), "-rw-r--r--");
+        assert_eq!(mode_string(2147484141), "drwxr-xr-x");
+        assert_eq!(mode_string(134218239), "Lrwxrwxrwx");
+        assert_eq!(mode_string(8389101), "urwxr-xr-x");
+        assert_eq!(mode_string(69206436), "Dcrw-r--r--");
+        assert_eq!(mode_string(2148532735), "dtrwxrwxrwx");
+    }
+
+    #[test]
+    fn go_time_strings() {
+        let t = GoTime::parse("2015-11-10T22:11:48.975774597+01:00").unwrap();
+        assert_eq!(
+            go_time_string(&t),
+            "2015-11-10 22:11:48.975774597 +0100 +0100"
+        );
+        let t = GoTime::parse("2015-11-10T22:11:48Z").unwrap();
+        assert_eq!(go_time_string(&t), "2015-11-10 22:11:48 +0000 UTC");
+    }
+}

@@ -1,0 +1,155 @@
+//! Global flags, environment, password and repository opening, as restic does them.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use restash_backend::{Backend, LocalBackend};
+use restash_engine::{EngineError, Repository};
+
+/// Options every command accepts.
+#[derive(Args, Debug)]
+pub struct GlobalOpts {
+    /// Repository to back up to or restore from.
+    #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// File to read the repository location from.
+    #[arg(
+        long = "repository-file",
+        env = "RESTIC_REPOSITORY_FILE",
+        global = true
+    )]
+    pub repository_file: Option<PathBuf>,
+    /// File to read the repository password from.
+    #[arg(
+        short = 'p',
+        long = "password-file",
+        env = "RESTIC_PASSWORD_FILE",
+        global = true
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Key ID prefix to try first.
+    #[arg(long = "key-hint", env = "RESTIC_KEY_HINT", global = true)]
+    pub key_hint: Option<String>,
+    /// Set output mode to JSON for commands that support it.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not lock the repository (read-only operations).
+    #[arg(long = "no-lock", global = true)]
+    pub no_lock: bool,
+    /// Do not use a local cache (restash keeps none; accepted for compatibility).
+    #[arg(long = "no-cache", global = true)]
+    pub no_cache: bool,
+    /// Use a specific cache directory (accepted for compatibility).
+    #[arg(long = "cache-dir", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Be verbose (repeat for more).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Do not output comprehensive progress report.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+impl GlobalOpts {
+    /// The repository location, from `-r`, `--repository-file` or the environment.
+    pub fn repository(&self) -> anyhow::Result<String> {
+        if let Some(r) = &self.repo {
+            return Ok(r.clone());
+        }
+        if let Some(f) = &self.repository_file {
+            let s = std::fs::read_to_string(f)
+                .with_context(|| format!("reading repository file {}", f.display()))?;
+            return Ok(s.trim_end_matches(['\n', '\r']).to_string());
+        }
+        bail!("Please specify repository location (-r or --repository-file)")
+    }
+
+    /// The password: `--password-file`, `RESTIC_PASSWORD`, or asked for.
+    pub fn password(&self) -> anyhow::Result<Secret> {
+        if let Some(f) = &self.password_file {
+            let s = std::fs::read_to_string(f)
+                .with_context(|| format!("Resolving password failed: {}", f.display()))?;
+            return Ok(Secret(first_line(&s)));
+        }
+        if let Ok(p) = std::env::var("RESTIC_PASSWORD") {
+            return Ok(Secret(p));
+        }
+        read_password("enter password for repository: ")
+    }
+
+    /// Opens the repository named by the flags; does not load the index.
+    pub fn open(&self) -> anyhow::Result<Repository> {
+        let backend = open_backend(&self.repository()?)?;
+        let password = self.password()?;
+        let repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
+        Ok(repo)
+    }
+}
+
+/// A password that never shows up in Debug output.
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Best effort: overwrite the bytes before the allocation is freed.
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&bytes);
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+fn read_password(prompt: &str) -> anyhow::Result<Secret> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        if line.is_empty() {
+            bail!("Resolving password failed: no password given (set RESTIC_PASSWORD or --password-file)");
+        }
+        return Ok(Secret(first_line(&line)));
+    }
+    eprint!("{prompt}");
+    let fd = rustix::stdio::stdin();
+    let old = rustix::termios::tcgetattr(fd).context("reading terminal settings")?;
+    let mut quiet = old.clone();
+    quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &quiet)?;
+    let mut line = String::new();
+    let r = stdin.lock().read_line(&mut line);
+    rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &old)?;
+    eprintln!();
+    r?;
+    Ok(Secret(first_line(&line)))
+}
+
+/// Turns a restic repository URL into a backend.
+pub fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    if let Some(rest) = url.strip_prefix("local:") {
+        return Ok(Arc::new(LocalBackend::new(rest)));
+    }
+    for scheme in [
+        "s3:", "rest:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:",
+    ] {
+        if url.starts_with(scheme) {
+            return Err(EngineError::Usage(format!(
+                "the {} backend is not available in this build yet",
+                scheme.trim_end_matches(':')
+            ))
+            .into());
+        }
+    }
+    Ok(Arc::new(LocalBackend::new(url)))
+}

@@ -1,0 +1,189 @@
+//! Creating restored entries safely and giving them their metadata back.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use restash_format::{GoTime, Node, NodeType};
+use rustix::fs::{AtFlags, Mode, Timespec, Timestamps, CWD};
+
+use crate::{EngineError, Result};
+
+/// Refuses node names that could escape the restore target or that no file system allows.
+pub fn check_name(node: &Node) -> std::result::Result<(), String> {
+    let n = &node.name;
+    if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') || n.contains(&0) {
+        return Err(format!(
+            "refusing to restore node with invalid name {:?}",
+            node.display_name()
+        ));
+    }
+    Ok(())
+}
+
+/// Creates directories below the target, refusing to go through anything that is not a
+/// real directory (a symlink planted in the target must never redirect writes).
+#[derive(Default)]
+pub struct DirMaker {
+    made: HashSet<PathBuf>,
+}
+
+impl DirMaker {
+    /// Ensures every component of `rel` below `root` is a real directory.
+    pub fn ensure(&mut self, root: &Path, rel: &Path) -> Result<()> {
+        let mut p = root.to_path_buf();
+        for comp in rel.components() {
+            p.push(comp);
+            if self.made.contains(&p) {
+                continue;
+            }
+            match fs::create_dir(&p) {
+                Ok(()) => {
+                    // Owner-writable until the final metadata pass, whatever the stored mode.
+                    let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o700));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let meta = fs::symlink_metadata(&p)
+                        .map_err(EngineError::io(format!("stat {}", p.display())))?;
+                    if !meta.file_type().is_dir() {
+                        return Err(EngineError::Io {
+                            context: format!(
+                                "refusing to restore into {}: it exists and is not a directory",
+                                p.display()
+                            ),
+                            source: std::io::Error::from(ErrorKind::AlreadyExists),
+                        });
+                    }
+                }
+                Err(e) => return Err(EngineError::io(format!("mkdir {}", p.display()))(e)),
+            }
+            self.made.insert(p.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Removes a non-directory entry at `path` so that a restored entry can take its place.
+pub fn clear_path(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(EngineError::Io {
+            context: format!("cannot replace directory {}", path.display()),
+            source: std::io::Error::from(ErrorKind::AlreadyExists),
+        }),
+        Ok(_) => {
+            fs::remove_file(path).map_err(EngineError::io(format!("remove {}", path.display())))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Opens a regular file for writing without following a symlink at its place; a symlink
+/// there is replaced.
+pub fn open_for_write(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    };
+    match open() {
+        Ok(f) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            clear_path(path)?;
+            open().map_err(EngineError::io(format!("create {}", path.display())))
+        }
+        Err(e) => Err(EngineError::io(format!("create {}", path.display()))(e)),
+    }
+}
+
+fn timespec(t: &GoTime) -> Timespec {
+    Timespec {
+        tv_sec: t.unix_secs(),
+        tv_nsec: t.nanos() as _,
+    }
+}
+
+fn errno(ctx: String) -> impl FnOnce(rustix::io::Errno) -> EngineError {
+    move |e| EngineError::io(ctx)(std::io::Error::from(e))
+}
+
+/// Creates a fifo or device node.
+pub fn make_special(path: &Path, node: &Node) -> Result<()> {
+    clear_path(path)?;
+    let (ft, dev) = match node.node_type {
+        NodeType::Fifo => (rustix::fs::FileType::Fifo, 0),
+        NodeType::Dev => (rustix::fs::FileType::BlockDevice, node.device),
+        NodeType::CharDev => (rustix::fs::FileType::CharacterDevice, node.device),
+        _ => unreachable!("only special files are made here"),
+    };
+    rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(0o600), dev)
+        .map_err(errno(format!("mknod {}", path.display())))
+}
+
+/// Creates a symlink (replacing a non-directory entry).
+pub fn make_symlink(path: &Path, node: &Node) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    clear_path(path)?;
+    let target = node.link_target_bytes();
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), path)
+        .map_err(EngineError::io(format!("symlink {}", path.display())))
+}
+
+/// Gives a restored entry its owner, mode, extended attributes and times, in that order
+/// (chown clears setuid bits, and every change but the times touches ctime/mtime).
+/// Uses the open file when there is one. Returns the problems, which do not stop a restore.
+pub fn apply(path: &Path, file: Option<&File>, node: &Node, owners: bool) -> Vec<String> {
+    let mut errs = Vec::new();
+    let symlink = node.node_type == NodeType::Symlink;
+    let show = path.display();
+    if owners {
+        let (uid, gid) = (Some(node.uid), Some(node.gid));
+        let r = match file {
+            Some(f) => std::os::unix::fs::fchown(f, uid, gid),
+            None => std::os::unix::fs::lchown(path, uid, gid),
+        };
+        if let Err(e) = r {
+            errs.push(format!("failed to restore owner of {show}: {e}"));
+        }
+    }
+    if !symlink {
+        let mode = Mode::from_raw_mode(node.unix_permissions());
+        let r = match file {
+            Some(f) => rustix::fs::fchmod(f, mode),
+            None => rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()),
+        };
+        if let Err(e) = r {
+            errs.push(format!("failed to restore mode of {show}: {e}"));
+        }
+        for a in &node.extended_attributes {
+            let r = match file {
+                Some(f) => xattr::FileExt::set_xattr(f, &a.name, &a.value),
+                None => xattr::set(path, &a.name, &a.value),
+            };
+            if let Err(e) = r {
+                errs.push(format!(
+                    "failed to restore extended attribute {} of {show}: {e}",
+                    a.name
+                ));
+            }
+        }
+    }
+    let times = Timestamps {
+        last_access: timespec(&node.atime),
+        last_modification: timespec(&node.mtime),
+    };
+    let r = match file {
+        Some(f) => rustix::fs::futimens(f, &times),
+        None => rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW),
+    };
+    if let Err(e) = r {
+        errs.push(format!("failed to restore timestamps of {show}: {e}"));
+    }
+    errs
+}

@@ -1,0 +1,311 @@
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use restash_backend::{Backend, BackendError, FileType, Handle};
+use restash_crypto::{CryptoError, Key};
+use restash_format::{
+    decode_unpacked, decompress_blob, BlobId, BlobType, Config, FormatError, Id, IndexFile,
+    KeyFile, KeyId, Snapshot, SnapshotId, Tree,
+};
+
+use crate::index::{BlobLocation, MasterIndex};
+use crate::{EngineError, Result};
+
+/// restic tries at most this many key files before giving up.
+const MAX_KEYS: usize = 20;
+
+/// An open repository: backend, master key, config and (once loaded) the index.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: Key,
+    key_id: KeyId,
+    config: Config,
+    index: MasterIndex,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("version", &self.config.version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn map_key_error(e: FormatError) -> Option<EngineError> {
+    match e {
+        FormatError::Crypto(CryptoError::Unauthenticated) => None,
+        other => Some(EngineError::format("key file")(other)),
+    }
+}
+
+impl Repository {
+    /// Opens the repository with `password`: tries the hinted key first, then every key
+    /// file (at most 20), then loads and checks the config. The index is not loaded yet.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        key_hint: Option<&str>,
+    ) -> Result<Repository> {
+        let loc = backend.location();
+        match backend.exists(&Handle::config()) {
+            Ok(true) => {}
+            Ok(false) => return Err(EngineError::NoRepository(loc)),
+            Err(e) => return Err(EngineError::backend("open config")(e)),
+        }
+        let mut keys = backend
+            .list(FileType::Key)
+            .map_err(EngineError::backend("list keys"))?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(hint) = key_hint {
+            if let Some(pos) = keys.iter().position(|k| k.name.starts_with(hint)) {
+                let k = keys.remove(pos);
+                keys.insert(0, k);
+            }
+        }
+        let mut opened = None;
+        for info in keys.iter().take(MAX_KEYS) {
+            let h = Handle::new(FileType::Key, info.name.clone());
+            let bytes = backend
+                .read(&h)
+                .map_err(EngineError::backend(format!("read {h}")))?;
+            let kf = KeyFile::from_json(&bytes)
+                .map_err(EngineError::format(format!("key {}", info.name)))?;
+            match kf.open(password) {
+                Ok(key) => {
+                    let id = KeyId::parse(&info.name)
+                        .map_err(EngineError::format(format!("key {}", info.name)))?;
+                    opened = Some((key, id));
+                    break;
+                }
+                Err(e) => {
+                    if let Some(err) = map_key_error(e) {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        let Some((key, key_id)) = opened else {
+            return Err(EngineError::WrongPassword);
+        };
+        let sealed = backend
+            .read(&Handle::config())
+            .map_err(EngineError::backend("read config"))?;
+        let plain = key.open(&sealed).map_err(|_| {
+            EngineError::Corrupt(format!("config or key {} is damaged", key_id.short()))
+        })?;
+        let config = Config::from_json(&plain).map_err(EngineError::format("config"))?;
+        if !(1..=2).contains(&config.version) {
+            return Err(EngineError::Corrupt(format!(
+                "unsupported repository version {}",
+                config.version
+            )));
+        }
+        let pol = config.polynomial().map_err(EngineError::format("config"))?;
+        crate::check_polynomial(pol)?;
+        Ok(Repository {
+            backend,
+            key,
+            key_id,
+            config,
+            index: MasterIndex::new(),
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key (never printed by Debug).
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Which key file opened.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The decrypted config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The repository format version.
+    pub fn version(&self) -> u32 {
+        self.config.version
+    }
+
+    /// The loaded index.
+    pub fn index(&self) -> &MasterIndex {
+        &self.index
+    }
+
+    /// Reads an unpacked file (index, snapshot, lock): checks its name is the hash of its
+    /// bytes, opens it, and undoes the v2 compression.
+    pub fn load_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
+        let h = Handle::new(t, id.to_hex());
+        let data = self
+            .backend
+            .read(&h)
+            .map_err(EngineError::backend(format!("load {h}")))?;
+        if Id::hash(&data) != *id {
+            return Err(EngineError::Corrupt(format!(
+                "load {h}: invalid data returned (hash does not match the name)"
+            )));
+        }
+        let plain = self
+            .key
+            .open(&data)
+            .map_err(|e| EngineError::Corrupt(format!("load {h}: decryption failed: {e}")))?;
+        decode_unpacked(self.config.version, plain).map_err(EngineError::format(format!("{h}")))
+    }
+
+    /// Ids of the files of a type, sorted.
+    pub fn list_ids(&self, t: FileType) -> Result<Vec<Id>> {
+        let mut ids: Vec<Id> = self
+            .backend
+            .list(t)
+            .map_err(EngineError::backend(format!("list {}", t.dir())))?
+            .into_iter()
+            .filter_map(|f| Id::parse(&f.name).ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Loads one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let data = self.load_unpacked(FileType::Snapshot, &id.0)?;
+        Snapshot::from_json(&data).map_err(EngineError::format(format!("snapshot {}", id.short())))
+    }
+
+    /// Loads every snapshot, in parallel. Snapshots that fail to load are returned as errors
+    /// alongside the good ones so a single bad file does not hide the rest.
+    pub fn load_snapshots(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<EngineError>)> {
+        let ids = self.list_ids(FileType::Snapshot)?;
+        let results: Vec<_> = ids
+            .par_iter()
+            .map(|id| {
+                let sid = SnapshotId(*id);
+                self.load_snapshot(&sid).map(|s| (sid, s))
+            })
+            .collect();
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for r in results {
+            match r {
+                Ok(s) => good.push(s),
+                Err(e) => bad.push(e),
+            }
+        }
+        good.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
+        Ok((good, bad))
+    }
+
+    /// Loads and merges every index file, in parallel.
+    pub fn load_index(&mut self) -> Result<()> {
+        let ids = self.list_ids(FileType::Index)?;
+        let files: Vec<Result<(IndexFile, bool)>> = ids
+            .par_iter()
+            .map(|id| {
+                let data = self.load_unpacked(FileType::Index, id)?;
+                IndexFile::from_json(&data)
+                    .map_err(EngineError::format(format!("index {}", id.short())))
+            })
+            .collect();
+        let mut index = MasterIndex::new();
+        for f in files {
+            let (file, old) = f?;
+            if self.config.version < 2
+                && file
+                    .packs
+                    .iter()
+                    .any(|p| p.blobs.iter().any(|b| b.uncompressed_length.is_some()))
+            {
+                return Err(EngineError::Corrupt(
+                    "index uses feature not supported by repository version 1".into(),
+                ));
+            }
+            index.add_file(&file, old);
+        }
+        self.index = index;
+        Ok(())
+    }
+
+    /// Decrypts, decompresses and verifies a blob read from `raw` (the stored bytes).
+    pub fn decode_blob(
+        &self,
+        id: &BlobId,
+        loc: &BlobLocation,
+        raw: &[u8],
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let pack = self.index.pack_id(loc.pack);
+        let ctx = || format!("blob {} in pack {}", id.short(), pack.short());
+        if loc.is_compressed() {
+            self.key
+                .open_into(raw, scratch)
+                .map_err(|e| EngineError::Corrupt(format!("{}: {e}", ctx())))?;
+            decompress_blob(scratch, loc.uncompressed_length as usize, out)
+                .map_err(|e| EngineError::Corrupt(format!("{}: {e}", ctx())))?;
+        } else {
+            self.key
+                .open_into(raw, out)
+                .map_err(|e| EngineError::Corrupt(format!("{}: {e}", ctx())))?;
+        }
+        if BlobId::hash(out) != *id {
+            return Err(EngineError::Corrupt(format!(
+                "{}: content does not match its id",
+                ctx()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads a blob by id, trying every copy the index knows.
+    pub fn load_blob(&self, id: &BlobId, t: BlobType) -> Result<Vec<u8>> {
+        let locs = self.index.all(id, t);
+        if locs.is_empty() {
+            return Err(EngineError::Corrupt(format!(
+                "{} blob {} not found in index",
+                t.as_str(),
+                id
+            )));
+        }
+        let mut last = None;
+        for loc in locs {
+            let pack = self.index.pack_id(loc.pack);
+            let h = Handle::new(FileType::Pack, pack.to_string());
+            let raw = match self
+                .backend
+                .read_range(&h, loc.offset as u64, loc.length as u64)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(EngineError::backend(format!("read {h}"))(e));
+                    continue;
+                }
+            };
+            let (mut scratch, mut out) = (Vec::new(), Vec::new());
+            match self.decode_blob(id, &loc, &raw, &mut scratch, &mut out) {
+                Ok(()) => return Ok(out),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one location was tried"))
+    }
+
+    /// Loads and decodes a tree.
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        let data = self.load_blob(id, BlobType::Tree)?;
+        Tree::from_bytes(&data).map_err(EngineError::format(format!("tree {}", id.short())))
+    }
+
+    /// Whether a backend error means "not there".
+    pub fn is_not_found(e: &BackendError) -> bool {
+        matches!(e, BackendError::NotFound(_))
+    }
+}

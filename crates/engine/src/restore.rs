@@ -1,0 +1,495 @@
+//! Restore: plan from the trees, then one pass over the packs that reads each needed
+//! region once, verifies every blob and writes it at its file offsets, in parallel.
+//! Directory metadata comes last so that writing inside a directory cannot undo it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use restash_backend::{FileType, Handle};
+use restash_format::{BlobId, BlobType, Node, NodeType};
+
+use crate::fsmeta::{self, DirMaker};
+use crate::index::BlobLocation;
+use crate::{EngineError, PatternSet, Repository, Result};
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Directory that receives the snapshot's tree.
+    pub target: PathBuf,
+    /// Only paths matching these (restic `--include`).
+    pub include: PatternSet,
+    /// Not paths matching these (restic `--exclude`).
+    pub exclude: PatternSet,
+    /// Parallel pack workers.
+    pub workers: usize,
+    /// Restore uid/gid (only possible as root).
+    pub owners: bool,
+}
+
+impl RestoreOptions {
+    /// Defaults for `target`: every path, owners when running as root.
+    pub fn new(target: impl Into<PathBuf>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        RestoreOptions {
+            target: target.into(),
+            include: PatternSet::default(),
+            exclude: PatternSet::default(),
+            workers: (cores * 2).clamp(2, 16),
+            owners: rustix::process::geteuid().is_root(),
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default, Clone)]
+pub struct RestoreStats {
+    /// Regular files restored (hard links included).
+    pub files: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Other entries (symlinks, fifos, devices).
+    pub others: u64,
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Everything that went wrong, each naming what it concerns.
+    pub errors: Vec<String>,
+}
+
+struct FileState {
+    handle: Option<Arc<File>>,
+    remaining: usize,
+    failed: bool,
+}
+
+struct PlannedFile {
+    path: PathBuf,
+    node: Node,
+    size: u64,
+    state: Mutex<FileState>,
+}
+
+#[derive(Clone, Copy)]
+struct Target {
+    file: u32,
+    offset: u64,
+}
+
+struct PlannedBlob {
+    id: BlobId,
+    loc: BlobLocation,
+    targets: Vec<Target>,
+}
+
+#[derive(Default)]
+struct Plan {
+    files: Vec<PlannedFile>,
+    // pack number → blobs to read from it
+    packs: HashMap<u32, Vec<PlannedBlob>>,
+    // blob id → (pack number, position): one read per blob however many files share it
+    seen_blobs: HashMap<BlobId, (u32, usize)>,
+    hardlinks: Vec<(PathBuf, u32)>,
+    inodes: HashMap<(u64, u64), u32>,
+    symlinks: Vec<(PathBuf, Node)>,
+    dirs: Vec<(PathBuf, Node)>,
+    dir_maker: DirMaker,
+    stats: RestoreStats,
+}
+
+struct Planner<'a> {
+    repo: &'a Repository,
+    opts: &'a RestoreOptions,
+    plan: Plan,
+}
+
+impl Planner<'_> {
+    fn error(&mut self, msg: String) {
+        self.plan.stats.errors.push(msg);
+    }
+
+    fn select(&self, item: &[u8], node: &Node) -> (bool, bool) {
+        let is_dir = node.node_type == NodeType::Dir;
+        if !self.opts.include.is_empty() {
+            let sel = self.opts.include.matches(item);
+            (
+                sel,
+                is_dir && (sel || self.opts.include.child_may_match(item)),
+            )
+        } else {
+            let sel = !self.opts.exclude.matches(item);
+            (sel, is_dir && sel)
+        }
+    }
+
+    fn walk(&mut self, tree: &BlobId, rel: &Path, item: &[u8]) {
+        let t = match self.repo.load_tree(tree) {
+            Ok(t) => t,
+            Err(e) => {
+                return self.error(format!(
+                    "cannot load tree {} for {}: {e}",
+                    tree.short(),
+                    String::from_utf8_lossy(item)
+                ))
+            }
+        };
+        let mut prev: Option<&[u8]> = None;
+        for node in &t.nodes {
+            if prev == Some(node.name.as_slice()) {
+                self.error(format!(
+                    "tree {} lists {:?} twice; skipped the duplicate",
+                    tree.short(),
+                    node.display_name()
+                ));
+                continue;
+            }
+            prev = Some(&node.name);
+            if let Err(msg) = fsmeta::check_name(node) {
+                self.error(format!("{msg} in tree {}", tree.short()));
+                continue;
+            }
+            let mut child_item = item.to_vec();
+            child_item.push(b'/');
+            child_item.extend_from_slice(&node.name);
+            let child_rel = rel.join(std::ffi::OsStr::from_bytes(&node.name));
+            let (selected, descend) = self.select(&child_item, node);
+            if let Err(e) = self.node(node, &child_rel, &child_item, selected, descend) {
+                self.error(e.to_string());
+            }
+        }
+    }
+
+    fn node(
+        &mut self,
+        node: &Node,
+        rel: &Path,
+        item: &[u8],
+        selected: bool,
+        descend: bool,
+    ) -> Result<()> {
+        let root = self.opts.target.clone();
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let abs = root.join(rel);
+        match node.node_type {
+            NodeType::Dir => {
+                let Some(sub) = node.subtree else {
+                    return Err(EngineError::Corrupt(format!(
+                        "dir {} has no subtree",
+                        String::from_utf8_lossy(item)
+                    )));
+                };
+                if selected {
+                    self.plan.dir_maker.ensure(&root, rel)?;
+                    self.plan.dirs.push((abs, node.clone()));
+                    self.plan.stats.dirs += 1;
+                }
+                if descend {
+                    self.walk(&sub, rel, item);
+                }
+            }
+            _ if !selected => {}
+            NodeType::File => {
+                self.plan.dir_maker.ensure(&root, parent)?;
+                self.file(node, abs)?;
+            }
+            NodeType::Symlink => {
+                self.plan.dir_maker.ensure(&root, parent)?;
+                self.plan.symlinks.push((abs, node.clone()));
+                self.plan.stats.others += 1;
+            }
+            NodeType::Fifo | NodeType::Dev | NodeType::CharDev => {
+                self.plan.dir_maker.ensure(&root, parent)?;
+                fsmeta::make_special(&abs, node)?;
+                self.plan
+                    .stats
+                    .errors
+                    .extend(fsmeta::apply(&abs, None, node, self.opts.owners));
+                self.plan.stats.others += 1;
+            }
+            NodeType::Socket => {}
+            NodeType::Irregular | NodeType::Other(_) => {
+                return Err(EngineError::Corrupt(format!(
+                    "{}: unsupported node type {:?}",
+                    String::from_utf8_lossy(item),
+                    node.node_type.as_str()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, node: &Node, abs: PathBuf) -> Result<()> {
+        self.plan.stats.files += 1;
+        if node.links > 1 && node.inode != 0 {
+            let key = (node.device_id, node.inode);
+            if let Some(primary) = self.plan.inodes.get(&key) {
+                self.plan.hardlinks.push((abs, *primary));
+                return Ok(());
+            }
+            self.plan.inodes.insert(key, self.plan.files.len() as u32);
+        }
+        let file_no = self.plan.files.len() as u32;
+        let content = node.content.as_deref().unwrap_or(&[]);
+        let mut offset = 0u64;
+        let mut missing = Vec::new();
+        for id in content {
+            let Some(loc) = self.repo.index().get(id, BlobType::Data) else {
+                missing.push(*id);
+                continue;
+            };
+            let target = Target {
+                file: file_no,
+                offset,
+            };
+            offset += loc.plaintext_len() as u64;
+            match self.plan.seen_blobs.get(id) {
+                Some((pack, pos)) => self.plan.packs.get_mut(pack).expect("planned")[*pos]
+                    .targets
+                    .push(target),
+                None => {
+                    let blobs = self.plan.packs.entry(loc.pack).or_default();
+                    self.plan.seen_blobs.insert(*id, (loc.pack, blobs.len()));
+                    blobs.push(PlannedBlob {
+                        id: *id,
+                        loc,
+                        targets: vec![target],
+                    });
+                }
+            }
+        }
+        let planned = content.len() - missing.len();
+        let state = FileState {
+            handle: None,
+            remaining: planned,
+            failed: !missing.is_empty(),
+        };
+        for id in &missing {
+            self.error(format!(
+                "{}: data blob {} not found in index",
+                abs.display(),
+                id
+            ));
+        }
+        self.plan.stats.bytes += offset;
+        self.plan.files.push(PlannedFile {
+            path: abs,
+            node: node.clone(),
+            size: offset,
+            state: Mutex::new(state),
+        });
+        if planned == 0 {
+            // Nothing to wait for: create it now (empty, or all content missing).
+            let f = &self.plan.files[file_no as usize];
+            let handle = fsmeta::open_for_write(&f.path)?;
+            handle
+                .set_len(f.size)
+                .map_err(EngineError::io(format!("truncate {}", f.path.display())))?;
+            let errs = fsmeta::apply(&f.path, Some(&handle), &f.node, self.opts.owners);
+            self.plan.stats.errors.extend(errs);
+        }
+        Ok(())
+    }
+}
+
+/// Restores the tree `root` below `opts.target`. Problems with single entries are
+/// collected in [`RestoreStats::errors`] and the rest is restored; only failures that make
+/// the whole restore impossible are returned as `Err`.
+pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Result<RestoreStats> {
+    if !opts.include.is_empty() && !opts.exclude.is_empty() {
+        return Err(EngineError::Usage(
+            "exclude and include patterns are mutually exclusive".into(),
+        ));
+    }
+    std::fs::create_dir_all(&opts.target)
+        .map_err(EngineError::io(format!("create {}", opts.target.display())))?;
+    let mut planner = Planner {
+        repo,
+        opts,
+        plan: Plan::default(),
+    };
+    planner.walk(root, Path::new(""), b"");
+    let mut plan = planner.plan;
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.workers.max(1))
+        .build()
+        .map_err(|e| EngineError::Usage(format!("thread pool: {e}")))?;
+    let mut packs: Vec<(u32, Vec<PlannedBlob>)> = plan.packs.drain().collect();
+    packs.sort_by_key(|(p, _)| *p);
+    let files = &plan.files;
+    let errors: Vec<String> = pool.install(|| {
+        packs
+            .par_iter_mut()
+            .flat_map_iter(|(pack, blobs)| restore_pack(repo, *pack, blobs, files, opts))
+            .collect()
+    });
+    plan.stats.errors.extend(errors);
+
+    for (path, primary) in &plan.hardlinks {
+        let p = &plan.files[*primary as usize];
+        let r = fsmeta::clear_path(path).and_then(|_| {
+            std::fs::hard_link(&p.path, path)
+                .map_err(EngineError::io(format!("hard link {}", path.display())))
+        });
+        if let Err(e) = r {
+            plan.stats.errors.push(e.to_string());
+        }
+    }
+    for (path, node) in &plan.symlinks {
+        match fsmeta::make_symlink(path, node) {
+            Ok(()) => plan
+                .stats
+                .errors
+                .extend(fsmeta::apply(path, None, node, opts.owners)),
+            Err(e) => plan.stats.errors.push(e.to_string()),
+        }
+    }
+    // Children before parents, so a parent's mtime is set after its last change.
+    for (path, node) in plan.dirs.iter().rev() {
+        plan.stats
+            .errors
+            .extend(fsmeta::apply(path, None, node, opts.owners));
+    }
+    Ok(plan.stats)
+}
+
+/// Largest single read from a pack; bigger requests are split (a lone blob may exceed it).
+const MAX_READ: u64 = 4 << 20;
+/// Gaps up to this size are read through rather than split into two requests.
+const MAX_GAP: u64 = 256 << 10;
+
+fn restore_pack(
+    repo: &Repository,
+    pack: u32,
+    blobs: &mut [PlannedBlob],
+    files: &[PlannedFile],
+    opts: &RestoreOptions,
+) -> Vec<String> {
+    blobs.sort_by_key(|b| b.loc.offset);
+    let pack_id = repo.index().pack_id(pack);
+    let handle = Handle::new(FileType::Pack, pack_id.to_string());
+    let mut errors = Vec::new();
+    let (mut scratch, mut plain) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < blobs.len() {
+        let first = blobs[start].loc.offset as u64;
+        let mut end = start + 1;
+        let mut last_end = first + blobs[start].loc.length as u64;
+        while end < blobs.len() {
+            let b = &blobs[end].loc;
+            let b_end = b.offset as u64 + b.length as u64;
+            if b.offset as u64 > last_end + MAX_GAP || b_end - first > MAX_READ {
+                break;
+            }
+            last_end = last_end.max(b_end);
+            end += 1;
+        }
+        let group = &blobs[start..end];
+        start = end;
+        let raw = match repo.backend().read_range(&handle, first, last_end - first) {
+            Ok(r) => r,
+            Err(e) => {
+                for b in group {
+                    errors.push(format!(
+                        "cannot read pack {} for blob {}: {e}",
+                        pack_id.short(),
+                        b.id.short()
+                    ));
+                    fail_blob(b, files, opts, &mut errors);
+                }
+                continue;
+            }
+        };
+        for b in group {
+            let at = (b.loc.offset as u64 - first) as usize;
+            let bytes = &raw[at..at + b.loc.length as usize];
+            if let Err(e) = repo.decode_blob(&b.id, &b.loc, bytes, &mut scratch, &mut plain) {
+                let names: Vec<String> = b
+                    .targets
+                    .iter()
+                    .map(|t| files[t.file as usize].path.display().to_string())
+                    .collect();
+                errors.push(format!("{e} (needed by {})", names.join(", ")));
+                fail_blob(b, files, opts, &mut errors);
+                continue;
+            }
+            // Runs of zeros stay holes: files were sized with set_len.
+            let zero = plain.iter().all(|x| *x == 0);
+            for t in &b.targets {
+                let f = &files[t.file as usize];
+                let r = file_handle(f).and_then(|h| {
+                    if zero {
+                        return Ok(());
+                    }
+                    h.write_all_at(&plain, t.offset)
+                        .map_err(EngineError::io(format!("write {}", f.path.display())))
+                });
+                if let Err(e) = r {
+                    errors.push(e.to_string());
+                    mark_failed(f);
+                }
+                finish_blob(f, opts, &mut errors);
+            }
+        }
+    }
+    errors
+}
+
+fn file_handle(f: &PlannedFile) -> Result<Arc<File>> {
+    let mut st = f.state.lock().expect("file state lock");
+    if let Some(h) = &st.handle {
+        return Ok(h.clone());
+    }
+    let h = fsmeta::open_for_write(&f.path)?;
+    h.set_len(f.size)
+        .map_err(EngineError::io(format!("truncate {}", f.path.display())))?;
+    let h = Arc::new(h);
+    st.handle = Some(h.clone());
+    Ok(h)
+}
+
+fn mark_failed(f: &PlannedFile) {
+    f.state.lock().expect("file state lock").failed = true;
+}
+
+fn fail_blob(
+    b: &PlannedBlob,
+    files: &[PlannedFile],
+    opts: &RestoreOptions,
+    errs: &mut Vec<String>,
+) {
+    for t in &b.targets {
+        let f = &files[t.file as usize];
+        mark_failed(f);
+        // Still create the file so that what could be restored is there, at full size.
+        if let Err(e) = file_handle(f) {
+            errs.push(e.to_string());
+        }
+        finish_blob(f, opts, errs);
+    }
+}
+
+/// Counts one blob of `f` as done; after the last one, sets the metadata and closes it.
+fn finish_blob(f: &PlannedFile, opts: &RestoreOptions, errs: &mut Vec<String>) {
+    let (handle, failed) = {
+        let mut st = f.state.lock().expect("file state lock");
+        st.remaining -= 1;
+        if st.remaining > 0 {
+            return;
+        }
+        (st.handle.take(), st.failed)
+    };
+    if let Some(h) = handle {
+        errs.extend(fsmeta::apply(&f.path, Some(&h), &f.node, opts.owners));
+    }
+    if failed {
+        errs.push(format!(
+            "{}: restored incompletely, some of its data is missing or damaged",
+            f.path.display()
+        ));
+    }
+}
