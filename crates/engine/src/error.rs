@@ -52,7 +52,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// The operation finished but some parts failed; the messages name them.
-    #[error("{} errors occurred", .0.len())]
+    #[error("There were {} errors", .0.len())]
     Partial(Vec<String>),
     /// Stopped by a signal.
     #[error("interrupted")]

@@ -23,6 +23,7 @@ mod repo;
 mod restore;
 mod snapshots;
 mod walk;
+pub mod whoami;
 
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};

@@ -11,6 +11,10 @@ use restash_format::{
 use crate::index::{BlobLocation, MasterIndex};
 use crate::{EngineError, Result};
 
+fn rand_core() -> impl rand::RngCore {
+    rand::rngs::OsRng
+}
+
 /// restic tries at most this many key files before giving up.
 const MAX_KEYS: usize = 20;
 
@@ -110,6 +114,57 @@ impl Repository {
             config,
             index: MasterIndex::new(),
         })
+    }
+
+    /// Creates a new repository: directories, a key file for `password` and the config.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        version: u32,
+        kdf: restash_crypto::KdfParams,
+    ) -> Result<Repository> {
+        if !(1..=2).contains(&version) {
+            return Err(EngineError::Usage(format!(
+                "unsupported repository version {version}"
+            )));
+        }
+        backend
+            .create()
+            .map_err(EngineError::backend("create repository"))?;
+        let key = Key::random();
+        let pol = restash_chunker::Pol::random(&mut rand_core())
+            .map_err(|e| EngineError::Usage(format!("chunker polynomial: {e}")))?;
+        let config = Config::new(version, pol.value());
+        let (user, host) = (crate::whoami::user_name(), crate::whoami::host_name());
+        let kf = KeyFile::create(&key, password, kdf, &user, &host)
+            .map_err(|e| EngineError::Usage(format!("key derivation: {e}")))?;
+        let kbytes = kf.to_json();
+        let key_id = KeyId::hash(&kbytes);
+        backend
+            .write(&Handle::new(FileType::Key, key_id.to_string()), &kbytes)
+            .map_err(EngineError::backend("write key"))?;
+        backend
+            .write(&Handle::config(), &key.seal(&config.to_json()))
+            .map_err(EngineError::backend("write config"))?;
+        Ok(Repository {
+            backend,
+            key,
+            key_id,
+            config,
+            index: MasterIndex::new(),
+        })
+    }
+
+    /// Encrypts (and in v2 compresses) an unpacked file and stores it under its hash.
+    pub fn save_unpacked(&self, t: FileType, json: &[u8]) -> Result<Id> {
+        let plain = restash_format::encode_unpacked(self.config.version, json);
+        let sealed = self.key.seal(&plain);
+        let id = Id::hash(&sealed);
+        let h = Handle::new(t, id.to_hex());
+        self.backend
+            .write(&h, &sealed)
+            .map_err(EngineError::backend(format!("save {h}")))?;
+        Ok(id)
     }
 
     /// The backend.

@@ -281,8 +281,8 @@ impl Planner<'_> {
             size: offset,
             state: Mutex::new(state),
         });
-        if planned == 0 {
-            // Nothing to wait for: create it now (empty, or all content missing).
+        if planned == 0 && missing.is_empty() {
+            // An empty file: nothing to wait for.
             let f = &self.plan.files[file_no as usize];
             let handle = fsmeta::open_for_write(&f.path)?;
             handle
@@ -331,6 +331,14 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
 
     for (path, primary) in &plan.hardlinks {
         let p = &plan.files[*primary as usize];
+        if p.state.lock().expect("file state lock").failed {
+            plan.stats.errors.push(format!(
+                "{}: not restored, it is a hard link to {} which could not be restored",
+                path.display(),
+                p.path.display()
+            ));
+            continue;
+        }
         let r = fsmeta::clear_path(path).and_then(|_| {
             std::fs::hard_link(&p.path, path)
                 .map_err(EngineError::io(format!("hard link {}", path.display())))
@@ -465,10 +473,6 @@ fn fail_blob(
     for t in &b.targets {
         let f = &files[t.file as usize];
         mark_failed(f);
-        // Still create the file so that what could be restored is there, at full size.
-        if let Err(e) = file_handle(f) {
-            errs.push(e.to_string());
-        }
         finish_blob(f, opts, errs);
     }
 }
@@ -483,13 +487,18 @@ fn finish_blob(f: &PlannedFile, opts: &RestoreOptions, errs: &mut Vec<String>) {
         }
         (st.handle.take(), st.failed)
     };
-    if let Some(h) = handle {
-        errs.extend(fsmeta::apply(&f.path, Some(&h), &f.node, opts.owners));
-    }
     if failed {
+        // Like restic, a file whose content cannot be complete is not left behind looking
+        // restored.
+        drop(handle);
+        let _ = std::fs::remove_file(&f.path);
         errs.push(format!(
-            "{}: restored incompletely, some of its data is missing or damaged",
+            "{}: not restored, some of its data is missing or damaged",
             f.path.display()
         ));
+        return;
+    }
+    if let Some(h) = handle {
+        errs.extend(fsmeta::apply(&f.path, Some(&h), &f.node, opts.owners));
     }
 }
