@@ -123,6 +123,19 @@ pub trait Backend: Send + Sync {
     /// read passed off as complete.
     fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
 
+    /// Like [`Backend::read_range`], but into `buf` (resized to `length`), so that hot loops
+    /// reuse one allocation instead of faulting in fresh pages for every request.
+    fn read_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        *buf = self.read_range(h, offset, length)?;
+        Ok(())
+    }
+
     /// Writes a new file; fails with [`BackendError::AlreadyExists`] if it exists.
     /// Durable when this returns.
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError>;

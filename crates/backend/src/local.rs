@@ -107,10 +107,22 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(h, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
         let f = File::open(self.path(h)).map_err(|e| self.not_found(h, e))?;
-        let mut buf = vec![0u8; length as usize];
-        match f.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(buf),
+        buf.resize(length as usize, 0);
+        match f.read_exact_at(buf, offset) {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
                 let size = f.metadata().map(|m| m.len()).unwrap_or(0);
                 Err(BackendError::ShortRead {
