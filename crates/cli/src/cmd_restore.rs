@@ -20,6 +20,12 @@ pub struct Args {
     /// Include a pattern, exclude everything else (repeatable).
     #[arg(short = 'i', long = "include")]
     pub include: Vec<String>,
+    /// Same as --exclude but ignores the casing of filenames.
+    #[arg(long = "iexclude")]
+    pub iexclude: Vec<String>,
+    /// Same as --include but ignores the casing of filenames.
+    #[arg(long = "iinclude")]
+    pub iinclude: Vec<String>,
     /// Verify restored files' content (restash always verifies every blob).
     #[arg(long)]
     pub verify: bool,
@@ -36,7 +42,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let root = find_subtree(&repo, &snap.tree, sub)?;
     let mut opts = RestoreOptions::new(&a.target);
     opts.include = PatternSet::parse(&a.include)?;
+    opts.include.add_insensitive(&a.iinclude)?;
     opts.exclude = PatternSet::parse(&a.exclude)?;
+    opts.exclude.add_insensitive(&a.iexclude)?;
     if !g.quiet && !g.json {
         eprintln!(
             "restoring <Snapshot {} of [{}] at {} by {}@{}> to {}",

@@ -15,6 +15,8 @@ struct Part {
 pub struct Pattern {
     original: String,
     parts: Vec<Part>,
+    // restic's --iinclude/--iexclude: pattern and path are compared in lower case.
+    insensitive: bool,
 }
 
 fn clean(path: &str) -> Vec<&str> {
@@ -58,7 +60,23 @@ impl Pattern {
         Ok(Pattern {
             original: s.to_string(),
             parts,
+            insensitive: false,
         })
+    }
+
+    /// Parses a pattern that ignores case, like restic's `--iexclude`.
+    pub fn parse_insensitive(s: &str) -> Result<Pattern> {
+        let mut p = Pattern::parse(&s.to_lowercase())?;
+        p.insensitive = true;
+        Ok(p)
+    }
+
+    fn fold<'a>(&self, path: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.insensitive {
+            std::borrow::Cow::Owned(String::from_utf8_lossy(path).to_lowercase().into_bytes())
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        }
     }
 
     fn is_absolute(&self) -> bool {
@@ -116,7 +134,8 @@ impl Pattern {
 
     /// Whether the pattern matches the slash-separated `path`.
     pub fn matches(&self, path: &[u8]) -> bool {
-        let strs = split(path);
+        let path = self.fold(path);
+        let strs = split(&path);
         self.matches_parts(&self.parts, &strs)
     }
 
@@ -126,7 +145,8 @@ impl Pattern {
         if !self.is_absolute() {
             return true;
         }
-        let mut strs = split(path);
+        let path = self.fold(path);
+        let mut strs = split(&path);
         if let Some(pos) = self.double_wildcard() {
             if strs.len() >= pos {
                 strs.truncate(pos);
@@ -169,6 +189,14 @@ impl PatternSet {
                 .map(|p| Pattern::parse(p.as_ref()))
                 .collect::<Result<_>>()?,
         })
+    }
+
+    /// Adds case-insensitive patterns (restic's `--iinclude`/`--iexclude`).
+    pub fn add_insensitive<S: AsRef<str>>(&mut self, patterns: &[S]) -> Result<()> {
+        for p in patterns {
+            self.patterns.push(Pattern::parse_insensitive(p.as_ref())?);
+        }
+        Ok(())
     }
 
     /// No patterns at all.
@@ -327,6 +355,10 @@ mod tests {
         assert!(!m("[^a-c]ar", "/foo/bar"));
         assert!(m("te\\st.go", "/test.go"));
         assert!(Pattern::parse("[").is_err());
+        assert!(Pattern::parse_insensitive("*.TXT")
+            .unwrap()
+            .matches(b"/A/b.Txt"));
+        assert!(!m("*.TXT", "/A/b.Txt"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod whoami;
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, MasterIndex};
-pub use repo::Repository;
+pub use repo::{Repository, SnapshotEntry};
 pub use restore::{restore, RestoreOptions, RestoreStats};
 pub use snapshots::{find_snapshot, SnapshotFilter};
 pub use walk::{dump_file, dump_tar, find_node, find_subtree, walk_tree};

@@ -18,6 +18,9 @@ fn rand_core() -> impl rand::RngCore {
 /// restic tries at most this many key files before giving up.
 const MAX_KEYS: usize = 20;
 
+/// A snapshot with its id.
+pub type SnapshotEntry = (SnapshotId, Snapshot);
+
 /// An open repository: backend, master key, config and (once loaded) the index.
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -238,7 +241,7 @@ impl Repository {
 
     /// Loads every snapshot, in parallel. Snapshots that fail to load are returned as errors
     /// alongside the good ones so a single bad file does not hide the rest.
-    pub fn load_snapshots(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<EngineError>)> {
+    pub fn load_snapshots(&self) -> Result<(Vec<SnapshotEntry>, Vec<EngineError>)> {
         let ids = self.list_ids(FileType::Snapshot)?;
         let results: Vec<_> = ids
             .par_iter()

@@ -126,17 +126,28 @@ impl Planner<'_> {
         }
     }
 
-    fn walk(&mut self, tree: &BlobId, rel: &Path, item: &[u8]) {
+    /// Plans the entries of `tree`; returns whether any of them is restored (a directory
+    /// on the way to restored entries gets its metadata back, as in restic).
+    fn walk(&mut self, tree: &BlobId, rel: &Path, item: &[u8], depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            self.error(format!(
+                "{}: directories nested deeper than {MAX_DEPTH} levels, not restored",
+                String::from_utf8_lossy(item)
+            ));
+            return false;
+        }
         let t = match self.repo.load_tree(tree) {
             Ok(t) => t,
             Err(e) => {
-                return self.error(format!(
+                self.error(format!(
                     "cannot load tree {} for {}: {e}",
                     tree.short(),
                     String::from_utf8_lossy(item)
-                ))
+                ));
+                return false;
             }
         };
+        let mut restored = false;
         let mut prev: Option<&[u8]> = None;
         for node in &t.nodes {
             if prev == Some(node.name.as_slice()) {
@@ -157,10 +168,12 @@ impl Planner<'_> {
             child_item.extend_from_slice(&node.name);
             let child_rel = rel.join(std::ffi::OsStr::from_bytes(&node.name));
             let (selected, descend) = self.select(&child_item, node);
-            if let Err(e) = self.node(node, &child_rel, &child_item, selected, descend) {
-                self.error(e.to_string());
+            match self.node(node, &child_rel, &child_item, selected, descend, depth) {
+                Ok(r) => restored |= r,
+                Err(e) => self.error(e.to_string()),
             }
         }
+        restored
     }
 
     fn node(
@@ -170,7 +183,8 @@ impl Planner<'_> {
         item: &[u8],
         selected: bool,
         descend: bool,
-    ) -> Result<()> {
+        depth: usize,
+    ) -> Result<bool> {
         let root = self.opts.target.clone();
         let parent = rel.parent().unwrap_or(Path::new(""));
         let abs = root.join(rel);
@@ -184,14 +198,16 @@ impl Planner<'_> {
                 };
                 if selected {
                     self.plan.dir_maker.ensure(&root, rel)?;
+                }
+                let below = descend && self.walk(&sub, rel, item, depth + 1);
+                if selected || below {
+                    // Post-order: children's metadata is applied before their parent's.
                     self.plan.dirs.push((abs, node.clone()));
                     self.plan.stats.dirs += 1;
                 }
-                if descend {
-                    self.walk(&sub, rel, item);
-                }
+                return Ok(selected || below);
             }
-            _ if !selected => {}
+            _ if !selected => return Ok(false),
             NodeType::File => {
                 self.plan.dir_maker.ensure(&root, parent)?;
                 self.file(node, abs)?;
@@ -210,7 +226,7 @@ impl Planner<'_> {
                     .extend(fsmeta::apply(&abs, None, node, self.opts.owners));
                 self.plan.stats.others += 1;
             }
-            NodeType::Socket => {}
+            NodeType::Socket => return Ok(false),
             NodeType::Irregular | NodeType::Other(_) => {
                 return Err(EngineError::Corrupt(format!(
                     "{}: unsupported node type {:?}",
@@ -219,7 +235,7 @@ impl Planner<'_> {
                 )))
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn file(&mut self, node: &Node, abs: PathBuf) -> Result<()> {
@@ -311,7 +327,7 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         opts,
         plan: Plan::default(),
     };
-    planner.walk(root, Path::new(""), b"");
+    planner.walk(root, Path::new(""), b"", 0);
     let mut plan = planner.plan;
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -324,7 +340,9 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
     let errors: Vec<String> = pool.install(|| {
         packs
             .par_iter_mut()
-            .flat_map_iter(|(pack, blobs)| restore_pack(repo, *pack, blobs, files, opts))
+            .flat_map_iter(|(pack, blobs)| {
+                BUFFERS.with(|b| restore_pack(repo, *pack, blobs, files, opts, &mut b.borrow_mut()))
+            })
             .collect()
     });
     plan.stats.errors.extend(errors);
@@ -356,8 +374,8 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
             Err(e) => plan.stats.errors.push(e.to_string()),
         }
     }
-    // Children before parents, so a parent's mtime is set after its last change.
-    for (path, node) in plan.dirs.iter().rev() {
+    // Children before parents (post-order), so a parent's mtime is set after its last change.
+    for (path, node) in &plan.dirs {
         plan.stats
             .errors
             .extend(fsmeta::apply(path, None, node, opts.owners));
@@ -365,10 +383,25 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
     Ok(plan.stats)
 }
 
+/// Deeper trees than any path the kernel accepts are refused instead of recursing on.
+const MAX_DEPTH: usize = 2048;
+
 /// Largest single read from a pack; bigger requests are split (a lone blob may exceed it).
 const MAX_READ: u64 = 4 << 20;
 /// Gaps up to this size are read through rather than split into two requests.
 const MAX_GAP: u64 = 256 << 10;
+
+thread_local! {
+    static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::default());
+}
+
+/// Per-worker buffers, reused across packs so that reading does not fault in new pages.
+#[derive(Default)]
+struct Buffers {
+    raw: Vec<u8>,
+    scratch: Vec<u8>,
+    plain: Vec<u8>,
+}
 
 fn restore_pack(
     repo: &Repository,
@@ -376,12 +409,17 @@ fn restore_pack(
     blobs: &mut [PlannedBlob],
     files: &[PlannedFile],
     opts: &RestoreOptions,
+    bufs: &mut Buffers,
 ) -> Vec<String> {
     blobs.sort_by_key(|b| b.loc.offset);
     let pack_id = repo.index().pack_id(pack);
     let handle = Handle::new(FileType::Pack, pack_id.to_string());
     let mut errors = Vec::new();
-    let (mut scratch, mut plain) = (Vec::new(), Vec::new());
+    let Buffers {
+        raw,
+        scratch,
+        plain,
+    } = bufs;
     let mut start = 0;
     while start < blobs.len() {
         let first = blobs[start].loc.offset as u64;
@@ -398,9 +436,11 @@ fn restore_pack(
         }
         let group = &blobs[start..end];
         start = end;
-        let raw = match repo.backend().read_range(&handle, first, last_end - first) {
-            Ok(r) => r,
-            Err(e) => {
+        if let Err(e) = repo
+            .backend()
+            .read_range_into(&handle, first, last_end - first, raw)
+        {
+            {
                 for b in group {
                     errors.push(format!(
                         "cannot read pack {} for blob {}: {e}",
@@ -411,11 +451,11 @@ fn restore_pack(
                 }
                 continue;
             }
-        };
+        }
         for b in group {
             let at = (b.loc.offset as u64 - first) as usize;
             let bytes = &raw[at..at + b.loc.length as usize];
-            if let Err(e) = repo.decode_blob(&b.id, &b.loc, bytes, &mut scratch, &mut plain) {
+            if let Err(e) = repo.decode_blob(&b.id, &b.loc, bytes, scratch, plain) {
                 let names: Vec<String> = b
                     .targets
                     .iter()
@@ -433,7 +473,7 @@ fn restore_pack(
                     if zero {
                         return Ok(());
                     }
-                    h.write_all_at(&plain, t.offset)
+                    h.write_all_at(plain, t.offset)
                         .map_err(EngineError::io(format!("write {}", f.path.display())))
                 });
                 if let Err(e) = r {
