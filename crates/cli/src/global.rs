@@ -51,6 +51,17 @@ pub struct GlobalOpts {
     /// Do not output comprehensive progress report.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+    /// Compression mode for data: auto, off or max (repository v2 only).
+    #[arg(
+        long,
+        env = "RESTIC_COMPRESSION",
+        global = true,
+        default_value = "auto"
+    )]
+    pub compression: String,
+    /// Target pack size in MiB (4 to 128).
+    #[arg(long = "pack-size", env = "RESTIC_PACK_SIZE", global = true)]
+    pub pack_size: Option<usize>,
 }
 
 impl GlobalOpts {
@@ -78,6 +89,43 @@ impl GlobalOpts {
             return Ok(Secret(p));
         }
         read_password("enter password for repository: ")
+    }
+
+    /// The password for a new repository: like [`GlobalOpts::password`], but asked twice
+    /// on a terminal.
+    pub fn new_password(&self) -> anyhow::Result<Secret> {
+        if self.password_file.is_some()
+            || std::env::var_os("RESTIC_PASSWORD").is_some()
+            || !std::io::stdin().is_terminal()
+        {
+            return self.password();
+        }
+        let a = read_password("enter password for new repository: ")?;
+        let b = read_password("enter password again: ")?;
+        if a.0 != b.0 {
+            bail!("passwords do not match");
+        }
+        Ok(a)
+    }
+
+    /// `--compression`.
+    pub fn compression(&self) -> anyhow::Result<restash_format::Compression> {
+        use restash_format::Compression;
+        Ok(match self.compression.as_str() {
+            "auto" => Compression::Auto,
+            "off" => Compression::Off,
+            "max" => Compression::Max,
+            other => bail!("invalid compression mode {other:?} (auto, off or max)"),
+        })
+    }
+
+    /// `--pack-size` in bytes (default 16 MiB).
+    pub fn pack_size(&self) -> anyhow::Result<usize> {
+        let mib = self.pack_size.unwrap_or(16);
+        if !(4..=128).contains(&mib) {
+            bail!("pack size {mib} MiB is out of range (4 to 128 MiB)");
+        }
+        Ok(mib << 20)
     }
 
     /// Opens the repository named by the flags; does not load the index.

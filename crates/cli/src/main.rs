@@ -2,7 +2,9 @@
 //! variables and exit codes are restic's, so restic users need no new manual.
 #![forbid(unsafe_code)]
 
+mod cmd_backup;
 mod cmd_cat;
+mod cmd_init;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_restore;
@@ -29,6 +31,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Initialize a new repository.
+    Init(cmd_init::Args),
+    /// Create a new backup of files and/or directories.
+    Backup(cmd_backup::Args),
     /// List snapshots.
     Snapshots(cmd_snapshots::Args),
     /// List files in a snapshot.
@@ -46,6 +52,8 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
+        Command::Init(a) => cmd_init::run(g, a),
+        Command::Backup(a) => cmd_backup::run(g, a),
         Command::Snapshots(a) => cmd_snapshots::run(g, a),
         Command::Ls(a) => cmd_ls::run(g, a),
         Command::Cat(a) => cmd_cat::run(g, a),

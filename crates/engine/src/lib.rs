@@ -15,10 +15,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod archiver;
 mod error;
 mod filter;
 mod fsmeta;
 mod index;
+mod lock;
 mod repo;
 mod restore;
 mod snapshots;
@@ -28,6 +30,7 @@ pub mod whoami;
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, MasterIndex};
+pub use lock::{is_stale, unlock, RepoLock, STALE_AFTER};
 pub use repo::{Repository, SnapshotEntry};
 pub use restore::{restore, RestoreOptions, RestoreStats};
 pub use snapshots::{find_snapshot, SnapshotFilter};

@@ -4,8 +4,9 @@ use rayon::prelude::*;
 use restash_backend::{Backend, BackendError, FileType, Handle};
 use restash_crypto::{CryptoError, Key};
 use restash_format::{
-    decode_unpacked, decompress_blob, BlobId, BlobType, Config, FormatError, Id, IndexFile,
-    KeyFile, KeyId, Snapshot, SnapshotId, Tree,
+    decode_unpacked, decompress_blob, parse_header, parse_trailer, BlobId, BlobType, Config,
+    FormatError, Id, IndexFile, KeyFile, KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree,
+    HEADER_TAIL_READ,
 };
 
 use crate::index::{BlobLocation, MasterIndex};
@@ -354,6 +355,33 @@ impl Repository {
             }
         }
         Err(last.expect("at least one location was tried"))
+    }
+
+    /// Reads, verifies and parses the header of a pack of `size` bytes.
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
+        let h = Handle::new(FileType::Pack, id.to_string());
+        let ctx = || format!("pack {}", id.short());
+        let tail_len = size.min(HEADER_TAIL_READ);
+        let tail = self
+            .backend
+            .read_range(&h, size - tail_len, tail_len)
+            .map_err(EngineError::backend(ctx()))?;
+        let last4: [u8; 4] = tail[tail.len().saturating_sub(4)..]
+            .try_into()
+            .map_err(|_| EngineError::Corrupt(format!("{}: too short", ctx())))?;
+        let hl = parse_trailer(last4, size).map_err(EngineError::format(ctx()))? as u64;
+        let header = if hl + 4 <= tail_len {
+            tail[(tail_len - 4 - hl) as usize..(tail_len - 4) as usize].to_vec()
+        } else {
+            self.backend
+                .read_range(&h, size - 4 - hl, hl)
+                .map_err(EngineError::backend(ctx()))?
+        };
+        let plain = self
+            .key
+            .open(&header)
+            .map_err(|e| EngineError::Corrupt(format!("{}: header: {e}", ctx())))?;
+        parse_header(&plain).map_err(EngineError::format(ctx()))
     }
 
     /// Loads and decodes a tree.

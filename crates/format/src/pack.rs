@@ -169,6 +169,12 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// Reserves room for `n` more bytes, so that a pack does not double its buffer as it
+    /// fills (untouched capacity costs no memory).
+    pub fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n);
+    }
+
     /// Number of blobs.
     pub fn count(&self) -> usize {
         self.entries.len()

@@ -1,0 +1,333 @@
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use restash_chunker::{ChunkerParams, FastCdcParams};
+use restash_engine::archiver::{backup, BackupOptions, BackupSummary, Source};
+use restash_engine::{EngineError, PatternSet, RepoLock};
+use restash_format::SnapshotId;
+use serde_json::json;
+
+use crate::global::GlobalOpts;
+
+/// `restash backup`
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Files and directories to back up.
+    pub paths: Vec<PathBuf>,
+    /// Host name for the snapshot (default: this machine's).
+    #[arg(short = 'H', long = "host", env = "RESTIC_HOST")]
+    pub host: Option<String>,
+    /// Tags for the snapshot (comma-separated, repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Parent snapshot (default: latest of the same host and paths).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read every file, ignoring the parent.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Exclude a pattern (repeatable).
+    #[arg(short = 'e', long = "exclude")]
+    pub exclude: Vec<String>,
+    /// Like --exclude, ignoring case.
+    #[arg(long = "iexclude")]
+    pub iexclude: Vec<String>,
+    /// Read exclude patterns from a file (repeatable).
+    #[arg(long = "exclude-file")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Read case-insensitive exclude patterns from a file (repeatable).
+    #[arg(long = "iexclude-file")]
+    pub iexclude_file: Vec<PathBuf>,
+    /// Exclude directories holding this file (`name[:header]`, repeatable).
+    #[arg(long = "exclude-if-present")]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude CACHEDIR.TAG directories.
+    #[arg(long = "exclude-caches")]
+    pub exclude_caches: bool,
+    /// Exclude files larger than this size (e.g. 100M, 2G).
+    #[arg(long = "exclude-larger-than")]
+    pub exclude_larger_than: Option<String>,
+    /// Stay on the file system of each target.
+    #[arg(short = 'x', long = "one-file-system")]
+    pub one_file_system: bool,
+    /// Read the paths to back up from a file, one per line ('#' comments).
+    #[arg(long = "files-from")]
+    pub files_from: Vec<PathBuf>,
+    /// Read the paths from a file, one per line, taken literally.
+    #[arg(long = "files-from-verbatim")]
+    pub files_from_verbatim: Vec<PathBuf>,
+    /// Read NUL-separated paths from a file.
+    #[arg(long = "files-from-raw")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Read the data from standard input.
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name for --stdin.
+    #[arg(long = "stdin-filename", default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Do not write anything; report what would be done.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+    /// Store the real access times.
+    #[arg(long = "with-atime")]
+    pub with_atime: bool,
+    /// Chunker: `rabin` (restic's, default) or `fastcdc[:MIN,AVG,MAX]` (sizes like 512K,1M,8M).
+    #[arg(long, default_value = "rabin")]
+    pub chunker: String,
+}
+
+/// Parses restic's size strings: a number with an optional k/m/g/t suffix (binary units).
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        Some('t') => (&s[..s.len() - 1], 1 << 40),
+        Some('b') => (&s[..s.len() - 1], 1),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    Ok(n * mult)
+}
+
+fn read_lines(path: &PathBuf, comments: bool) -> anyhow::Result<Vec<String>> {
+    let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line?;
+        let t = if comments { line.trim() } else { line.as_str() };
+        if t.is_empty() || (comments && t.starts_with('#')) {
+            continue;
+        }
+        out.push(t.to_string());
+    }
+    Ok(out)
+}
+
+fn chunker(spec: &str) -> anyhow::Result<Option<ChunkerParams>> {
+    let (name, sizes) = spec.split_once(':').unwrap_or((spec, ""));
+    match name {
+        "rabin" if sizes.is_empty() => Ok(None),
+        "fastcdc" if sizes.is_empty() => Ok(Some(FastCdcParams::default().into())),
+        "fastcdc" => {
+            let v: Vec<u64> = sizes
+                .split(',')
+                .map(parse_size)
+                .collect::<anyhow::Result<_>>()?;
+            let [min, avg, max] = v[..] else {
+                bail!("--chunker fastcdc:MIN,AVG,MAX needs three sizes");
+            };
+            let p = FastCdcParams::new(min as u32, avg as u32, max as u32)?;
+            Ok(Some(p.into()))
+        }
+        _ => bail!("unknown chunker {spec:?} (rabin or fastcdc[:MIN,AVG,MAX])"),
+    }
+}
+
+fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<BackupOptions> {
+    let host = match &a.host {
+        Some(h) => h.clone(),
+        None => restash_engine::whoami::host_name(),
+    };
+    let mut o = BackupOptions::new(host);
+    o.tags = a
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    let mut excludes = a.exclude.clone();
+    for f in &a.exclude_file {
+        excludes.extend(read_lines(f, true)?);
+    }
+    let mut iexcludes = a.iexclude.clone();
+    for f in &a.iexclude_file {
+        iexcludes.extend(read_lines(f, true)?);
+    }
+    o.excludes = PatternSet::parse(&excludes)?;
+    o.excludes.add_insensitive(&iexcludes)?;
+    o.exclude_strings = excludes;
+    o.exclude_strings.extend(iexcludes);
+    o.exclude_if_present = a.exclude_if_present.clone();
+    if a.exclude_caches {
+        o.exclude_if_present
+            .push("CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55".into());
+    }
+    o.exclude_larger_than = a
+        .exclude_larger_than
+        .as_deref()
+        .map(parse_size)
+        .transpose()?;
+    o.one_file_system = a.one_file_system;
+    o.force = a.force;
+    o.dry_run = a.dry_run;
+    o.with_atime = a.with_atime;
+    o.compression = g.compression()?;
+    o.pack_size = g.pack_size()?;
+    o.chunker = chunker(&a.chunker)?;
+    Ok(o)
+}
+
+fn paths(a: &Args) -> anyhow::Result<Vec<PathBuf>> {
+    let mut p = a.paths.clone();
+    for f in &a.files_from {
+        p.extend(read_lines(f, true)?.into_iter().map(PathBuf::from));
+    }
+    for f in &a.files_from_verbatim {
+        p.extend(read_lines(f, false)?.into_iter().map(PathBuf::from));
+    }
+    for f in &a.files_from_raw {
+        use std::os::unix::ffi::OsStrExt;
+        let data = std::fs::read(f).with_context(|| format!("open {}", f.display()))?;
+        p.extend(
+            data.split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| PathBuf::from(std::ffi::OsStr::from_bytes(s))),
+        );
+    }
+    Ok(p)
+}
+
+/// Installs SIGINT/SIGTERM flags; returns (interrupt, terminated) so the exit code can say
+/// which one arrived.
+fn signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupt.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    Ok((interrupt, term))
+}
+
+fn summary_json(s: &BackupSummary) -> serde_json::Value {
+    json!({
+        "message_type": "summary",
+        "files_new": s.files_new,
+        "files_changed": s.files_changed,
+        "files_unmodified": s.files_unmodified,
+        "dirs_new": s.dirs_new,
+        "dirs_changed": s.dirs_changed,
+        "dirs_unmodified": s.dirs_unmodified,
+        "data_blobs": s.data_blobs,
+        "tree_blobs": s.tree_blobs,
+        "data_added": s.data_added,
+        "data_added_packed": s.data_added_packed,
+        "total_files_processed": s.total_files_processed,
+        "total_bytes_processed": s.total_bytes_processed,
+        "total_duration": s.total_duration,
+        "snapshot_id": s.snapshot_id.map(|id| id.short()),
+        "errors": s.errors.len(),
+    })
+}
+
+/// restic's `humanize`-style sizes: 1.234 MiB.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", UNITS[u])
+    }
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let mut opts = options(g, &a)?;
+    let (interrupt, term) = signals()?;
+    opts.interrupt = interrupt;
+    let source = if a.stdin {
+        if !a.paths.is_empty() {
+            bail!("--stdin was specified and files/dirs were listed as arguments");
+        }
+        Source::Stdin {
+            name: a.stdin_filename.clone(),
+            reader: Box::new(std::io::stdin()),
+        }
+    } else {
+        let p = paths(&a)?;
+        if p.is_empty() {
+            bail!("nothing to backup, please specify target files/dirs");
+        }
+        Source::Paths(p)
+    };
+    let mut repo = g.open()?;
+    let lock = if g.no_lock || a.dry_run {
+        None
+    } else {
+        Some(RepoLock::acquire(&repo, false, false)?)
+    };
+    repo.load_index().context("loading index")?;
+    if let Some(p) = &a.parent {
+        let (snaps, _) = repo.load_snapshots()?;
+        let (id, _) = restash_engine::find_snapshot(&snaps, p, &Default::default())?;
+        opts.parent = Some(*id);
+    }
+    let result = backup(&mut repo, source, &opts);
+    drop(lock);
+    let summary = match result {
+        Ok(s) => s,
+        Err(EngineError::Interrupted) if term.load(Ordering::SeqCst) => {
+            eprintln!(
+                "terminated: uploaded data was indexed and will be reused by the next backup"
+            );
+            std::process::exit(143);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for e in &summary.errors {
+        if g.json {
+            eprintln!(
+                "{}",
+                json!({"message_type": "error", "error": {"message": e}, "during": "archival"})
+            );
+        } else {
+            eprintln!("error: {e}");
+        }
+    }
+    if g.json {
+        println!("{}", summary_json(&summary));
+    } else if !g.quiet {
+        let s = &summary;
+        println!(
+            "\nFiles:       {:5} new, {:5} changed, {:5} unmodified",
+            s.files_new, s.files_changed, s.files_unmodified
+        );
+        println!(
+            "Dirs:        {:5} new, {:5} changed, {:5} unmodified",
+            s.dirs_new, s.dirs_changed, s.dirs_unmodified
+        );
+        println!(
+            "Added to the repository: {} ({} stored)\n",
+            human(s.data_added),
+            human(s.data_added_packed)
+        );
+        println!(
+            "processed {} files, {} in {:.0}:{:02}",
+            s.total_files_processed,
+            human(s.total_bytes_processed),
+            (s.total_duration / 60.0).floor(),
+            (s.total_duration as u64) % 60
+        );
+        match s.snapshot_id {
+            Some(id) => println!("snapshot {} saved", id.short()),
+            None => println!("would have saved a snapshot (dry run)"),
+        }
+    }
+    if !summary.errors.is_empty() {
+        eprintln!("Warning: at least one source file could not be read");
+        std::process::exit(3);
+    }
+    let _: Option<SnapshotId> = summary.snapshot_id;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Nodes from `lstat`, exactly as restic 0.14 fills them, so that trees (and their ids)
+//! match restic's for the same directory.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{Offset, TimeZone};
+use restash_format::{ExtendedAttribute, GoTime, Node, NodeType};
+
+use crate::whoami::lookup_name;
+
+const MODE_DIR: u32 = 1 << 31;
+const MODE_SYMLINK: u32 = 1 << 27;
+const MODE_DEVICE: u32 = 1 << 26;
+const MODE_NAMED_PIPE: u32 = 1 << 25;
+const MODE_SOCKET: u32 = 1 << 24;
+const MODE_SETUID: u32 = 1 << 23;
+const MODE_SETGID: u32 = 1 << 22;
+const MODE_CHAR_DEVICE: u32 = 1 << 21;
+const MODE_STICKY: u32 = 1 << 20;
+
+/// Go's `os.FileMode` for a Unix `st_mode`, masked as restic stores it.
+pub fn go_mode(st_mode: u32) -> u32 {
+    let mut m = st_mode & 0o777;
+    m |= match st_mode & 0o170000 {
+        0o060000 => MODE_DEVICE,
+        0o020000 => MODE_DEVICE | MODE_CHAR_DEVICE,
+        0o040000 => MODE_DIR,
+        0o010000 => MODE_NAMED_PIPE,
+        0o120000 => MODE_SYMLINK,
+        0o140000 => MODE_SOCKET,
+        _ => 0,
+    };
+    if st_mode & 0o4000 != 0 {
+        m |= MODE_SETUID;
+    }
+    if st_mode & 0o2000 != 0 {
+        m |= MODE_SETGID;
+    }
+    if st_mode & 0o1000 != 0 {
+        m |= MODE_STICKY;
+    }
+    m
+}
+
+/// A time as restic writes it: in the local zone at that instant (TZ), nanoseconds kept.
+pub fn local_time(secs: i64, nanos: i64) -> GoTime {
+    let nanos = nanos.clamp(0, 999_999_999) as u32;
+    let offset = chrono::DateTime::from_timestamp(secs, nanos)
+        .map(|utc| {
+            chrono::Local
+                .offset_from_utc_datetime(&utc.naive_utc())
+                .fix()
+                .local_minus_utc()
+        })
+        .unwrap_or(0);
+    GoTime::from_unix(secs, nanos, offset).unwrap_or_else(GoTime::zero)
+}
+
+/// Builds nodes and caches uid/gid → name look-ups.
+#[derive(Default)]
+pub struct NodeMaker {
+    users: Mutex<HashMap<u32, String>>,
+    groups: Mutex<HashMap<u32, String>>,
+    with_atime: bool,
+}
+
+impl NodeMaker {
+    /// `with_atime`: record the real atime (`--with-atime`); restic stores the mtime
+    /// otherwise.
+    pub fn new(with_atime: bool) -> Self {
+        NodeMaker {
+            with_atime,
+            ..NodeMaker::default()
+        }
+    }
+
+    fn name_of(cache: &Mutex<HashMap<u32, String>>, file: &str, id: u32) -> String {
+        let mut c = cache.lock().expect("name cache");
+        c.entry(id)
+            .or_insert_with(|| lookup_name(file, id).unwrap_or_default())
+            .clone()
+    }
+
+    /// The node for `path` (already `lstat`ed as `meta`), named `name`. Content and
+    /// subtree are left for the caller.
+    pub fn node(&self, path: &Path, name: &[u8], meta: &Metadata) -> Node {
+        let ft = meta.file_type();
+        let node_type = if ft.is_file() {
+            NodeType::File
+        } else if ft.is_dir() {
+            NodeType::Dir
+        } else if ft.is_symlink() {
+            NodeType::Symlink
+        } else if ft.is_block_device() {
+            NodeType::Dev
+        } else if ft.is_char_device() {
+            NodeType::CharDev
+        } else if ft.is_fifo() {
+            NodeType::Fifo
+        } else {
+            NodeType::Socket
+        };
+        let mtime = local_time(meta.mtime(), meta.mtime_nsec());
+        let atime = if self.with_atime {
+            local_time(meta.atime(), meta.atime_nsec())
+        } else {
+            mtime
+        };
+        let links = match node_type {
+            NodeType::File | NodeType::Symlink | NodeType::Dev | NodeType::CharDev => meta.nlink(),
+            _ => 0,
+        };
+        let mut node = Node {
+            name: name.to_vec(),
+            mode: go_mode(meta.mode()),
+            mtime,
+            atime,
+            ctime: local_time(meta.ctime(), meta.ctime_nsec()),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            user: Self::name_of(&self.users, "/etc/passwd", meta.uid()),
+            group: Self::name_of(&self.groups, "/etc/group", meta.gid()),
+            inode: meta.ino(),
+            device_id: meta.dev(),
+            size: if node_type == NodeType::File {
+                meta.len()
+            } else {
+                0
+            },
+            links,
+            device: match node_type {
+                NodeType::Dev | NodeType::CharDev => meta.rdev(),
+                _ => 0,
+            },
+            content: None,
+            node_type,
+            ..Node::default()
+        };
+        if node.node_type == NodeType::Symlink {
+            if let Ok(t) = std::fs::read_link(path) {
+                node.linktarget = String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned();
+            }
+        } else {
+            node.extended_attributes = xattrs(path);
+        }
+        node
+    }
+}
+
+fn xattrs(path: &Path) -> Vec<ExtendedAttribute> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names {
+        if let Ok(Some(value)) = xattr::get(path, &name) {
+            out.push(ExtendedAttribute {
+                name: name.to_string_lossy().into_owned(),
+                value,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_mode_values() {
+        assert_eq!(go_mode(0o100644), 420);
+        assert_eq!(go_mode(0o104755), 8389101);
+        assert_eq!(go_mode(0o040755), 2147484141);
+        assert_eq!(go_mode(0o041777), 2148532735);
+        assert_eq!(go_mode(0o120777), 134218239);
+        assert_eq!(go_mode(0o060644), 67109284);
+        assert_eq!(go_mode(0o020644), 69206436);
+        assert_eq!(go_mode(0o010644), 33554852);
+        assert_eq!(go_mode(0o140755), 16777709);
+    }
+}

@@ -1,0 +1,456 @@
+//! Backup: walk → read → chunk → hash → dedup → compress → seal → pack → upload → index
+//! → trees → snapshot. Files are read by a pool of workers; packs are uploaded as they
+//! fill and indexed every few seconds; the snapshot is written last and is the commit point.
+
+mod fsnode;
+mod saver;
+mod scan;
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use restash_backend::FileType;
+use restash_chunker::ChunkerParams;
+use restash_format::{
+    BlobId, BlobType, Compression, GoTime, Node, NodeType, Snapshot, SnapshotId, Tree,
+};
+
+pub use fsnode::{go_mode, local_time, NodeMaker};
+pub use saver::adopt_orphan_packs;
+use saver::Saver;
+use scan::{Entry, FileJob, ScanDir, Scanner};
+
+use crate::{whoami, EngineError, PatternSet, Repository, Result};
+
+/// Where the data comes from.
+pub enum Source {
+    /// Files and directories on disk.
+    Paths(Vec<PathBuf>),
+    /// One stream, stored as a file of this name (restic's `--stdin`).
+    Stdin {
+        /// The file name in the snapshot.
+        name: String,
+        /// The data.
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+/// restic's backup flags.
+pub struct BackupOptions {
+    /// Host name recorded in the snapshot.
+    pub host: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Exclude patterns (already parsed) …
+    pub excludes: PatternSet,
+    /// … and as given, for the snapshot's `excludes` field.
+    pub exclude_strings: Vec<String>,
+    /// Skip directories holding a file of this name (`name[:header]`).
+    pub exclude_if_present: Vec<String>,
+    /// Skip files larger than this.
+    pub exclude_larger_than: Option<u64>,
+    /// Stay on the file system of each target.
+    pub one_file_system: bool,
+    /// Use this snapshot as parent instead of the latest matching one.
+    pub parent: Option<SnapshotId>,
+    /// Read every file, ignoring the parent.
+    pub force: bool,
+    /// Data blob compression.
+    pub compression: Compression,
+    /// Target pack size in bytes.
+    pub pack_size: usize,
+    /// Do everything but write to the repository.
+    pub dry_run: bool,
+    /// Record real access times.
+    pub with_atime: bool,
+    /// The chunker (restic's Rabin with the repository polynomial by default).
+    pub chunker: Option<ChunkerParams>,
+    /// Reader threads.
+    pub workers: usize,
+    /// Set from a signal handler: stop reading, save what was uploaded, return Interrupted.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl BackupOptions {
+    /// restic's defaults for a host.
+    pub fn new(host: impl Into<String>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        BackupOptions {
+            host: host.into(),
+            tags: Vec::new(),
+            excludes: PatternSet::default(),
+            exclude_strings: Vec::new(),
+            exclude_if_present: Vec::new(),
+            exclude_larger_than: None,
+            one_file_system: false,
+            parent: None,
+            force: false,
+            compression: Compression::Auto,
+            pack_size: 16 << 20,
+            dry_run: false,
+            with_atime: false,
+            chunker: None,
+            workers: cores.clamp(2, 8),
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// restic's backup summary (`--json` `message_type: summary`).
+#[derive(Debug, Default, Clone)]
+pub struct BackupSummary {
+    /// Files not in the parent.
+    pub files_new: u64,
+    /// Files read again because they changed.
+    pub files_changed: u64,
+    /// Files taken from the parent unread.
+    pub files_unmodified: u64,
+    /// Directories not in the parent.
+    pub dirs_new: u64,
+    /// Directories whose tree changed.
+    pub dirs_changed: u64,
+    /// Directories with the parent's tree.
+    pub dirs_unmodified: u64,
+    /// New data blobs.
+    pub data_blobs: u64,
+    /// New tree blobs.
+    pub tree_blobs: u64,
+    /// Plaintext bytes added.
+    pub data_added: u64,
+    /// Bytes added as stored.
+    pub data_added_packed: u64,
+    /// Files in the snapshot.
+    pub total_files_processed: u64,
+    /// Bytes in the snapshot's files.
+    pub total_bytes_processed: u64,
+    /// Seconds.
+    pub total_duration: f64,
+    /// The new snapshot (None on dry run).
+    pub snapshot_id: Option<SnapshotId>,
+    /// The parent used.
+    pub parent: Option<SnapshotId>,
+    /// Files that could not be read, each with the reason. Not in the snapshot.
+    pub errors: Vec<String>,
+}
+
+/// Cleans a path lexically (like Go's filepath.Clean) without touching the file system.
+fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The targets as (absolute path, tree components), nested targets removed.
+fn targets(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<Vec<u8>>)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let cwd = std::env::current_dir().map_err(EngineError::io("current directory"))?;
+    let mut out: Vec<(PathBuf, Vec<Vec<u8>>)> = Vec::new();
+    for p in paths {
+        let abs = clean(&cwd.join(p));
+        // restic mirrors the path as given: absolute targets keep the full chain, relative
+        // ones start at their first component.
+        let shown = if p.is_absolute() {
+            abs.clone()
+        } else {
+            clean(p)
+        };
+        let comps: Vec<Vec<u8>> = shown
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(s.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        if comps.is_empty() {
+            return Err(EngineError::Usage(format!(
+                "cannot back up {:?}: it has no name (use an absolute path)",
+                p
+            )));
+        }
+        out.push((abs, comps));
+    }
+    out.sort();
+    out.dedup_by(|b, a| a.0 == b.0);
+    let all: Vec<PathBuf> = out.iter().map(|(p, _)| p.clone()).collect();
+    out.retain(|(p, _)| !all.iter().any(|q| q != p && p.starts_with(q)));
+    Ok(out)
+}
+
+fn parse_pack_size_error(n: usize) -> EngineError {
+    EngineError::Usage(format!(
+        "pack size {} MiB is out of range (4 to 128 MiB)",
+        n >> 20
+    ))
+}
+
+/// Runs a backup and writes the snapshot (unless dry run). Files that cannot be read are
+/// reported in [`BackupSummary::errors`] and left out; the snapshot is still written.
+pub fn backup(
+    repo: &mut Repository,
+    source: Source,
+    opts: &BackupOptions,
+) -> Result<BackupSummary> {
+    let start = Instant::now();
+    let time = GoTime::now_local();
+    if !(4 << 20..=128 << 20).contains(&opts.pack_size) {
+        return Err(parse_pack_size_error(opts.pack_size));
+    }
+    if !opts.dry_run {
+        adopt_orphan_packs(repo)?;
+    }
+    let chunker = match &opts.chunker {
+        Some(c) => c.clone(),
+        None => {
+            let pol = repo
+                .config()
+                .polynomial()
+                .map_err(EngineError::format("config"))?;
+            let params = restash_chunker::RabinParams::new(restash_chunker::Pol::new(pol))
+                .map_err(|e| EngineError::Corrupt(format!("chunker polynomial: {e}")))?;
+            ChunkerParams::Rabin(params)
+        }
+    };
+    let maker = NodeMaker::new(opts.with_atime);
+    let (snapshot_paths, mut scanned, parent) = match &source {
+        Source::Paths(paths) => {
+            let targets = targets(paths)?;
+            let snapshot_paths: Vec<String> = targets
+                .iter()
+                .map(|(p, _)| p.to_string_lossy().into_owned())
+                .collect();
+            let parent = find_parent(repo, opts, &snapshot_paths)?;
+            let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
+            let scan = Scanner::new(repo, opts, &maker).scan(&targets, parent_tree);
+            (snapshot_paths, scan, parent.map(|(id, _)| id))
+        }
+        Source::Stdin { name, .. } => {
+            let now = fsnode::local_time(time.unix_secs(), time.nanos() as i64);
+            let uid = rustix::process::getuid().as_raw();
+            let gid = rustix::process::getgid().as_raw();
+            let node = Node {
+                name: name.as_bytes().to_vec(),
+                node_type: NodeType::File,
+                mode: 0o644,
+                mtime: now,
+                atime: now,
+                ctime: now,
+                uid,
+                gid,
+                ..Node::default()
+            };
+            let scan = scan::Scan {
+                root: ScanDir {
+                    node: None,
+                    parent_subtree: None,
+                    had_parent: false,
+                    children: vec![Entry::File(0)],
+                },
+                files: vec![FileJob {
+                    path: PathBuf::from(name),
+                    node,
+                    had_parent: false,
+                    reused: false,
+                    failed: false,
+                }],
+                errors: Vec::new(),
+            };
+            (vec![format!("/{name}")], scan, None)
+        }
+    };
+    scan::sort_children(&mut scanned.root, &scanned.files);
+
+    let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
+    let errors = Mutex::new(std::mem::take(&mut scanned.errors));
+    let bytes = AtomicU64::new(0);
+    let read_one = |job: &mut FileJob, reader: &mut dyn Read| -> Result<()> {
+        let mut sc = restash_chunker::StreamChunker::new(reader, chunker.chunker());
+        let mut content = Vec::new();
+        let mut size = 0u64;
+        loop {
+            if opts.interrupt.load(Ordering::Relaxed) {
+                return Err(EngineError::Interrupted);
+            }
+            let chunk = match sc.next_chunk() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Err(EngineError::io(format!("read {}", job.path.display()))(e)),
+            };
+            let id = BlobId::hash(chunk);
+            saver.save(BlobType::Data, id, chunk)?;
+            content.push(id);
+            size += chunk.len() as u64;
+        }
+        bytes.fetch_add(size, Ordering::Relaxed);
+        job.node.size = size;
+        job.node.content = Some(content);
+        Ok(())
+    };
+
+    let result: Result<()> = match source {
+        Source::Stdin { mut reader, .. } => read_one(&mut scanned.files[0], &mut reader),
+        Source::Paths(_) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(opts.workers.max(1))
+                .build()
+                .map_err(|e| EngineError::Usage(format!("thread pool: {e}")))?;
+            pool.install(|| {
+                scanned.files.par_iter_mut().try_for_each(|job| {
+                    if job.node.content.is_some() {
+                        bytes.fetch_add(job.node.size, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    let opened = open_file(&job.path);
+                    let r = opened.and_then(|mut f| read_one(job, &mut f));
+                    match r {
+                        Err(EngineError::Io { context, source }) => {
+                            job.failed = true;
+                            errors
+                                .lock()
+                                .expect("errors")
+                                .push(format!("{context}: {source}"));
+                            Ok(())
+                        }
+                        other => other,
+                    }
+                })
+            })
+        }
+    };
+    if let Err(e) = result {
+        // Keep what was uploaded: it is indexed and the next run reuses it.
+        let _ = saver.flush();
+        return Err(e);
+    }
+
+    let mut summary = BackupSummary {
+        parent,
+        ..BackupSummary::default()
+    };
+    let root = build_tree(&saver, &scanned.root, &mut scanned.files, &mut summary)?;
+    saver.flush()?;
+    summary.data_blobs = saver.stats.data_blobs.load(Ordering::Relaxed);
+    summary.tree_blobs = saver.stats.tree_blobs.load(Ordering::Relaxed);
+    summary.data_added = saver.stats.data_added.load(Ordering::Relaxed);
+    summary.data_added_packed = saver.stats.data_added_packed.load(Ordering::Relaxed);
+    summary.total_bytes_processed = bytes.load(Ordering::Relaxed);
+    summary.errors = errors.into_inner().expect("errors");
+
+    let mut paths = snapshot_paths;
+    paths.sort();
+    let snap = Snapshot {
+        time,
+        parent,
+        tree: root,
+        paths,
+        hostname: opts.host.clone(),
+        username: whoami::user_name(),
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        excludes: opts.exclude_strings.clone(),
+        tags: opts.tags.clone(),
+        original: None,
+    };
+    if !opts.dry_run {
+        let id = repo.save_unpacked(FileType::Snapshot, &snap.to_json())?;
+        summary.snapshot_id = Some(SnapshotId(id));
+    }
+    summary.total_duration = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn open_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NOFOLLOW: a file replaced by a symlink since the walk is not followed.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(EngineError::io(format!("open {}", path.display())))
+}
+
+/// The latest snapshot of the same host and paths, or the one named by `--parent`.
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    paths: &[String],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    if opts.force {
+        return Ok(None);
+    }
+    if let Some(id) = opts.parent {
+        return Ok(Some((id, repo.load_snapshot(&id)?)));
+    }
+    let (snaps, _) = repo.load_snapshots()?;
+    let mut want: Vec<&String> = paths.iter().collect();
+    want.sort();
+    Ok(snaps.into_iter().rev().find(|(_, s)| {
+        let mut have: Vec<&String> = s.paths.iter().collect();
+        have.sort();
+        s.hostname == opts.host && have == want
+    }))
+}
+
+/// Builds and saves the trees bottom-up; returns the id of `dir`'s tree.
+fn build_tree(
+    saver: &Saver,
+    dir: &ScanDir,
+    files: &mut [FileJob],
+    summary: &mut BackupSummary,
+) -> Result<BlobId> {
+    let mut tree = Tree::default();
+    for e in &dir.children {
+        match e {
+            Entry::Dir(d) => {
+                let id = build_tree(saver, d, files, summary)?;
+                let mut node = d.node.clone().expect("only the root has no node");
+                node.subtree = Some(id);
+                if !d.had_parent {
+                    summary.dirs_new += 1;
+                } else if d.parent_subtree == Some(id) {
+                    summary.dirs_unmodified += 1;
+                } else {
+                    summary.dirs_changed += 1;
+                }
+                tree.nodes.push(node);
+            }
+            Entry::File(i) => {
+                let job = &mut files[*i];
+                if job.failed {
+                    continue;
+                }
+                if job.node.content.is_none() {
+                    // Never read (interrupted before it): not in the snapshot.
+                    continue;
+                }
+                summary.total_files_processed += 1;
+                if job.reused {
+                    summary.files_unmodified += 1;
+                } else if job.had_parent {
+                    summary.files_changed += 1;
+                } else {
+                    summary.files_new += 1;
+                }
+                tree.nodes.push(job.node.clone());
+            }
+            Entry::Other(n) => tree.nodes.push(n.clone()),
+        }
+    }
+    let bytes = tree.to_bytes();
+    let id = BlobId::hash(&bytes);
+    saver.save(BlobType::Tree, id, &bytes)?;
+    Ok(id)
+}

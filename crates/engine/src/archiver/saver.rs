@@ -1,0 +1,267 @@
+//! Saves blobs: deduplicates against the index and this run, compresses, seals, packs,
+//! uploads full packs and writes index files as it goes (so an interrupted backup leaves
+//! its uploaded packs indexed).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use restash_backend::{FileType, Handle};
+use restash_format::{
+    compress_blob, BlobId, BlobType, Compression, IndexFile, IndexPack, PackBuilder, PackId,
+};
+
+use crate::{EngineError, Repository, Result};
+
+/// restic 0.14 writes an index file once it holds this many blobs (v2) …
+const INDEX_MAX_BLOBS: usize = 150_000;
+/// … or when it is this old; restash flushes more often than restic's 10 minutes so that a
+/// killed backup loses little.
+const INDEX_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Counters reported in the summary, with restic's meaning.
+#[derive(Debug, Default)]
+pub struct SaveStats {
+    /// New data blobs.
+    pub data_blobs: AtomicU64,
+    /// New tree blobs.
+    pub tree_blobs: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: AtomicU64,
+    /// Bytes of new blobs as stored (compressed and encrypted).
+    pub data_added_packed: AtomicU64,
+}
+
+struct PendingIndex {
+    file: IndexFile,
+    blobs: usize,
+    since: Instant,
+}
+
+/// Blob sink shared by all workers of one backup.
+pub struct Saver<'a> {
+    repo: &'a Repository,
+    compression: Compression,
+    pack_size: usize,
+    dry_run: bool,
+    known: Mutex<HashSet<(BlobId, BlobType)>>,
+    data: Mutex<PackBuilder>,
+    tree: Mutex<PackBuilder>,
+    pending: Mutex<PendingIndex>,
+    /// What this run added.
+    pub stats: SaveStats,
+}
+
+thread_local! {
+    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(plain: &[u8], level: i32) -> Vec<u8> {
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            match zstd::bulk::Compressor::new(level) {
+                Ok(c) => *slot = Some((level, c)),
+                Err(_) => return compress_blob(plain, level),
+            }
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        c.compress(plain)
+            .unwrap_or_else(|_| compress_blob(plain, level))
+    })
+}
+
+/// Whether zstd is worth trying: a cheap probe of the start of the blob, so that random
+/// data (most of a typical home directory's bytes: media, archives) skips the full pass.
+fn looks_compressible(plain: &[u8], level: i32) -> bool {
+    const PROBE: usize = 32 << 10;
+    if plain.len() <= PROBE {
+        return true;
+    }
+    let probe = compress(&plain[..PROBE], level.min(3));
+    probe.len() < PROBE * 97 / 100
+}
+
+impl<'a> Saver<'a> {
+    /// A saver for one backup run.
+    pub fn new(
+        repo: &'a Repository,
+        compression: Compression,
+        pack_size: usize,
+        dry_run: bool,
+    ) -> Self {
+        let reserve = |n: usize| {
+            let mut b = PackBuilder::new();
+            b.reserve(n);
+            b
+        };
+        Saver {
+            repo,
+            compression,
+            pack_size,
+            dry_run,
+            known: Mutex::new(HashSet::new()),
+            data: Mutex::new(reserve(pack_size + (9 << 20))),
+            tree: Mutex::new(PackBuilder::new()),
+            pending: Mutex::new(PendingIndex {
+                file: IndexFile::default(),
+                blobs: 0,
+                since: Instant::now(),
+            }),
+            stats: SaveStats::default(),
+        }
+    }
+
+    /// Stores a blob unless it exists; returns whether it was new.
+    pub fn save(&self, t: BlobType, id: BlobId, plain: &[u8]) -> Result<bool> {
+        if self.repo.index().has(&id, t) || !self.known.lock().expect("known").insert((id, t)) {
+            return Ok(false);
+        }
+        let level = if self.repo.version() < 2 {
+            None
+        } else if t == BlobType::Tree {
+            // restic compresses trees in v2 whatever --compression says.
+            Some(self.compression.level().unwrap_or(3))
+        } else {
+            self.compression.level()
+        };
+        let mut payload = None;
+        if let Some(level) = level {
+            if !plain.is_empty() && (t == BlobType::Tree || looks_compressible(plain, level)) {
+                let z = compress(plain, level);
+                // Incompressible blobs are stored as they are: restic accepts both.
+                if z.len() < plain.len() {
+                    payload = Some(z);
+                }
+            }
+        }
+        let (sealed, ulen) = match &payload {
+            Some(z) => (self.repo.key().seal(z), Some(plain.len() as u32)),
+            None => (self.repo.key().seal(plain), None),
+        };
+        self.stats
+            .data_added
+            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        self.stats
+            .data_added_packed
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        match t {
+            BlobType::Data => self.stats.data_blobs.fetch_add(1, Ordering::Relaxed),
+            BlobType::Tree => self.stats.tree_blobs.fetch_add(1, Ordering::Relaxed),
+        };
+        let packer = match t {
+            BlobType::Data => &self.data,
+            BlobType::Tree => &self.tree,
+        };
+        let full = {
+            let mut p = packer.lock().expect("packer");
+            p.add_sealed(t, id, &sealed, ulen);
+            if p.len() >= self.pack_size {
+                let mut next = PackBuilder::new();
+                if t == BlobType::Data {
+                    next.reserve(self.pack_size + (9 << 20));
+                }
+                Some(std::mem::replace(&mut *p, next))
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.upload(pack)?;
+        }
+        Ok(true)
+    }
+
+    fn upload(&self, pack: PackBuilder) -> Result<()> {
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let (bytes, id, entries) = pack.finish(self.repo.key());
+        if !self.dry_run {
+            let h = Handle::new(FileType::Pack, id.to_string());
+            match self.repo.backend().write(&h, &bytes) {
+                Ok(()) => {}
+                // Same content, same name: another run stored this exact pack already.
+                Err(restash_backend::BackendError::AlreadyExists(_)) => {}
+                Err(e) => return Err(EngineError::backend(format!("save {h}"))(e)),
+            }
+        }
+        drop(bytes);
+        let flush = {
+            let mut p = self.pending.lock().expect("pending index");
+            p.blobs += entries.len();
+            p.file.packs.push(IndexPack {
+                id,
+                blobs: entries.into_iter().map(Into::into).collect(),
+            });
+            (p.blobs >= INDEX_MAX_BLOBS || p.since.elapsed() >= INDEX_MAX_AGE)
+                .then(|| take_pending(&mut p))
+        };
+        if let Some(file) = flush {
+            self.write_index(file)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, file: IndexFile) -> Result<()> {
+        if self.dry_run || file.packs.is_empty() {
+            return Ok(());
+        }
+        self.repo.save_unpacked(FileType::Index, &file.to_json())?;
+        Ok(())
+    }
+
+    /// Uploads the partly filled packs and writes the index for everything uploaded.
+    /// Called at the end of a backup and when it is interrupted.
+    pub fn flush(&self) -> Result<()> {
+        for packer in [&self.data, &self.tree] {
+            let pack = std::mem::take(&mut *packer.lock().expect("packer"));
+            self.upload(pack)?;
+        }
+        let file = take_pending(&mut self.pending.lock().expect("pending index"));
+        self.write_index(file)
+    }
+}
+
+fn take_pending(p: &mut PendingIndex) -> IndexFile {
+    p.blobs = 0;
+    p.since = Instant::now();
+    std::mem::take(&mut p.file)
+}
+
+/// Packs in `data/` that no index names (left by an interrupted backup): their headers are
+/// read and indexed so that their blobs are reused instead of uploaded again.
+pub fn adopt_orphan_packs(repo: &mut Repository) -> Result<usize> {
+    let mut indexed: HashSet<PackId> = HashSet::new();
+    for (_, _, loc) in repo.index().iter() {
+        indexed.insert(repo.index().pack_id(loc.pack));
+    }
+    let listing = repo
+        .backend()
+        .list(FileType::Pack)
+        .map_err(EngineError::backend("list packs"))?;
+    let mut file = IndexFile::default();
+    for info in listing {
+        let Ok(id) = PackId::parse(&info.name) else {
+            continue;
+        };
+        if indexed.contains(&id) {
+            continue;
+        }
+        // A damaged orphan is skipped: it was never part of any snapshot.
+        if let Ok(entries) = repo.read_pack_header(&id, info.size) {
+            file.packs.push(IndexPack {
+                id,
+                blobs: entries.into_iter().map(Into::into).collect(),
+            });
+        }
+    }
+    let n = file.packs.len();
+    if n > 0 {
+        repo.save_unpacked(FileType::Index, &file.to_json())?;
+        repo.load_index()?;
+    }
+    Ok(n)
+}

@@ -1,0 +1,213 @@
+//! restic's repository locks: a lock file per process, exclusive or shared, refreshed
+//! every 5 minutes, stale after 30 minutes without refresh (or when its process on this
+//! host is gone).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use restash_backend::{FileType, Handle};
+use restash_format::{GoTime, Id, Lock};
+
+use crate::{whoami, EngineError, Repository, Result};
+
+/// restic refreshes its locks this often.
+const REFRESH: Duration = Duration::from_secs(5 * 60);
+/// A lock older than this without refresh is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// Whether `lock` is stale: not refreshed for 30 minutes, or held by a process of this
+/// host that no longer exists.
+pub fn is_stale(lock: &Lock) -> bool {
+    let age = GoTime::now_local().unix_secs() - lock.time.unix_secs();
+    if age > STALE_AFTER.as_secs() as i64 {
+        return true;
+    }
+    if lock.hostname == whoami::host_name() && lock.pid > 0 {
+        let alive = i32::try_from(lock.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .map(|pid| rustix::process::test_kill_process(pid).is_ok())
+            .unwrap_or(false);
+        return !alive;
+    }
+    false
+}
+
+fn describe(id: &Id, l: &Lock) -> String {
+    format!(
+        "lock {} was created at {} (exclusive: {}) by PID {} on {} by {}",
+        id.short(),
+        l.time,
+        l.exclusive,
+        l.pid,
+        l.hostname,
+        l.username
+    )
+}
+
+/// Loads every lock but `own`; unreadable ones are skipped, as restic does.
+fn other_locks(repo: &Repository, own: Option<&Id>) -> Result<Vec<(Id, Lock)>> {
+    let mut out = Vec::new();
+    for id in repo.list_ids(FileType::Lock)? {
+        if Some(&id) == own {
+            continue;
+        }
+        if let Ok(data) = repo.load_unpacked(FileType::Lock, &id) {
+            if let Ok(l) = Lock::from_json(&data) {
+                out.push((id, l));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Shared {
+    id: Mutex<Id>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// A held lock. Dropping it (or [`RepoLock::release`]) removes the lock file.
+pub struct RepoLock {
+    backend: Arc<dyn restash_backend::Backend>,
+    shared: Arc<Shared>,
+    refresher: Option<JoinHandle<()>>,
+    released: AtomicBool,
+}
+
+impl RepoLock {
+    /// Takes a lock like restic: refuse if a conflicting lock exists, write ours, wait
+    /// 200 ms, look again. With `ignore_stale`, stale locks of other processes do not
+    /// conflict (restash's agent mode clears them; plain restic 0.14 does not).
+    pub fn acquire(repo: &Repository, exclusive: bool, ignore_stale: bool) -> Result<RepoLock> {
+        let conflicts = |own: Option<&Id>| -> Result<()> {
+            for (id, l) in other_locks(repo, own)? {
+                if (exclusive || l.exclusive) && !(ignore_stale && is_stale(&l)) {
+                    return Err(EngineError::Locked(describe(&id, &l)));
+                }
+            }
+            Ok(())
+        };
+        conflicts(None)?;
+        let id = write_lock(repo, exclusive)?;
+        std::thread::sleep(Duration::from_millis(200));
+        if let Err(e) = conflicts(Some(&id)) {
+            let _ = repo
+                .backend()
+                .remove(&Handle::new(FileType::Lock, id.to_hex()));
+            return Err(e);
+        }
+        let shared = Arc::new(Shared {
+            id: Mutex::new(id),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let refresher = {
+            let shared = shared.clone();
+            let key = repo.key().clone();
+            let backend = repo.backend().clone();
+            let version = repo.version();
+            std::thread::Builder::new()
+                .name("lock-refresh".into())
+                .spawn(move || refresh_loop(shared, key, backend, version, exclusive))
+                .map_err(EngineError::io("spawn lock refresher"))?
+        };
+        Ok(RepoLock {
+            backend: repo.backend().clone(),
+            shared,
+            refresher: Some(refresher),
+            released: AtomicBool::new(false),
+        })
+    }
+
+    /// Removes the lock file now.
+    pub fn release(&self) {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *self.shared.stop.lock().expect("lock state") = true;
+        self.shared.wake.notify_all();
+        let id = *self.shared.id.lock().expect("lock id");
+        let _ = self
+            .backend
+            .remove(&Handle::new(FileType::Lock, id.to_hex()));
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        self.release();
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock_json(exclusive: bool) -> Vec<u8> {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    Lock {
+        time: GoTime::now_local(),
+        exclusive,
+        hostname: whoami::host_name(),
+        username: whoami::user_name(),
+        pid: std::process::id() as i64,
+        uid,
+        gid,
+    }
+    .to_json()
+}
+
+fn write_lock(repo: &Repository, exclusive: bool) -> Result<Id> {
+    repo.save_unpacked(FileType::Lock, &lock_json(exclusive))
+}
+
+fn refresh_loop(
+    shared: Arc<Shared>,
+    key: restash_crypto::Key,
+    backend: Arc<dyn restash_backend::Backend>,
+    version: u32,
+    exclusive: bool,
+) {
+    loop {
+        let stop = shared.stop.lock().expect("lock state");
+        let (stop, _) = shared
+            .wake
+            .wait_timeout_while(stop, REFRESH, |s| !*s)
+            .expect("lock state");
+        if *stop {
+            return;
+        }
+        drop(stop);
+        // New file first, then remove the old one: never a moment without a lock.
+        let sealed = key.seal(&restash_format::encode_unpacked(
+            version,
+            &lock_json(exclusive),
+        ));
+        let new_id = Id::hash(&sealed);
+        if backend
+            .write(&Handle::new(FileType::Lock, new_id.to_hex()), &sealed)
+            .is_ok()
+        {
+            let mut id = shared.id.lock().expect("lock id");
+            let _ = backend.remove(&Handle::new(FileType::Lock, id.to_hex()));
+            *id = new_id;
+        }
+    }
+}
+
+/// Removes stale locks (or all with `all`); returns how many were removed.
+pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
+    let mut n = 0;
+    for (id, l) in other_locks(repo, None)? {
+        if all || is_stale(&l) {
+            repo.backend()
+                .remove(&Handle::new(FileType::Lock, id.to_hex()))
+                .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
