@@ -125,23 +125,37 @@ impl Key {
 
     /// Seals `plaintext` under a fresh random IV: returns IV ‖ ciphertext ‖ MAC.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let mut iv = [0u8; IV_LEN];
-        while iv.iter().all(|b| *b == 0) {
-            rand::rngs::OsRng.fill_bytes(&mut iv);
-        }
-        self.seal_with_iv(&iv, plaintext)
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.seal_append(plaintext, &mut out);
+        out
     }
 
     /// Seals with a caller-chosen IV. Only for known-answer tests: an IV must never repeat.
     pub fn seal_with_iv(&self, iv: &[u8; IV_LEN], plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.seal_append_with_iv(iv, plaintext, &mut out);
+        out
+    }
+
+    /// Appends IV ‖ ciphertext ‖ MAC of `plaintext` to `out` under a fresh IV, so that a
+    /// pack is built without an intermediate copy of each blob.
+    pub fn seal_append(&self, plaintext: &[u8], out: &mut Vec<u8>) {
+        let mut iv = [0u8; IV_LEN];
+        while iv.iter().all(|b| *b == 0) {
+            rand::rngs::OsRng.fill_bytes(&mut iv);
+        }
+        self.seal_append_with_iv(&iv, plaintext, out);
+    }
+
+    fn seal_append_with_iv(&self, iv: &[u8; IV_LEN], plaintext: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.reserve(plaintext.len() + OVERHEAD);
         out.extend_from_slice(iv);
         out.extend_from_slice(plaintext);
-        let mut cipher = Aes256Ctr::new(&self.encrypt.into(), iv.into());
-        cipher.apply_keystream(&mut out[IV_LEN..]);
-        let tag = self.mac(iv, &out[IV_LEN..]);
+        let ct = &mut out[start + IV_LEN..];
+        Aes256Ctr::new(&self.encrypt.into(), iv.into()).apply_keystream(ct);
+        let tag = self.mac(iv, ct);
         out.extend_from_slice(&tag);
-        out
     }
 
     /// Verifies and decrypts IV ‖ ciphertext ‖ MAC.

@@ -199,6 +199,38 @@ impl PackBuilder {
         self.buf.extend_from_slice(sealed);
     }
 
+    /// Seals `payload` with `key` straight into the pack (no intermediate copy).
+    /// `uncompressed_length` is `Some` when `payload` is a zstd frame.
+    pub fn add_blob(
+        &mut self,
+        key: &Key,
+        blob_type: BlobType,
+        id: BlobId,
+        payload: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> u32 {
+        let offset = self.buf.len();
+        key.seal_append(payload, &mut self.buf);
+        let length = (self.buf.len() - offset) as u32;
+        self.entries.push(PackEntry {
+            blob_type,
+            id,
+            offset: offset as u32,
+            length,
+            uncompressed_length,
+        });
+        length
+    }
+
+    /// Starts a pack in a recycled buffer (its contents are discarded, its capacity kept).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        PackBuilder {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
     /// Seals the header and returns the finished pack bytes, its storage id and entries.
     pub fn finish(mut self, key: &Key) -> (Vec<u8>, PackId, Vec<PackEntry>) {
         let header = key.seal(&encode_header(&self.entries));

@@ -4,15 +4,14 @@
 
 mod fsnode;
 mod saver;
-mod scan;
+mod walker;
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
 use restash_backend::FileType;
 use restash_chunker::ChunkerParams;
 use restash_format::{
@@ -22,7 +21,7 @@ use restash_format::{
 pub use fsnode::{go_mode, local_time, NodeMaker};
 pub use saver::adopt_orphan_packs;
 use saver::Saver;
-use scan::{Entry, FileJob, ScanDir, Scanner};
+use walker::{read_content, ReadCtx, TargetSpec};
 
 use crate::{whoami, EngineError, PatternSet, Repository, Result};
 
@@ -225,131 +224,39 @@ pub fn backup(
         }
     };
     let maker = NodeMaker::new(opts.with_atime);
-    let (snapshot_paths, mut scanned, parent) = match &source {
+    let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
+    let (mut paths, built, parent) = match source {
         Source::Paths(paths) => {
-            let targets = targets(paths)?;
+            let targets = targets(&paths)?;
             let snapshot_paths: Vec<String> = targets
                 .iter()
                 .map(|(p, _)| p.to_string_lossy().into_owned())
                 .collect();
             let parent = find_parent(repo, opts, &snapshot_paths)?;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
-            let scan = Scanner::new(repo, opts, &maker).scan(&targets, parent_tree);
-            (snapshot_paths, scan, parent.map(|(id, _)| id))
+            let built = backup_paths(repo, opts, &maker, &saver, &chunker, &targets, parent_tree);
+            (snapshot_paths, built, parent.map(|(id, _)| id))
         }
-        Source::Stdin { name, .. } => {
-            let now = fsnode::local_time(time.unix_secs(), time.nanos() as i64);
-            let uid = rustix::process::getuid().as_raw();
-            let gid = rustix::process::getgid().as_raw();
-            let node = Node {
-                name: name.as_bytes().to_vec(),
-                node_type: NodeType::File,
-                mode: 0o644,
-                mtime: now,
-                atime: now,
-                ctime: now,
-                uid,
-                gid,
-                ..Node::default()
-            };
-            let scan = scan::Scan {
-                root: ScanDir {
-                    node: None,
-                    parent_subtree: None,
-                    had_parent: false,
-                    children: vec![Entry::File(0)],
-                },
-                files: vec![FileJob {
-                    path: PathBuf::from(name),
-                    node,
-                    had_parent: false,
-                    reused: false,
-                    failed: false,
-                }],
-                errors: Vec::new(),
-            };
-            (vec![format!("/{name}")], scan, None)
+        Source::Stdin { name, reader } => {
+            let built = backup_stdin(repo, opts, &saver, &chunker, &name, reader, time);
+            (vec![format!("/{name}")], built, None)
         }
     };
-    scan::sort_children(&mut scanned.root, &scanned.files);
-
-    let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
-    let errors = Mutex::new(std::mem::take(&mut scanned.errors));
-    let bytes = AtomicU64::new(0);
-    let read_one = |job: &mut FileJob, reader: &mut dyn Read| -> Result<()> {
-        let mut sc = restash_chunker::StreamChunker::new(reader, chunker.chunker());
-        let mut content = Vec::new();
-        let mut size = 0u64;
-        loop {
-            if opts.interrupt.load(Ordering::Relaxed) {
-                return Err(EngineError::Interrupted);
-            }
-            let chunk = match sc.next_chunk() {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(e) => return Err(EngineError::io(format!("read {}", job.path.display()))(e)),
-            };
-            let id = BlobId::hash(chunk);
-            saver.save(BlobType::Data, id, chunk)?;
-            content.push(id);
-            size += chunk.len() as u64;
-        }
-        bytes.fetch_add(size, Ordering::Relaxed);
-        job.node.size = size;
-        job.node.content = Some(content);
-        Ok(())
-    };
-
-    let result: Result<()> = match source {
-        Source::Stdin { mut reader, .. } => read_one(&mut scanned.files[0], &mut reader),
-        Source::Paths(_) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(opts.workers.max(1))
-                .build()
-                .map_err(|e| EngineError::Usage(format!("thread pool: {e}")))?;
-            pool.install(|| {
-                scanned.files.par_iter_mut().try_for_each(|job| {
-                    if job.node.content.is_some() {
-                        bytes.fetch_add(job.node.size, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    let opened = open_file(&job.path);
-                    let r = opened.and_then(|mut f| read_one(job, &mut f));
-                    match r {
-                        Err(EngineError::Io { context, source }) => {
-                            job.failed = true;
-                            errors
-                                .lock()
-                                .expect("errors")
-                                .push(format!("{context}: {source}"));
-                            Ok(())
-                        }
-                        other => other,
-                    }
-                })
-            })
+    let (root, mut summary) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // Keep what was uploaded: it is indexed and the next run reuses it.
+            let _ = saver.flush();
+            return Err(e);
         }
     };
-    if let Err(e) = result {
-        // Keep what was uploaded: it is indexed and the next run reuses it.
-        let _ = saver.flush();
-        return Err(e);
-    }
-
-    let mut summary = BackupSummary {
-        parent,
-        ..BackupSummary::default()
-    };
-    let root = build_tree(&saver, &scanned.root, &mut scanned.files, &mut summary)?;
     saver.flush()?;
+    summary.parent = parent;
     summary.data_blobs = saver.stats.data_blobs.load(Ordering::Relaxed);
     summary.tree_blobs = saver.stats.tree_blobs.load(Ordering::Relaxed);
     summary.data_added = saver.stats.data_added.load(Ordering::Relaxed);
     summary.data_added_packed = saver.stats.data_added_packed.load(Ordering::Relaxed);
-    summary.total_bytes_processed = bytes.load(Ordering::Relaxed);
-    summary.errors = errors.into_inner().expect("errors");
 
-    let mut paths = snapshot_paths;
     paths.sort();
     let snap = Snapshot {
         time,
@@ -372,14 +279,169 @@ pub fn backup(
     Ok(summary)
 }
 
-fn open_file(path: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_NOFOLLOW: a file replaced by a symlink since the walk is not followed.
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .map_err(EngineError::io(format!("open {}", path.display())))
+/// The directories above the targets (absolute targets keep their whole chain).
+struct Above {
+    node: Option<Node>,
+    parent_subtree: Option<BlobId>,
+    had_parent: bool,
+    children: Vec<AboveChild>,
+}
+
+enum AboveChild {
+    Dir(Above),
+    Target(usize),
+}
+
+fn backup_paths(
+    repo: &Repository,
+    opts: &BackupOptions,
+    maker: &NodeMaker,
+    saver: &Saver,
+    chunker: &ChunkerParams,
+    targets: &[(PathBuf, Vec<Vec<u8>>)],
+    parent_root: Option<BlobId>,
+) -> Result<(BlobId, BackupSummary)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut root = Above {
+        node: None,
+        parent_subtree: parent_root,
+        had_parent: parent_root.is_some(),
+        children: Vec::new(),
+    };
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    'targets: for (abs, comps) in targets {
+        let mut real = abs.clone();
+        for _ in 0..comps.len() {
+            real.pop();
+        }
+        let mut dir = &mut root;
+        for comp in &comps[..comps.len() - 1] {
+            real.push(std::ffi::OsStr::from_bytes(comp));
+            let found = dir.children.iter().position(|c| {
+                matches!(c, AboveChild::Dir(d) if d.node.as_ref().is_some_and(|n| n.name == *comp))
+            });
+            let pos = match found {
+                Some(p) => p,
+                None => {
+                    let meta = match std::fs::symlink_metadata(&real) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            errors.push(format!("{}: {e}", real.display()));
+                            continue 'targets;
+                        }
+                    };
+                    let pnode = lookup(repo, dir.parent_subtree, comp);
+                    dir.children.push(AboveChild::Dir(Above {
+                        node: Some(maker.node(&real, comp, &meta)),
+                        parent_subtree: pnode.as_ref().and_then(|n| n.subtree),
+                        had_parent: pnode.is_some(),
+                        children: Vec::new(),
+                    }));
+                    dir.children.len() - 1
+                }
+            };
+            let AboveChild::Dir(d) = &mut dir.children[pos] else {
+                unreachable!("found as a directory")
+            };
+            dir = d;
+        }
+        let name = comps[comps.len() - 1].clone();
+        specs.push(TargetSpec {
+            path: abs.clone(),
+            pnode: lookup(repo, dir.parent_subtree, &name),
+            name,
+        });
+        dir.children.push(AboveChild::Target(specs.len() - 1));
+    }
+    let (nodes, mut summary) = walker::run(repo, opts, maker, saver, chunker, specs)?;
+    summary.errors.splice(0..0, errors);
+    let root = save_above(saver, &root, &nodes, &mut summary)?;
+    Ok((root, summary))
+}
+
+fn lookup(repo: &Repository, tree: Option<BlobId>, name: &[u8]) -> Option<Node> {
+    repo.load_tree(&tree?).ok()?.find(name).cloned()
+}
+
+fn save_above(
+    saver: &Saver,
+    dir: &Above,
+    targets: &[Option<Node>],
+    summary: &mut BackupSummary,
+) -> Result<BlobId> {
+    let mut tree = Tree::default();
+    for c in &dir.children {
+        match c {
+            AboveChild::Target(i) => {
+                if let Some(n) = &targets[*i] {
+                    tree.nodes.push(n.clone());
+                }
+            }
+            AboveChild::Dir(d) => {
+                let id = save_above(saver, d, targets, summary)?;
+                let mut node = d.node.clone().expect("only the root has no node");
+                node.subtree = Some(id);
+                if !d.had_parent {
+                    summary.dirs_new += 1;
+                } else if d.parent_subtree == Some(id) {
+                    summary.dirs_unmodified += 1;
+                } else {
+                    summary.dirs_changed += 1;
+                }
+                tree.nodes.push(node);
+            }
+        }
+    }
+    tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let bytes = tree.to_bytes();
+    let id = BlobId::hash(&bytes);
+    saver.save(BlobType::Tree, id, &bytes)?;
+    Ok(id)
+}
+
+fn backup_stdin(
+    repo: &Repository,
+    opts: &BackupOptions,
+    saver: &Saver,
+    chunker: &ChunkerParams,
+    name: &str,
+    reader: Box<dyn Read + Send>,
+    time: GoTime,
+) -> Result<(BlobId, BackupSummary)> {
+    let _ = repo;
+    let ctx = ReadCtx {
+        saver,
+        chunker,
+        interrupt: &opts.interrupt,
+    };
+    let mut sc = restash_chunker::StreamChunker::new(reader, chunker.chunker());
+    let (content, size) = read_content(&ctx, &mut sc, Path::new(name))?;
+    let now = fsnode::local_time(time.unix_secs(), time.nanos() as i64);
+    let node = Node {
+        name: name.as_bytes().to_vec(),
+        node_type: NodeType::File,
+        mode: 0o644,
+        mtime: now,
+        atime: now,
+        ctime: now,
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        size,
+        content: Some(content),
+        ..Node::default()
+    };
+    let tree = Tree { nodes: vec![node] };
+    let bytes = tree.to_bytes();
+    let id = BlobId::hash(&bytes);
+    saver.save(BlobType::Tree, id, &bytes)?;
+    let summary = BackupSummary {
+        files_new: 1,
+        total_files_processed: 1,
+        total_bytes_processed: size,
+        ..BackupSummary::default()
+    };
+    Ok((id, summary))
 }
 
 /// The latest snapshot of the same host and paths, or the one named by `--parent`.
@@ -402,55 +464,4 @@ fn find_parent(
         have.sort();
         s.hostname == opts.host && have == want
     }))
-}
-
-/// Builds and saves the trees bottom-up; returns the id of `dir`'s tree.
-fn build_tree(
-    saver: &Saver,
-    dir: &ScanDir,
-    files: &mut [FileJob],
-    summary: &mut BackupSummary,
-) -> Result<BlobId> {
-    let mut tree = Tree::default();
-    for e in &dir.children {
-        match e {
-            Entry::Dir(d) => {
-                let id = build_tree(saver, d, files, summary)?;
-                let mut node = d.node.clone().expect("only the root has no node");
-                node.subtree = Some(id);
-                if !d.had_parent {
-                    summary.dirs_new += 1;
-                } else if d.parent_subtree == Some(id) {
-                    summary.dirs_unmodified += 1;
-                } else {
-                    summary.dirs_changed += 1;
-                }
-                tree.nodes.push(node);
-            }
-            Entry::File(i) => {
-                let job = &mut files[*i];
-                if job.failed {
-                    continue;
-                }
-                if job.node.content.is_none() {
-                    // Never read (interrupted before it): not in the snapshot.
-                    continue;
-                }
-                summary.total_files_processed += 1;
-                if job.reused {
-                    summary.files_unmodified += 1;
-                } else if job.had_parent {
-                    summary.files_changed += 1;
-                } else {
-                    summary.files_new += 1;
-                }
-                tree.nodes.push(job.node.clone());
-            }
-            Entry::Other(n) => tree.nodes.push(n.clone()),
-        }
-    }
-    let bytes = tree.to_bytes();
-    let id = BlobId::hash(&bytes);
-    saver.save(BlobType::Tree, id, &bytes)?;
-    Ok(id)
 }

@@ -46,8 +46,13 @@ pub struct Saver<'a> {
     pack_size: usize,
     dry_run: bool,
     known: Mutex<HashSet<(BlobId, BlobType)>>,
-    data: Mutex<PackBuilder>,
-    tree: Mutex<PackBuilder>,
+    // Open packs not in use by a worker. A worker takes one, seals its blob straight into
+    // it without holding any lock, and puts it back (or uploads it when full), so workers
+    // never wait for each other's encryption.
+    data: Mutex<Vec<PackBuilder>>,
+    tree: Mutex<Vec<PackBuilder>>,
+    // Buffers of uploaded packs, reused so that new packs do not fault in fresh pages.
+    spare: Mutex<Vec<Vec<u8>>>,
     pending: Mutex<PendingIndex>,
     /// What this run added.
     pub stats: SaveStats,
@@ -92,19 +97,15 @@ impl<'a> Saver<'a> {
         pack_size: usize,
         dry_run: bool,
     ) -> Self {
-        let reserve = |n: usize| {
-            let mut b = PackBuilder::new();
-            b.reserve(n);
-            b
-        };
         Saver {
             repo,
             compression,
             pack_size,
             dry_run,
             known: Mutex::new(HashSet::new()),
-            data: Mutex::new(reserve(pack_size + (9 << 20))),
-            tree: Mutex::new(PackBuilder::new()),
+            data: Mutex::new(Vec::new()),
+            tree: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
             pending: Mutex::new(PendingIndex {
                 file: IndexFile::default(),
                 blobs: 0,
@@ -137,41 +138,46 @@ impl<'a> Saver<'a> {
                 }
             }
         }
-        let (sealed, ulen) = match &payload {
-            Some(z) => (self.repo.key().seal(z), Some(plain.len() as u32)),
-            None => (self.repo.key().seal(plain), None),
+        let (payload, ulen) = match &payload {
+            Some(z) => (z.as_slice(), Some(plain.len() as u32)),
+            None => (plain, None),
         };
+        let pool = match t {
+            BlobType::Data => &self.data,
+            BlobType::Tree => &self.tree,
+        };
+        let popped = pool.lock().expect("packers").pop();
+        let mut pack = popped.unwrap_or_else(|| self.new_pack());
+        let stored = pack.add_blob(self.repo.key(), t, id, payload, ulen);
         self.stats
             .data_added
             .fetch_add(plain.len() as u64, Ordering::Relaxed);
         self.stats
             .data_added_packed
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+            .fetch_add(stored as u64, Ordering::Relaxed);
         match t {
             BlobType::Data => self.stats.data_blobs.fetch_add(1, Ordering::Relaxed),
             BlobType::Tree => self.stats.tree_blobs.fetch_add(1, Ordering::Relaxed),
         };
-        let packer = match t {
-            BlobType::Data => &self.data,
-            BlobType::Tree => &self.tree,
-        };
-        let full = {
-            let mut p = packer.lock().expect("packer");
-            p.add_sealed(t, id, &sealed, ulen);
-            if p.len() >= self.pack_size {
-                let mut next = PackBuilder::new();
-                if t == BlobType::Data {
-                    next.reserve(self.pack_size + (9 << 20));
-                }
-                Some(std::mem::replace(&mut *p, next))
-            } else {
-                None
-            }
-        };
-        if let Some(pack) = full {
+        if pack.len() >= self.pack_size {
             self.upload(pack)?;
+        } else {
+            pool.lock().expect("packers").push(pack);
         }
         Ok(true)
+    }
+
+    fn new_pack(&self) -> PackBuilder {
+        match self.spare.lock().expect("spare buffers").pop() {
+            Some(buf) => PackBuilder::with_buffer(buf),
+            None => {
+                let mut p = PackBuilder::new();
+                // A pack ends after the blob that crosses the target: up to one 8 MiB chunk
+                // more. Reserved capacity that is never written costs no memory.
+                p.reserve(self.pack_size + (9 << 20));
+                p
+            }
+        }
     }
 
     fn upload(&self, pack: PackBuilder) -> Result<()> {
@@ -188,7 +194,12 @@ impl<'a> Saver<'a> {
                 Err(e) => return Err(EngineError::backend(format!("save {h}"))(e)),
             }
         }
-        drop(bytes);
+        {
+            let mut spare = self.spare.lock().expect("spare buffers");
+            if spare.len() < 2 {
+                spare.push(bytes);
+            }
+        }
         let flush = {
             let mut p = self.pending.lock().expect("pending index");
             p.blobs += entries.len();
@@ -216,9 +227,11 @@ impl<'a> Saver<'a> {
     /// Uploads the partly filled packs and writes the index for everything uploaded.
     /// Called at the end of a backup and when it is interrupted.
     pub fn flush(&self) -> Result<()> {
-        for packer in [&self.data, &self.tree] {
-            let pack = std::mem::take(&mut *packer.lock().expect("packer"));
-            self.upload(pack)?;
+        for pool in [&self.data, &self.tree] {
+            let packs = std::mem::take(&mut *pool.lock().expect("packers"));
+            for pack in packs {
+                self.upload(pack)?;
+            }
         }
         let file = take_pending(&mut self.pending.lock().expect("pending index"));
         self.write_index(file)
