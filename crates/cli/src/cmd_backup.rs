@@ -197,11 +197,15 @@ fn paths(a: &Args) -> anyhow::Result<Vec<PathBuf>> {
 /// Installs SIGINT/SIGTERM flags; returns (interrupt, terminated) so the exit code can say
 /// which one arrived.
 fn signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let interrupt = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupt.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    // A second signal while the first is being handled ends the process at once.
+    signal_hook::flag::register_conditional_shutdown(SIGINT, 130, interrupt.clone())?;
+    signal_hook::flag::register_conditional_shutdown(SIGTERM, 143, interrupt.clone())?;
+    signal_hook::flag::register(SIGINT, interrupt.clone())?;
+    signal_hook::flag::register(SIGTERM, interrupt.clone())?;
+    signal_hook::flag::register(SIGTERM, term.clone())?;
     Ok((interrupt, term))
 }
 

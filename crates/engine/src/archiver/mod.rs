@@ -288,7 +288,7 @@ struct Above {
 }
 
 enum AboveChild {
-    Dir(Above),
+    Dir(Box<Above>),
     Target(usize),
 }
 
@@ -332,12 +332,12 @@ fn backup_paths(
                         }
                     };
                     let pnode = lookup(repo, dir.parent_subtree, comp);
-                    dir.children.push(AboveChild::Dir(Above {
+                    dir.children.push(AboveChild::Dir(Box::new(Above {
                         node: Some(maker.node(&real, comp, &meta)),
                         parent_subtree: pnode.as_ref().and_then(|n| n.subtree),
                         had_parent: pnode.is_some(),
                         children: Vec::new(),
-                    }));
+                    })));
                     dir.children.len() - 1
                 }
             };

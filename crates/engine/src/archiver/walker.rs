@@ -32,7 +32,7 @@ struct SlotRef {
 }
 
 enum Slot {
-    Ready(Node),
+    Ready(Box<Node>),
     Pending,
     Dropped,
 }
@@ -240,7 +240,7 @@ impl<'a> Walker<'a> {
         match up {
             Up::Target(i) => {
                 if let Slot::Ready(n) = slot {
-                    self.targets[i] = Some(n);
+                    self.targets[i] = Some(*n);
                 }
                 Ok(())
             }
@@ -277,7 +277,7 @@ impl<'a> Walker<'a> {
                     self.summary.files_unmodified += 1;
                     self.summary.total_files_processed += 1;
                     self.summary.total_bytes_processed += node.size;
-                    return self.deliver(up, Slot::Ready(node));
+                    return self.deliver(up, Slot::Ready(Box::new(node)));
                 }
                 let Up::Slot(to) = up else {
                     unreachable!("file targets are given a holder directory")
@@ -290,7 +290,7 @@ impl<'a> Walker<'a> {
                 };
                 self.send(task)
             }
-            _ => self.deliver(up, Slot::Ready(node)),
+            _ => self.deliver(up, Slot::Ready(Box::new(node))),
         }
     }
 
@@ -382,7 +382,7 @@ impl<'a> Walker<'a> {
         let mut tree = Tree::default();
         for s in d.slots {
             if let Slot::Ready(n) = s {
-                tree.nodes.push(n);
+                tree.nodes.push(*n);
             }
         }
         let bytes = tree.to_bytes();
@@ -397,7 +397,7 @@ impl<'a> Walker<'a> {
         }
         let mut node = d.node;
         node.subtree = Some(tree_id);
-        self.deliver(d.up, Slot::Ready(node))
+        self.deliver(d.up, Slot::Ready(Box::new(node)))
     }
 
     fn apply(&mut self, done: FileDone) -> Result<()> {
@@ -410,7 +410,7 @@ impl<'a> Walker<'a> {
                 }
                 self.summary.total_files_processed += 1;
                 self.summary.total_bytes_processed += node.size;
-                self.deliver(Up::Slot(done.to), Slot::Ready(node))
+                self.deliver(Up::Slot(done.to), Slot::Ready(Box::new(node)))
             }
             Err(msg) => {
                 self.error(msg);
