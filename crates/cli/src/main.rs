@@ -7,6 +7,7 @@ mod cmd_cat;
 mod cmd_init;
 mod cmd_key;
 mod cmd_ls;
+mod cmd_misc;
 mod cmd_restore;
 mod cmd_snapshots;
 mod display;
@@ -47,6 +48,10 @@ enum Command {
     Restore(cmd_restore::Args),
     /// Manage keys (passwords).
     Key(cmd_key::Args),
+    /// Remove locks other processes created.
+    Unlock(cmd_misc::UnlockArgs),
+    /// List objects in the repository.
+    List(cmd_misc::ListArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -60,6 +65,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dump(a) => cmd_cat::dump(g, a),
         Command::Restore(a) => cmd_restore::run(g, a),
         Command::Key(a) => cmd_key::run(g, a),
+        Command::Unlock(a) => cmd_misc::unlock(g, a),
+        Command::List(a) => cmd_misc::list(g, a),
     }
 }
 
