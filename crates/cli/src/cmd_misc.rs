@@ -46,7 +46,9 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        other => anyhow::bail!("invalid type {other:?}: use keys, snapshots, index, packs, blobs or locks"),
+        other => anyhow::bail!(
+            "invalid type {other:?}: use keys, snapshots, index, packs, blobs or locks"
+        ),
     };
     for id in repo.list_ids(t)? {
         println!("{id}");

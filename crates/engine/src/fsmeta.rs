@@ -126,21 +126,48 @@ pub fn make_special(path: &Path, node: &Node) -> Result<()> {
         .map_err(errno(format!("mknod {}", path.display())))
 }
 
-/// Creates a symlink (replacing a non-directory entry).
-pub fn make_symlink(path: &Path, node: &Node) -> Result<()> {
+/// Creates a symlink to `target` (replacing a non-directory entry).
+pub fn make_symlink(path: &Path, target: &[u8]) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     clear_path(path)?;
-    let target = node.link_target_bytes();
-    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), path)
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), path)
         .map_err(EngineError::io(format!("symlink {}", path.display())))
+}
+
+/// The metadata a restored entry gets back: what [`apply`] needs of a node, and no more,
+/// so that a plan for millions of files stays small.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    symlink: bool,
+    perms: u32,
+    uid: u32,
+    gid: u32,
+    atime: Timespec,
+    mtime: Timespec,
+    xattrs: Box<[restash_format::ExtendedAttribute]>,
+}
+
+impl Meta {
+    /// Takes the metadata of `node`.
+    pub fn of(node: &Node) -> Meta {
+        Meta {
+            symlink: node.node_type == NodeType::Symlink,
+            perms: node.unix_permissions(),
+            uid: node.uid,
+            gid: node.gid,
+            atime: timespec(&node.atime),
+            mtime: timespec(&node.mtime),
+            xattrs: node.extended_attributes.clone().into_boxed_slice(),
+        }
+    }
 }
 
 /// Gives a restored entry its owner, mode, extended attributes and times, in that order
 /// (chown clears setuid bits, and every change but the times touches ctime/mtime).
 /// Uses the open file when there is one. Returns the problems, which do not stop a restore.
-pub fn apply(path: &Path, file: Option<&File>, node: &Node, owners: bool) -> Vec<String> {
+pub fn apply(path: &Path, file: Option<&File>, node: &Meta, owners: bool) -> Vec<String> {
     let mut errs = Vec::new();
-    let symlink = node.node_type == NodeType::Symlink;
+    let symlink = node.symlink;
     let show = path.display();
     if owners {
         let (uid, gid) = (Some(node.uid), Some(node.gid));
@@ -153,7 +180,7 @@ pub fn apply(path: &Path, file: Option<&File>, node: &Node, owners: bool) -> Vec
         }
     }
     if !symlink {
-        let mode = Mode::from_raw_mode(node.unix_permissions());
+        let mode = Mode::from_raw_mode(node.perms);
         let r = match file {
             Some(f) => rustix::fs::fchmod(f, mode),
             None => rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()),
@@ -161,7 +188,7 @@ pub fn apply(path: &Path, file: Option<&File>, node: &Node, owners: bool) -> Vec
         if let Err(e) = r {
             errs.push(format!("failed to restore mode of {show}: {e}"));
         }
-        for a in &node.extended_attributes {
+        for a in node.xattrs.iter() {
             let r = match file {
                 Some(f) => xattr::FileExt::set_xattr(f, &a.name, &a.value),
                 None => xattr::set(path, &a.name, &a.value),
@@ -175,8 +202,8 @@ pub fn apply(path: &Path, file: Option<&File>, node: &Node, owners: bool) -> Vec
         }
     }
     let times = Timestamps {
-        last_access: timespec(&node.atime),
-        last_modification: timespec(&node.mtime),
+        last_access: node.atime,
+        last_modification: node.mtime,
     };
     let r = match file {
         Some(f) => rustix::fs::futimens(f, &times),

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
 use restash_format::{BlobId, BlobType, Node, NodeType};
 
-use crate::fsmeta::{self, DirMaker};
+use crate::fsmeta::{self, DirMaker, Meta};
 use crate::index::BlobLocation;
 use crate::{EngineError, PatternSet, Repository, Result};
 
@@ -69,7 +69,7 @@ struct FileState {
 
 struct PlannedFile {
     path: PathBuf,
-    node: Node,
+    meta: Meta,
     size: u64,
     state: Mutex<FileState>,
 }
@@ -95,8 +95,8 @@ struct Plan {
     seen_blobs: HashMap<BlobId, (u32, usize)>,
     hardlinks: Vec<(PathBuf, u32)>,
     inodes: HashMap<(u64, u64), u32>,
-    symlinks: Vec<(PathBuf, Node)>,
-    dirs: Vec<(PathBuf, Node)>,
+    symlinks: Vec<(PathBuf, Vec<u8>, Meta)>,
+    dirs: Vec<(PathBuf, Meta)>,
     dir_maker: DirMaker,
     stats: RestoreStats,
 }
@@ -202,7 +202,7 @@ impl Planner<'_> {
                 let below = descend && self.walk(&sub, rel, item, depth + 1);
                 if selected || below {
                     // Post-order: children's metadata is applied before their parent's.
-                    self.plan.dirs.push((abs, node.clone()));
+                    self.plan.dirs.push((abs, Meta::of(node)));
                     self.plan.stats.dirs += 1;
                 }
                 return Ok(selected || below);
@@ -214,16 +214,20 @@ impl Planner<'_> {
             }
             NodeType::Symlink => {
                 self.plan.dir_maker.ensure(&root, parent)?;
-                self.plan.symlinks.push((abs, node.clone()));
+                self.plan
+                    .symlinks
+                    .push((abs, node.link_target_bytes(), Meta::of(node)));
                 self.plan.stats.others += 1;
             }
             NodeType::Fifo | NodeType::Dev | NodeType::CharDev => {
                 self.plan.dir_maker.ensure(&root, parent)?;
                 fsmeta::make_special(&abs, node)?;
-                self.plan
-                    .stats
-                    .errors
-                    .extend(fsmeta::apply(&abs, None, node, self.opts.owners));
+                self.plan.stats.errors.extend(fsmeta::apply(
+                    &abs,
+                    None,
+                    &Meta::of(node),
+                    self.opts.owners,
+                ));
                 self.plan.stats.others += 1;
             }
             NodeType::Socket => return Ok(false),
@@ -293,7 +297,7 @@ impl Planner<'_> {
         self.plan.stats.bytes += offset;
         self.plan.files.push(PlannedFile {
             path: abs,
-            node: node.clone(),
+            meta: Meta::of(node),
             size: offset,
             state: Mutex::new(state),
         });
@@ -304,7 +308,7 @@ impl Planner<'_> {
             handle
                 .set_len(f.size)
                 .map_err(EngineError::io(format!("truncate {}", f.path.display())))?;
-            let errs = fsmeta::apply(&f.path, Some(&handle), &f.node, self.opts.owners);
+            let errs = fsmeta::apply(&f.path, Some(&handle), &f.meta, self.opts.owners);
             self.plan.stats.errors.extend(errs);
         }
         Ok(())
@@ -365,20 +369,20 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
             plan.stats.errors.push(e.to_string());
         }
     }
-    for (path, node) in &plan.symlinks {
-        match fsmeta::make_symlink(path, node) {
+    for (path, target, meta) in &plan.symlinks {
+        match fsmeta::make_symlink(path, target) {
             Ok(()) => plan
                 .stats
                 .errors
-                .extend(fsmeta::apply(path, None, node, opts.owners)),
+                .extend(fsmeta::apply(path, None, meta, opts.owners)),
             Err(e) => plan.stats.errors.push(e.to_string()),
         }
     }
     // Children before parents (post-order), so a parent's mtime is set after its last change.
-    for (path, node) in &plan.dirs {
+    for (path, meta) in &plan.dirs {
         plan.stats
             .errors
-            .extend(fsmeta::apply(path, None, node, opts.owners));
+            .extend(fsmeta::apply(path, None, meta, opts.owners));
     }
     Ok(plan.stats)
 }
@@ -539,6 +543,6 @@ fn finish_blob(f: &PlannedFile, opts: &RestoreOptions, errs: &mut Vec<String>) {
         return;
     }
     if let Some(h) = handle {
-        errs.extend(fsmeta::apply(&f.path, Some(&h), &f.node, opts.owners));
+        errs.extend(fsmeta::apply(&f.path, Some(&h), &f.meta, opts.owners));
     }
 }
