@@ -21,7 +21,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let location = g.repository()?;
     let backend = open_backend(&location)?;
     let password = g.new_password()?;
-    let repo = Repository::init(backend, password.0.as_bytes(), version, KdfParams::DEFAULT)?;
+    let repo = Repository::init(backend, password.0.as_bytes(), version, KdfParams::calibrate())?;
     if g.json {
         println!(
             "{}",

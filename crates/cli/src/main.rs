@@ -80,6 +80,15 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// A closed stdout (`restash ls | head`) ends the command quietly, as it does for
+/// ripgrep and cat: the reader has all it wanted.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -91,6 +100,7 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Fatal: {e:#}");
             ExitCode::from(exit_code(&e))

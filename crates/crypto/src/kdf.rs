@@ -22,6 +22,20 @@ impl KdfParams {
         p: 5,
     };
 
+    /// restic's calibration (simple-scrypt `Calibrate(500 ms, 60 MiB)`): N = 2^15, r = 8,
+    /// and p raised until one derivation takes about half a second, then lowered by one.
+    /// Times one p = 1 run to choose p.
+    pub fn calibrate() -> KdfParams {
+        let probe = KdfParams { n: 32768, r: 8, p: 1 };
+        let start = std::time::Instant::now();
+        if derive_key(b"calibration", &[0u8; 64], probe).is_err() {
+            return KdfParams::DEFAULT;
+        }
+        let t = start.elapsed().as_secs_f64().max(1e-3);
+        let p = ((0.5 / t).ceil() as u32).saturating_sub(1).clamp(1, 64);
+        KdfParams { p, ..probe }
+    }
+
     fn validate(&self) -> Result<u8, CryptoError> {
         if self.n <= 1 || !self.n.is_power_of_two() {
             return Err(CryptoError::InvalidKdfParams(format!(
