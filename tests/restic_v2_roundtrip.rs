@@ -73,11 +73,9 @@ fn roundtrip(compression: &str) {
     let tree = &sources.tricky;
 
     let target = restash_restore(&repo, "latest", &[]);
-    assert_trees_equal(
-        &tree.root,
-        &restored_path(target.path(), &tree.root),
-        &tree.restic_compare_options(),
-    );
+    let restored = restored_path(target.path(), &tree.root);
+    assert_trees_equal(&tree.root, &restored, &tree.restic_compare_options());
+    assert_sparse(&restored);
 
     for (source, id) in sources.fixtures.iter().zip(&fixture_ids) {
         let target = restash_restore(&repo, id, &[]);
@@ -85,6 +83,21 @@ fn roundtrip(compression: &str) {
             source,
             &restored_path(target.path(), source),
             &CompareOptions::default(),
+        );
+    }
+}
+
+/// Runs of zero blobs come back as holes: the 3 MiB zero file and the 8 MiB file with data
+/// only at its ends occupy a fraction of their size on disk.
+fn assert_sparse(restored: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    for (name, size) in [("zeros-3M.bin", 3u64 << 20), ("ends-8M.bin", 8 << 20)] {
+        let m = std::fs::metadata(restored.join("sparse").join(name)).unwrap();
+        assert_eq!(m.len(), size, "{name}");
+        let on_disk = m.blocks() * 512;
+        assert!(
+            on_disk < size / 2,
+            "{name} was written out in full ({on_disk} bytes on disk), not as holes"
         );
     }
 }

@@ -65,6 +65,8 @@ struct FileState {
     handle: Option<Arc<File>>,
     remaining: usize,
     failed: bool,
+    // A run of zeros was left as a hole; if it was at the end the file must be extended.
+    holes: bool,
 }
 
 struct PlannedFile {
@@ -286,6 +288,7 @@ impl Planner<'_> {
             handle: None,
             remaining: planned,
             failed: !missing.is_empty(),
+            holes: false,
         };
         for id in &missing {
             self.error(format!(
@@ -469,12 +472,13 @@ fn restore_pack(
                 fail_blob(b, files, opts, &mut errors);
                 continue;
             }
-            // Runs of zeros stay holes: files were sized with set_len.
+            // Runs of zeros stay holes (sparse files); the size is fixed when the file is done.
             let zero = plain.iter().all(|x| *x == 0);
             for t in &b.targets {
                 let f = &files[t.file as usize];
                 let r = file_handle(f).and_then(|h| {
                     if zero {
+                        f.state.lock().expect("file state lock").holes = true;
                         return Ok(());
                     }
                     h.write_all_at(plain, t.offset)
@@ -496,10 +500,7 @@ fn file_handle(f: &PlannedFile) -> Result<Arc<File>> {
     if let Some(h) = &st.handle {
         return Ok(h.clone());
     }
-    let h = fsmeta::open_for_write(&f.path)?;
-    h.set_len(f.size)
-        .map_err(EngineError::io(format!("truncate {}", f.path.display())))?;
-    let h = Arc::new(h);
+    let h = Arc::new(fsmeta::open_for_write(&f.path)?);
     st.handle = Some(h.clone());
     Ok(h)
 }
@@ -523,13 +524,13 @@ fn fail_blob(
 
 /// Counts one blob of `f` as done; after the last one, sets the metadata and closes it.
 fn finish_blob(f: &PlannedFile, opts: &RestoreOptions, errs: &mut Vec<String>) {
-    let (handle, failed) = {
+    let (handle, failed, holes) = {
         let mut st = f.state.lock().expect("file state lock");
         st.remaining -= 1;
         if st.remaining > 0 {
             return;
         }
-        (st.handle.take(), st.failed)
+        (st.handle.take(), st.failed, st.holes)
     };
     if failed {
         // Like restic, a file whose content cannot be complete is not left behind looking
@@ -543,6 +544,11 @@ fn finish_blob(f: &PlannedFile, opts: &RestoreOptions, errs: &mut Vec<String>) {
         return;
     }
     if let Some(h) = handle {
+        if holes {
+            if let Err(e) = h.set_len(f.size) {
+                errs.push(format!("{}: cannot set its size: {e}", f.path.display()));
+            }
+        }
         errs.extend(fsmeta::apply(&f.path, Some(&h), &f.meta, opts.owners));
     }
 }
