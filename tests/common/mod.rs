@@ -4,8 +4,10 @@
 //! unused items are expected.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod backup;
 pub mod compare;
 pub mod fixtures;
+pub mod oracle;
 pub mod run;
 pub mod tree;
 

@@ -113,14 +113,33 @@ pub fn restic_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/restic"))
 }
 
-/// Path of the restash binary under test.
+/// Path of the restash binary under test. `RESTASH_TEST_BIN` overrides it, e.g.
+/// `RESTASH_TEST_BIN=/usr/bin/restic` checks a test against restic itself before restash
+/// implements the command it drives.
 pub fn restash_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_restash"))
+    std::env::var_os("RESTASH_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_restash")))
 }
 
 /// Runs `program args…` with the password, TZ=UTC and a scrubbed environment; `env` entries
 /// are applied last so a test can override the password or add variables.
 pub fn run_cmd<I, S>(program: &Path, args: I, env: &[(&str, &str)]) -> CmdOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let (mut cmd, rendered) = prepare_cmd(program, args, env);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {rendered}: {e}"));
+    cmd_output(rendered, out)
+}
+
+/// The command [`run_cmd`] would run (password, TZ=UTC, scrubbed environment, stdin from
+/// /dev/null), not yet started, and its rendering for messages; for callers that need to
+/// feed stdin, change the working directory or run it in the background.
+pub fn prepare_cmd<I, S>(program: &Path, args: I, env: &[(&str, &str)]) -> (Command, String)
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -141,9 +160,11 @@ where
         .map(|a| format!("{:?}", a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {rendered}: {e}"));
+    (cmd, rendered)
+}
+
+/// Turns a finished process into a [`CmdOutput`]; a signal `s` becomes code 128+s.
+pub fn cmd_output(rendered: String, out: std::process::Output) -> CmdOutput {
     let code = match out.status.code() {
         Some(c) => c,
         None => {

@@ -44,11 +44,13 @@ pub struct BackupOptions {
     pub host: String,
     /// Tags.
     pub tags: Vec<String>,
-    /// Exclude patterns (already parsed) …
+    /// Exclude patterns (already parsed, all kinds) …
     pub excludes: PatternSet,
-    /// … and as given, for the snapshot's `excludes` field.
+    /// … and the `--exclude` ones as given, for the snapshot's `excludes` field (restic
+    /// records only those).
     pub exclude_strings: Vec<String>,
-    /// Skip directories holding a file of this name (`name[:header]`).
+    /// Keep only the tag file of directories holding a file of this name
+    /// (`name[:header]`).
     pub exclude_if_present: Vec<String>,
     /// Skip files larger than this.
     pub exclude_larger_than: Option<u64>,

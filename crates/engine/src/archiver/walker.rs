@@ -167,12 +167,15 @@ impl<'a> Walker<'a> {
         self.repo.load_tree(&id?).ok()
     }
 
-    fn excluded(&self, path: &Path, meta: &Metadata, root_dev: u64) -> bool {
+    /// restic's reject rules for one entry of a directory on device `dir_dev`.
+    fn excluded(&self, path: &Path, meta: &Metadata, root_dev: u64, dir_dev: u64) -> bool {
         let o = self.opts;
         if o.excludes.matches(path.as_os_str().as_bytes()) {
             return true;
         }
-        if o.one_file_system && meta.dev() != root_dev {
+        // Another file system: only a mount point itself is kept (empty), as in restic.
+        if o.one_file_system && meta.dev() != root_dev && !(meta.is_dir() && dir_dev == root_dev)
+        {
             return true;
         }
         if let Some(limit) = o.exclude_larger_than {
@@ -180,21 +183,26 @@ impl<'a> Walker<'a> {
                 return true;
             }
         }
-        if meta.is_dir() {
-            for spec in &o.exclude_if_present {
-                let (name, header) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
-                let marker = path.join(name);
-                let hit = if header.is_empty() {
-                    marker.exists()
-                } else {
-                    std::fs::read(&marker).is_ok_and(|d| d.starts_with(header.as_bytes()))
-                };
-                if hit {
-                    return true;
-                }
+        false
+    }
+
+    /// The tag files of `--exclude-if-present` found in `dir`: such a directory keeps only
+    /// them (restic keeps the directory and its tag, not the rest).
+    fn tag_files(&self, dir: &Path) -> Option<Vec<Vec<u8>>> {
+        let mut tags = Vec::new();
+        for spec in &self.opts.exclude_if_present {
+            let (name, header) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+            let marker = dir.join(name);
+            let hit = if header.is_empty() {
+                std::fs::symlink_metadata(&marker).is_ok()
+            } else {
+                std::fs::read(&marker).is_ok_and(|d| d.starts_with(header.as_bytes()))
+            };
+            if hit {
+                tags.push(name.as_bytes().to_vec());
             }
         }
-        false
+        (!tags.is_empty()).then_some(tags)
     }
 
     /// restic's `fileChanged`, inverted, plus the check that the old content is still
@@ -268,7 +276,7 @@ impl<'a> Walker<'a> {
         let node = self.maker.node(path, name, meta);
         match node.node_type {
             NodeType::Socket => self.deliver(up, Slot::Dropped),
-            NodeType::Dir => self.dir(path, node, pnode, up, root_dev),
+            NodeType::Dir => self.dir(path, node, pnode, up, root_dev, meta.dev()),
             NodeType::File if meta.file_type().is_file() => {
                 let had_parent = pnode.is_some();
                 if let Some(p) = pnode.filter(|p| self.unchanged(p, &node)) {
@@ -322,14 +330,21 @@ impl<'a> Walker<'a> {
         pnode: Option<Node>,
         up: Up,
         root_dev: u64,
+        dir_dev: u64,
     ) -> Result<()> {
-        let names = match read_dir_sorted(path) {
+        let mut names = match read_dir_sorted(path) {
             Ok(n) => n,
             Err(e) => {
                 self.error(format!("{}: {e}", path.display()));
                 return self.deliver(up, Slot::Dropped);
             }
         };
+        if self.opts.one_file_system && dir_dev != root_dev {
+            names.clear();
+        }
+        if let Some(tags) = self.tag_files(path) {
+            names.retain(|n| tags.contains(n));
+        }
         let parent_subtree = pnode.as_ref().and_then(|n| n.subtree);
         let ptree = self.parent_tree(parent_subtree);
         let id = self.next_dir;
@@ -358,7 +373,7 @@ impl<'a> Walker<'a> {
                     continue;
                 }
             };
-            if self.excluded(&cpath, &cmeta, root_dev) {
+            if self.excluded(&cpath, &cmeta, root_dev, dir_dev) {
                 self.deliver(to, Slot::Dropped)?;
                 continue;
             }
