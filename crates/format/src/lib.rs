@@ -45,20 +45,3 @@ pub use pack::{
 pub use snapshot::Snapshot;
 pub use time::GoTime;
 pub use unpacked::{compress_blob, decode_unpacked, decompress_blob, encode_unpacked, Compression};
-
-/// The file kinds of a repository, with restic's directory names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileType {
-    /// `config`, one per repository.
-    Config,
-    /// `keys/`: plain JSON key files.
-    Key,
-    /// `snapshots/`.
-    Snapshot,
-    /// `index/`.
-    Index,
-    /// `data/xx/`: pack files.
-    Pack,
-    /// `locks/`.
-    Lock,
-}
