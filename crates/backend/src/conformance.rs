@@ -74,6 +74,51 @@ pub fn run(be: &dyn Backend) -> Result<(), String> {
     )?;
     check(be.exists(&snap).map_err(e)?, "exists")?;
 
+    // Packs in different data/xx/ subdirectories, an empty file, a key, the config.
+    let id2 = "f7".repeat(32);
+    let pack2 = Handle::new(FileType::Pack, id2.clone());
+    be.write(&pack2, b"").map_err(e)?;
+    check(
+        be.read(&pack2).map_err(e)?.is_empty(),
+        "an empty file reads back",
+    )?;
+    check(be.stat(&pack2).map_err(e)? == 0, "an empty file has size 0")?;
+    let mut names: Vec<_> = be
+        .list(FileType::Pack)
+        .map_err(e)?
+        .into_iter()
+        .map(|f| (f.name, f.size))
+        .collect();
+    names.sort();
+    check(
+        names == vec![(id.clone(), 100_000), (id2, 0)],
+        "list packs across data subdirectories",
+    )?;
+    let key = Handle::new(FileType::Key, "c3".repeat(32));
+    be.write(&key, b"{}").map_err(e)?;
+    check(be.list(FileType::Key).map_err(e)?.len() == 1, "list keys")?;
+    let cfgs = be.list(FileType::Config).map_err(e)?;
+    check(
+        cfgs.len() == 1 && cfgs[0].size == b"config-bytes".len() as u64,
+        "list config",
+    )?;
+    let missing = Handle::new(FileType::Pack, "d4".repeat(32));
+    check(
+        matches!(be.read(&missing), Err(BackendError::NotFound(_))),
+        "reading a missing file is NotFound",
+    )?;
+    check(
+        matches!(
+            be.read_range(&missing, 0, 10),
+            Err(BackendError::NotFound(_))
+        ),
+        "a ranged read of a missing file is NotFound",
+    )?;
+    check(
+        !be.exists(&missing).map_err(e)?,
+        "a missing file does not exist",
+    )?;
+
     be.remove(&snap).map_err(e)?;
     check(!be.exists(&snap).map_err(e)?, "removed")?;
     be.remove(&snap).map_err(e)?;

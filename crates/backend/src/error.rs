@@ -33,6 +33,10 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// The backend cannot be used as configured: a bad URL, an unknown option or missing
+    /// credentials. Never retryable.
+    #[error("{0}")]
+    Config(String),
     /// Any other failure; `retryable` says whether trying again may help.
     #[error("{message}")]
     Other {

@@ -19,11 +19,23 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+mod debug_log;
 mod error;
 mod local;
+pub mod options;
+mod rest;
+mod retry;
+mod s3;
+mod s3_config;
+mod s3_creds;
+mod s3_error;
+mod sigv4;
 
 pub use error::BackendError;
 pub use local::LocalBackend;
+pub use options::{BackendOptions, S3Layout};
+pub use rest::RestBackend;
+pub use s3::S3Backend;
 
 /// The kinds of file in a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -152,8 +152,8 @@ fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<BackupOptions> {
     }
     o.excludes = PatternSet::parse(&excludes)?;
     o.excludes.add_insensitive(&iexcludes)?;
-    o.exclude_strings = excludes;
-    o.exclude_strings.extend(iexcludes);
+    // restic 0.14 records only the --exclude patterns in the snapshot.
+    o.exclude_strings = a.exclude.clone();
     o.exclude_if_present = a.exclude_if_present.clone();
     if a.exclude_caches {
         o.exclude_if_present
@@ -174,10 +174,30 @@ fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<BackupOptions> {
     Ok(o)
 }
 
+/// restic's `--files-from`: each line is trimmed and may be a glob pattern; a pattern that
+/// matches nothing is reported and skipped.
+fn expand_files_from(lines: Vec<String>, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for line in lines {
+        if !line.contains(['*', '?', '[']) {
+            out.push(PathBuf::from(line));
+            continue;
+        }
+        let mut found = false;
+        for entry in glob::glob(&line).with_context(|| format!("invalid pattern {line:?}"))? {
+            out.push(entry?);
+            found = true;
+        }
+        if !found {
+            eprintln!("pattern {line:?} does not match any files, skipping");
+        }
+    }
+    Ok(())
+}
+
 fn paths(a: &Args) -> anyhow::Result<Vec<PathBuf>> {
     let mut p = a.paths.clone();
     for f in &a.files_from {
-        p.extend(read_lines(f, true)?.into_iter().map(PathBuf::from));
+        expand_files_from(read_lines(f, true)?, &mut p)?;
     }
     for f in &a.files_from_verbatim {
         p.extend(read_lines(f, false)?.into_iter().map(PathBuf::from));
@@ -209,8 +229,8 @@ fn signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
     Ok((interrupt, term))
 }
 
-fn summary_json(s: &BackupSummary) -> serde_json::Value {
-    json!({
+fn summary_json(s: &BackupSummary, dry_run: bool) -> serde_json::Value {
+    let mut v = json!({
         "message_type": "summary",
         "files_new": s.files_new,
         "files_changed": s.files_changed,
@@ -227,7 +247,15 @@ fn summary_json(s: &BackupSummary) -> serde_json::Value {
         "total_duration": s.total_duration,
         "snapshot_id": s.snapshot_id.map(|id| id.short()),
         "errors": s.errors.len(),
-    })
+    });
+    let obj = v.as_object_mut().expect("object");
+    if dry_run {
+        obj.insert("dry_run".into(), true.into());
+    }
+    if s.snapshot_id.is_none() {
+        obj.remove("snapshot_id");
+    }
+    v
 }
 
 /// restic's `humanize`-style sizes: 1.234 MiB.
@@ -300,7 +328,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         }
     }
     if g.json {
-        println!("{}", summary_json(&summary));
+        println!("{}", summary_json(&summary, a.dry_run));
     } else if !g.quiet {
         let s = &summary;
         println!(

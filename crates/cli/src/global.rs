@@ -59,6 +59,9 @@ pub struct GlobalOpts {
         default_value = "auto"
     )]
     pub compression: String,
+    /// Backend option `key=value` (repeatable), e.g. `s3.connections=8`, `s3.layout=s3legacy`.
+    #[arg(short = 'o', long = "option", global = true)]
+    pub options: Vec<String>,
     /// Target pack size in MiB (4 to 128).
     #[arg(long = "pack-size", env = "RESTIC_PACK_SIZE", global = true)]
     pub pack_size: Option<usize>,
@@ -128,9 +131,14 @@ impl GlobalOpts {
         Ok(mib << 20)
     }
 
+    /// The backend of the repository named by the flags, with the `-o` options applied.
+    pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
+        open_backend(&self.repository()?, &self.options)
+    }
+
     /// Opens the repository named by the flags; does not load the index.
     pub fn open(&self) -> anyhow::Result<Repository> {
-        let backend = open_backend(&self.repository()?)?;
+        let backend = self.backend()?;
         let password = self.password()?;
         let repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
         Ok(repo)
@@ -184,13 +192,30 @@ fn read_password(prompt: &str) -> anyhow::Result<Secret> {
 }
 
 /// Turns a restic repository URL into a backend.
-pub fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+pub fn open_backend(url: &str, options: &[String]) -> anyhow::Result<Arc<dyn Backend>> {
+    let with_options = |scheme: &str| -> anyhow::Result<restash_backend::BackendOptions> {
+        let mut o = restash_backend::BackendOptions::from_env(scheme)?;
+        for kv in options {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                EngineError::Usage(format!("invalid option {kv:?}: use key=value"))
+            })?;
+            o.set(k, v)?;
+        }
+        Ok(o)
+    };
     if let Some(rest) = url.strip_prefix("local:") {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
-    for scheme in [
-        "s3:", "rest:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:",
-    ] {
+    // Backend options: RESTASH_* variables, then restic's `-o key=value` flags on top.
+    if url.starts_with("s3:") {
+        let opts = with_options("s3")?;
+        return Ok(Arc::new(restash_backend::S3Backend::open(url, opts)?));
+    }
+    if url.starts_with("rest:") {
+        let opts = with_options("rest")?;
+        return Ok(Arc::new(restash_backend::RestBackend::open(url, opts)?));
+    }
+    for scheme in ["sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:"] {
         if url.starts_with(scheme) {
             return Err(EngineError::Usage(format!(
                 "the {} backend is not available in this build yet",

@@ -80,6 +80,23 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// The error and its causes, each said once: engine errors already include their cause in
+/// their own text.
+fn message(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if msg.contains(&s) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s);
+    }
+    msg
+}
+
 /// A closed stdout (`restash ls | head`) ends the command quietly, as it does for
 /// ripgrep and cat: the reader has all it wanted.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -102,7 +119,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Fatal: {e:#}");
+            eprintln!("Fatal: {}", message(&e));
             ExitCode::from(exit_code(&e))
         }
     }

@@ -26,7 +26,11 @@ impl KdfParams {
     /// and p raised until one derivation takes about half a second, then lowered by one.
     /// Times one p = 1 run to choose p.
     pub fn calibrate() -> KdfParams {
-        let probe = KdfParams { n: 32768, r: 8, p: 1 };
+        let probe = KdfParams {
+            n: 32768,
+            r: 8,
+            p: 1,
+        };
         let start = std::time::Instant::now();
         if derive_key(b"calibration", &[0u8; 64], probe).is_err() {
             return KdfParams::DEFAULT;

@@ -174,8 +174,7 @@ impl<'a> Walker<'a> {
             return true;
         }
         // Another file system: only a mount point itself is kept (empty), as in restic.
-        if o.one_file_system && meta.dev() != root_dev && !(meta.is_dir() && dir_dev == root_dev)
-        {
+        if o.one_file_system && meta.dev() != root_dev && !(meta.is_dir() && dir_dev == root_dev) {
             return true;
         }
         if let Some(limit) = o.exclude_larger_than {

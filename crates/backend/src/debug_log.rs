@@ -1,0 +1,33 @@
+//! Debug logging of the network backends: with `RESTASH_DEBUG` set (to anything but empty
+//! or `0`), every retry, backoff and layout decision of the S3 and REST backends (and
+//! `object_store`'s own retries) goes to stderr. Nothing is logged otherwise. Only the
+//! `restash_backend` and `object_store` targets are shown; neither logs request headers,
+//! so no credential reaches the log.
+
+use std::sync::Once;
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+
+static INIT: Once = Once::new();
+
+/// Installs the stderr logger if `RESTASH_DEBUG` asks for it; later calls do nothing.
+pub fn init_from_env() {
+    INIT.call_once(|| {
+        let on = std::env::var("RESTASH_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0");
+        if !on {
+            return;
+        }
+        let targets = Targets::new()
+            .with_target("restash_backend", LevelFilter::DEBUG)
+            .with_target("object_store", LevelFilter::DEBUG);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(LevelFilter::DEBUG)
+            .with_ansi(false)
+            .finish()
+            .with(targets);
+        // Another subscriber may already be installed (a test harness): keep it.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}

@@ -1,0 +1,491 @@
+//! The REST backend: restic's rest-server protocol (also spoken by `rclone serve restic`).
+//!
+//! `rest:http://user:pass@host:port/path/`: `POST /?create=true` creates the repository,
+//! `GET|HEAD|POST|DELETE /{type}/{name}` (packs as `/data/{name}`, no subdirectory),
+//! `/config`, and `GET /{type}/` lists with `Accept: application/vnd.x.restic.rest.v2`
+//! (`[{"name":…,"size":…}]`; a v1 server's plain name list works too). Ranged reads send
+//! `Range: bytes=a-b`.
+//!
+//! The protocol has no conditional create, so a write first checks with `HEAD` that the
+//! file is missing (two writers of the same name race only with identical,
+//! content-addressed data). Requests are bounded by `rest.connections` (default 5) and
+//! retried with the same policy as S3 (see [`crate::retry`]); re-sending a `POST` is safe
+//! because it carries the same bytes to the same name. The password from the URL is used
+//! for basic auth only and shown as `***` in [`Backend::location`].
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, RANGE};
+use reqwest::{Method, StatusCode};
+use tokio::sync::Semaphore;
+use tracing::debug;
+use url::Url;
+
+use crate::options::BackendOptions;
+use crate::retry::{describe_reqwest, reqwest_is_transient, status_is_transient, RetryState};
+use crate::s3_creds::Secret;
+use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+
+const V2: &str = "application/vnd.x.restic.rest.v2";
+
+/// A repository behind a restic REST server.
+pub struct RestBackend {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: Url,
+    auth: Option<BasicAuth>,
+    display: String,
+    opts: BackendOptions,
+    slots: Semaphore,
+}
+
+impl std::fmt::Debug for RestBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestBackend")
+            .field("location", &self.display)
+            .field("connections", &self.opts.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One finished exchange: status, headers we need and the whole body.
+struct Reply {
+    status: StatusCode,
+    content_length: Option<u64>,
+    body: Bytes,
+}
+
+/// User name and password for basic auth.
+type BasicAuth = (String, Secret);
+
+/// Percent-decodes URL user info.
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hexval = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hexval(b[i + 1]), hexval(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits `rest:` URLs into the base URL without credentials, the credentials, and the
+/// redacted form for messages.
+pub(crate) fn parse_rest_url(s: &str) -> Result<(Url, Option<BasicAuth>, String), BackendError> {
+    let rest = s.strip_prefix("rest:").unwrap_or(s);
+    let mut url = Url::parse(rest).map_err(|e| {
+        // The URL may hold a password: name the problem, not the URL.
+        BackendError::Config(format!("invalid REST URL: {e}"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(BackendError::Config(format!(
+            "invalid REST URL: scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    let user = decode(url.username());
+    let pass = url.password().map(decode);
+    let auth = if user.is_empty() && pass.is_none() {
+        None
+    } else {
+        Some((user, Secret::new(pass.unwrap_or_default())))
+    };
+    if auth.is_some() {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let display = match &auth {
+        Some((u, _)) => {
+            let mut shown = url.clone();
+            let _ = shown.set_username(u);
+            let _ = shown.set_password(Some("***"));
+            format!("rest:{shown}")
+        }
+        None => format!("rest:{url}"),
+    };
+    Ok((url, auth, display))
+}
+
+impl RestBackend {
+    /// Opens `rest:http[s]://[user:pass@]host[:port]/[path/]`. Nothing is sent yet.
+    pub fn open(url: &str, opts: BackendOptions) -> Result<RestBackend, BackendError> {
+        crate::debug_log::init_from_env();
+        let (base, auth, display) = parse_rest_url(url)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("restash-rest")
+            .enable_all()
+            .build()
+            .map_err(BackendError::io("starting the REST runtime"))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .read_timeout(opts.read_timeout)
+            .timeout(opts.request_timeout)
+            .pool_max_idle_per_host(opts.connections)
+            .build()
+            .map_err(|e| BackendError::Config(format!("HTTP client: {e}")))?;
+        Ok(RestBackend {
+            rt,
+            client,
+            base,
+            auth,
+            display,
+            slots: Semaphore::new(opts.connections),
+            opts,
+        })
+    }
+
+    fn url(&self, h: &Handle) -> Url {
+        let rel = match h.file_type {
+            FileType::Config => "config".to_string(),
+            t => format!("{}/{}", t.dir(), h.name),
+        };
+        self.base
+            .join(&rel)
+            .expect("relative path joins onto the base")
+    }
+
+    fn error(&self, op: &str, what: &str, message: String, retryable: bool) -> BackendError {
+        BackendError::Other {
+            message: format!("REST {op} {what} at {}: {message}", self.display),
+            retryable,
+        }
+    }
+
+    fn status_error(&self, op: &str, what: &str, r: &Reply) -> BackendError {
+        let mut msg = format!("server answered {}", r.status);
+        let body = String::from_utf8_lossy(&r.body);
+        let body = body.trim();
+        if !body.is_empty() && body.len() < 300 {
+            msg.push_str(&format!(": {body}"));
+        }
+        if r.status == StatusCode::UNAUTHORIZED {
+            msg.push_str(" (wrong user name or password?)");
+        }
+        self.error(op, what, msg, status_is_transient(r.status.as_u16()))
+    }
+
+    /// Sends a request until it gets a final answer: transient statuses and transport
+    /// errors are retried with backoff and jitter, within the retry budget.
+    async fn call(
+        &self,
+        op: &str,
+        what: &str,
+        method: Method,
+        url: &Url,
+        headers: &[(reqwest::header::HeaderName, String)],
+        body: Option<&Bytes>,
+    ) -> Result<Reply, BackendError> {
+        let mut retry = RetryState::new(&self.opts);
+        loop {
+            let outcome = {
+                let _slot = self
+                    .slots
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
+                let mut req = self.client.request(method.clone(), url.clone());
+                if let Some((u, p)) = &self.auth {
+                    req = req.basic_auth(u, Some(p.expose()));
+                }
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                if let Some(b) = body {
+                    req = req.body(b.clone());
+                }
+                match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let content_length = resp
+                            .headers()
+                            .get(CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok());
+                        match resp.bytes().await {
+                            Ok(body) => Ok(Reply {
+                                status,
+                                content_length,
+                                body,
+                            }),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let reason = match outcome {
+                Ok(r) if !status_is_transient(r.status.as_u16()) => return Ok(r),
+                Ok(r) => format!("server answered {}", r.status),
+                Err(e) if reqwest_is_transient(&e) => describe_reqwest(&e),
+                Err(e) => return Err(self.error(op, what, describe_reqwest(&e), false)),
+            };
+            match retry.next_delay() {
+                Some(d) => {
+                    debug!(
+                        "REST {method} {what}: {reason}; retry {} in {d:?}",
+                        retry.retries()
+                    );
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    return Err(self.error(
+                        op,
+                        what,
+                        format!(
+                            "{reason} (gave up after {} retries in {:.1?})",
+                            retry.retries(),
+                            retry.elapsed()
+                        ),
+                        true,
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn head(&self, h: &Handle) -> Result<u64, BackendError> {
+        let what = h.to_string();
+        let r = self
+            .call("stat", &what, Method::HEAD, &self.url(h), &[], None)
+            .await?;
+        match r.status {
+            s if s.is_success() => r
+                .content_length
+                .ok_or_else(|| self.error("stat", &what, "no Content-Length".into(), false)),
+            StatusCode::NOT_FOUND => Err(BackendError::NotFound(what)),
+            _ => Err(self.status_error("stat", &what, &r)),
+        }
+    }
+}
+
+impl Backend for RestBackend {
+    fn location(&self) -> String {
+        self.display.clone()
+    }
+
+    fn create(&self) -> Result<(), BackendError> {
+        match self.stat(&Handle::config()) {
+            Ok(_) => {
+                return Err(BackendError::AlreadyExists(format!(
+                    "config file in {}",
+                    self.display
+                )))
+            }
+            Err(BackendError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut url = self.base.clone();
+        url.set_query(Some("create=true"));
+        let r =
+            self.rt
+                .block_on(self.call("create", "repository", Method::POST, &url, &[], None))?;
+        if r.status.is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error("create", "repository", &r))
+        }
+    }
+
+    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
+        let what = h.to_string();
+        let r = self
+            .rt
+            .block_on(self.call("read", &what, Method::GET, &self.url(h), &[], None))?;
+        match r.status {
+            StatusCode::OK => Ok(r.body.to_vec()),
+            StatusCode::NOT_FOUND => Err(BackendError::NotFound(what)),
+            _ => Err(self.status_error("read", &what, &r)),
+        }
+    }
+
+    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let what = h.to_string();
+        let short = |size: u64| BackendError::ShortRead {
+            what: what.clone(),
+            offset,
+            wanted: length,
+            got: size.saturating_sub(offset).min(length),
+        };
+        if length == 0 {
+            let size = self.stat(h)?;
+            return if offset > size {
+                Err(short(size))
+            } else {
+                Ok(Vec::new())
+            };
+        }
+        let end = offset.checked_add(length - 1).ok_or_else(|| short(0))?;
+        let range = [(RANGE, format!("bytes={offset}-{end}"))];
+        let r =
+            self.rt
+                .block_on(self.call("read", &what, Method::GET, &self.url(h), &range, None))?;
+        match r.status {
+            StatusCode::PARTIAL_CONTENT if r.body.len() as u64 == length => Ok(r.body.to_vec()),
+            StatusCode::PARTIAL_CONTENT => Err(short(offset + r.body.len() as u64)),
+            // A server that ignores Range sends everything.
+            StatusCode::OK => {
+                let size = r.body.len() as u64;
+                if offset + length > size {
+                    return Err(short(size));
+                }
+                Ok(r.body[offset as usize..(offset + length) as usize].to_vec())
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => Err(short(self.stat(h).unwrap_or(0))),
+            StatusCode::NOT_FOUND => Err(BackendError::NotFound(what)),
+            _ => Err(self.status_error("read", &what, &r)),
+        }
+    }
+
+    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
+        let what = h.to_string();
+        let body = Bytes::copy_from_slice(data);
+        self.rt.block_on(async {
+            match self.head(h).await {
+                Ok(_) => return Err(BackendError::AlreadyExists(what.clone())),
+                Err(BackendError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let r = self
+                .call("write", &what, Method::POST, &self.url(h), &[], Some(&body))
+                .await?;
+            if r.status.is_success() {
+                Ok(())
+            } else {
+                Err(self.status_error("write", &what, &r))
+            }
+        })
+    }
+
+    fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
+        self.rt.block_on(self.head(h))
+    }
+
+    fn remove(&self, h: &Handle) -> Result<(), BackendError> {
+        let what = h.to_string();
+        let r = self.rt.block_on(self.call(
+            "remove",
+            &what,
+            Method::DELETE,
+            &self.url(h),
+            &[],
+            None,
+        ))?;
+        if r.status.is_success() || r.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(self.status_error("remove", &what, &r))
+        }
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
+        if t == FileType::Config {
+            return match self.stat(&Handle::config()) {
+                Ok(size) => Ok(vec![FileInfo {
+                    name: "config".into(),
+                    size,
+                }]),
+                Err(BackendError::NotFound(_)) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
+        let what = format!("{}/", t.dir());
+        let url = self
+            .base
+            .join(&what)
+            .expect("relative path joins onto the base");
+        let accept = [(ACCEPT, V2.to_string())];
+        let r = self
+            .rt
+            .block_on(self.call("list", &what, Method::GET, &url, &accept, None))?;
+        match r.status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(Vec::new()),
+            _ => return Err(self.status_error("list", &what, &r)),
+        }
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&r.body)
+            .map_err(|e| self.error("list", &what, format!("bad listing: {e}"), false))?;
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                // v2: {"name": …, "size": …}
+                serde_json::Value::Object(m) => {
+                    let name = m.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+                    let size = m.get("size").and_then(|s| s.as_u64());
+                    if let (true, Some(size)) = (is_id_name(name), size) {
+                        out.push(FileInfo {
+                            name: name.to_string(),
+                            size,
+                        });
+                    }
+                }
+                // v1: names only, sizes by HEAD.
+                serde_json::Value::String(name) if is_id_name(&name) => {
+                    let size = self.stat(&Handle::new(t, name.clone()))?;
+                    out.push(FileInfo { name, size });
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_hide_the_password() {
+        let (base, auth, shown) =
+            parse_rest_url("rest:http://us%40er:p%3Ass@host:8000/repo").unwrap();
+        assert_eq!(base.as_str(), "http://host:8000/repo/");
+        let (u, p) = auth.unwrap();
+        assert_eq!((u.as_str(), p.expose()), ("us@er", "p:ss"));
+        assert_eq!(shown, "rest:http://us%40er:***@host:8000/repo/");
+        assert!(!shown.contains("p%3Ass"));
+
+        let (base, auth, shown) = parse_rest_url("rest:https://host/").unwrap();
+        assert!(auth.is_none());
+        assert_eq!(base.as_str(), "https://host/");
+        assert_eq!(shown, "rest:https://host/");
+
+        let e = parse_rest_url("rest:ftp://u:secret@host/").unwrap_err();
+        assert!(!e.to_string().contains("secret"));
+        let e = parse_rest_url("rest:http://u:secret@[bad/").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn handle_urls() {
+        let be =
+            RestBackend::open("rest:http://127.0.0.1:1/r/", BackendOptions::default()).unwrap();
+        let id = "ab".repeat(32);
+        assert_eq!(
+            be.url(&Handle::config()).as_str(),
+            "http://127.0.0.1:1/r/config"
+        );
+        assert_eq!(
+            be.url(&Handle::new(FileType::Pack, id.clone())).as_str(),
+            format!("http://127.0.0.1:1/r/data/{id}")
+        );
+        assert_eq!(
+            be.url(&Handle::new(FileType::Key, id.clone())).as_str(),
+            format!("http://127.0.0.1:1/r/keys/{id}")
+        );
+    }
+}

@@ -1,0 +1,643 @@
+//! The S3 backend, on the `object_store` crate (Apache Arrow project): SigV4 signing,
+//! pagination, ranged GETs, multipart uploads, conditional PUTs and a bounded retry loop
+//! with exponential backoff and jitter, all maintained upstream and used by many clients.
+//!
+//! The [`Backend`] trait is synchronous, so [`S3Backend`] owns a small tokio runtime
+//! (2 worker threads) and every method `block_on`s; concurrent callers share it. A
+//! semaphore ([`object_store::limit::LimitStore`]) bounds requests in flight to
+//! `s3.connections` (default 5, as restic).
+//!
+//! * Writes are create-only: `PUT` with `If-None-Match: *`; 412 means the file exists. A
+//!   server that answers 501/`NotImplemented` to that (after object_store's retries) is
+//!   remembered and gets `HEAD` then `PUT` instead (a small race window between two writers of the same name, which only
+//!   happens with identical content-addressed data). Objects above the multipart threshold
+//!   (64 MiB) are checked with `HEAD` and uploaded in parts.
+//! * `object_store` retries 5xx (501 included), 429, 408, refused and reset connections
+//!   and timeouts of idempotent requests; a create-only `PUT` whose connection broke after
+//!   sending is retried here. When a re-sent create-only `PUT` finds the object (412), a
+//!   file named by the SHA-256 of these bytes with their size is taken as this write's
+//!   own earlier attempt, so it is not reported as a conflict. Other 4xx are never retried.
+//! * A `HEAD` that is refused has no body to say why, so one ranged `GET` fetches the S3
+//!   error code (e.g. `SignatureDoesNotMatch`) for the message.
+//! * `create()` creates the bucket if it is missing (`PUT /bucket`, signed by
+//!   [`crate::sigv4`]), as `restic init` does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::limit::LimitStore;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
+};
+use sha2::{Digest, Sha256};
+use tracing::debug;
+
+use crate::options::{BackendOptions, S3Layout};
+use crate::retry::RetryState;
+use crate::s3_config::{object_key, parse_s3_url, type_dir, S3Location};
+use crate::s3_creds::{resolve, CredentialSource, Credentials};
+use crate::s3_error::{analyze, xml_tag, S3Failure};
+use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+
+/// A restic repository in an S3 bucket (AWS or any S3-compatible server).
+pub struct S3Backend {
+    rt: tokio::runtime::Runtime,
+    store: LimitStore<AmazonS3>,
+    loc: S3Location,
+    creds: Option<Credentials>,
+    http: reqwest::Client,
+    opts: BackendOptions,
+    layout: OnceLock<S3Layout>,
+    conditional_put: AtomicBool,
+}
+
+impl std::fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("location", &self.loc.display())
+            .field("region", &self.loc.region)
+            .field("layout", &self.layout.get())
+            .field("connections", &self.opts.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A create-only upload's outcome short of success.
+enum PutError {
+    Exists,
+    Store(object_store::Error),
+}
+
+impl From<object_store::Error> for PutError {
+    fn from(e: object_store::Error) -> Self {
+        PutError::Store(e)
+    }
+}
+
+impl S3Backend {
+    /// Opens `s3:…` (the `s3:` prefix is optional) with credentials from the environment.
+    /// Nothing is sent to the server yet.
+    pub fn open(url: &str, opts: BackendOptions) -> Result<S3Backend, BackendError> {
+        S3Backend::open_with_env(url, opts, &|k| std::env::var(k).ok())
+    }
+
+    /// Like [`S3Backend::open`], reading variables through `env` (for tests).
+    pub fn open_with_env(
+        url: &str,
+        opts: BackendOptions,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<S3Backend, BackendError> {
+        crate::debug_log::init_from_env();
+        let rest = url.strip_prefix("s3:").unwrap_or(url);
+        let loc = parse_s3_url(rest, env)?;
+        let source = resolve(env)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("restash-s3")
+            .enable_all()
+            .build()
+            .map_err(BackendError::io("starting the S3 runtime"))?;
+        let client_options = ClientOptions::new()
+            .with_allow_http(loc.http)
+            .with_connect_timeout(opts.connect_timeout)
+            .with_read_timeout(opts.read_timeout)
+            .with_timeout(opts.request_timeout)
+            .with_pool_max_idle_per_host(opts.connections);
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: opts.initial_backoff,
+                max_backoff: opts.max_backoff,
+                base: 2.0,
+            },
+            max_retries: opts.max_retries,
+            retry_timeout: opts.retry_timeout,
+        };
+        let (mut builder, creds) = match source {
+            CredentialSource::Static(c) => {
+                let mut b = AmazonS3Builder::new()
+                    .with_access_key_id(&c.access_key_id)
+                    .with_secret_access_key(c.secret_access_key.expose());
+                if let Some(t) = &c.session_token {
+                    b = b.with_token(t.expose());
+                }
+                (b, Some(c))
+            }
+            // Web identity or container credentials: object_store reads the same variables.
+            CredentialSource::Ambient => (AmazonS3Builder::from_env(), None),
+        };
+        builder = builder
+            .with_bucket_name(&loc.bucket)
+            .with_region(&loc.region)
+            .with_client_options(client_options)
+            .with_retry(retry)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_disable_tagging(true);
+        builder = match &loc.endpoint {
+            Some(e) => builder
+                .with_endpoint(e)
+                .with_virtual_hosted_style_request(false),
+            None => builder.with_virtual_hosted_style_request(true),
+        };
+        let _guard = rt.enter();
+        let s3 = builder.build().map_err(|e| {
+            BackendError::Config(format!("S3 configuration for {}: {e}", loc.display()))
+        })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .read_timeout(opts.read_timeout)
+            .timeout(opts.request_timeout)
+            .build()
+            .map_err(|e| BackendError::Config(format!("HTTP client: {e}")))?;
+        drop(_guard);
+        let layout = OnceLock::new();
+        if let Some(l) = opts.s3_layout {
+            let _ = layout.set(l);
+        }
+        Ok(S3Backend {
+            store: LimitStore::new(s3, opts.connections),
+            rt,
+            loc,
+            creds,
+            http,
+            opts,
+            layout,
+            conditional_put: AtomicBool::new(true),
+        })
+    }
+
+    /// The layout in use, detected on first need like restic: objects under `keys/` →
+    /// default; none there but some under `key/` → s3legacy; neither → default.
+    pub fn layout(&self) -> Result<S3Layout, BackendError> {
+        if let Some(l) = self.layout.get() {
+            return Ok(*l);
+        }
+        let detected = self.rt.block_on(async {
+            if self.any_under("keys").await? {
+                return Ok(S3Layout::Default);
+            }
+            if self.any_under("key").await? {
+                return Ok(S3Layout::S3Legacy);
+            }
+            Ok(S3Layout::Default)
+        })?;
+        debug!("S3 layout of {}: {detected:?}", self.loc.display());
+        Ok(*self.layout.get_or_init(|| detected))
+    }
+
+    /// The object's ETag: an MD5 for a single PUT, `<md5>-<parts>` for a multipart upload
+    /// (for diagnostics and tests).
+    pub fn etag(&self, h: &Handle) -> Result<Option<String>, BackendError> {
+        let path = self.path(h)?;
+        self.rt
+            .block_on(self.store.head(&path))
+            .map(|m| m.e_tag)
+            .map_err(|e| self.fail("stat", &h.to_string(), e))
+    }
+
+    async fn any_under(&self, dir: &str) -> Result<bool, BackendError> {
+        let prefix = self.key_path(dir);
+        let mut s = self.store.list(Some(&prefix));
+        match s.next().await {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(self.fail("list", &format!("{dir}/"), e)),
+        }
+    }
+
+    fn key_path(&self, key: &str) -> Path {
+        if self.loc.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.loc.prefix))
+        }
+    }
+
+    fn path(&self, h: &Handle) -> Result<Path, BackendError> {
+        // The config's key is the same in every layout: no detection needed to open.
+        let layout = match h.file_type {
+            FileType::Config => S3Layout::Default,
+            _ => self.layout()?,
+        };
+        Ok(self.key_path(&object_key(layout, h)))
+    }
+
+    /// A backend error for an `object_store` failure of `op` on `what`.
+    fn fail(&self, op: &str, what: &str, e: object_store::Error) -> BackendError {
+        match e {
+            object_store::Error::NotFound { .. } => BackendError::NotFound(what.to_string()),
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => {
+                BackendError::AlreadyExists(what.to_string())
+            }
+            e => self.failure(op, what, &analyze(&e)),
+        }
+    }
+
+    fn failure(&self, op: &str, what: &str, f: &S3Failure) -> BackendError {
+        BackendError::Other {
+            message: format!("S3 {op} {what} in {}: {}", self.loc.display(), f.describe()),
+            retryable: f.transient(),
+        }
+    }
+
+    /// For a refused `HEAD` (no body): the S3 error code from a one-byte `GET`.
+    async fn explain(&self, path: &Path, f: S3Failure) -> S3Failure {
+        if f.code.is_some() || !matches!(f.status, Some(400 | 401 | 403)) {
+            return f;
+        }
+        let opts = GetOptions::new().with_range(Some(0..1));
+        match self.store.get_opts(path, opts).await {
+            Err(e) => {
+                let g = analyze(&e);
+                if g.code.is_some() {
+                    g
+                } else {
+                    f
+                }
+            }
+            Ok(_) => f,
+        }
+    }
+
+    async fn head(&self, path: &Path, what: &str) -> Result<u64, BackendError> {
+        match self.store.head(path).await {
+            Ok(m) => Ok(m.size),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(BackendError::NotFound(what.to_string()))
+            }
+            Err(e) => {
+                let f = self.explain(path, analyze(&e)).await;
+                Err(self.failure("stat", what, &f))
+            }
+        }
+    }
+
+    /// Whether the object at `path` already holds exactly `data`: by size when the name is
+    /// the SHA-256 of `data` (restic's content addressing: such a file can only be this
+    /// write), else, only after a retry of ours, by content for small files (the config).
+    async fn holds(&self, h: &Handle, path: &Path, data: &[u8], retried: bool) -> bool {
+        if hex::encode(Sha256::digest(data)).eq_ignore_ascii_case(&h.name) {
+            return matches!(self.store.head(path).await, Ok(m) if m.size == data.len() as u64);
+        }
+        if !retried || data.len() > 1 << 20 {
+            return false;
+        }
+        match self.store.get(path).await {
+            Ok(r) => matches!(r.bytes().await, Ok(b) if b.as_ref() == data),
+            Err(_) => false,
+        }
+    }
+
+    async fn exists_now(&self, path: &Path) -> Result<bool, object_store::Error> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn write_once(&self, path: &Path, data: &Bytes) -> Result<(), PutError> {
+        if data.len() > self.opts.multipart_threshold {
+            if self.exists_now(path).await? {
+                return Err(PutError::Exists);
+            }
+            let upload = self.store.put_multipart(path).await?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, self.opts.part_size);
+            w.put(data.clone());
+            w.finish().await?;
+            return Ok(());
+        }
+        let payload = PutPayload::from(data.clone());
+        if self.conditional_put.load(Ordering::Relaxed) {
+            match self
+                .store
+                .put_opts(path, payload.clone(), PutOptions::from(PutMode::Create))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => return Err(PutError::Exists),
+                Err(e) => {
+                    let f = analyze(&e);
+                    if !f.not_implemented() {
+                        return Err(e.into());
+                    }
+                    debug!(
+                        "S3 server does not support conditional PUT ({}); using HEAD then PUT",
+                        f.describe()
+                    );
+                    self.conditional_put.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        if self.exists_now(path).await? {
+            return Err(PutError::Exists);
+        }
+        self.store.put(path, payload).await?;
+        Ok(())
+    }
+
+    /// Bucket-level request signed here (object_store has none): `GET /bucket?list-type=2`
+    /// to see whether the bucket exists, `PUT /bucket` to create it.
+    async fn bucket_request(
+        &self,
+        creds: &Credentials,
+        method: reqwest::Method,
+        query: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, String), BackendError> {
+        let mut url = self.loc.bucket_url.clone();
+        url.set_query((!query.is_empty()).then_some(query));
+        let hash = crate::sigv4::payload_hash(&body);
+        let mut retry = RetryState::new(&self.opts);
+        loop {
+            let headers = crate::sigv4::sign(
+                method.as_str(),
+                &url,
+                &self.loc.region,
+                creds,
+                &hash,
+                chrono::Utc::now(),
+            );
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .body(body.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match resp.text().await {
+                        Ok(text) if !crate::retry::status_is_transient(status) => {
+                            return Ok((status, text))
+                        }
+                        Ok(text) => format!(
+                            "HTTP {status} {}",
+                            xml_tag(&text, "Code").unwrap_or_default()
+                        ),
+                        Err(e) if crate::retry::reqwest_is_transient(&e) => {
+                            crate::retry::describe_reqwest(&e)
+                        }
+                        Err(e) => {
+                            return Err(
+                                self.bucket_error(&crate::retry::describe_reqwest(&e), false)
+                            )
+                        }
+                    }
+                }
+                Err(e) if crate::retry::reqwest_is_transient(&e) => {
+                    crate::retry::describe_reqwest(&e)
+                }
+                Err(e) => return Err(self.bucket_error(&crate::retry::describe_reqwest(&e), false)),
+            };
+            match retry.next_delay() {
+                Some(d) => {
+                    debug!(
+                        "S3 {method} bucket {}: {outcome}; retry {} in {d:?}",
+                        self.loc.bucket,
+                        retry.retries()
+                    );
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    return Err(self.bucket_error(
+                        &format!(
+                            "{outcome} (gave up after {} retries in {:?})",
+                            retry.retries(),
+                            retry.elapsed()
+                        ),
+                        true,
+                    ))
+                }
+            }
+        }
+    }
+
+    fn bucket_error(&self, what: &str, retryable: bool) -> BackendError {
+        BackendError::Other {
+            message: format!(
+                "S3 bucket {} at {}: {what}",
+                self.loc.bucket,
+                self.loc.display()
+            ),
+            retryable,
+        }
+    }
+
+    fn bucket_failure(&self, status: u16, body: &str) -> BackendError {
+        let f = S3Failure {
+            status: Some(status),
+            code: xml_tag(body, "Code"),
+            message: xml_tag(body, "Message"),
+            text: format!("HTTP {status}"),
+            ..S3Failure::default()
+        };
+        self.bucket_error(&f.describe(), false)
+    }
+
+    /// Creates the bucket unless it exists (or credentials come from a web identity, which
+    /// this signer does not handle: then the bucket must exist).
+    async fn ensure_bucket(&self) -> Result<(), BackendError> {
+        let Some(creds) = &self.creds else {
+            return Ok(());
+        };
+        let (status, body) = self
+            .bucket_request(
+                creds,
+                reqwest::Method::GET,
+                "list-type=2&max-keys=1",
+                Vec::new(),
+            )
+            .await?;
+        match status {
+            200..=299 => return Ok(()),
+            404 => {}
+            _ => return Err(self.bucket_failure(status, &body)),
+        }
+        let body = if self.loc.region == "us-east-1" {
+            Vec::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.loc.region
+            )
+            .into_bytes()
+        };
+        let (status, text) = self
+            .bucket_request(creds, reqwest::Method::PUT, "", body)
+            .await?;
+        match (status, xml_tag(&text, "Code").as_deref()) {
+            (200..=299, _) | (409, Some("BucketAlreadyOwnedByYou")) => {
+                debug!("created S3 bucket {}", self.loc.bucket);
+                Ok(())
+            }
+            _ => Err(self.bucket_failure(status, &text)),
+        }
+    }
+}
+
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        self.loc.display()
+    }
+
+    fn create(&self) -> Result<(), BackendError> {
+        self.rt.block_on(self.ensure_bucket())?;
+        let cfg = Handle::config();
+        match self.stat(&cfg) {
+            Ok(_) => {
+                return Err(BackendError::AlreadyExists(format!(
+                    "config file in {}",
+                    self.loc.display()
+                )))
+            }
+            Err(BackendError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let _ = self
+            .layout
+            .set(self.opts.s3_layout.unwrap_or(S3Layout::Default));
+        Ok(())
+    }
+
+    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
+        let path = self.path(h)?;
+        let what = h.to_string();
+        self.rt.block_on(async {
+            let r = self
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| self.fail("read", &what, e))?;
+            let b = r.bytes().await.map_err(|e| self.fail("read", &what, e))?;
+            Ok(b.to_vec())
+        })
+    }
+
+    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let path = self.path(h)?;
+        let what = h.to_string();
+        let short = |size: u64| BackendError::ShortRead {
+            what: what.clone(),
+            offset,
+            wanted: length,
+            got: size.saturating_sub(offset).min(length),
+        };
+        self.rt.block_on(async {
+            if length == 0 {
+                let size = self.head(&path, &what).await?;
+                return if offset > size {
+                    Err(short(size))
+                } else {
+                    Ok(Vec::new())
+                };
+            }
+            let end = offset.checked_add(length).ok_or_else(|| short(0))?;
+            match self.store.get_range(&path, offset..end).await {
+                Ok(b) if b.len() as u64 == length => Ok(b.to_vec()),
+                Ok(b) => Err(short(offset + b.len() as u64)),
+                Err(e @ object_store::Error::NotFound { .. }) => Err(self.fail("read", &what, e)),
+                Err(e) => {
+                    // A range past the end: report it as the short read it is.
+                    match self.head(&path, &what).await {
+                        Ok(size) if end > size => Err(short(size)),
+                        _ => Err(self.fail("read", &what, e)),
+                    }
+                }
+            }
+        })
+    }
+
+    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
+        let path = self.path(h)?;
+        let what = h.to_string();
+        let data = Bytes::copy_from_slice(data);
+        self.rt.block_on(async {
+            let mut retry = RetryState::new(&self.opts);
+            loop {
+                match self.write_once(&path, &data).await {
+                    Ok(()) => return Ok(()),
+                    Err(PutError::Exists) => {
+                        // A PUT re-sent after a broken connection (here or inside
+                        // object_store) may find its own first attempt: that is success.
+                        if self.holds(h, &path, &data, retry.retries() > 0).await {
+                            debug!("S3 write {what}: already there with this content");
+                            return Ok(());
+                        }
+                        return Err(BackendError::AlreadyExists(what));
+                    }
+                    Err(PutError::Store(e)) => {
+                        let f = analyze(&e);
+                        if f.interrupted() {
+                            if let Some(d) = retry.next_delay() {
+                                debug!(
+                                    "S3 write {what}: {}; retry {} in {d:?}",
+                                    f.describe(),
+                                    retry.retries()
+                                );
+                                tokio::time::sleep(d).await;
+                                continue;
+                            }
+                        }
+                        return Err(self.fail("write", &what, e));
+                    }
+                }
+            }
+        })
+    }
+
+    fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
+        let path = self.path(h)?;
+        self.rt.block_on(self.head(&path, &h.to_string()))
+    }
+
+    fn remove(&self, h: &Handle) -> Result<(), BackendError> {
+        let path = self.path(h)?;
+        match self.rt.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail("remove", &h.to_string(), e)),
+        }
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
+        if t == FileType::Config {
+            return match self.stat(&Handle::config()) {
+                Ok(size) => Ok(vec![FileInfo {
+                    name: "config".into(),
+                    size,
+                }]),
+                Err(BackendError::NotFound(_)) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
+        let dir = type_dir(self.layout()?, t);
+        let prefix = self.key_path(dir);
+        self.rt.block_on(async {
+            // Recursive listing (no delimiter): data/ab/<id> and legacy data/<id> alike.
+            let mut stream = self.store.list(Some(&prefix));
+            let mut out = Vec::new();
+            while let Some(item) = stream.next().await {
+                let meta = item.map_err(|e| self.fail("list", &format!("{dir}/"), e))?;
+                if let Some(name) = meta.location.filename() {
+                    if is_id_name(name) {
+                        out.push(FileInfo {
+                            name: name.to_string(),
+                            size: meta.size,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}
