@@ -184,6 +184,15 @@ fn targets(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<Vec<u8>>)>> {
         }
         out.push((abs, comps));
     }
+    if !out
+        .iter()
+        .any(|(p, _)| std::fs::symlink_metadata(p).is_ok())
+    {
+        // restic refuses to write a snapshot of nothing.
+        return Err(EngineError::Usage(
+            "all target directories/files do not exist".into(),
+        ));
+    }
     out.sort();
     out.dedup_by(|b, a| a.0 == b.0);
     let all: Vec<PathBuf> = out.iter().map(|(p, _)| p.clone()).collect();

@@ -196,7 +196,7 @@ impl<'a> Saver<'a> {
         }
         {
             let mut spare = self.spare.lock().expect("spare buffers");
-            if spare.len() < 2 {
+            if spare.is_empty() {
                 spare.push(bytes);
             }
         }

@@ -378,6 +378,9 @@ impl<'a> Walker<'a> {
             }
             let cpnode = ptree.as_ref().and_then(|t| t.find(child).cloned());
             self.entry(&cpath, child, &cmeta, cpnode, to, root_dev)?;
+            // Finished files are applied as the walk goes, so that directories close (and
+            // their nodes are freed) even when the readers keep up with the walk.
+            self.drain(false)?;
         }
         let d = self.dirs.get_mut(&id).expect("open directory");
         d.walked = true;
