@@ -258,6 +258,45 @@ fn summary_json(s: &BackupSummary, dry_run: bool) -> serde_json::Value {
     v
 }
 
+/// restic's `--json` status lines, one a second while the backup runs.
+fn status_lines(
+    p: Arc<restash_engine::archiver::Progress>,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let start = std::time::Instant::now();
+    let handle = std::thread::spawn(move || {
+        let mut last = std::time::Instant::now();
+        while !flag.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if last.elapsed() < std::time::Duration::from_secs(1) {
+                continue;
+            }
+            last = std::time::Instant::now();
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let (total, done) = (get(&p.bytes_seen), get(&p.bytes_done));
+            let percent = if total == 0 {
+                0.0
+            } else {
+                done as f64 / total as f64
+            };
+            println!(
+                "{}",
+                json!({
+                    "message_type": "status",
+                    "seconds_elapsed": start.elapsed().as_secs(),
+                    "percent_done": percent.min(1.0),
+                    "total_files": get(&p.files_seen),
+                    "files_done": get(&p.files_done),
+                    "total_bytes": total,
+                    "bytes_done": done,
+                })
+            );
+        }
+    });
+    (stop, handle)
+}
+
 /// restic's `humanize`-style sizes: 1.234 MiB.
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -305,7 +344,12 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         let (id, _) = restash_engine::find_snapshot(&snaps, p, &Default::default())?;
         opts.parent = Some(*id);
     }
+    let status = (g.json && !g.quiet).then(|| status_lines(opts.progress.clone()));
     let result = backup(&mut repo, source, &opts);
+    if let Some((stop, handle)) = status {
+        stop.store(true, Ordering::SeqCst);
+        let _ = handle.join();
+    }
     drop(lock);
     let summary = match result {
         Ok(s) => s,

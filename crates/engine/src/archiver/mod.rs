@@ -8,7 +8,7 @@ mod walker;
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,6 +36,20 @@ pub enum Source {
         /// The data.
         reader: Box<dyn Read + Send>,
     },
+}
+
+/// Live counters of a running backup, for status lines and progress bars. The walk runs
+/// ahead of the readers, so `*_seen` grows while the backup runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Files found so far.
+    pub files_seen: AtomicU64,
+    /// Bytes in the files found so far.
+    pub bytes_seen: AtomicU64,
+    /// Files finished (read or unchanged).
+    pub files_done: AtomicU64,
+    /// Bytes finished.
+    pub bytes_done: AtomicU64,
 }
 
 /// restic's backup flags.
@@ -74,6 +88,8 @@ pub struct BackupOptions {
     pub workers: usize,
     /// Set from a signal handler: stop reading, save what was uploaded, return Interrupted.
     pub interrupt: Arc<AtomicBool>,
+    /// Counters the caller may watch.
+    pub progress: Arc<Progress>,
 }
 
 impl BackupOptions {
@@ -97,6 +113,7 @@ impl BackupOptions {
             chunker: None,
             workers: cores.clamp(2, 8),
             interrupt: Arc::new(AtomicBool::new(false)),
+            progress: Arc::new(Progress::default()),
         }
     }
 }
@@ -425,6 +442,7 @@ fn backup_stdin(
         saver,
         chunker,
         interrupt: &opts.interrupt,
+        progress: &opts.progress,
     };
     let mut sc = restash_chunker::StreamChunker::new(reader, chunker.chunker());
     let (content, size) = read_content(&ctx, &mut sc, Path::new(name))?;

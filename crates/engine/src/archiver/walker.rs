@@ -79,6 +79,8 @@ pub struct ReadCtx<'a> {
     pub chunker: &'a ChunkerParams,
     /// Stop flag.
     pub interrupt: &'a AtomicBool,
+    /// Live counters.
+    pub progress: &'a super::Progress,
 }
 
 /// Reads one stream into data blobs; returns the content list and the byte count.
@@ -102,6 +104,9 @@ pub fn read_content(
         ctx.saver.save(BlobType::Data, id, chunk)?;
         content.push(id);
         size += chunk.len() as u64;
+        ctx.progress
+            .bytes_done
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     Ok((content, size))
 }
@@ -277,11 +282,16 @@ impl<'a> Walker<'a> {
             NodeType::Socket => self.deliver(up, Slot::Dropped),
             NodeType::Dir => self.dir(path, node, pnode, up, root_dev, meta.dev()),
             NodeType::File if meta.file_type().is_file() => {
+                let progress = &self.opts.progress;
+                progress.files_seen.fetch_add(1, Ordering::Relaxed);
+                progress.bytes_seen.fetch_add(meta.len(), Ordering::Relaxed);
                 let had_parent = pnode.is_some();
                 if let Some(p) = pnode.filter(|p| self.unchanged(p, &node)) {
                     let mut node = node;
                     node.content = p.content;
                     self.summary.files_unmodified += 1;
+                    progress.files_done.fetch_add(1, Ordering::Relaxed);
+                    progress.bytes_done.fetch_add(node.size, Ordering::Relaxed);
                     self.summary.total_files_processed += 1;
                     self.summary.total_bytes_processed += node.size;
                     return self.deliver(up, Slot::Ready(Box::new(node)));
@@ -418,6 +428,10 @@ impl<'a> Walker<'a> {
     }
 
     fn apply(&mut self, done: FileDone) -> Result<()> {
+        self.opts
+            .progress
+            .files_done
+            .fetch_add(1, Ordering::Relaxed);
         match done.result {
             Ok(node) => {
                 if done.had_parent {
@@ -487,6 +501,7 @@ pub fn run(
         saver,
         chunker,
         interrupt: &opts.interrupt,
+        progress: &opts.progress,
     };
     std::thread::scope(|s| {
         let mut handles = Vec::new();
