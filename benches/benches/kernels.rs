@@ -8,11 +8,11 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
+use restash_benches::{random_input, text_input};
 use restash_crypto::Key;
 use restash_format::{compress_blob, decompress_blob, BlobId, GoTime, Node, NodeType, Tree};
 use sha2::{Digest, Sha256};
@@ -20,47 +20,6 @@ use sha2::{Digest, Sha256};
 const MIB: usize = 1 << 20;
 const KIB4: usize = 4 << 10;
 const TREE_NODES: usize = 1000;
-
-fn random_input(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
-/// Log lines with varying fields, as in the chunker bench: zstd gets roughly 4–6×.
-fn text_input(len: usize) -> Vec<u8> {
-    let mut rng = StdRng::seed_from_u64(0x7e47);
-    let mut data = Vec::with_capacity(len + 256);
-    let paths = [
-        "/api/v1/items",
-        "/api/v1/users",
-        "/static/app.js",
-        "/health",
-        "/login",
-    ];
-    let mut i = 0u64;
-    while data.len() < len {
-        writeln!(
-            data,
-            "2024-03-{:02}T{:02}:{:02}:{:02}.{:03}Z INFO req={:08x} {} {}/{} status={} took={}ms",
-            1 + i / 86_400_000 % 28,
-            i / 3_600_000 % 24,
-            i / 60_000 % 60,
-            i / 1000 % 60,
-            i % 1000,
-            rng.gen::<u32>(),
-            ["GET", "POST", "PUT"][rng.gen_range(0..3)],
-            paths[rng.gen_range(0..paths.len())],
-            rng.gen_range(0..5000),
-            [200, 200, 200, 304, 404, 500][rng.gen_range(0..6)],
-            rng.gen_range(0..900),
-        )
-        .unwrap();
-        i += rng.gen_range(1..50);
-    }
-    data.truncate(len);
-    data
-}
 
 /// A directory listing like one `restic backup` writes for a source tree: mostly regular
 /// files with one to four content blobs, some subdirectories and symlinks, nanosecond
