@@ -172,6 +172,20 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Listing `FileType::Config` on a store without directories: the config, if `stat` found it.
+pub(crate) fn config_listing(
+    stat: Result<u64, BackendError>,
+) -> Result<Vec<FileInfo>, BackendError> {
+    match stat {
+        Ok(size) => Ok(vec![FileInfo {
+            name: "config".into(),
+            size,
+        }]),
+        Err(BackendError::NotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// True for 64 lower- or upper-case hex digits: the only names restic lists.
 pub fn is_id_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())

@@ -23,7 +23,7 @@ use url::Url;
 use crate::options::BackendOptions;
 use crate::retry::{describe_reqwest, reqwest_is_transient, status_is_transient, RetryState};
 use crate::s3_creds::Secret;
-use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+use crate::{config_listing, is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
 
@@ -394,14 +394,7 @@ impl Backend for RestBackend {
 
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
         if t == FileType::Config {
-            return match self.stat(&Handle::config()) {
-                Ok(size) => Ok(vec![FileInfo {
-                    name: "config".into(),
-                    size,
-                }]),
-                Err(BackendError::NotFound(_)) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            };
+            return config_listing(self.stat(&Handle::config()));
         }
         let what = format!("{}/", t.dir());
         let url = self

@@ -42,7 +42,7 @@ use crate::retry::RetryState;
 use crate::s3_config::{object_key, parse_s3_url, type_dir, S3Location};
 use crate::s3_creds::{resolve, CredentialSource, Credentials};
 use crate::s3_error::{analyze, xml_tag, S3Failure};
-use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+use crate::{config_listing, is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
 
 /// A restic repository in an S3 bucket (AWS or any S3-compatible server).
 pub struct S3Backend {
@@ -611,14 +611,7 @@ impl Backend for S3Backend {
 
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
         if t == FileType::Config {
-            return match self.stat(&Handle::config()) {
-                Ok(size) => Ok(vec![FileInfo {
-                    name: "config".into(),
-                    size,
-                }]),
-                Err(BackendError::NotFound(_)) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            };
+            return config_listing(self.stat(&Handle::config()));
         }
         let dir = type_dir(self.layout()?, t);
         let prefix = self.key_path(dir);
