@@ -12,6 +12,7 @@ mod servers;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
+use common::backup::assert_latest_restores;
 use common::*;
 use restash_backend::{
     conformance, Backend, BackendError, BackendOptions, FileType, Handle, RestBackend,
@@ -92,21 +93,9 @@ fn rest_end_to_end_with_restic() {
         .success()
         .json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
-    let target = tempfile::tempdir().unwrap();
-    restash_rest(
-        &url,
-        osargs!["restore", "latest", "--target", target.path()],
-    )
-    .success();
-    assert_trees_equal(&tree.root, &restored_path(target.path(), &tree.root), &opts);
+    assert_latest_restores(&|a| restash_rest(&url, a), &tree.root, &opts);
     restic_rest(&url, osargs!["check", "--read-data"]).success();
-    let target = tempfile::tempdir().unwrap();
-    restic_rest(
-        &url,
-        osargs!["restore", "latest", "--target", target.path()],
-    )
-    .success();
-    assert_trees_equal(&tree.root, &restored_path(target.path(), &tree.root), &opts);
+    assert_latest_restores(&|a| restic_rest(&url, a), &tree.root, &opts);
     eprintln!(
         "restash on REST, checked and restored by restic: {:.1?}",
         t.elapsed()
@@ -117,13 +106,7 @@ fn rest_end_to_end_with_restic() {
     let url = srv.url(&unique_name("e2er"));
     restic_rest(&url, osargs!["init"]).success();
     restic_rest(&url, osargs!["backup", "--host", "restash-e2e", &tree.root]).success();
-    let target = tempfile::tempdir().unwrap();
-    restash_rest(
-        &url,
-        osargs!["restore", "latest", "--target", target.path()],
-    )
-    .success();
-    assert_trees_equal(&tree.root, &restored_path(target.path(), &tree.root), &opts);
+    assert_latest_restores(&|a| restash_rest(&url, a), &tree.root, &opts);
     restash_rest(&url, osargs!["backup", "--host", "restash-e2e", &tree.root]).success();
     restic_rest(&url, osargs!["check", "--read-data"]).success();
     let snaps = restash_rest(&url, osargs!["snapshots", "--json"])

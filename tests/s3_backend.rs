@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
+use common::backup::assert_latest_restores;
 use common::*;
 use restash_backend::{
     conformance, Backend, BackendError, BackendOptions, FileType, Handle, S3Backend, S3Layout,
@@ -371,14 +372,7 @@ fn s3_end_to_end_with_restic() {
         .success()
         .json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
-    let target = tempfile::tempdir().unwrap();
-    restash_s3(
-        &url,
-        osargs!["restore", "latest", "--target", target.path()],
-        &env,
-    )
-    .success();
-    assert_trees_equal(&tree.root, &restored_path(target.path(), &tree.root), &opts);
+    assert_latest_restores(&|a| restash_s3(&url, a, &env), &tree.root, &opts);
     eprintln!(
         "restash init/backup/snapshots/restore on S3: {:.1?}",
         t.elapsed()
@@ -386,14 +380,7 @@ fn s3_end_to_end_with_restic() {
 
     let t = Instant::now();
     restic_s3(&url, osargs!["check", "--read-data"], &env).success();
-    let target = tempfile::tempdir().unwrap();
-    restic_s3(
-        &url,
-        osargs!["restore", "latest", "--target", target.path()],
-        &env,
-    )
-    .success();
-    assert_trees_equal(&tree.root, &restored_path(target.path(), &tree.root), &opts);
+    assert_latest_restores(&|a| restic_s3(&url, a, &env), &tree.root, &opts);
     eprintln!(
         "restic check --read-data and restore of restash's S3 repo: {:.1?}",
         t.elapsed()
@@ -413,14 +400,7 @@ fn s3_end_to_end_with_restic() {
         .success()
         .json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
-    let target = tempfile::tempdir().unwrap();
-    restash_s3(
-        &url,
-        osargs!["restore", "latest", "--target", target.path()],
-        &env,
-    )
-    .success();
-    assert_trees_equal(&tree.root, &restored_path(target.path(), &tree.root), &opts);
+    assert_latest_restores(&|a| restash_s3(&url, a, &env), &tree.root, &opts);
     // restash adds a snapshot to restic's repository; restic checks it.
     restash_s3(
         &url,

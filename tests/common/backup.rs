@@ -550,3 +550,24 @@ pub fn make_flags_tree(root: &Path) {
     std::os::unix::fs::symlink("../docs", root.join("names/to-docs")).expect("symlink");
     set_all_mtimes(root);
 }
+
+/// Restores `latest` with `run` (either tool, already pointed at one repository) into a
+/// fresh directory and asserts the result equals `source`.
+pub fn assert_latest_restores(
+    run: &dyn Fn(Vec<OsString>) -> CmdOutput,
+    source: &Path,
+    opts: &crate::common::CompareOptions,
+) {
+    let target = tempfile::tempdir().unwrap();
+    let mut args: Vec<OsString> = ["restore", "latest", "--target"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.push(target.path().into());
+    run(args).success();
+    crate::common::assert_trees_equal(
+        source,
+        &crate::common::restored_path(target.path(), source),
+        opts,
+    );
+}

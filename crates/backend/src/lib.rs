@@ -172,6 +172,17 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// The small runtime each network backend drives its async client with: the trait is
+/// synchronous, so every call `block_on`s here.
+pub(crate) fn network_runtime(name: &str) -> Result<tokio::runtime::Runtime, BackendError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(BackendError::io(format!("starting the {name} runtime")))
+}
+
 /// Listing `FileType::Config` on a store without directories: the config, if `stat` found it.
 pub(crate) fn config_listing(
     stat: Result<u64, BackendError>,

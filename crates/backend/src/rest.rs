@@ -125,12 +125,7 @@ impl RestBackend {
     pub fn open(url: &str, opts: BackendOptions) -> Result<RestBackend, BackendError> {
         crate::debug_log::init_from_env();
         let (base, auth, display) = parse_rest_url(url)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("restash-rest")
-            .enable_all()
-            .build()
-            .map_err(BackendError::io("starting the REST runtime"))?;
+        let rt = crate::network_runtime("restash-rest")?;
         let client = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)

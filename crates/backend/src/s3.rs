@@ -96,12 +96,7 @@ impl S3Backend {
         let rest = url.strip_prefix("s3:").unwrap_or(url);
         let loc = parse_s3_url(rest, env)?;
         let source = resolve(env)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("restash-s3")
-            .enable_all()
-            .build()
-            .map_err(BackendError::io("starting the S3 runtime"))?;
+        let rt = crate::network_runtime("restash-s3")?;
         let client_options = ClientOptions::new()
             .with_allow_http(loc.http)
             .with_connect_timeout(opts.connect_timeout)
