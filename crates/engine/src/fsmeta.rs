@@ -33,6 +33,12 @@ pub struct DirMaker {
 impl DirMaker {
     /// Ensures every component of `rel` below `root` is a real directory.
     pub fn ensure(&mut self, root: &Path, rel: &Path) -> Result<()> {
+        // Called for every restored file: the usual case, a parent already made, is one
+        // look-up instead of one per path component.
+        let full = root.join(rel);
+        if self.made.contains(&full) {
+            return Ok(());
+        }
         let mut p = root.to_path_buf();
         for comp in rel.components() {
             p.push(comp);
