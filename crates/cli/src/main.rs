@@ -5,6 +5,7 @@
 mod cmd_backup;
 mod cmd_cat;
 mod cmd_init;
+mod cmd_k8s;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
@@ -52,6 +53,8 @@ enum Command {
     Unlock(cmd_misc::UnlockArgs),
     /// List objects in the repository.
     List(cmd_misc::ListArgs),
+    /// Print Kubernetes manifests that back up JupyterHub volumes (docs/kubernetes.md).
+    K8s(cmd_k8s::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
+        Command::K8s(a) => cmd_k8s::run(g, a),
     }
 }
 

@@ -1,0 +1,286 @@
+//! Kubernetes manifests that run restash for JupyterHub user volumes, as JSON values, and a
+//! small YAML emitter for them. Pure functions: no I/O, no clock, no cluster access.
+//!
+//! * [`secret`]: the Secret holding `RESTIC_PASSWORD`, `AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY` (and optionally `RESTIC_REPOSITORY`).
+//! * [`backup_cronjobs`]: one CronJob per PVC, start times staggered over a daily window;
+//!   [`backup_job`]: the same backup once.
+//! * [`restore_job`]: a one-off restore of a snapshot into the same or another PVC.
+//! * [`prune_cronjob`]: a scheduled `prune` (no PVC).
+//!
+//! Every pod runs the restash image with a read-only root filesystem, no privilege
+//! escalation, all capabilities dropped, the RuntimeDefault seccomp profile, an emptyDir at
+//! `/tmp`, the Secret as read-only files under `/secrets` (never in env or args), and the
+//! PVC at `/data`. By default it runs as jovyan (uid 1000, gid 100, as Zero to JupyterHub's
+//! user pods); [`RunAs::Root`] runs as uid 0 with only the capability the job needs, for
+//! files jovyan cannot read.
+//!
+//! ```
+//! use restash_k8s::*;
+//!
+//! let common = Common::new("jhub", "ghcr.io/restash/restash:0.1.0");
+//! let vols = vec![Volume::parse("claim-alice")?, Volume::parse("claim-bob=bob")?];
+//! let timing = Timing::Window(Window::parse("03:00-04:00")?);
+//! let cronjobs = backup_cronjobs(
+//!     &common,
+//!     &CronSettings::default(),
+//!     &timing,
+//!     &vols,
+//!     &BackupOptions::default(),
+//! )?;
+//! assert_eq!(cronjobs[1]["spec"]["schedule"], "30 3 * * *");
+//! let pod = &cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+//! assert_eq!(pod["containers"][0]["args"][3], "claim-alice"); // --host
+//! assert_eq!(pod["securityContext"]["runAsUser"], 1000);
+//! let yaml = to_yaml_stream(&cronjobs);
+//! assert!(yaml.starts_with("---\napiVersion: \"batch/v1\"\nkind: \"CronJob\"\n"));
+//! # Ok::<(), K8sError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod manifests;
+mod names;
+mod pod;
+mod schedule;
+mod volume;
+mod yaml;
+
+pub use manifests::{
+    backup_args, backup_cronjobs, backup_job, list, prune_cronjob, restore_args, restore_job,
+    secret, SecretEntries,
+};
+pub use names::{check_quantity, check_schedule, check_time_zone};
+pub use schedule::{daily_cron, Window};
+pub use volume::{parse_volume_list, unique_volumes, Volume};
+pub use yaml::{to_yaml, to_yaml_stream};
+
+/// Where the PVC is mounted in the pod.
+pub const DATA_DIR: &str = "/data";
+/// Where the Secret's keys appear as files.
+pub const SECRETS_DIR: &str = "/secrets";
+/// The writable emptyDir (the root filesystem is read-only).
+pub const TMP_DIR: &str = "/tmp";
+/// The termination message file restash writes its short result to.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// The container's name in every pod.
+pub const CONTAINER_NAME: &str = "restash";
+/// Secret keys every job reads (as `<KEY>_FILE` environment variables pointing at files).
+pub const SECRET_KEYS: [&str; 3] = [
+    "RESTIC_PASSWORD",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
+/// The optional Secret key holding the repository location.
+pub const REPOSITORY_KEY: &str = "RESTIC_REPOSITORY";
+
+/// The image of this version: `ghcr.io/restash/restash:<version>`.
+pub fn default_image() -> String {
+    format!("ghcr.io/restash/restash:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What cannot be turned into a manifest the API server would accept.
+#[derive(Debug, thiserror::Error)]
+pub enum K8sError {
+    /// A name, quantity, schedule or other value breaks the API server's rules.
+    #[error("invalid {what} {value:?}: must be {rule}")]
+    Invalid {
+        /// What the value is for (e.g. "pvc", "time zone").
+        what: String,
+        /// The value as given.
+        value: String,
+        /// The rule it breaks.
+        rule: String,
+    },
+    /// The same PVC was given twice with different users.
+    #[error("pvc {pvc:?} is given twice, with users {a:?} and {b:?}")]
+    ConflictingUser {
+        /// The PVC.
+        pvc: String,
+        /// One user.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// The Secret lacks keys the jobs read.
+    #[error("the secret lacks {0}: every job reads it from /secrets")]
+    MissingSecretKeys(String),
+    /// A Secret key's value is empty.
+    #[error("secret key {0} is empty")]
+    EmptySecretValue(String),
+    /// An extra environment variable would override or leak what the manifests set.
+    #[error("environment variable {0} cannot be set with --env: {1}")]
+    ReservedEnv(String, &'static str),
+    /// Nothing to generate.
+    #[error("no PVC given")]
+    NoVolumes,
+}
+
+/// Which identity the job's process has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunAs {
+    /// uid 1000, gid 100, fsGroup 100: jovyan, who owns the files in Zero to JupyterHub.
+    /// No capabilities; files jovyan cannot read are reported (backup exits 3).
+    #[default]
+    Jovyan,
+    /// uid 0 with all capabilities dropped but the one the job needs: `DAC_READ_SEARCH`
+    /// to back up, `CHOWN`, `FOWNER`, `FSETID`, `DAC_OVERRIDE` to restore owners and modes.
+    /// Kubernetes only widens the bounding set with `capabilities.add`, so a non-root
+    /// process would not get them; hence root.
+    Root,
+}
+
+/// CPU and memory requests and limits of the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU request, e.g. `200m`.
+    pub cpu_request: String,
+    /// CPU limit, if any.
+    pub cpu_limit: Option<String>,
+    /// Memory request, e.g. `256Mi`.
+    pub memory_request: String,
+    /// Memory limit, if any.
+    pub memory_limit: Option<String>,
+}
+
+impl Resources {
+    /// For backing up or restoring a volume of a few GB.
+    pub fn for_volume() -> Self {
+        Resources {
+            cpu_request: "200m".into(),
+            cpu_limit: Some("1".into()),
+            memory_request: "256Mi".into(),
+            memory_limit: Some("1Gi".into()),
+        }
+    }
+
+    /// For `prune`, which holds the whole repository index in memory.
+    pub fn for_prune() -> Self {
+        Resources {
+            cpu_request: "500m".into(),
+            cpu_limit: Some("2".into()),
+            memory_request: "512Mi".into(),
+            memory_limit: Some("2Gi".into()),
+        }
+    }
+}
+
+/// Job-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Retries after a failed pod (`backoffLimit`).
+    pub backoff_limit: u32,
+    /// Seconds before a running job is stopped (`activeDeadlineSeconds`).
+    pub active_deadline_seconds: u64,
+    /// Seconds a finished job (and its pod and log) stays (`ttlSecondsAfterFinished`).
+    pub ttl_seconds_after_finished: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            backoff_limit: 2,
+            active_deadline_seconds: 3600,
+            ttl_seconds_after_finished: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// CronJob-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSettings {
+    /// IANA time zone of the schedule (`timeZone`).
+    pub time_zone: String,
+    /// Whether the CronJob starts suspended.
+    pub suspend: bool,
+    /// A run missed by more than this many seconds is skipped.
+    pub starting_deadline_seconds: u64,
+    /// Finished jobs kept.
+    pub successful_jobs_history_limit: u32,
+    /// Failed jobs kept.
+    pub failed_jobs_history_limit: u32,
+}
+
+impl Default for CronSettings {
+    fn default() -> Self {
+        CronSettings {
+            time_zone: "UTC".into(),
+            suspend: false,
+            starting_deadline_seconds: 1800,
+            successful_jobs_history_limit: 3,
+            failed_jobs_history_limit: 3,
+        }
+    }
+}
+
+/// What every manifest of one deployment shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// Namespace of every object (JupyterHub's, usually `jhub`).
+    pub namespace: String,
+    /// Container image.
+    pub image: String,
+    /// Name of the Secret mounted at `/secrets`.
+    pub secret_name: String,
+    /// Repository location as a plain env value; `None` reads it from the Secret's
+    /// `RESTIC_REPOSITORY` file (`RESTIC_REPOSITORY_FILE`).
+    pub repository: Option<String>,
+    /// The process's identity.
+    pub run_as: RunAs,
+    /// Container resources.
+    pub resources: Resources,
+    /// Job settings.
+    pub job: JobSettings,
+    /// Extra plain environment variables (e.g. `AWS_DEFAULT_REGION`); never credentials.
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Common {
+    /// Defaults for a volume job in `namespace` with `image`, Secret `restash`.
+    pub fn new(namespace: &str, image: &str) -> Self {
+        Common {
+            namespace: namespace.into(),
+            image: image.into(),
+            secret_name: "restash".into(),
+            repository: None,
+            run_as: RunAs::Jovyan,
+            resources: Resources::for_volume(),
+            job: JobSettings::default(),
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// When the backup CronJobs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timing {
+    /// Daily, start times spread evenly over the window (in the CronJob's time zone).
+    Window(Window),
+    /// The same cron schedule for every PVC (e.g. `*/5 * * * *` while testing).
+    Schedule(String),
+}
+
+/// What a backup does besides reading `/data`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackupOptions {
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// `--keep-daily` for the `--forget` run after the backup (this host only).
+    pub keep_daily: Option<u32>,
+    /// `--keep-weekly`.
+    pub keep_weekly: Option<u32>,
+    /// `--keep-monthly`.
+    pub keep_monthly: Option<u32>,
+}
+
+/// A restore of one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// The volume whose snapshots are read (`--host <pvc>`).
+    pub source: Volume,
+    /// The volume written to; `None` writes back into `source`.
+    pub target: Option<Volume>,
+    /// `latest` or a snapshot id (prefix).
+    pub snapshot: String,
+    /// A sub-directory of the volume to restore alone (relative, e.g. `work/project`).
+    pub path: Option<String>,
+}
