@@ -42,6 +42,8 @@ mod manifests;
 mod names;
 mod pod;
 mod schedule;
+#[cfg(test)]
+mod tests;
 mod volume;
 mod yaml;
 
