@@ -180,9 +180,11 @@ fn secret_needs_the_three_keys_and_never_shows_values() {
 #[test]
 fn window_staggering_reaches_the_cronjobs() {
     let vols: Vec<Volume> = (0..4).map(|i| vol(&format!("claim-u{i}"))).collect();
-    let mut cron = CronSettings::default();
-    cron.time_zone = "America/Chicago".into();
-    cron.suspend = true;
+    let cron = CronSettings {
+        time_zone: "America/Chicago".into(),
+        suspend: true,
+        ..Default::default()
+    };
     let cj = backup_cronjobs(
         &common(),
         &cron,
