@@ -5,7 +5,9 @@
 //! reader, as go-yaml v2 is) equals the JSON output; and the rules no schema checks: Jobs
 //! never restart in place, distinct staggered start minutes inside the window, the host/tag
 //! identity arguments, the podAffinity label, credentials only as files and never in args or
-//! env, the hardening of every pod.
+//! env, the hardening of every pod. As root, the real binary runs under the identity each
+//! manifest asks for (setpriv: uid, gid, fsGroup, bounding and inheritable capabilities,
+//! no_new_privs), showing what docs/kubernetes.md claims about the two identities.
 //!
 //! kubernetes-validate is installed into the repository's `.venv` by
 //! `scripts/k8s-validate.sh`; if that fails the tests skip loudly, and fail under `CI=true`.
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use common::run::cmd_output;
+use common::run::{cmd_output, restash_bin};
 use k8s::*;
 use serde_json::{json, Value};
 
@@ -563,4 +565,144 @@ fn bad_input_is_refused_with_a_clear_message() {
         );
         assert!(out.stdout.is_empty(), "no partial output");
     }
+}
+
+/// setpriv arguments that give a process the identity a manifest's securityContext asks for,
+/// as the container runtime does: uid, gid, fsGroup as supplementary group, the added
+/// capabilities as bounding and inheritable set (and nothing ambient), no_new_privs.
+fn identity_of(doc: &Value) -> Vec<String> {
+    let pod = &pod_spec(doc)["securityContext"];
+    let sc = &container(doc)["securityContext"];
+    let uid = sc["runAsUser"]
+        .as_u64()
+        .or(pod["runAsUser"].as_u64())
+        .unwrap();
+    let gid = sc["runAsGroup"]
+        .as_u64()
+        .or(pod["runAsGroup"].as_u64())
+        .unwrap_or(0);
+    let add: Vec<String> = sc["capabilities"]["add"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c.as_str().unwrap().to_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let caps: String = std::iter::once("-all".to_string())
+        .chain(add.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let groups = match pod["fsGroup"].as_u64() {
+        Some(g) => format!("--groups={g}"),
+        None => "--clear-groups".into(),
+    };
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        groups,
+        format!("--bounding-set={caps}"),
+        format!("--inh-caps={caps}"),
+        "--no-new-privs".into(),
+        "--".into(),
+    ]
+}
+
+/// The two identities do what docs/kubernetes.md says, run with the real binary under the
+/// identity each manifest asks for: as jovyan, files jovyan cannot read are reported (exit 3);
+/// a non-root process gets nothing from `capabilities.add`; root with only DAC_READ_SEARCH
+/// reads everything; root with the restore capabilities gives files their owners back.
+#[test]
+fn identities_of_the_manifests_behave_as_documented() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !common::is_root() || !setpriv.exists() {
+        eprintln!("SKIPPED: needs root and /usr/bin/setpriv to take the manifests' identities");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let b = base.path();
+    let chmod =
+        |p: &Path, m: u32| std::fs::set_permissions(p, PermissionsExt::from_mode(m)).unwrap();
+    chmod(b, 0o755);
+    // A volume as Zero to JupyterHub leaves it: jovyan's files, plus two he cannot read.
+    let vol = b.join("data");
+    std::fs::create_dir_all(vol.join("closed-dir")).unwrap();
+    std::fs::write(vol.join("notebook.ipynb"), "{}").unwrap();
+    std::fs::write(vol.join("closed-dir/inside.txt"), "hidden").unwrap();
+    std::fs::write(vol.join("root-only.txt"), "root").unwrap();
+    for p in ["", "closed-dir", "closed-dir/inside.txt", "notebook.ipynb"] {
+        chown(vol.join(p), Some(1000), Some(100)).unwrap();
+    }
+    chmod(&vol.join("root-only.txt"), 0o600);
+    chmod(&vol.join("closed-dir"), 0o000);
+    // One repository per identity, owned by it (root without DAC_OVERRIDE cannot write
+    // into jovyan's directories).
+    let repo_of = |name: &str, uid: u32, gid: u32| {
+        let d = b.join(name);
+        std::fs::create_dir(&d).unwrap();
+        chown(&d, Some(uid), Some(gid)).unwrap();
+        d.join("repo")
+    };
+    let run = |doc: &Value, args: &[&str]| {
+        let mut all = identity_of(doc);
+        all.push(restash_bin().display().to_string());
+        all.extend(args.iter().map(|a| a.to_string()));
+        common::run::run_cmd(setpriv, &all, &[("TMPDIR", "/tmp")])
+    };
+    let (v, ok) = (vol.display().to_string(), "notebook.ipynb");
+
+    let jovyan = &k8s("job --pvc claim-alice --name-suffix a")[0];
+    let repo = repo_of("repo-jovyan", 1000, 100).display().to_string();
+    run(jovyan, &["-r", &repo, "init"]).success();
+    let out = run(
+        jovyan,
+        &["-r", &repo, "backup", &v, "--host", "claim-alice"],
+    )
+    .expect_code(3);
+    for name in ["root-only.txt", "closed-dir"] {
+        assert!(
+            out.stderr.contains(name),
+            "{name} reported\n{}",
+            out.describe()
+        );
+    }
+    // The same non-root identity with DAC_READ_SEARCH added: still nothing more.
+    let mut added = jovyan.clone();
+    added["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] =
+        json!(["DAC_READ_SEARCH"]);
+    run(
+        &added,
+        &["-r", &repo, "backup", &v, "--host", "claim-alice"],
+    )
+    .expect_code(3);
+
+    let root = &k8s("job --pvc claim-alice --privileged-read --name-suffix b")[0];
+    let repo = repo_of("repo-root", 0, 0).display().to_string();
+    run(root, &["-r", &repo, "init"]).success();
+    run(root, &["-r", &repo, "backup", &v, "--host", "claim-alice"]).success();
+    let ls = run(root, &["-r", &repo, "ls", "latest"]).success();
+    for name in ["closed-dir/inside.txt", "root-only.txt", ok] {
+        assert!(
+            ls.stdout_str().contains(name),
+            "{name} backed up\n{}",
+            ls.describe()
+        );
+    }
+
+    // Restore as root with the restore capabilities into an empty directory: owners back.
+    let restore = &k8s("restore --pvc claim-alice --privileged-read --name-suffix c")[0];
+    let target = b.join("target");
+    std::fs::create_dir(&target).unwrap();
+    let t = target.display().to_string();
+    run(restore, &["-r", &repo, "restore", "latest", "--target", &t]).success();
+    let restored = target.join(vol.strip_prefix("/").unwrap());
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(restored.join(p)).unwrap();
+        std::os::unix::fs::MetadataExt::uid(&m)
+    };
+    assert_eq!(owner("closed-dir/inside.txt"), 1000);
+    assert_eq!(owner(ok), 1000);
+    assert_eq!(owner("root-only.txt"), 0);
 }
