@@ -567,48 +567,6 @@ fn bad_input_is_refused_with_a_clear_message() {
     }
 }
 
-/// setpriv arguments that give a process the identity a manifest's securityContext asks for,
-/// as the container runtime does: uid, gid, fsGroup as supplementary group, the added
-/// capabilities as bounding and inheritable set (and nothing ambient), no_new_privs.
-fn identity_of(doc: &Value) -> Vec<String> {
-    let pod = &pod_spec(doc)["securityContext"];
-    let sc = &container(doc)["securityContext"];
-    let uid = sc["runAsUser"]
-        .as_u64()
-        .or(pod["runAsUser"].as_u64())
-        .unwrap();
-    let gid = sc["runAsGroup"]
-        .as_u64()
-        .or(pod["runAsGroup"].as_u64())
-        .unwrap_or(0);
-    let add: Vec<String> = sc["capabilities"]["add"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|c| c.as_str().unwrap().to_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
-    let caps: String = std::iter::once("-all".to_string())
-        .chain(add.iter().map(|c| format!("+{c}")))
-        .collect::<Vec<_>>()
-        .join(",");
-    let groups = match pod["fsGroup"].as_u64() {
-        Some(g) => format!("--groups={g}"),
-        None => "--clear-groups".into(),
-    };
-    assert_eq!(sc["allowPrivilegeEscalation"], false);
-    vec![
-        format!("--reuid={uid}"),
-        format!("--regid={gid}"),
-        groups,
-        format!("--bounding-set={caps}"),
-        format!("--inh-caps={caps}"),
-        "--no-new-privs".into(),
-        "--".into(),
-    ]
-}
-
 /// The two identities do what docs/kubernetes.md says, run with the real binary under the
 /// identity each manifest asks for: as jovyan, files jovyan cannot read are reported (exit 3);
 /// a non-root process gets nothing from `capabilities.add`; root with only DAC_READ_SEARCH

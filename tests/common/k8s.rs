@@ -204,3 +204,45 @@ pub fn affinity_term(doc: &Value) -> &Value {
     &pod_spec(doc)["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
         ["podAffinityTerm"]
 }
+
+/// setpriv arguments that give a process the identity a manifest's securityContext asks for,
+/// as the container runtime does: uid, gid, fsGroup as supplementary group, the added
+/// capabilities as bounding and inheritable set (and nothing ambient), no_new_privs.
+pub fn identity_of(doc: &Value) -> Vec<String> {
+    let pod = &pod_spec(doc)["securityContext"];
+    let sc = &container(doc)["securityContext"];
+    let uid = sc["runAsUser"]
+        .as_u64()
+        .or(pod["runAsUser"].as_u64())
+        .unwrap();
+    let gid = sc["runAsGroup"]
+        .as_u64()
+        .or(pod["runAsGroup"].as_u64())
+        .unwrap_or(0);
+    let add: Vec<String> = sc["capabilities"]["add"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c.as_str().unwrap().to_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let caps: String = std::iter::once("-all".to_string())
+        .chain(add.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let groups = match pod["fsGroup"].as_u64() {
+        Some(g) => format!("--groups={g}"),
+        None => "--clear-groups".into(),
+    };
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    vec![
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        groups,
+        format!("--bounding-set={caps}"),
+        format!("--inh-caps={caps}"),
+        "--no-new-privs".into(),
+        "--".into(),
+    ]
+}
