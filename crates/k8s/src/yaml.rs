@@ -25,7 +25,8 @@ pub fn to_yaml_stream(docs: &[Value]) -> String {
     out
 }
 
-/// Renders one value as a YAML document body (no `---` line).
+/// Renders one value as a YAML document body (no `---` line). Numbers are written as JSON
+/// writes them, which YAML reads back as the same numbers for the integers manifests hold.
 pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
     match value {
