@@ -24,7 +24,7 @@ use k8s::*;
 use serde_json::Value;
 
 /// Builds the pod's file system and runs `chroot ROOT command…` in a private mount
-/// namespace: `$1` root, `$2` volume, `$3` ro|rw, `$4` secrets dir, `$5` directory of the
+/// namespace: `$1` root, `$2` volume, `$3` ro|rw|none, `$4` secrets dir, `$5` directory of the
 /// binary (mounted at /restash), `$6` file shown as /dev/termination-log; the rest is run.
 const POD: &str = r#"
 set -eu
@@ -37,7 +37,7 @@ for l in bin sbin lib lib32 lib64 libx32; do
 done
 mkdir -p "$R/data" "$R/secrets" "$R/tmp" "$R/dev" "$R/restash" "$R/proc"
 chmod 1777 "$R/tmp"
-mount --bind "$DATA" "$R/data"
+if [ "$MODE" != none ]; then mount --bind "$DATA" "$R/data"; fi
 if [ "$MODE" = ro ]; then mount -o remount,bind,ro "$R/data"; fi
 mount --bind "$SECRETS" "$R/secrets"; mount -o remount,bind,ro "$R/secrets"
 mount --bind "$BIN" "$R/restash"
@@ -77,13 +77,13 @@ impl Pod {
     /// termination message.
     fn run(&self, job: &Value, pvc_dir: &Path) -> (CmdOutput, String) {
         let c = container(job);
-        let read_only = c["volumeMounts"]
+        let mode_of_data = c["volumeMounts"]
             .as_array()
             .unwrap()
             .iter()
             .find(|m| m["mountPath"] == "/data")
-            .map(|m| m["readOnly"] == true)
-            .unwrap();
+            .map(|m| if m["readOnly"] == true { "ro" } else { "rw" })
+            .unwrap_or("none");
         // The kubelet gives the Secret's files the volume's defaultMode.
         let mode = volume(job, "secrets")["secret"]["defaultMode"]
             .as_u64()
@@ -102,7 +102,7 @@ impl Pod {
         for p in [&root, pvc_dir] {
             argv.push(p.display().to_string());
         }
-        argv.push(if read_only { "ro" } else { "rw" }.into());
+        argv.push(mode_of_data.into());
         argv.push(self.secrets.display().to_string());
         argv.push(bin.parent().unwrap().display().to_string());
         argv.push(term.display().to_string());
@@ -130,11 +130,18 @@ impl Pod {
     }
 }
 
+/// Whether `restash <words> --help` mentions `text` (commands and flags other helpers add).
+fn binary_has(words: &[&str], text: &str) -> bool {
+    let mut a = words.to_vec();
+    a.push("--help");
+    let help = restash(a, &[]);
+    help.code == 0 && String::from_utf8_lossy(&help.stdout).contains(text)
+}
+
 /// Whether the binary under test has `backup --termination-log` (the agent side of the
 /// identity contract, landed separately).
 fn has_termination_log() -> bool {
-    let help = restash(["backup", "--help"], &[]);
-    String::from_utf8_lossy(&help.stdout).contains("--termination-log")
+    binary_has(&["backup"], "--termination-log")
 }
 
 /// The container's arguments; without `--termination-log FILE` (and a loud notice) while the
@@ -296,4 +303,24 @@ fn backup_and_restore_jobs_run_as_pods_against_s3() {
     );
     assert!(partial.join("keep.txt").exists());
     assert!(!partial.join("work/other").exists() && !partial.join("notebook.ipynb").exists());
+
+    // Retention after the backup and the prune CronJob, once the binary has them.
+    if binary_has(&["backup"], "--forget") {
+        let job = &k8s("job --pvc claim-alice --keep-daily 1 --name-suffix f")[0];
+        pod.run(job, &vol).0.success();
+        let snaps = restash(["-r", repo.as_str(), "snapshots", "--json"], &env_refs).success();
+        assert_eq!(snaps.json().as_array().unwrap().len(), 1, "one daily kept");
+    } else {
+        eprintln!("NOTE: this restash has no `backup --forget` yet: retention not run");
+    }
+    if binary_has(&["prune"], "prune") {
+        let cron = &k8s("prune")[0];
+        let job = serde_json::json!({
+            "kind": "Job",
+            "spec": cron["spec"]["jobTemplate"]["spec"].clone(),
+        });
+        pod.run(&job, Path::new("/nonexistent")).0.success();
+    } else {
+        eprintln!("NOTE: this restash has no `prune` yet: the prune CronJob's pod not run");
+    }
 }
