@@ -542,6 +542,11 @@ fn bad_input_is_refused_with_a_clear_message() {
             "invalid memory request",
         ),
         (
+            "backup --pvc claim-a --cpu 2",
+            "must be at most the cpu limit 1",
+        ),
+        ("prune --memory 3Gi", "must be at most the memory limit 2Gi"),
+        (
             "backup --pvc claim-a --env RESTIC_PASSWORD=x",
             "RESTIC_PASSWORD cannot be set",
         ),

@@ -142,6 +142,33 @@ pub fn check_quantity(what: &str, s: &str) -> Result<(), K8sError> {
     }
 }
 
+/// The value of a quantity that passed [`check_quantity`], for comparing request and limit.
+pub fn quantity_value(s: &str) -> Option<f64> {
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(num_end);
+    let n: f64 = num.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
 /// An IANA time zone name such as `UTC` or `America/Chicago`. The API server checks it
 /// against its time zone database; this catches the obvious mistakes offline.
 pub fn check_time_zone(s: &str) -> Result<(), K8sError> {
@@ -279,6 +306,9 @@ mod tests {
         for bad in ["", "lots", "-1", "0", "1.2.3", "5 Mi", "1mi", "Mi", "."] {
             assert!(check_quantity("cpu", bad).is_err(), "{bad}");
         }
+        assert_eq!(quantity_value("250m"), Some(0.25));
+        assert_eq!(quantity_value("1Gi"), Some(1073741824.0));
+        assert!(quantity_value("1G").unwrap() < quantity_value("1Gi").unwrap());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::names::{check_env_name, check_quantity};
+use crate::names::{check_env_name, check_quantity, quantity_value};
 use crate::{
     Common, K8sError, RunAs, CONTAINER_NAME, DATA_DIR, REPOSITORY_KEY, SECRETS_DIR, SECRET_KEYS,
     TMP_DIR,
@@ -74,11 +74,20 @@ pub(crate) fn check_common(c: &Common) -> Result<(), K8sError> {
     let r = &c.resources;
     check_quantity("cpu request", &r.cpu_request)?;
     check_quantity("memory request", &r.memory_request)?;
-    if let Some(l) = &r.cpu_limit {
-        check_quantity("cpu limit", l)?;
-    }
-    if let Some(l) = &r.memory_limit {
-        check_quantity("memory limit", l)?;
+    for (what, request, limit) in [
+        ("cpu", &r.cpu_request, &r.cpu_limit),
+        ("memory", &r.memory_request, &r.memory_limit),
+    ] {
+        let Some(limit) = limit else { continue };
+        check_quantity(&format!("{what} limit"), limit)?;
+        // The API server refuses a request above its limit.
+        if quantity_value(request) > quantity_value(limit) {
+            return Err(K8sError::Invalid {
+                what: format!("{what} request"),
+                value: request.clone(),
+                rule: format!("at most the {what} limit {limit}"),
+            });
+        }
     }
     for (k, _) in &c.extra_env {
         check_env_name(k)?;
