@@ -536,4 +536,6 @@ fn s3_blackhole_ends_in_clean_error() {
         backend(sw, &bucket).stat(&Handle::new(FileType::Pack, id(7))),
         Err(BackendError::NotFound(_))
     ));
+    // And the repository the failed commands ran against is as good as before.
+    restic_s3(&sw.url(&bucket), osargs!["check", "--read-data"], &sw.env()).success();
 }
