@@ -24,22 +24,58 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(ClapArgs, Debug, Default, Clone)]
 pub struct KeepArgs {
     /// Keep the last `n` snapshots.
-    #[arg(short = 'l', long = "keep-last", value_name = "n", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'l',
+        long = "keep-last",
+        value_name = "n",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub last: i64,
     /// Keep the last `n` hourly snapshots.
-    #[arg(short = 'H', long = "keep-hourly", value_name = "n", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'H',
+        long = "keep-hourly",
+        value_name = "n",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub hourly: i64,
     /// Keep the last `n` daily snapshots.
-    #[arg(short = 'd', long = "keep-daily", value_name = "n", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'd',
+        long = "keep-daily",
+        value_name = "n",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub daily: i64,
     /// Keep the last `n` weekly snapshots.
-    #[arg(short = 'w', long = "keep-weekly", value_name = "n", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'w',
+        long = "keep-weekly",
+        value_name = "n",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub weekly: i64,
     /// Keep the last `n` monthly snapshots.
-    #[arg(short = 'm', long = "keep-monthly", value_name = "n", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'm',
+        long = "keep-monthly",
+        value_name = "n",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub monthly: i64,
     /// Keep the last `n` yearly snapshots.
-    #[arg(short = 'y', long = "keep-yearly", value_name = "n", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'y',
+        long = "keep-yearly",
+        value_name = "n",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub yearly: i64,
     /// Keep snapshots that are newer than `duration` (eg. 1y5m7d2h) relative to the latest snapshot.
     #[arg(long = "keep-within", value_name = "duration", value_parser = duration, allow_hyphen_values = true)]
@@ -109,7 +145,12 @@ pub struct Args {
     #[arg(short = 'c', long)]
     pub compact: bool,
     /// Group snapshots by host, paths and/or tags, separated by comma (disable grouping with '').
-    #[arg(short = 'g', long = "group-by", value_name = "group", default_value = "host,paths")]
+    #[arg(
+        short = 'g',
+        long = "group-by",
+        value_name = "group",
+        default_value = "host,paths"
+    )]
     pub group_by: String,
     /// Do not delete anything, just print what would be done.
     #[arg(short = 'n', long = "dry-run")]
@@ -160,7 +201,9 @@ pub fn find_filtered(
             }
         } else {
             let lower = spec.to_ascii_lowercase();
-            let mut m = all.iter().filter(|(id, _)| id.to_string().starts_with(&lower));
+            let mut m = all
+                .iter()
+                .filter(|(id, _)| id.to_string().starts_with(&lower));
             match (m.next(), m.next()) {
                 (Some((id, _)), None) => *id,
                 (Some(_), Some(_)) => {

@@ -107,9 +107,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         }
         match save_changed(&repo, &id, &mut s) {
             Ok(()) => changed += 1,
-            Err(e) => eprintln!(
-                "unable to modify the tags for snapshot ID \"{id}\", ignoring: {e:#}"
-            ),
+            Err(e) => {
+                eprintln!("unable to modify the tags for snapshot ID \"{id}\", ignoring: {e:#}")
+            }
         }
     }
     if verbose {

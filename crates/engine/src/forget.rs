@@ -108,7 +108,12 @@ impl fmt::Display for Duration {
 /// Mar 3 or 2), then resolved in the time's location. A time whose offset is the local
 /// zone's at that instant is in Go's `Local` location, so its result may take a different
 /// (DST) offset; any other offset is a fixed zone.
-fn add_date(t: &DateTime<FixedOffset>, years: i64, months: i64, days: i64) -> DateTime<FixedOffset> {
+fn add_date(
+    t: &DateTime<FixedOffset>,
+    years: i64,
+    months: i64,
+    days: i64,
+) -> DateTime<FixedOffset> {
     let month0 = i64::from(t.year()) * 12 + i64::from(t.month0()) + years * 12 + months;
     let (y, m0) = (month0.div_euclid(12), month0.rem_euclid(12));
     let first = i32::try_from(y)
@@ -122,11 +127,10 @@ fn add_date(t: &DateTime<FixedOffset>, years: i64, months: i64, days: i64) -> Da
         .unwrap_or(first);
     let wall = date.and_time(t.time());
     let off = *t.offset();
-    let local_here = chrono::Local
-        .offset_from_utc_datetime(&t.naive_utc())
-        .fix();
+    let local_here = chrono::Local.offset_from_utc_datetime(&t.naive_utc()).fix();
     if local_here != off {
-        return off.from_utc_datetime(&(wall - ChronoDuration::seconds(off.local_minus_utc().into())));
+        return off
+            .from_utc_datetime(&(wall - ChronoDuration::seconds(off.local_minus_utc().into())));
     }
     // Go's Date(): take the offset in effect at the wall time read as UTC; if the instant
     // that gives lies in another zone period, use that period's offset instead.
