@@ -383,7 +383,7 @@ fn print_group_header(key: &GroupKey) {
 pub fn print_snapshots(list: &[SnapshotEntry], reasons: Option<&[KeepReason]>, compact: bool) {
     let reasons = reasons.filter(|r| !r.is_empty());
     let mut rows: Vec<(&SnapshotEntry, usize)> = list.iter().zip(0..).collect();
-    rows.sort_by(|a, b| a.0 .1.time.0.cmp(&b.0 .1.time.0));
+    rows.sort_by_key(|r| r.0 .1.time.0);
     let mut header: Vec<&str> = vec!["ID", "Time"];
     if compact {
         header.extend(["Host", "Tags  "]);

@@ -107,7 +107,7 @@ impl fmt::Display for Duration {
 /// Go's `Time.AddDate`: the wall clock date is shifted and normalised (Jan 31 + 1 month is
 /// Mar 3 or 2), then resolved in the time's location. A time whose offset is the local
 /// zone's at that instant is in Go's `Local` location, so its result may take a different
-/// (DST) offset; any other offset is a fixed zone.
+/// (DST) offset; any other offset, and UTC, is a fixed zone.
 fn add_date(
     t: &DateTime<FixedOffset>,
     years: i64,
@@ -128,7 +128,8 @@ fn add_date(
     let wall = date.and_time(t.time());
     let off = *t.offset();
     let local_here = chrono::Local.offset_from_utc_datetime(&t.naive_utc()).fix();
-    if local_here != off {
+    // Go parses a `Z` (the only way restic writes a zero offset) as UTC, never as Local.
+    if local_here != off || off.local_minus_utc() == 0 {
         return off
             .from_utc_datetime(&(wall - ChronoDuration::seconds(off.local_minus_utc().into())));
     }
@@ -386,7 +387,7 @@ pub fn apply_policy(
     p: &ExpirePolicy,
     now: DateTime<Utc>,
 ) -> PolicyResult {
-    list.sort_by(|a, b| b.1.time.0.cmp(&a.1.time.0));
+    list.sort_by_key(|e| std::cmp::Reverse(e.1.time.0));
     let mut out = PolicyResult::default();
     if p.is_empty() {
         for (id, s) in &list {
