@@ -478,3 +478,37 @@ fn tag_writes_what_restic_writes() {
     assert_eq!(out.code, 1, "{}", out.describe());
     assert!(out.stderr.contains("nothing to do"), "{}", out.stderr);
 }
+
+/// restic writes a zero offset as `Z`, which Go reads as UTC even where the local zone has
+/// offset 0 in winter: `--keep-within 6m` must then not follow London's summer time.
+#[test]
+fn zero_offset_times_are_utc_not_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"z").unwrap();
+    restic(osargs!["-r", repo, "init"], &[]).success();
+    let utc = &[("TZ", "UTC")][..];
+    for t in [
+        "2025-01-01 00:00:30",
+        "2024-06-30 23:30:00",
+        "2024-06-30 22:30:00",
+    ] {
+        restic(osargs!["-r", repo, "backup", "--time", t, src], utc).success();
+    }
+    let london = &[("TZ", "Europe/London")][..];
+    let args = osargs![
+        "-r",
+        repo,
+        "forget",
+        "--dry-run",
+        "--json",
+        "--keep-within",
+        "6m"
+    ];
+    let want = restic(args.clone(), london).success().json();
+    let got = restash(args, london).success().json();
+    assert_eq!(got, want);
+    assert_eq!(want[0]["keep"].as_array().map(Vec::len), Some(1), "{want}");
+}
