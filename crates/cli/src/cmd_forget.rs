@@ -239,6 +239,9 @@ pub fn load_all(repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    if !a.hostnames.is_empty() {
+        eprintln!("Flag --hostname has been deprecated, use --host");
+    }
     if a.prune {
         // lead: wire prune here (and drop this refusal): restic runs prune after the
         // removal below with `pruneOptions.DryRun = opts.DryRun` and the removed ids.
