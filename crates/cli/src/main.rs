@@ -4,12 +4,14 @@
 
 mod cmd_backup;
 mod cmd_cat;
+mod cmd_forget;
 mod cmd_init;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
 mod cmd_restore;
 mod cmd_snapshots;
+mod cmd_tag;
 mod display;
 mod global;
 
@@ -52,6 +54,10 @@ enum Command {
     Unlock(cmd_misc::UnlockArgs),
     /// List objects in the repository.
     List(cmd_misc::ListArgs),
+    /// Remove snapshots from the repository.
+    Forget(cmd_forget::Args),
+    /// Modify tags on snapshots.
+    Tag(cmd_tag::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
+        Command::Forget(a) => cmd_forget::run(g, a),
+        Command::Tag(a) => cmd_tag::run(g, a),
     }
 }
 

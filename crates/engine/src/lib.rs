@@ -18,6 +18,7 @@
 pub mod archiver;
 mod error;
 mod filter;
+pub mod forget;
 mod fsmeta;
 mod index;
 mod lock;
