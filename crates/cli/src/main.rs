@@ -4,10 +4,12 @@
 
 mod cmd_backup;
 mod cmd_cat;
+mod cmd_check;
 mod cmd_init;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
+mod cmd_repair;
 mod cmd_restore;
 mod cmd_snapshots;
 mod display;
@@ -52,6 +54,12 @@ enum Command {
     Unlock(cmd_misc::UnlockArgs),
     /// List objects in the repository.
     List(cmd_misc::ListArgs),
+    /// Check the repository for errors.
+    Check(cmd_check::Args),
+    /// Repair the repository (index, snapshots).
+    Repair(cmd_repair::Args),
+    /// Build a new index (restic 0.14's name for `repair index`).
+    RebuildIndex(cmd_repair::IndexArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
+        Command::Check(a) => cmd_check::run(g, a),
+        Command::Repair(a) => cmd_repair::run(g, a),
+        Command::RebuildIndex(a) => cmd_repair::index(g, a),
     }
 }
 

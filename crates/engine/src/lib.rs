@@ -16,11 +16,13 @@
 #![forbid(unsafe_code)]
 
 pub mod archiver;
+pub mod check;
 mod error;
 mod filter;
 mod fsmeta;
 mod index;
 mod lock;
+pub mod repair;
 mod repo;
 mod restore;
 mod snapshots;
