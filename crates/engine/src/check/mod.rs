@@ -214,9 +214,7 @@ pub fn check(
         rep.info(1, &subset.describe(selected.len(), sizes.len()));
         let jobs: Vec<_> = selected
             .iter()
-            .filter_map(|id| {
-                packs.remove(id).map(|p| (*id, p.size, p.blobs))
-            })
+            .filter_map(|id| packs.remove(id).map(|p| (*id, p.size, p.blobs)))
             .collect();
         out.errors_found |= read_data::read_packs(repo, jobs, rep);
         out.packs_read = selected;

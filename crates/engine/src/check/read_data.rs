@@ -114,10 +114,7 @@ pub(crate) fn check_pack(
         if end > size {
             return failed(format!("blob beyond the end of the pack ({end} > {size})"));
         }
-        if let Err(e) = repo
-            .backend()
-            .read_range_into(&h, pos, end - pos, &mut buf)
-        {
+        if let Err(e) = repo.backend().read_range_into(&h, pos, end - pos, &mut buf) {
             return failed(e.to_string());
         }
         hasher.update(&buf);
@@ -148,9 +145,7 @@ pub(crate) fn check_pack(
     }
     let hash = PackId(restash_format::Id(hasher.finalize().into()));
     if hash != *id {
-        let mut out = vec![format!(
-            "Pack ID does not match, want {id}, got {hash}"
-        )];
+        let mut out = vec![format!("Pack ID does not match, want {id}, got {hash}")];
         // restic stops here; the blobs that failed say where the damage is.
         if !errs.is_empty() {
             out.push(format!(

@@ -60,7 +60,10 @@ pub(crate) fn check_tree(
                         continue;
                     }
                     if !repo.index().has(b, BlobType::Data) {
-                        err(&mut errs, format!("file {name} blob {b} not found in index"));
+                        err(
+                            &mut errs,
+                            format!("file {name} blob {b} not found in index"),
+                        );
                     }
                 }
                 if let (Some(refs), Some(c)) = (data_refs, content) {
@@ -82,7 +85,10 @@ pub(crate) fn check_tree(
             | NodeType::Fifo => {}
             other => err(
                 &mut errs,
-                format!("node {name} with invalid type {}", quote(other.as_str().as_bytes())),
+                format!(
+                    "node {name} with invalid type {}",
+                    quote(other.as_str().as_bytes())
+                ),
             ),
         }
         if node.name.is_empty() {

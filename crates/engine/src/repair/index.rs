@@ -107,7 +107,11 @@ pub fn repair_index(
         kept.remove(&id);
         to_read.push((id, size));
     }
-    let mut gone: Vec<PackId> = kept.keys().filter(|id| !seen.contains(id)).copied().collect();
+    let mut gone: Vec<PackId> = kept
+        .keys()
+        .filter(|id| !seen.contains(id))
+        .copied()
+        .collect();
     gone.sort();
     for id in &gone {
         kept.remove(id);
@@ -171,7 +175,7 @@ fn read_headers(
     }
     rep.progress_done();
     let mut v = out.into_inner().expect("headers");
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.sort_by_key(|a| a.0);
     v
 }
 

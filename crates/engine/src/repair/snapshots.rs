@@ -48,7 +48,8 @@ impl TreeSaver {
                     .add_blob(repo.key(), BlobType::Tree, id, &z, Some(plain.len() as u32));
             }
             _ => {
-                self.pack.add_blob(repo.key(), BlobType::Tree, id, plain, None);
+                self.pack
+                    .add_blob(repo.key(), BlobType::Tree, id, plain, None);
             }
         }
         if self.pack.len() >= TREE_PACK_SIZE {
@@ -210,7 +211,10 @@ impl<'a> SnapshotRepairer<'a> {
             }
         }
         if missing {
-            rep.info(1, &format!("  file {}: removed missing content", quote(path)));
+            rep.info(
+                1,
+                &format!("  file {}: removed missing content", quote(path)),
+            );
         } else if size != node.size {
             rep.info(1, &format!("  file {}: fixed incorrect size", quote(path)));
         }
@@ -234,7 +238,10 @@ impl<'a> SnapshotRepairer<'a> {
                 self.repo
                     .backend()
                     .remove(&h)
-                    .map_err(EngineError::backend(format!("remove snapshot {}", id.short())))?;
+                    .map_err(EngineError::backend(format!(
+                        "remove snapshot {}",
+                        id.short()
+                    )))?;
                 rep.info(1, &format!("removed empty snapshot {}", id.short()));
             }
             return Ok(true);
@@ -255,13 +262,18 @@ impl<'a> SnapshotRepairer<'a> {
         if !self.opts.forget && !new.has_tag("repaired") {
             new.tags.push("repaired".into());
         }
-        let new_id = self.repo.save_unpacked(FileType::Snapshot, &new.to_json())?;
+        let new_id = self
+            .repo
+            .save_unpacked(FileType::Snapshot, &new.to_json())?;
         rep.info(1, &format!("saved new snapshot {}", new_id.short()));
         if self.opts.forget {
             self.repo
                 .backend()
                 .remove(&h)
-                .map_err(EngineError::backend(format!("remove snapshot {}", id.short())))?;
+                .map_err(EngineError::backend(format!(
+                    "remove snapshot {}",
+                    id.short()
+                )))?;
             rep.info(1, &format!("removed old snapshot {}", id.short()));
         }
         Ok(true)
