@@ -156,22 +156,23 @@ pub(crate) fn check_pack(
         }
         return out;
     }
-    let entries = match parse_pack_header(repo, &header) {
-        Ok(v) => v,
-        Err(e) => return vec![format!("pack {id}: {e}")],
-    };
-    let (hdr_size, entries) = entries;
-    if idx_hdr_size != hdr_size {
-        errs.push(format!(
-            "Pack header size does not match, want {idx_hdr_size}, got {hdr_size}"
-        ));
-    }
-    for e in &entries {
-        if !blobs.contains(e) {
-            errs.push(format!(
-                "Blob {} is not contained in index or position is incorrect",
-                e.id
-            ));
+    // restic reports only a header that does not parse; the blob errors say more.
+    match parse_pack_header(repo, &header) {
+        Err(e) => errs.push(e),
+        Ok((hdr_size, entries)) => {
+            if idx_hdr_size != hdr_size {
+                errs.push(format!(
+                    "Pack header size does not match, want {idx_hdr_size}, got {hdr_size}"
+                ));
+            }
+            for e in &entries {
+                if !blobs.contains(e) {
+                    errs.push(format!(
+                        "Blob {} is not contained in index or position is incorrect",
+                        e.id
+                    ));
+                }
+            }
         }
     }
     if errs.is_empty() {
@@ -233,4 +234,122 @@ pub(crate) fn read_packs(
     }
     rep.progress_done();
     bad.load(Ordering::Relaxed) > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use restash_backend::LocalBackend;
+    use restash_format::{compress_blob, BlobType, PackBuilder};
+
+    use super::*;
+
+    fn repo(dir: &std::path::Path) -> Repository {
+        let kdf = restash_crypto::KdfParams {
+            n: 1024,
+            r: 8,
+            p: 1,
+        };
+        Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", 2, kdf).unwrap()
+    }
+
+    /// A pack of three blobs (the second compressed), stored; its id, size and entries.
+    fn store(repo: &Repository) -> (PackId, u64, Vec<PackEntry>) {
+        let mut pb = PackBuilder::new();
+        let plain: [&[u8]; 3] = [b"first blob", &[7u8; 5000], b"third"];
+        for (i, p) in plain.iter().enumerate() {
+            let id = BlobId::hash(p);
+            if i == 1 {
+                let z = compress_blob(p, 3);
+                pb.add_blob(repo.key(), BlobType::Data, id, &z, Some(p.len() as u32));
+            } else {
+                pb.add_blob(repo.key(), BlobType::Data, id, p, None);
+            }
+        }
+        let (bytes, id, entries) = pb.finish(repo.key());
+        let h = Handle::new(FileType::Pack, id.to_string());
+        repo.backend().write(&h, &bytes).unwrap();
+        (id, bytes.len() as u64, entries)
+    }
+
+    fn pack_file(dir: &std::path::Path, id: &PackId) -> std::path::PathBuf {
+        let hex = id.to_string();
+        dir.join("data").join(&hex[..2]).join(hex)
+    }
+
+    #[test]
+    fn sound_pack_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let (id, size, entries) = store(&repo);
+        let idx_size = HEADER_OVERHEAD
+            + entries
+                .iter()
+                .map(|e| e.length as u64 + entry_size(e))
+                .sum::<u64>();
+        assert_eq!(idx_size, size, "the index computes the pack size");
+        assert!(check_pack(&repo, &id, size, entries).is_empty());
+    }
+
+    #[test]
+    fn flipped_byte_names_pack_and_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let (id, size, entries) = store(&repo);
+        let path = pack_file(dir.path(), &id);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[entries[1].offset as usize + 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let errs = check_pack(&repo, &id, size, entries.clone());
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with(&format!("Pack ID does not match, want {id}, got ")));
+        assert!(errs[1].contains(&format!(
+            "blob {}: ciphertext verification failed",
+            entries[1].id
+        )));
+        assert!(!errs[1].contains(&entries[0].id.to_string()));
+    }
+
+    #[test]
+    fn index_that_disagrees_with_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let (id, size, mut entries) = store(&repo);
+        // The index forgets the last blob: a gap-free prefix, but the header has more.
+        let last = entries.pop().unwrap();
+        let errs = check_pack(&repo, &id, size, entries.clone());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with(&format!("pack {id} contains 2 errors: [")));
+        assert!(errs[0].contains("Pack header size does not match"));
+        assert!(errs[0].contains(&format!("Blob {} is not contained in index", last.id)));
+        // A blob the index places wrongly.
+        entries.push(PackEntry {
+            offset: last.offset + 1,
+            ..last
+        });
+        let errs = check_pack(&repo, &id, size, entries);
+        assert!(errs[0].contains("gaps / overlapping blobs"), "{errs:?}");
+    }
+
+    #[test]
+    fn missing_and_short_packs_fail_to_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let (id, size, entries) = store(&repo);
+        let path = pack_file(dir.path(), &id);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+        let errs = check_pack(&repo, &id, size, entries.clone());
+        assert!(
+            errs[0].starts_with(&format!("pack {id} failed to download: ")),
+            "{errs:?}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let errs = check_pack(&repo, &id, size, entries);
+        assert!(
+            errs[0].starts_with(&format!("pack {id} failed to download: ")),
+            "{errs:?}"
+        );
+    }
 }

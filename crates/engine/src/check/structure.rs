@@ -191,3 +191,62 @@ pub(crate) fn check_trees(
     let errors = walk.errors.load(Ordering::Relaxed) > 0;
     (errors, walk.seen.into_inner().expect("seen"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use restash_backend::LocalBackend;
+    use restash_format::Node;
+
+    use super::*;
+
+    #[test]
+    fn node_rules_give_restics_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let kdf = restash_crypto::KdfParams {
+            n: 1024,
+            r: 8,
+            p: 1,
+        };
+        let repo =
+            Repository::init(Arc::new(LocalBackend::new(dir.path())), b"pw", 2, kdf).unwrap();
+        let known = BlobId::hash(b"not stored");
+        let node = |name: &str, t: NodeType| Node {
+            name: name.as_bytes().to_vec(),
+            node_type: t,
+            ..Node::default()
+        };
+        let tree = Tree {
+            nodes: vec![
+                node("nil", NodeType::File),
+                Node {
+                    content: Some(vec![BlobId::default(), known]),
+                    ..node("two", NodeType::File)
+                },
+                node("d", NodeType::Dir),
+                Node {
+                    subtree: Some(BlobId::default()),
+                    ..node("z", NodeType::Dir)
+                },
+                node("", NodeType::Fifo),
+                node("w\"x", NodeType::Other("weird".into())),
+            ],
+        };
+        let id = BlobId::hash(&tree.to_bytes());
+        let refs = Mutex::new(HashSet::new());
+        let errs = check_tree(&repo, &id, &tree, Some(&refs));
+        let want = [
+            "file \"nil\" has nil blob list".to_string(),
+            "file \"two\" blob 0 has null ID".to_string(),
+            format!("file \"two\" blob {known} not found in index"),
+            "dir node \"d\" has no subtree".to_string(),
+            "dir node \"z\" subtree id is null".to_string(),
+            "node with empty name".to_string(),
+            "node \"w\\\"x\" with invalid type \"weird\"".to_string(),
+        ];
+        let want: Vec<String> = want.iter().map(|m| format!("tree {id}: {m}")).collect();
+        assert_eq!(errs, want);
+        assert_eq!(refs.into_inner().unwrap(), HashSet::from([known]));
+    }
+}
