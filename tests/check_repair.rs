@@ -285,6 +285,11 @@ fn deleted_tree_pack_names_the_tree() {
 #[test]
 fn truncated_index_is_named_like_restic() {
     let made = made_repo();
+    let blobs = |repo: &Path| -> BTreeSet<String> {
+        let out = restic_at(repo, &["list", "blobs"]).success();
+        out.stdout_str().lines().map(str::to_owned).collect()
+    };
+    let before = blobs(&made.repo);
     let index = fs::read_dir(made.repo.join("index"))
         .unwrap()
         .next()
@@ -311,6 +316,14 @@ fn truncated_index_is_named_like_restic() {
     }
     // repair index drops the broken file and indexes the packs again.
     restash_at(&made.repo, &["repair", "index"]).success();
+    restic_at(&made.repo, &["check", "--read-data"]).success();
+    assert_eq!(
+        blobs(&made.repo),
+        before,
+        "the rebuilt index lost or invented blobs"
+    );
+    restash_at(&made.repo, &["rebuild-index", "--read-all-packs"]).success();
+    assert_eq!(blobs(&made.repo), before);
     restic_at(&made.repo, &["check", "--read-data"]).success();
 }
 
