@@ -5,10 +5,12 @@
 mod cmd_backup;
 mod cmd_cat;
 mod cmd_forget;
+mod cmd_check;
 mod cmd_init;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
+mod cmd_repair;
 mod cmd_restore;
 mod cmd_snapshots;
 mod cmd_tag;
@@ -58,6 +60,12 @@ enum Command {
     Forget(cmd_forget::Args),
     /// Modify tags on snapshots.
     Tag(cmd_tag::Args),
+    /// Check the repository for errors.
+    Check(cmd_check::Args),
+    /// Repair the repository (index, snapshots).
+    Repair(cmd_repair::Args),
+    /// Build a new index (restic 0.14's name for `repair index`).
+    RebuildIndex(cmd_repair::IndexArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -75,6 +83,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(a) => cmd_misc::list(g, a),
         Command::Forget(a) => cmd_forget::run(g, a),
         Command::Tag(a) => cmd_tag::run(g, a),
+        Command::Check(a) => cmd_check::run(g, a),
+        Command::Repair(a) => cmd_repair::run(g, a),
+        Command::RebuildIndex(a) => cmd_repair::index(g, a),
     }
 }
 
