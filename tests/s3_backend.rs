@@ -1,5 +1,5 @@
-//! The S3 backend against a real S3 server (SeaweedFS with SigV4 enforced, started by
-//! `scripts/s3-server.sh`): the shared conformance suite, multipart uploads, listing past
+//! The S3 backend against real S3 servers (SeaweedFS and Ceph RGW, SigV4 enforced, started
+//! by `scripts/s3-server.sh` and `scripts/ceph-rgw.sh`): the shared conformance suite, multipart uploads, listing past
 //! one page, restic's s3legacy layout, credentials from variables, files and a profile,
 //! clean failures for a wrong secret and for missing credentials, end to end with
 //! restic 0.14 on the same buckets in both directions, and network faults injected by a
@@ -21,10 +21,42 @@ use common::*;
 use restash_backend::{
     conformance, Backend, BackendError, BackendOptions, FileType, Handle, S3Backend, S3Layout,
 };
-use servers::{fault_bin, seaweedfs, unique_name, FaultProxy, SeaweedFs};
+use servers::{ceph_rgw, fault_bin, seaweedfs, unique_name, FaultProxy, S3Server, SeaweedFs};
+
+/// The cases that must hold on every S3 server, each a test per server: SeaweedFS and Ceph
+/// RGW (what Open Storage Network runs; stricter about bucket names, other ETags and error
+/// bodies).
+macro_rules! on_every_server {
+    ($($case:ident),* $(,)?) => {
+        mod seaweedfs {
+            $(#[test]
+            fn $case() {
+                if let Some(s) = super::seaweedfs() {
+                    super::$case(s)
+                }
+            })*
+        }
+        mod ceph_rgw {
+            $(#[test]
+            fn $case() {
+                if let Some(s) = super::ceph_rgw() {
+                    super::$case(s)
+                }
+            })*
+        }
+    };
+}
+
+on_every_server!(
+    conformance_suite,
+    multipart_ranges_and_pagination,
+    legacy_layout_is_detected,
+    wrong_secret_fails_cleanly,
+    end_to_end_with_restic,
+);
 
 /// An S3 backend on `bucket[/prefix]` seeing only `vars` as its environment.
-fn open(sw: &SeaweedFs, path: &str, opts: BackendOptions, vars: &[(&str, String)]) -> S3Backend {
+fn open(sw: &S3Server, path: &str, opts: BackendOptions, vars: &[(&str, String)]) -> S3Backend {
     let env: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -33,7 +65,7 @@ fn open(sw: &SeaweedFs, path: &str, opts: BackendOptions, vars: &[(&str, String)
         .unwrap_or_else(|e| panic!("open {}: {e}", sw.url(path)))
 }
 
-fn backend(sw: &SeaweedFs, path: &str) -> S3Backend {
+fn backend(sw: &S3Server, path: &str) -> S3Backend {
     open(sw, path, BackendOptions::default(), &sw.env())
 }
 
@@ -57,9 +89,7 @@ fn id(n: u32) -> String {
     format!("{:064x}", 0xabcd_0000_0000u64 + n as u64)
 }
 
-#[test]
-fn s3_conformance_suite() {
-    let Some(sw) = seaweedfs() else { return };
+fn conformance_suite(sw: &S3Server) {
     let t = Instant::now();
     // The bucket does not exist yet: create() makes it, as restic init does.
     let be = backend(sw, &unique_name("conf"));
@@ -83,9 +113,7 @@ fn s3_conformance_suite() {
     eprintln!("s3 conformance (2 runs): {:.1?}", t.elapsed());
 }
 
-#[test]
-fn s3_multipart_ranges_and_pagination() {
-    let Some(sw) = seaweedfs() else { return };
+fn multipart_ranges_and_pagination(sw: &S3Server) {
     let t = Instant::now();
     let opts = BackendOptions {
         multipart_threshold: 6 << 20,
@@ -151,9 +179,7 @@ fn s3_multipart_ranges_and_pagination() {
     );
 }
 
-#[test]
-fn s3_legacy_layout_is_detected() {
-    let Some(sw) = seaweedfs() else { return };
+fn legacy_layout_is_detected(sw: &S3Server) {
     let bucket = unique_name("legacy");
     let legacy_opts = BackendOptions {
         s3_layout: Some(S3Layout::S3Legacy),
@@ -198,9 +224,7 @@ fn s3_legacy_layout_is_detected() {
     assert_eq!(backend(sw, &empty).layout().unwrap(), S3Layout::Default);
 }
 
-#[test]
-fn s3_wrong_secret_fails_cleanly() {
-    let Some(sw) = seaweedfs() else { return };
+fn wrong_secret_fails_cleanly(sw: &S3Server) {
     let secret = "WRONG-s3cr3t-Value";
     let mut bad = sw.env();
     bad.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
@@ -351,9 +375,7 @@ fn s3_credentials_from_files_and_profile() {
     assert_eq!(out.json(), serde_json::json!([]));
 }
 
-#[test]
-fn s3_end_to_end_with_restic() {
-    let Some(sw) = seaweedfs() else { return };
+fn end_to_end_with_restic(sw: &S3Server) {
     let env = sw.env();
     let (_src, tree) = common::tree::tricky_source();
     let opts = tree.restic_compare_options();
@@ -536,4 +558,6 @@ fn s3_blackhole_ends_in_clean_error() {
         backend(sw, &bucket).stat(&Handle::new(FileType::Pack, id(7))),
         Err(BackendError::NotFound(_))
     ));
+    // And the repository the failed commands ran against is as good as before.
+    restic_s3(&sw.url(&bucket), osargs!["check", "--read-data"], &sw.env()).success();
 }

@@ -23,6 +23,11 @@
 #                 1: restic/rustic get a fresh --cache-dir under BENCH_DIR per repo  [0]
 #   RESTIC_PASSWORD  repository password for all tools  [restash-bench]
 #   OUT_CSV / OUT_MD  result files                      [$BENCH_DIR/results.{csv,md}]
+#   REPO_KIND     local: repositories in BENCH_DIR; s3: on an S3 server (buckets named
+#                 after the run), for the "to SeaweedFS on loopback" figures   [local]
+#   S3_URL        with REPO_KIND=s3: `s3:http://HOST:PORT` of a running server with
+#                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set; unset: SeaweedFS is started
+#                 by scripts/s3-server.sh with its data under BENCH_DIR, and stopped after
 #   KEEP          1: keep repositories and restores     [0]
 #   REGEN         1: regenerate the datasets even if present  [0]
 set -euo pipefail
@@ -42,6 +47,7 @@ OUT_CSV=${OUT_CSV:-$BENCH_DIR/results.csv}
 OUT_MD=${OUT_MD:-$BENCH_DIR/results.md}
 KEEP=${KEEP:-0}
 REGEN=${REGEN:-0}
+REPO_KIND=${REPO_KIND:-local}
 export RESTIC_PASSWORD=${RESTIC_PASSWORD:-restash-bench}
 export RUSTIC_PASSWORD=$RESTIC_PASSWORD
 # Neither restic nor rustic should pick up a repository or profile from the caller.
@@ -67,6 +73,23 @@ DATA_DIR=$BENCH_DIR/data
 WORK_DIR=$BENCH_DIR/work
 LOG_DIR=$BENCH_DIR/logs
 mkdir -p "$DATA_DIR" "$WORK_DIR" "$LOG_DIR" "$(dirname "$OUT_CSV")" "$(dirname "$OUT_MD")"
+
+case $REPO_KIND in
+    local) ;;
+    s3)
+        if [ -z "${S3_URL:-}" ]; then
+            s3_dir=$BENCH_DIR/seaweedfs
+            s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+            rm -rf "$s3_dir"
+            bash "$ROOT/scripts/s3-server.sh" start "$s3_dir" "$s3_port"
+            trap 'bash "$ROOT/scripts/s3-server.sh" stop "$s3_dir"; rm -rf "$s3_dir"' EXIT
+            S3_URL=s3:http://127.0.0.1:$s3_port
+            export AWS_ACCESS_KEY_ID=testkey AWS_SECRET_ACCESS_KEY=testsecret
+        fi
+        [ -n "${AWS_ACCESS_KEY_ID:-}" ] || die "REPO_KIND=s3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ;;
+    *) die "REPO_KIND must be local or s3" ;;
+esac
 
 fstype=$(stat -f -c %T "$BENCH_DIR" 2>/dev/null || echo unknown)
 [ "$fstype" = tmpfs ] || note "warning: $BENCH_DIR is on $fstype, not tmpfs: disk caches will skew results"
@@ -229,7 +252,12 @@ skip() { # DATASET TOOL RUN STEP
 bench_tool() { # DATASET TOOL RUN
     local ds=$1 tool=$2 run=$3 src=$DATA_DIR/$1
     local repo=$WORK_DIR/repo-$tool-$ds target=$WORK_DIR/restore-$tool-$ds cache=$WORK_DIR/cache-$tool-$ds
-    rm -rf "$repo" "$target" "$cache"
+    if [ "$REPO_KIND" = s3 ]; then
+        # A bucket per repository: S3 has no rm -rf, and names never repeat across runs.
+        repo=$S3_URL/bench-${RUN_ID,,}-$tool-$ds-$run
+    fi
+    if [ "$REPO_KIND" = local ]; then rm -rf "$repo"; fi
+    rm -rf "$target" "$cache"
     REPO_BYTES="" MISMATCHES="" KDF=""
     local -a CMD
     tool_base "$tool" "$repo" "$cache"
@@ -239,7 +267,7 @@ bench_tool() { # DATASET TOOL RUN
         for s in backup rebackup snapshots restore; do skip "$ds" "$tool" "$run" "$s"; done
         return
     fi
-    KDF=$(kdf_params "$repo")
+    if [ "$REPO_KIND" = local ]; then KDF=$(kdf_params "$repo"); fi
 
     # Capture the repository size in the backup row: measure after the fact, then patch.
     measure "$ds" "$tool" "$run" backup "${CMD[@]}" backup "$src"
@@ -247,7 +275,7 @@ bench_tool() { # DATASET TOOL RUN
         for s in rebackup snapshots restore; do skip "$ds" "$tool" "$run" "$s"; done
         return
     fi
-    REPO_BYTES=$(du -sb "$repo" | cut -f1)
+    REPO_BYTES=$(du -sb "$repo" 2>/dev/null | cut -f1 || true)
     python3 - "$OUT_CSV" "$REPO_BYTES" <<'EOF'
 import sys
 path, size = sys.argv[1], sys.argv[2]
@@ -288,7 +316,10 @@ open(path, "w").write("\n".join(lines) + "\n")
 EOF
     fi
 
-    if [ "$KEEP" != 1 ]; then rm -rf "$repo" "$target" "$cache"; fi
+    if [ "$KEEP" != 1 ]; then
+        if [ "$REPO_KIND" = local ]; then rm -rf "$repo"; fi
+        rm -rf "$target" "$cache"
+    fi
 }
 
 # -------------------------------------------------------------------------------- main
@@ -330,6 +361,7 @@ done
     echo "## restash end-to-end benchmark ($RUN_ID)"
     echo
     echo "- host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    if [ "$REPO_KIND" = s3 ]; then echo "- repositories on S3 at $S3_URL (one bucket each)"; fi
     echo "- data on $fstype at $BENCH_DIR (SCALE=$SCALE): big = $BIG_BYTES bytes of random data in 4 files; small = $SMALL_FILES files of 1-8 KiB hex text in $((SMALL_FILES < 100 ? SMALL_FILES : 100)) dirs"
     echo "- everything lives in RAM: page caches cannot be dropped, so every run is \"warm\""
     if [ "$USE_CACHE" = 1 ]; then

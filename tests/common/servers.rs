@@ -1,5 +1,6 @@
-//! Real network servers for the S3 and REST backend tests: SeaweedFS (`scripts/s3-server.sh`,
-//! SigV4 enforced, key `testkey` / secret `testsecret`) and `rclone serve restic`.
+//! Real network servers for the S3 and REST backend tests: SeaweedFS (`scripts/s3-server.sh`),
+//! Ceph RGW (`scripts/ceph-rgw.sh`; what Open Storage Network runs), both with SigV4 enforced
+//! (key `testkey` / secret `testsecret`), and `rclone serve restic`.
 //!
 //! One server of each kind per test binary, started on first use. A watchdog stops it
 //! (and deletes its data) once the test process is gone. Under CI (`CI=true`) a server
@@ -57,16 +58,19 @@ pub fn unique_name(tag: &str) -> String {
     format!("restash-{tag}-{}-{n}", std::process::id())
 }
 
-/// The SeaweedFS server of this test binary.
+/// An S3 server of this test binary (SeaweedFS or Ceph RGW).
 #[derive(Debug)]
-pub struct SeaweedFs {
+pub struct S3Server {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     /// Its directory (data, log, pid).
     pub dir: PathBuf,
 }
 
-impl SeaweedFs {
+/// The first S3 server the tests had; most tests still run on it alone.
+pub type SeaweedFs = S3Server;
+
+impl S3Server {
     /// `s3:http://127.0.0.1:PORT/bucket[/prefix]`.
     pub fn url(&self, bucket: &str) -> String {
         format!("s3:{}/{bucket}", self.endpoint)
@@ -94,13 +98,28 @@ pub fn seaweedfs() -> Option<&'static SeaweedFs> {
 }
 
 fn start_seaweedfs() -> Result<SeaweedFs, String> {
+    start_s3_server("s3-server.sh", "SeaweedFS")
+}
+
+/// Starts Ceph RGW (one monitor, one memstore OSD, radosgw) once for this process, about
+/// 15 s, or `None` outside CI when that fails (Debian's radosgw, ceph-mon and ceph-osd are
+/// needed; .ci/run installs them).
+pub fn ceph_rgw() -> Option<&'static S3Server> {
+    static SERVER: OnceLock<Result<S3Server, String>> = OnceLock::new();
+    match SERVER.get_or_init(|| start_s3_server("ceph-rgw.sh", "Ceph RGW")) {
+        Ok(s) => Some(s),
+        Err(why) => unavailable("Ceph RGW (scripts/ceph-rgw.sh)", why),
+    }
+}
+
+fn start_s3_server(script: &str, what: &str) -> Result<S3Server, String> {
     let dir = tempfile::Builder::new()
-        .prefix("restash-seaweedfs-")
+        .prefix("restash-s3-")
         .tempdir()
         .map_err(|e| e.to_string())?
         .keep();
     let port = free_port();
-    let script = repo_root().join("scripts/s3-server.sh");
+    let script = repo_root().join("scripts").join(script);
     let started = Instant::now();
     let out = Command::new("bash")
         .arg(&script)
@@ -120,10 +139,10 @@ fn start_seaweedfs() -> Result<SeaweedFs, String> {
         ));
     }
     eprintln!(
-        "SeaweedFS on 127.0.0.1:{port} ready after {:.1?}",
+        "{what} on 127.0.0.1:{port} ready after {:.1?}",
         started.elapsed()
     );
-    Ok(SeaweedFs {
+    Ok(S3Server {
         endpoint: format!("http://127.0.0.1:{port}"),
         dir,
     })

@@ -4,13 +4,17 @@
 
 mod cmd_backup;
 mod cmd_cat;
+mod cmd_forget;
+mod cmd_check;
 mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
+mod cmd_repair;
 mod cmd_restore;
 mod cmd_snapshots;
+mod cmd_tag;
 mod display;
 mod global;
 
@@ -53,6 +57,16 @@ enum Command {
     Unlock(cmd_misc::UnlockArgs),
     /// List objects in the repository.
     List(cmd_misc::ListArgs),
+    /// Remove snapshots from the repository.
+    Forget(cmd_forget::Args),
+    /// Modify tags on snapshots.
+    Tag(cmd_tag::Args),
+    /// Check the repository for errors.
+    Check(cmd_check::Args),
+    /// Repair the repository (index, snapshots).
+    Repair(cmd_repair::Args),
+    /// Build a new index (restic 0.14's name for `repair index`).
+    RebuildIndex(cmd_repair::IndexArgs),
     /// Print Kubernetes manifests that back up JupyterHub volumes (docs/kubernetes.md).
     K8s(cmd_k8s::Args),
 }
@@ -70,6 +84,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
+        Command::Forget(a) => cmd_forget::run(g, a),
+        Command::Tag(a) => cmd_tag::run(g, a),
+        Command::Check(a) => cmd_check::run(g, a),
+        Command::Repair(a) => cmd_repair::run(g, a),
+        Command::RebuildIndex(a) => cmd_repair::index(g, a),
         Command::K8s(a) => cmd_k8s::run(g, a),
     }
 }

@@ -293,6 +293,11 @@ impl Repository {
         Ok(())
     }
 
+    /// Replaces the loaded index (check and repair build their own from the index files).
+    pub fn set_index(&mut self, index: MasterIndex) {
+        self.index = index;
+    }
+
     /// Decrypts, decompresses and verifies a blob read from `raw` (the stored bytes).
     pub fn decode_blob(
         &self,

@@ -1,0 +1,166 @@
+//! Loading index files one by one, keeping each file's id and error, as restic's
+//! `ForAllIndexes` does: check names the broken file, and `repair index` drops it.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use restash_backend::FileType;
+use restash_format::{BlobType, IndexFile, IndexId, PackEntry, PackId};
+
+use crate::index::MasterIndex;
+use crate::{EngineError, Repository, Result};
+
+/// How many index files are decoded at once: enough for parallelism, few enough that the
+/// decoded JSON of a huge repository never sits in memory all at once.
+const BATCH: usize = 64;
+
+/// The constant part of a pack header: length field plus crypto overhead.
+pub(crate) const HEADER_OVERHEAD: u64 = 4 + restash_crypto::OVERHEAD as u64;
+
+/// Size of one header entry, as restic's `pack.CalculateEntrySize`.
+pub(crate) fn entry_size(e: &PackEntry) -> u64 {
+    if e.uncompressed_length.is_some() {
+        41
+    } else {
+        37
+    }
+}
+
+/// Loads one index file: checks its name, opens and decodes it, and refuses v2 features
+/// in a v1 repository, as restic's `DecodeIndex` does.
+pub(crate) fn load_index_file(repo: &Repository, id: &IndexId) -> Result<(IndexFile, bool)> {
+    let data = repo.load_unpacked(FileType::Index, &id.0)?;
+    let (file, old) = IndexFile::from_json(&data)
+        .map_err(EngineError::format(format!("index {}", id.short())))?;
+    if repo.version() < 2
+        && file
+            .packs
+            .iter()
+            .any(|p| p.blobs.iter().any(|b| b.uncompressed_length.is_some()))
+    {
+        return Err(EngineError::Corrupt(
+            "index uses feature not supported by repository version 1".into(),
+        ));
+    }
+    Ok((file, old))
+}
+
+/// Calls `f` for every index file in id order with its decoded content or its error.
+/// Files are decoded in parallel, `f` runs on the calling thread.
+pub(crate) fn for_all_index_files(
+    repo: &Repository,
+    mut f: impl FnMut(IndexId, Result<(IndexFile, bool)>),
+) -> Result<()> {
+    let ids: Vec<IndexId> = repo
+        .list_ids(FileType::Index)?
+        .into_iter()
+        .map(IndexId)
+        .collect();
+    for batch in ids.chunks(BATCH) {
+        let loaded: Vec<_> = batch
+            .par_iter()
+            .map(|id| (*id, load_index_file(repo, id)))
+            .collect();
+        for (id, r) in loaded {
+            f(id, r);
+        }
+    }
+    Ok(())
+}
+
+/// What the index says about one pack.
+#[derive(Debug, Default)]
+pub(crate) struct PackInfo {
+    /// Size computed from the index entries (header included), as restic's `pack.Size`.
+    pub size: u64,
+    /// Index files naming the pack.
+    pub indexes: Vec<IndexId>,
+    /// Some index file lists both tree and data blobs for it.
+    pub mixed: bool,
+    /// Its distinct entries, kept only when asked for (reading data, rebuilding the index).
+    pub blobs: Vec<PackEntry>,
+}
+
+/// All index files merged like restic's master index, with per-pack sizes.
+#[derive(Debug, Default)]
+pub(crate) struct LoadedIndex {
+    pub index: MasterIndex,
+    pub packs: HashMap<PackId, PackInfo>,
+    /// Index files that decoded, and those that did not (with the error).
+    pub good: Vec<IndexId>,
+    pub bad: Vec<(IndexId, EngineError)>,
+    /// Index files in the old (array) format.
+    pub old_format: Vec<IndexId>,
+}
+
+impl LoadedIndex {
+    /// Loads every index file; with `keep_blobs` each pack keeps its entry list.
+    pub(crate) fn load(repo: &Repository, keep_blobs: bool) -> Result<LoadedIndex> {
+        let mut out = LoadedIndex::default();
+        for_all_index_files(repo, |id, r| match r {
+            Ok((file, old)) => {
+                if old {
+                    out.old_format.push(id);
+                }
+                out.add_file(id, &file, keep_blobs);
+                out.good.push(id);
+            }
+            Err(e) => out.bad.push((id, e)),
+        })?;
+        Ok(out)
+    }
+
+    /// Whether an identical entry (same pack and place) is known already: restic's merge
+    /// drops such copies, so they count once towards the pack size.
+    fn has_identical(&self, pack: &PackId, e: &PackEntry) -> bool {
+        let Some(first) = self.index.get(&e.id, e.blob_type) else {
+            return false;
+        };
+        let same = |l: &crate::BlobLocation| {
+            self.index.pack_id(l.pack) == *pack
+                && l.offset == e.offset
+                && l.length == e.length
+                && l.uncompressed_length == e.uncompressed_length.unwrap_or(0)
+        };
+        same(&first) || self.index.all(&e.id, e.blob_type).iter().any(same)
+    }
+
+    pub(crate) fn add_file(&mut self, id: IndexId, file: &IndexFile, keep_blobs: bool) {
+        for p in &file.packs {
+            let (mut data, mut tree) = (false, false);
+            for b in &p.blobs {
+                let e = PackEntry {
+                    blob_type: b.blob_type,
+                    id: b.id,
+                    offset: b.offset,
+                    length: b.length,
+                    uncompressed_length: b.uncompressed_length,
+                };
+                match e.blob_type {
+                    BlobType::Data => data = true,
+                    BlobType::Tree => tree = true,
+                }
+                let dup = self.has_identical(&p.id, &e);
+                let info = self.packs.entry(p.id).or_default();
+                if dup {
+                    continue;
+                }
+                if info.size == 0 {
+                    info.size = HEADER_OVERHEAD;
+                }
+                info.size += e.length as u64 + entry_size(&e);
+                if keep_blobs {
+                    info.blobs.push(e);
+                }
+                self.index.insert(p.id, &e);
+            }
+            // restic attributes a pack to an index file only through its blobs.
+            if let Some(info) = self.packs.get_mut(&p.id) {
+                if !p.blobs.is_empty() && !info.indexes.contains(&id) {
+                    info.indexes.push(id);
+                }
+                info.mixed |= data && tree;
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The S3 backend under the network faults object stores really show, between restash and a
+//! real SeaweedFS (SigV4 enforced):
+//! - bursts of `503 SlowDown` answers, injected per HTTP request by mitmproxy in reverse
+//!   mode (an S3-level fault a TCP proxy cannot make);
+//! - 300 ms latency on every new connection plus occasional per-operation jitter, through a
+//!   fault-cli TCP proxy.
+//!
+//! In both the backup completes, everything restores, and restic 0.14 checks the repository
+//! with `--read-data`. (Connection resets and a blackhole are in s3_backend.rs.)
+mod common;
+#[path = "common/servers.rs"]
+mod servers;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use servers::{fault_bin, free_port, seaweedfs, unavailable, unique_name, FaultProxy, SeaweedFs};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// mitmproxy's `mitmdump`, installed into the repository's venv by scripts/s3-server.sh.
+fn mitmdump_bin() -> Option<&'static Path> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = BIN.get_or_init(|| {
+        let script = repo_root().join("scripts/s3-server.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("mitmdump-bin")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {script:?}: {e}"))?;
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{script:?} mitmdump-bin failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    match r {
+        Ok(p) => Some(p.as_path()),
+        Err(why) => unavailable("mitmproxy", why),
+    }
+}
+
+/// The addon: of every `every` requests, the first `burst` get S3's SlowDown answer instead
+/// of reaching the server; each injection is counted in a file the test reads.
+const SLOWDOWN_ADDON: &str = r#"
+import os
+from mitmproxy import http
+
+EVERY = int(os.environ["SLOWDOWN_EVERY"])
+BURST = int(os.environ["SLOWDOWN_BURST"])
+COUNT_FILE = os.environ["SLOWDOWN_COUNT_FILE"]
+BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+        b'<Message>Please reduce your request rate.</Message>'
+        b'<RequestId>restash-test</RequestId></Error>')
+state = {"seen": 0, "injected": 0}
+
+def request(flow: http.HTTPFlow) -> None:
+    n = state["seen"]
+    state["seen"] += 1
+    if n % EVERY < BURST:
+        state["injected"] += 1
+        flow.response = http.Response.make(
+            503, BODY, {"Content-Type": "application/xml", "Retry-After": "1"})
+    with open(COUNT_FILE, "w") as f:
+        f.write("%d %d\n" % (state["seen"], state["injected"]))
+"#;
+
+/// A running `mitmdump` reverse proxy in front of the S3 server.
+struct SlowDownProxy {
+    child: Child,
+    listen: String,
+    dir: tempfile::TempDir,
+}
+
+impl SlowDownProxy {
+    fn start(bin: &Path, upstream: &str, every: u32, burst: u32) -> SlowDownProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let addon = dir.path().join("slowdown.py");
+        std::fs::write(&addon, SLOWDOWN_ADDON).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("mitm.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--mode")
+            .arg(format!("reverse:{upstream}"))
+            .args(["--listen-host", "127.0.0.1", "--listen-port"])
+            .arg(port.to_string())
+            // SigV4 signs the Host header: it must reach the server unchanged.
+            .args(["--set", "keep_host_header=true", "--set", "flow_detail=0"])
+            .arg("-s")
+            .arg(&addon)
+            .env("SLOWDOWN_EVERY", every.to_string())
+            .env("SLOWDOWN_BURST", burst.to_string())
+            .env("SLOWDOWN_COUNT_FILE", dir.path().join("count"))
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin:?}: {e}"));
+        let mut p = SlowDownProxy {
+            child,
+            listen: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&p.listen).is_err() {
+            if let Ok(Some(st)) = p.child.try_wait() {
+                panic!("mitmdump exited ({st}): {}", p.log());
+            }
+            assert!(Instant::now() < deadline, "mitmdump silent: {}", p.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mitm.log")).unwrap_or_default()
+    }
+
+    /// (requests seen, SlowDown answers injected).
+    fn counts(&self) -> (u64, u64) {
+        let s = std::fs::read_to_string(self.dir.path().join("count")).unwrap_or_default();
+        let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+}
+
+impl Drop for SlowDownProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_refs<'a>(vars: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn restash_s3(url: &str, args: Vec<OsString>, vars: &[(&str, String)]) -> CmdOutput {
+    let mut full = osargs!["-r", url];
+    full.extend(args);
+    restash(&full, &env_refs(vars))
+}
+
+fn restic_s3(url: &str, args: Vec<OsString>, vars: &[(&str, String)]) -> CmdOutput {
+    let mut full = osargs!["-r", url];
+    full.extend(args);
+    restic(&full, &env_refs(vars))
+}
+
+/// Debug logs on, so every retry is visible; a generous retry budget for the bursts.
+fn faulty_env(sw: &SeaweedFs) -> Vec<(&'static str, String)> {
+    let mut env = sw.env();
+    env.push(("RESTASH_DEBUG", "1".into()));
+    env
+}
+
+/// Backup of the tricky tree through `url`, restore through it, compare, then restic's
+/// `check --read-data` directly on the server. Returns the retries logged.
+fn round_trip(sw: &SeaweedFs, bucket: &str, url: &str) -> usize {
+    let env = faulty_env(sw);
+    let (_src, tree) = common::tree::tricky_source();
+    let mut retries = 0;
+    let mut run = |args: Vec<OsString>| {
+        let out = restash_s3(url, args, &env);
+        assert_eq!(out.code, 0, "{}", out.describe());
+        retries += out.stderr.matches("retry").count();
+    };
+    run(osargs!["init"]);
+    run(osargs!["backup", "--host", "restash-e2e", &tree.root]);
+    let target = tempfile::tempdir().unwrap();
+    run(osargs!["restore", "latest", "--target", target.path()]);
+    assert_trees_equal(
+        &tree.root,
+        &restored_path(target.path(), &tree.root),
+        &tree.restic_compare_options(),
+    );
+    restic_s3(&sw.url(bucket), osargs!["check", "--read-data"], &sw.env()).success();
+    retries
+}
+
+#[test]
+fn s3_survives_slowdown_bursts() {
+    let Some(sw) = seaweedfs() else { return };
+    let Some(bin) = mitmdump_bin() else { return };
+    let t = Instant::now();
+    // Of every 15 requests the first 4 are refused: bursts of consecutive SlowDowns, often
+    // several for one request when uploads run in parallel.
+    let proxy = SlowDownProxy::start(bin, &sw.endpoint, 15, 4);
+    let bucket = unique_name("slowdown");
+    let url = format!("s3:http://{}/{bucket}", proxy.listen);
+    let retries = round_trip(sw, &bucket, &url);
+    let (seen, injected) = proxy.counts();
+    assert!(
+        injected >= 4,
+        "SlowDown was injected: {seen} seen, {injected}"
+    );
+    assert!(retries > 0, "the SlowDowns were retried and logged");
+    eprintln!(
+        "S3 through 503 SlowDown bursts: {injected} of {seen} requests refused, {retries} \
+         retries logged, {:.1?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn s3_survives_300ms_latency() {
+    let Some(sw) = seaweedfs() else { return };
+    let Some(bin) = fault_bin() else { return };
+    let t = Instant::now();
+    // 300 ms (±50) before the first answer of every connection, and on 2 % of reads and
+    // writes another 300 ms: slow links delay requests in the middle of a transfer too.
+    let faults = "- type: latency\n  flow: to-client\n  distribution:\n    type: uniform\n    \
+                  min_ms: 250\n    max_ms: 350\n\
+                  - type: jitter\n  flow: both\n  min_delay_ms: 250\n  max_delay_ms: 350\n  \
+                  probability: 0.02";
+    let proxy = FaultProxy::start(
+        bin,
+        sw.endpoint.trim_start_matches("http://"),
+        &[(None, faults)],
+    );
+    let bucket = unique_name("latency");
+    let url = format!("s3:http://{}/{bucket}", proxy.listen);
+    round_trip(sw, &bucket, &url);
+    let log = proxy.log();
+    assert!(
+        log.contains("latency"),
+        "fault-cli reported its latency effects: {log}"
+    );
+    eprintln!("S3 through 300 ms latency: {:.1?}", t.elapsed());
+}
