@@ -4,8 +4,8 @@
 
 mod cmd_backup;
 mod cmd_cat;
-mod cmd_forget;
 mod cmd_check;
+mod cmd_forget;
 mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
