@@ -30,27 +30,25 @@ pub fn send(
         .enable_all()
         .build()
         .map_err(BackendError::io("starting the push runtime"))?;
+    // The request future needs the runtime's timer, so it is made inside the runtime.
+    let _guard = rt.enter();
     let client = crate::tls::client_builder()?
         .timeout(timeout)
         .build()
         .map_err(|e| BackendError::Config(format!("HTTP client: {e}")))?;
+    let method = match method {
+        Method::Put => reqwest::Method::PUT,
+        Method::Post => reqwest::Method::POST,
+    };
+    let request = client
+        .request(method.clone(), parsed)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body);
     let resp = rt
-        .block_on(
-            client
-                .request(
-                    match method {
-                        Method::Put => reqwest::Method::PUT,
-                        Method::Post => reqwest::Method::POST,
-                    },
-                    parsed,
-                )
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body)
-                .send(),
-        )
+        .block_on(async move { request.send().await })
         .map_err(|e| {
             BackendError::Config(format!(
-                "{method:?} {shown}: {}",
+                "{method} {shown}: {}",
                 crate::retry::describe_reqwest(&e)
             ))
         })?;
