@@ -524,11 +524,11 @@ fn sigterm_indexes_uploads_unlocks_and_the_next_run_adopts_them() {
         false,
     );
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !data_files(&repo.path)
+    while data_files(&repo.path)
         .iter()
         .filter(|p| pack_is_complete(p))
         .nth(2)
-        .is_some()
+        .is_none()
     {
         assert!(
             bg.running() && Instant::now() < deadline,

@@ -8,7 +8,6 @@
 //! under CI (`CI` set) it fails instead, unless `RESTASH_SKIP_CONTAINER=1`. It builds the
 //! static binary (profile `container`) and the image itself via scripts/build-image.sh.
 mod common;
-#[allow(dead_code)]
 #[path = "common/servers.rs"]
 mod servers;
 
@@ -100,9 +99,9 @@ impl Podman {
     }
 
     /// `podman run --rm` with `opts`, then the image and `args`.
-    fn run(&self, opts: &[OsString], args: &[&str]) -> CmdOutput {
+    fn run(&self, opts: Vec<OsString>, args: &[&str]) -> CmdOutput {
         let mut c = self.command("podman");
-        c.arg("run").arg("--rm").args(opts).arg(IMAGE).args(args);
+        c.arg("run").arg("--rm").args(&opts).arg(IMAGE).args(args);
         let rendered = format!("podman run {opts:?} {IMAGE} {args:?}");
         let out = c.output().unwrap_or_else(|e| panic!("{rendered}: {e}"));
         common::run::cmd_output(rendered, out)
@@ -182,7 +181,7 @@ fn job_style_backup_and_restore_in_the_image() {
     std::fs::write(&termination_log, b"").expect("termination log");
     std::fs::set_permissions(&termination_log, std::fs::Permissions::from_mode(0o666))
         .expect("chmod");
-    let job = |user: &str, extra: &[OsString]| -> Vec<OsString> {
+    let job = |user: &str, extra: Vec<OsString>| -> Vec<OsString> {
         let mut o = osargs![
             "--user",
             user,
@@ -208,7 +207,7 @@ fn job_style_backup_and_restore_in_the_image() {
             "-e",
             "RESTASH_PVC=claim-alice",
         ];
-        o.extend(extra.iter().cloned());
+        o.extend(extra);
         o
     };
     let read_summary = |out: &CmdOutput| -> Value {
@@ -234,9 +233,9 @@ fn job_style_backup_and_restore_in_the_image() {
 
     // The Job as jovyan: the data read-only.
     let out = podman.run(
-        &job(
+        job(
             &format!("{UID}:{GID}"),
-            &osargs!["-v", mount(&home, "/data", true)],
+            osargs!["-v", mount(&home, "/data", true)],
         ),
         &["backup", "/data"],
     );
@@ -250,9 +249,9 @@ fn job_style_backup_and_restore_in_the_image() {
     // The image's own user (65532) reads jovyan's private files only with DAC_READ_SEARCH;
     // podman gives a non-root user the added capability in its effective set.
     let out = podman.run(
-        &job(
+        job(
             "65532:65532",
-            &osargs![
+            osargs![
                 "--cap-add",
                 "DAC_READ_SEARCH",
                 "-v",
@@ -274,9 +273,9 @@ fn job_style_backup_and_restore_in_the_image() {
     std::fs::create_dir(&volume).expect("mkdir");
     chown(&volume, Some(UID), Some(GID)).expect("chown");
     let out = podman.run(
-        &job(
+        job(
             &format!("{UID}:{GID}"),
-            &osargs!["-v", mount(&volume, "/restore", false)],
+            osargs!["-v", mount(&volume, "/restore", false)],
         ),
         &[
             "restore",
@@ -301,4 +300,39 @@ fn job_style_backup_and_restore_in_the_image() {
         && s["tags"] == serde_json::json!(["pvc=claim-alice"])
         && s["paths"] == serde_json::json!(["/data"])));
     host_restic(&["check", "--read-data"]).success();
+
+    // TLS with no CA files in the image: reqwest's platform verifier alone finds no roots
+    // and cannot even build a client ("HTTP client: builder error"); with the bundled roots
+    // merged in, the client is built and the run gets as far as the (closed) port.
+    let port = servers::free_port().to_string();
+    for url in [
+        format!("rest:https://127.0.0.1:{port}/"),
+        format!("s3:https://127.0.0.1:{port}/bucket"),
+    ] {
+        let out = podman.run(
+            osargs![
+                "--read-only",
+                "--network",
+                "host",
+                "-e",
+                "RESTIC_PASSWORD=x",
+                "-e",
+                "AWS_ACCESS_KEY_ID=k",
+                "-e",
+                "AWS_SECRET_ACCESS_KEY=s",
+            ],
+            &["-r", &url, "-o", "max-retries=0", "snapshots"],
+        );
+        assert_eq!(out.code, 1, "{}", out.describe());
+        assert!(
+            !out.stderr.contains("HTTP client") && !out.stderr.contains("builder error"),
+            "no HTTPS client without CA files\n{}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains("onnect"),
+            "expected a connection error\n{}",
+            out.describe()
+        );
+    }
 }
