@@ -1,7 +1,8 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
@@ -80,6 +81,10 @@ pub struct Args {
     /// Chunker: `rabin` (restic's, default) or `fastcdc[:MIN,AVG,MAX]` (sizes like 512K,1M,8M).
     #[arg(long, default_value = "rabin")]
     pub chunker: String,
+    /// After SIGTERM, seconds to wait for in-flight uploads before abandoning them (the
+    /// next backup adopts what arrived); keep it below the pod's termination grace period.
+    #[arg(long = "term-grace", env = "RESTASH_TERM_GRACE", default_value = "15")]
+    pub term_grace: u64,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -359,6 +364,7 @@ fn backup_run(
     agent: &Agent,
     opts: &mut BackupOptions,
     term: &AtomicBool,
+    held: &Mutex<Option<Arc<RepoLock>>>,
 ) -> anyhow::Result<Outcome> {
     let source = source(a)?;
     let mut repo = g.open()?;
@@ -374,7 +380,9 @@ fn backup_run(
                     .warn("removed stale lock", json!({ "lock": removed }));
             }
         }
-        Some(RepoLock::acquire(&repo, false, agent.on)?)
+        let lock = Arc::new(RepoLock::acquire(&repo, false, agent.on)?);
+        *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock.clone());
+        Some(lock)
     };
     repo.load_index().context("loading index")?;
     if let Some(p) = &a.parent {
@@ -408,7 +416,10 @@ fn backup_run(
     if let Some(r) = reporter {
         r.stop();
     }
-    drop(lock);
+    if let Some(l) = lock {
+        l.release();
+    }
+    held.lock().unwrap_or_else(|e| e.into_inner()).take();
     match result {
         Ok(s) => Ok(Outcome::Done(s)),
         Err(EngineError::Interrupted) if term.load(Ordering::SeqCst) => Ok(Outcome::Terminated),
@@ -515,6 +526,66 @@ fn report_of(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>) 
     (report, samples)
 }
 
+/// Set by whoever reports the end of the run first: the main thread, or the SIGTERM
+/// watchdog when in-flight uploads outlast the grace period.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+fn terminated_report(
+    host: &str,
+    progress: &restash_engine::archiver::Progress,
+    why: &str,
+) -> Report {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    Report {
+        exit_code: 143,
+        host: Some(host.to_string()),
+        counters: vec![
+            ("files_done", get(&progress.files_done)),
+            ("bytes_done", get(&progress.bytes_done)),
+        ],
+        fatal: Some(why.to_string()),
+        ..Default::default()
+    }
+}
+
+struct TermWatch {
+    term: Arc<AtomicBool>,
+    grace: Duration,
+    agent: Agent,
+    host: String,
+    progress: Arc<restash_engine::archiver::Progress>,
+    held: Arc<Mutex<Option<Arc<RepoLock>>>>,
+}
+
+/// Kubernetes kills a pod 30 s after SIGTERM by default. The backup stops reading at once,
+/// but uploads already under way finish first; on a slow link they could outlast the pod.
+/// After `grace` this gives up on them: the lock is removed, the summary and metrics are
+/// written, and the process exits 143. Packs that arrived but are not yet indexed are
+/// adopted by the next backup.
+fn term_watchdog(w: TermWatch) {
+    std::thread::spawn(move || {
+        while !w.term.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(w.grace);
+        if REPORTED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(lock) = w.held.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            lock.release();
+        }
+        let why = format!(
+            "terminated by SIGTERM; uploads still in flight after {} s were abandoned \
+             (the next backup adopts what arrived)",
+            w.grace.as_secs()
+        );
+        w.agent.log.warn(&why, serde_json::Value::Null);
+        w.agent
+            .finish(terminated_report(&w.host, &w.progress, &why), &[]);
+        std::process::exit(143);
+    });
+}
+
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let agent = Agent::new("backup", g, &a.agent);
     let host = host(&a);
@@ -535,7 +606,21 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let (interrupt, term) = signals().map_err(fail)?;
     opts.interrupt = interrupt;
     let progress = opts.progress.clone();
-    match backup_run(g, &a, &agent, &mut opts, &term) {
+    let held = Arc::new(Mutex::new(None));
+    term_watchdog(TermWatch {
+        term: term.clone(),
+        grace: Duration::from_secs(a.term_grace),
+        agent: agent.clone(),
+        host: host.clone(),
+        progress: progress.clone(),
+        held: held.clone(),
+    });
+    let outcome = backup_run(g, &a, &agent, &mut opts, &term, &held);
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        // The watchdog is reporting and ends the process.
+        std::thread::park();
+    }
+    match outcome {
         Err(e) => Err(fail(e)),
         Ok(Outcome::Terminated) => {
             let msg = "terminated: uploaded data was indexed and will be reused by the next backup";
@@ -544,18 +629,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             } else {
                 eprintln!("{msg}");
             }
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-            let report = Report {
-                exit_code: 143,
-                host: Some(host.clone()),
-                counters: vec![
-                    ("files_done", get(&progress.files_done)),
-                    ("bytes_done", get(&progress.bytes_done)),
-                ],
-                fatal: Some("terminated by SIGTERM".into()),
-                ..Default::default()
-            };
-            agent.finish(report, &[]);
+            agent.finish(
+                terminated_report(&host, &progress, "terminated by SIGTERM"),
+                &[],
+            );
             std::process::exit(143);
         }
         Ok(Outcome::Done(summary)) => {
