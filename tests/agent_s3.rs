@@ -143,3 +143,81 @@ fn sigterm_during_crawling_s3_uploads_abandons_them_after_the_grace_period() {
         "{written}"
     );
 }
+
+/// A restore cut short by SIGTERM (downloads at 128 KiB/s) still reports: exit 143 and an
+/// `interrupted` summary naming the snapshot, so the operator knows the volume is partial.
+#[test]
+fn sigterm_during_a_slow_restore_is_reported() {
+    let (Some(sw), Some(bin)) = (seaweedfs(), fault_bin()) else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        bin,
+        sw.endpoint.trim_start_matches("http://"),
+        &[(
+            None,
+            "- type: bandwidth\n  flow: to-client\n  bytes_per_second: 131072",
+        )],
+    );
+    let bucket = unique_name("agent-restore-term");
+    let direct = sw.url(&bucket);
+    let slow = format!("s3:http://{}/{bucket}", proxy.listen);
+    let env_owned = sw.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    restic(["-r", direct.as_str(), "init"], &env).success();
+    let base = tempfile::tempdir().expect("tempdir");
+    let src = base.path().join("src");
+    write_dataset(&src, 8, 16 << 20, 5);
+    let out = restash(
+        osargs!["-r", direct, "backup", "--pvc", "claim-r", src],
+        &env,
+    );
+    assert_eq!(out.code, 0, "{}", out.describe());
+    let snapshot = out.json_lines().pop().expect("summary")["snapshot_id"].clone();
+
+    let target = base.path().join("target");
+    let tl = base.path().join("termination-log");
+    let mut bg = Background::spawn(
+        Tool::Restash,
+        osargs![
+            "-r",
+            slow,
+            "restore",
+            "latest",
+            "--pvc",
+            "claim-r",
+            "--target",
+            target,
+            "--termination-log",
+            tl
+        ],
+        &env,
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !target.exists() {
+        assert!(
+            bg.running() && Instant::now() < deadline,
+            "the restore ended before it began writing\n{}",
+            bg.kill().describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bg.signal(rustix::process::Signal::Term);
+    let out = bg.wait();
+    assert_eq!(out.code, 143, "{}", out.describe());
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&tl).expect("termination log"))
+            .expect("JSON");
+    assert_eq!(written["command"], "restore");
+    assert_eq!(written["status"], "interrupted", "{written}");
+    assert_eq!(written["host"], "claim-r");
+    assert_eq!(written["snapshot_id"], snapshot);
+    assert_eq!(
+        Some(&written),
+        out.json_lines().last(),
+        "{}",
+        out.describe()
+    );
+    drop(proxy);
+}
