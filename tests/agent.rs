@@ -491,6 +491,13 @@ fn stale_lock_of_a_vanished_pod_is_removed_a_fresh_one_blocks() {
     let out = repo.restash(osargs!["backup", "--pvc", "claim-a", src]);
     assert_eq!(out.code, 11, "{}", out.describe());
     assert_eq!(last_line(&out)["status"], "failed");
+    assert!(
+        agent_lines(&out).iter().any(|l| l["level"] == "error"
+            && l["msg"] == "backup failed"
+            && l["error"].as_str().unwrap_or("").contains("locked")),
+        "{}",
+        out.describe()
+    );
     assert_eq!(lock_ids(&repo), vec![fresh], "the fresh lock must stay");
     let snaps = repo
         .restic(["--no-lock", "snapshots", "--json"])

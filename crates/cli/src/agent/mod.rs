@@ -106,6 +106,15 @@ impl Agent {
         report.pvc = self.args.pvc.clone();
         report.duration = self.started.elapsed().as_secs_f64();
         let summary = report.to_json();
+        let failed = termlog::Status::of(report.exit_code) == termlog::Status::Failed;
+        if let (Some(fatal), true) = (&report.fatal, failed && self.json_logs()) {
+            // main() still says `Fatal:` on stderr, as restic does; this is the same as a
+            // log line for collectors that parse stdout.
+            self.log.error(
+                &format!("{} failed", self.command),
+                json!({ "error": fatal, "exit_code": report.exit_code }),
+            );
+        }
         if let Some(path) = termlog::resolve(self.args.termination_log.as_deref()) {
             if let Err(e) = termlog::write(&path, &summary) {
                 self.log.warn(
