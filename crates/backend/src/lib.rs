@@ -23,6 +23,7 @@ mod debug_log;
 mod error;
 mod local;
 pub mod options;
+pub mod push;
 mod rest;
 mod retry;
 mod s3;
@@ -30,6 +31,7 @@ mod s3_config;
 mod s3_creds;
 mod s3_error;
 mod sigv4;
+mod tls;
 
 pub use error::BackendError;
 pub use local::LocalBackend;

@@ -126,7 +126,7 @@ impl RestBackend {
         crate::debug_log::init_from_env();
         let (base, auth, display) = parse_rest_url(url)?;
         let rt = crate::network_runtime("restash-rest")?;
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()?
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .timeout(opts.request_timeout)

@@ -97,12 +97,15 @@ impl S3Backend {
         let loc = parse_s3_url(rest, env)?;
         let source = resolve(env)?;
         let rt = crate::network_runtime("restash-s3")?;
-        let client_options = ClientOptions::new()
+        let mut client_options = ClientOptions::new()
             .with_allow_http(loc.http)
             .with_connect_timeout(opts.connect_timeout)
             .with_read_timeout(opts.read_timeout)
             .with_timeout(opts.request_timeout)
             .with_pool_max_idle_per_host(opts.connections);
+        for root in crate::tls::object_store_roots()? {
+            client_options = client_options.with_root_certificate(root);
+        }
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: opts.initial_backoff,
@@ -142,7 +145,7 @@ impl S3Backend {
         let s3 = builder.build().map_err(|e| {
             BackendError::Config(format!("S3 configuration for {}: {e}", loc.display()))
         })?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()?
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .timeout(opts.request_timeout)

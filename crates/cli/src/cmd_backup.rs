@@ -1,16 +1,19 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use restash_chunker::{ChunkerParams, FastCdcParams};
 use restash_engine::archiver::{backup, BackupOptions, BackupSummary, Source};
 use restash_engine::{EngineError, PatternSet, RepoLock};
-use restash_format::SnapshotId;
 use serde_json::json;
 
+use crate::agent::metrics::Sample;
+use crate::agent::termlog::Report;
+use crate::agent::{failure, Agent, AgentArgs};
 use crate::global::GlobalOpts;
 
 /// `restash backup`
@@ -78,6 +81,12 @@ pub struct Args {
     /// Chunker: `rabin` (restic's, default) or `fastcdc[:MIN,AVG,MAX]` (sizes like 512K,1M,8M).
     #[arg(long, default_value = "rabin")]
     pub chunker: String,
+    /// After SIGTERM, seconds to wait for in-flight uploads before abandoning them (the
+    /// next backup adopts what arrived); keep it below the pod's termination grace period.
+    #[arg(long = "term-grace", env = "RESTASH_TERM_GRACE", default_value = "15")]
+    pub term_grace: u64,
+    #[command(flatten)]
+    pub agent: AgentArgs,
 }
 
 /// Parses restic's size strings: a number with an optional k/m/g/t suffix (binary units).
@@ -129,12 +138,18 @@ fn chunker(spec: &str) -> anyhow::Result<Option<ChunkerParams>> {
     }
 }
 
+/// The snapshot host: `--host`, else the PVC's name (never the pod's host name, which
+/// changes with every Job run), else this machine's name as restic does.
+fn host(a: &Args) -> String {
+    match (&a.host, &a.agent.pvc) {
+        (Some(h), _) => h.clone(),
+        (None, Some(pvc)) => pvc.clone(),
+        (None, None) => restash_engine::whoami::host_name(),
+    }
+}
+
 fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<BackupOptions> {
-    let host = match &a.host {
-        Some(h) => h.clone(),
-        None => restash_engine::whoami::host_name(),
-    };
-    let mut o = BackupOptions::new(host);
+    let mut o = BackupOptions::new(host(a));
     o.tags = a
         .tags
         .iter()
@@ -142,6 +157,12 @@ fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<BackupOptions> {
         .filter(|t| !t.is_empty())
         .map(String::from)
         .collect();
+    if let Some(pvc) = &a.agent.pvc {
+        let tag = format!("pvc={pvc}");
+        if !o.tags.contains(&tag) {
+            o.tags.push(tag);
+        }
+    }
     let mut excludes = a.exclude.clone();
     for f in &a.exclude_file {
         excludes.extend(read_lines(f, true)?);
@@ -313,30 +334,55 @@ pub fn human(n: u64) -> String {
     }
 }
 
-pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
-    let mut opts = options(g, &a)?;
-    let (interrupt, term) = signals()?;
-    opts.interrupt = interrupt;
-    let source = if a.stdin {
+/// How a backup that did not fail ended.
+enum Outcome {
+    Done(BackupSummary),
+    /// SIGTERM: uploaded packs are indexed, the lock is gone.
+    Terminated,
+}
+
+fn source(a: &Args) -> anyhow::Result<Source> {
+    if a.stdin {
         if !a.paths.is_empty() {
             bail!("--stdin was specified and files/dirs were listed as arguments");
         }
-        Source::Stdin {
+        return Ok(Source::Stdin {
             name: a.stdin_filename.clone(),
             reader: Box::new(std::io::stdin()),
-        }
-    } else {
-        let p = paths(&a)?;
-        if p.is_empty() {
-            bail!("nothing to backup, please specify target files/dirs");
-        }
-        Source::Paths(p)
-    };
+        });
+    }
+    let p = paths(a)?;
+    if p.is_empty() {
+        bail!("nothing to backup, please specify target files/dirs");
+    }
+    Ok(Source::Paths(p))
+}
+
+fn backup_run(
+    g: &GlobalOpts,
+    a: &Args,
+    agent: &Agent,
+    opts: &mut BackupOptions,
+    term: &AtomicBool,
+    held: &Mutex<Option<Arc<RepoLock>>>,
+) -> anyhow::Result<Outcome> {
+    let source = source(a)?;
     let mut repo = g.open()?;
     let lock = if g.no_lock || a.dry_run {
         None
     } else {
-        Some(RepoLock::acquire(&repo, false, false)?)
+        if agent.on {
+            // A pod killed on a drained node never removes its lock; after restic's stale
+            // limit nobody refreshes it, so it is safe to clear.
+            for removed in restash_engine::remove_stale(&repo)? {
+                agent
+                    .log
+                    .warn("removed stale lock", json!({ "lock": removed }));
+            }
+        }
+        let lock = Arc::new(RepoLock::acquire(&repo, false, agent.on)?);
+        *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock.clone());
+        Some(lock)
     };
     repo.load_index().context("loading index")?;
     if let Some(p) = &a.parent {
@@ -344,25 +390,48 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         let (id, _) = restash_engine::find_snapshot(&snaps, p, &Default::default())?;
         opts.parent = Some(*id);
     }
+    if agent.on {
+        let paths = match &source {
+            Source::Paths(p) => p.iter().map(|p| p.display().to_string()).collect(),
+            Source::Stdin { name, .. } => vec![format!("/{name}")],
+        };
+        agent.log.info(
+            "backup started",
+            json!({"host": opts.host, "tags": opts.tags, "paths": paths}),
+        );
+    }
     let status = (g.json && !g.quiet).then(|| status_lines(opts.progress.clone()));
-    let result = backup(&mut repo, source, &opts);
+    let reporter = (!g.json).then(|| {
+        crate::agent::logging::Reporter::start(
+            agent.log,
+            opts.progress.clone(),
+            crate::agent::PROGRESS_EVERY,
+        )
+    });
+    let result = backup(&mut repo, source, opts);
     if let Some((stop, handle)) = status {
         stop.store(true, Ordering::SeqCst);
         let _ = handle.join();
     }
-    drop(lock);
-    let summary = match result {
-        Ok(s) => s,
-        Err(EngineError::Interrupted) if term.load(Ordering::SeqCst) => {
-            eprintln!(
-                "terminated: uploaded data was indexed and will be reused by the next backup"
-            );
-            std::process::exit(143);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    if let Some(r) = reporter {
+        r.stop();
+    }
+    if let Some(l) = lock {
+        l.release();
+    }
+    held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match result {
+        Ok(s) => Ok(Outcome::Done(s)),
+        Err(EngineError::Interrupted) if term.load(Ordering::SeqCst) => Ok(Outcome::Terminated),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_summary(g: &GlobalOpts, a: &Args, agent: &Agent, summary: &BackupSummary) {
     for e in &summary.errors {
-        if g.json {
+        if agent.json_logs() {
+            agent.log.error("cannot read", json!({ "error": e }));
+        } else if g.json {
             eprintln!(
                 "{}",
                 json!({"message_type": "error", "error": {"message": e}, "during": "archival"})
@@ -372,9 +441,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         }
     }
     if g.json {
-        println!("{}", summary_json(&summary, a.dry_run));
+        println!("{}", summary_json(summary, a.dry_run));
+    } else if agent.json_logs() {
+        agent.log.info("backup finished", serde_json::Value::Null);
     } else if !g.quiet {
-        let s = &summary;
+        let s = summary;
         println!(
             "\nFiles:       {:5} new, {:5} changed, {:5} unmodified",
             s.files_new, s.files_changed, s.files_unmodified
@@ -400,10 +471,182 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             None => println!("would have saved a snapshot (dry run)"),
         }
     }
-    if !summary.errors.is_empty() {
-        eprintln!("Warning: at least one source file could not be read");
-        std::process::exit(3);
+}
+
+/// The agent report and metrics of a finished backup.
+fn report_of(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>) {
+    let report = Report {
+        exit_code: code,
+        host: Some(host.to_string()),
+        snapshot_id: s.snapshot_id.map(|id| id.to_string()),
+        counters: vec![
+            ("files_new", s.files_new),
+            ("files_changed", s.files_changed),
+            ("files_unmodified", s.files_unmodified),
+            ("dirs_new", s.dirs_new),
+            ("dirs_changed", s.dirs_changed),
+            ("dirs_unmodified", s.dirs_unmodified),
+            ("data_added", s.data_added),
+            ("data_added_packed", s.data_added_packed),
+            ("total_files_processed", s.total_files_processed),
+            ("total_bytes_processed", s.total_bytes_processed),
+        ],
+        errors: s.errors.clone(),
+        ..Default::default()
+    };
+    let state = |name: &'static str, help: &'static str, st: &str, v: u64| Sample {
+        labels: vec![("state", st.to_string())],
+        ..Sample::new(name, help, v as f64)
+    };
+    const FILES: &str = "Files of the last backup by state.";
+    const DIRS: &str = "Directories of the last backup by state.";
+    let samples = vec![
+        Sample::new(
+            "bytes_added",
+            "Bytes of new data the last backup added (before compression).",
+            s.data_added as f64,
+        ),
+        Sample::new(
+            "bytes_added_packed",
+            "Bytes the last backup added to the repository as stored.",
+            s.data_added_packed as f64,
+        ),
+        Sample::new(
+            "bytes_processed",
+            "Bytes in the files of the last snapshot.",
+            s.total_bytes_processed as f64,
+        ),
+        state("files", FILES, "new", s.files_new),
+        state("files", FILES, "changed", s.files_changed),
+        state("files", FILES, "unmodified", s.files_unmodified),
+        state("dirs", DIRS, "new", s.dirs_new),
+        state("dirs", DIRS, "changed", s.dirs_changed),
+        state("dirs", DIRS, "unmodified", s.dirs_unmodified),
+    ];
+    (report, samples)
+}
+
+/// Set by whoever reports the end of the run first: the main thread, or the SIGTERM
+/// watchdog when in-flight uploads outlast the grace period.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+fn terminated_report(
+    host: &str,
+    progress: &restash_engine::archiver::Progress,
+    why: &str,
+) -> Report {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    Report {
+        exit_code: 143,
+        host: Some(host.to_string()),
+        counters: vec![
+            ("files_done", get(&progress.files_done)),
+            ("bytes_done", get(&progress.bytes_done)),
+        ],
+        fatal: Some(why.to_string()),
+        ..Default::default()
     }
-    let _: Option<SnapshotId> = summary.snapshot_id;
-    Ok(())
+}
+
+struct TermWatch {
+    term: Arc<AtomicBool>,
+    grace: Duration,
+    agent: Agent,
+    host: String,
+    progress: Arc<restash_engine::archiver::Progress>,
+    held: Arc<Mutex<Option<Arc<RepoLock>>>>,
+}
+
+/// Kubernetes kills a pod 30 s after SIGTERM by default. The backup stops reading at once,
+/// but uploads already under way finish first; on a slow link they could outlast the pod.
+/// After `grace` this gives up on them: the lock is removed, the summary and metrics are
+/// written, and the process exits 143. Packs that arrived but are not yet indexed are
+/// adopted by the next backup.
+fn term_watchdog(w: TermWatch) {
+    std::thread::spawn(move || {
+        while !w.term.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(w.grace);
+        if REPORTED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(lock) = w.held.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            lock.release();
+        }
+        let why = format!(
+            "terminated by SIGTERM; uploads still in flight after {} s were abandoned \
+             (the next backup adopts what arrived)",
+            w.grace.as_secs()
+        );
+        w.agent.log.warn(&why, serde_json::Value::Null);
+        w.agent
+            .finish(terminated_report(&w.host, &w.progress, &why), &[]);
+        std::process::exit(143);
+    });
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let agent = Agent::new("backup", g, &a.agent);
+    let host = host(&a);
+    let fail = |e: anyhow::Error| -> anyhow::Error {
+        let (code, msg) = failure(&e);
+        agent.finish(
+            Report {
+                exit_code: code,
+                host: Some(host.clone()),
+                fatal: Some(msg),
+                ..Default::default()
+            },
+            &[],
+        );
+        e
+    };
+    let mut opts = options(g, &a).map_err(fail)?;
+    let (interrupt, term) = signals().map_err(fail)?;
+    opts.interrupt = interrupt;
+    let progress = opts.progress.clone();
+    let held = Arc::new(Mutex::new(None));
+    term_watchdog(TermWatch {
+        term: term.clone(),
+        grace: Duration::from_secs(a.term_grace),
+        agent: agent.clone(),
+        host: host.clone(),
+        progress: progress.clone(),
+        held: held.clone(),
+    });
+    let outcome = backup_run(g, &a, &agent, &mut opts, &term, &held);
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        // The watchdog is reporting and ends the process.
+        std::thread::park();
+    }
+    match outcome {
+        Err(e) => Err(fail(e)),
+        Ok(Outcome::Terminated) => {
+            let msg = "terminated: uploaded data was indexed and will be reused by the next backup";
+            if agent.json_logs() {
+                agent.log.warn(msg, serde_json::Value::Null);
+            } else {
+                eprintln!("{msg}");
+            }
+            agent.finish(
+                terminated_report(&host, &progress, "terminated by SIGTERM"),
+                &[],
+            );
+            std::process::exit(143);
+        }
+        Ok(Outcome::Done(summary)) => {
+            print_summary(g, &a, &agent, &summary);
+            let code = if summary.errors.is_empty() { 0 } else { 3 };
+            let (report, samples) = report_of(&summary, &host, code);
+            if code == 3 && !agent.json_logs() {
+                eprintln!("Warning: at least one source file could not be read");
+            }
+            agent.finish(report, &samples);
+            if code == 3 {
+                std::process::exit(3);
+            }
+            Ok(())
+        }
+    }
 }

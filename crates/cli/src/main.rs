@@ -2,6 +2,7 @@
 //! variables and exit codes are restic's, so restic users need no new manual.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod cmd_backup;
 mod cmd_cat;
 mod cmd_check;
@@ -94,7 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The exit code restic would use for this error (doc/075_scripting.rst).
-fn exit_code(err: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<EngineError>() {
             return e.exit_code() as u8;
@@ -105,7 +106,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// The error and its causes, each said once: engine errors already include their cause in
 /// their own text.
-fn message(err: &anyhow::Error) -> String {
+pub(crate) fn message(err: &anyhow::Error) -> String {
     let mut msg = String::new();
     for cause in err.chain() {
         let s = cause.to_string();

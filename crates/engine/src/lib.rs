@@ -33,6 +33,7 @@ pub mod whoami;
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, MasterIndex};
+pub use lock::remove_stale;
 pub use lock::{is_stale, unlock, RepoLock, STALE_AFTER};
 pub use repo::{Repository, SnapshotEntry};
 pub use restore::{restore, RestoreOptions, RestoreStats};

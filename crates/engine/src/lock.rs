@@ -211,3 +211,30 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
     }
     Ok(n)
 }
+
+/// Removes the stale locks of other processes (as [`unlock`] does) and says, for each,
+/// which lock it was and why it counted as stale. restash's in-pod agent calls this before
+/// it locks, so a pod killed mid-backup on another node does not block every later run.
+pub fn remove_stale(repo: &Repository) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (id, l) in other_locks(repo, None)? {
+        if !is_stale(&l) {
+            continue;
+        }
+        let age = GoTime::now_local().unix_secs() - l.time.unix_secs();
+        let why = if age > STALE_AFTER.as_secs() as i64 {
+            format!(
+                "not refreshed for {} minutes (stale after {})",
+                age / 60,
+                STALE_AFTER.as_secs() / 60
+            )
+        } else {
+            format!("its process {} on this host is gone", l.pid)
+        };
+        repo.backend()
+            .remove(&Handle::new(FileType::Lock, id.to_hex()))
+            .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
+        removed.push(format!("{}: {why}", describe(&id, &l)));
+    }
+    Ok(removed)
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the static restash binary and the FROM-scratch image.
+#   scripts/build-image.sh [TAG]          (default localhost/restash:latest)
+# Environment: CONTAINER_TOOL (podman, default; or docker), CARGO_TARGET_DIR, CARGO.
+# The `container` profile is release without LTO and with 16 codegen units: a fast enough
+# binary for I/O-bound backups, built in a fraction of the release profile's time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag=${1:-localhost/restash:latest}
+target=x86_64-unknown-linux-gnu
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+RUSTFLAGS='-C target-feature=+crt-static' "${CARGO:-cargo}" build --profile container \
+  --target "$target" -p restash
+bin=$target_dir/$target/container/restash
+if ldd "$bin" 2>&1 | grep -q '=>'; then
+  echo "error: $bin is dynamically linked" >&2
+  exit 1
+fi
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+cp "$bin" "$ctx/restash"
+"${CONTAINER_TOOL:-podman}" build -q -t "$tag" -f Dockerfile "$ctx"
+echo "built $tag from $bin ($(stat -c %s "$bin") bytes)" >&2
