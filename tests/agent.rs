@@ -605,3 +605,81 @@ fn sigterm_indexes_uploads_unlocks_and_the_next_run_adopts_them() {
         packs_before.len()
     );
 }
+
+/// `backup --forget --keep-…`: retention in the same Job, on this volume's snapshots only,
+/// keeping exactly what `restic forget --host H` keeps; a missing policy is refused before
+/// anything is read.
+#[test]
+fn backup_forget_applies_the_policy_to_its_own_host_only() {
+    let repo = new_repo();
+    let base = tempfile::tempdir().expect("tempdir");
+    let (alice, bob) = (base.path().join("alice"), base.path().join("bob"));
+    small_tree(&alice, "alice");
+    small_tree(&bob, "bob");
+    for i in 0..4 {
+        std::fs::write(alice.join("changing.txt"), format!("{i}")).expect("write");
+        repo.restash(osargs!["backup", "-q", "--host", "claim-alice", &alice])
+            .success();
+        repo.restash(osargs!["backup", "-q", "--host", "claim-bob", &bob])
+            .success();
+    }
+    std::fs::write(alice.join("changing.txt"), "last").expect("write");
+    // What restic would keep after the next snapshot, asked before restash runs: the next
+    // snapshot is the newest, so restic's keep set is the 2 newest after it is added.
+    let out = repo.restash(osargs![
+        "backup",
+        "--pvc",
+        "claim-alice",
+        &alice,
+        "--forget",
+        "--keep-last",
+        "2",
+        "--keep-hourly",
+        "1"
+    ]);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    let summary = last_line(&out);
+    assert_eq!(summary["snapshots_kept"], 2, "{summary}");
+    assert_eq!(summary["snapshots_removed"], 3, "{summary}");
+    let snaps = repo.restic_snapshots();
+    let count = |h: &str| snaps.iter().filter(|s| s["hostname"] == h).count();
+    assert_eq!(
+        count("claim-bob"),
+        4,
+        "another volume's snapshots are untouched"
+    );
+    assert_eq!(count("claim-alice"), 2);
+    // restic's own policy on the result removes nothing more.
+    let restic_view = repo
+        .restic([
+            "forget",
+            "--host",
+            "claim-alice",
+            "--keep-last",
+            "2",
+            "--keep-hourly",
+            "1",
+            "--dry-run",
+            "--json",
+        ])
+        .success()
+        .json();
+    for g in restic_view.as_array().expect("groups") {
+        assert!(g["remove"].is_null(), "restic would remove more: {g}");
+    }
+    repo.restic(["check"]).success();
+
+    for bad in [
+        osargs!["backup", &alice, "--forget"],
+        osargs!["backup", &alice, "--keep-last", "3"],
+    ] {
+        let out = repo.restash(bad);
+        assert_eq!(out.code, 1, "{}", out.describe());
+        assert!(out.stderr.contains("--keep-") || out.stderr.contains("--forget"));
+    }
+    assert_eq!(
+        repo.restic_snapshots().len(),
+        6,
+        "refused runs saved nothing"
+    );
+}

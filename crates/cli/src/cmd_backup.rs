@@ -87,6 +87,15 @@ pub struct Args {
     pub term_grace: u64,
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// After the snapshot is saved, remove this host's snapshots that the --keep-* policy
+    /// does not keep (like `restic forget --host H --keep-…`); prune stays a separate job.
+    #[arg(long)]
+    pub forget: bool,
+    /// Seconds `--forget` waits for other processes' locks to go.
+    #[arg(long = "forget-lock-wait", default_value = "300")]
+    pub forget_lock_wait: u64,
+    #[command(flatten)]
+    pub keep: crate::cmd_forget::KeepArgs,
 }
 
 /// Parses restic's size strings: a number with an optional k/m/g/t suffix (binary units).
@@ -586,8 +595,58 @@ fn term_watchdog(w: TermWatch) {
     });
 }
 
+/// `--forget`: the keep policy on this host's snapshots, after the backup released its lock.
+fn retention(
+    g: &GlobalOpts,
+    a: &Args,
+    agent: &Agent,
+    host: &str,
+) -> anyhow::Result<crate::cmd_forget::Retention> {
+    let repo = g.open()?;
+    let wait = Duration::from_secs(a.forget_lock_wait);
+    let r = crate::cmd_forget::forget_host(&repo, host, &a.keep, agent.on, wait, |why| {
+        if agent.json_logs() {
+            agent
+                .log
+                .info("forget waits for a lock", json!({ "lock": why }));
+        } else if !g.quiet {
+            eprintln!("forget waits for a lock: {why}");
+        }
+    })?;
+    let removed: Vec<String> = r.removed.iter().map(|id| id.short()).collect();
+    if agent.json_logs() {
+        agent.log.info(
+            "forget finished",
+            json!({"host": host, "kept": r.kept, "removed": removed}),
+        );
+    } else if g.json {
+        println!(
+            "{}",
+            json!({"message_type": "forget", "host": host, "kept": r.kept, "removed": removed})
+        );
+    } else if !g.quiet {
+        println!(
+            "forget: kept {} snapshots of host {host}, removed {}{}",
+            r.kept,
+            removed.len(),
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", removed.join(" "))
+            }
+        );
+    }
+    Ok(r)
+}
+
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let agent = Agent::new("backup", g, &a.agent);
+    if a.forget && a.keep.policy().is_empty() {
+        bail!("--forget needs a policy: at least one --keep-* option");
+    }
+    if !a.forget && !a.keep.policy().is_empty() {
+        bail!("--keep-* options need --forget");
+    }
     let host = host(&a);
     let fail = |e: anyhow::Error| -> anyhow::Error {
         let (code, msg) = failure(&e);
@@ -638,7 +697,26 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         Ok(Outcome::Done(summary)) => {
             print_summary(g, &a, &agent, &summary);
             let code = if summary.errors.is_empty() { 0 } else { 3 };
-            let (report, samples) = report_of(&summary, &host, code);
+            let (mut report, samples) = report_of(&summary, &host, code);
+            if a.forget && summary.snapshot_id.is_some() {
+                match retention(g, &a, &agent, &host) {
+                    Ok(r) => {
+                        report.counters.push(("snapshots_kept", r.kept as u64));
+                        report
+                            .counters
+                            .push(("snapshots_removed", r.removed.len() as u64));
+                    }
+                    Err(e) => {
+                        // The snapshot is saved, but the Job did not do all it was asked.
+                        let e = e.context("snapshot saved, but --forget failed");
+                        let (code, msg) = failure(&e);
+                        report.exit_code = code;
+                        report.fatal = Some(msg);
+                        agent.finish(report, &samples);
+                        return Err(e);
+                    }
+                }
+            }
             if code == 3 && !agent.json_logs() {
                 eprintln!("Warning: at least one source file could not be read");
             }

@@ -1,7 +1,7 @@
 //! `restash forget`: remove snapshots by restic 0.14's keep policy or by id.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
@@ -10,7 +10,7 @@ use restash_engine::forget::{
     apply_policy, group_snapshots, matches_filter, Duration, ExpirePolicy, GroupBy, GroupKey,
     KeepReason, TagList,
 };
-use restash_engine::{RepoLock, Repository, SnapshotEntry};
+use restash_engine::{EngineError, RepoLock, Repository, SnapshotEntry};
 use restash_format::SnapshotId;
 
 use crate::display::{local_time, snapshot_json};
@@ -227,6 +227,62 @@ pub fn find_filtered(
         .iter()
         .filter_map(|id| all.iter().find(|(i, _)| i == id).cloned())
         .collect()
+}
+
+/// What `backup --forget` did.
+#[derive(Debug, Default)]
+pub struct Retention {
+    /// Snapshots of the host that the policy keeps.
+    pub kept: usize,
+    /// Snapshots it removed.
+    pub removed: Vec<SnapshotId>,
+}
+
+/// `backup --forget`: applies the policy to the snapshots of `host` only, grouped by host
+/// and paths as `forget` does by default, so one volume's Job never touches another's
+/// snapshots. Removal needs restic's exclusive lock; the backups of other volumes hold
+/// shared locks for a minute or two each, so this waits up to `wait` for them, calling
+/// `waiting` with the reason before each pause.
+pub fn forget_host(
+    repo: &Repository,
+    host: &str,
+    keep: &KeepArgs,
+    ignore_stale: bool,
+    wait: StdDuration,
+    mut waiting: impl FnMut(&str),
+) -> anyhow::Result<Retention> {
+    let policy = keep.policy();
+    if policy.is_empty() {
+        bail!("--forget needs a policy: at least one --keep-* option");
+    }
+    let deadline = Instant::now() + wait;
+    let lock = loop {
+        match RepoLock::acquire(repo, true, ignore_stale) {
+            Ok(l) => break l,
+            Err(EngineError::Locked(why)) if Instant::now() < deadline => {
+                waiting(&why);
+                std::thread::sleep(StdDuration::from_secs(5).min(wait));
+            }
+            Err(e) => return Err(e).context("forget: cannot lock the repository exclusively"),
+        }
+    };
+    let all = load_all(repo)?;
+    let mine = find_filtered(&all, &[host.to_string()], &[], &[], &[]);
+    let mut out = Retention::default();
+    let now = chrono::Utc::now();
+    for (_, list) in group_snapshots(mine, GroupBy::parse("host,paths")?) {
+        let r = apply_policy(list, &policy, now);
+        out.kept += r.keep.len();
+        out.removed.extend(r.remove.iter().map(|(id, _)| *id));
+    }
+    for id in &out.removed {
+        let h = Handle::new(FileType::Snapshot, id.to_string());
+        repo.backend()
+            .remove(&h)
+            .with_context(|| format!("forget: remove {h}"))?;
+    }
+    lock.release();
+    Ok(out)
 }
 
 /// Loads every snapshot, warning about the ones that cannot be read.

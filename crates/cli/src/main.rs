@@ -130,8 +130,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The command line: `backup --forget` takes forget's keep flags, whose `-H`
+/// (`--keep-hourly`) would clash with backup's `-H` (`--host`); there only the long form.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommand("backup", |c| c.mut_arg("hourly", |a| a.short(None)));
+    Cli::from_arg_matches(&cmd.try_get_matches()?)
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
