@@ -8,6 +8,7 @@ mod cmd_init;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
+mod cmd_prune;
 mod cmd_restore;
 mod cmd_snapshots;
 mod display;
@@ -52,6 +53,8 @@ enum Command {
     Unlock(cmd_misc::UnlockArgs),
     /// List objects in the repository.
     List(cmd_misc::ListArgs),
+    /// Remove unneeded data from the repository.
+    Prune(cmd_prune::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
+        Command::Prune(a) => cmd_prune::run(g, a),
     }
 }
 

@@ -21,6 +21,7 @@ mod filter;
 mod fsmeta;
 mod index;
 mod lock;
+pub mod prune;
 mod repo;
 mod restore;
 mod snapshots;
