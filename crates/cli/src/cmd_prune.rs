@@ -59,15 +59,17 @@ pub fn printer(g: &GlobalOpts) -> impl FnMut(Msg) {
         Msg::Detail(s) if verbosity >= 2 => say(&s),
         Msg::Warn(s) => eprintln!("{s}"),
         Msg::Progress(done, total, what) if verbosity >= 1 && done == total => {
-            {
-                let secs = phase.elapsed().as_secs();
-                let pct = if total == 0 { 100.0 } else { 100.0 * done as f64 / total as f64 };
-                say(&format!(
-                    "[{}:{:02}] {pct:.2}%  {done} / {total} {what}\n",
-                    secs / 60,
-                    secs % 60
-                ));
-            }
+            let secs = phase.elapsed().as_secs();
+            let pct = if total == 0 {
+                100.0
+            } else {
+                100.0 * done as f64 / total as f64
+            };
+            say(&format!(
+                "[{}:{:02}] {pct:.2}%  {done} / {total} {what}\n",
+                secs / 60,
+                secs % 60
+            ));
         }
         _ => {}
     }

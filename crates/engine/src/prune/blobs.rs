@@ -139,7 +139,8 @@ impl BlobIndex {
     /// Sorts by blob and drops entries that are listed twice (the same pack in two index
     /// files, as an interrupted prune leaves them).
     pub fn finish(&mut self) {
-        self.entries.par_sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        self.entries
+            .par_sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         self.entries.dedup_by(|a, b| a.key() == b.key());
         self.entries.shrink_to_fit();
     }
@@ -147,11 +148,8 @@ impl BlobIndex {
     /// The entries of one blob (empty when it is not indexed).
     pub fn range(&self, t: BlobType, id: &BlobId) -> Range<usize> {
         let k = kind_of(t);
-        let start = self
-            .entries
-            .partition_point(|e| (e.kind, &e.id) < (k, id));
-        let end = start
-            + self.entries[start..].partition_point(|e| (e.kind, &e.id) == (k, id));
+        let start = self.entries.partition_point(|e| (e.kind, &e.id) < (k, id));
+        let end = start + self.entries[start..].partition_point(|e| (e.kind, &e.id) == (k, id));
         start..end
     }
 
@@ -239,9 +237,9 @@ impl BlobIndex {
         let mut missing = Vec::new();
         let mut frontier: Vec<Range<usize>> = Vec::new();
         let visit_tree = |idx: &mut BlobIndex,
-                              id: &BlobId,
-                              frontier: &mut Vec<Range<usize>>,
-                              missing: &mut Vec<(BlobType, BlobId)>| {
+                          id: &BlobId,
+                          frontier: &mut Vec<Range<usize>>,
+                          missing: &mut Vec<(BlobType, BlobId)>| {
             let r = idx.range(BlobType::Tree, id);
             if r.is_empty() {
                 missing.push((BlobType::Tree, *id));

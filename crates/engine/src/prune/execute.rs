@@ -163,7 +163,10 @@ fn repack_one(
                     .range(e.blob_type(), &e.id)
                     .filter(|j| *j != i)
                     .collect();
-                match others.iter().find_map(|j| idx.read(repo, &idx.entries[*j]).ok()) {
+                match others
+                    .iter()
+                    .find_map(|j| idx.read(repo, &idx.entries[*j]).ok())
+                {
                     Some(p) => p,
                     None => {
                         return Err(EngineError::Corrupt(format!(
@@ -205,7 +208,10 @@ fn write_index(
     });
     let total = plan.count(Action::Keep) as u64 + new_packs.len() as u64;
     let mut file = IndexFile {
-        supersedes: obsolete.iter().map(|id| restash_format::IndexId(*id)).collect(),
+        supersedes: obsolete
+            .iter()
+            .map(|id| restash_format::IndexId(*id))
+            .collect(),
         packs: Vec::new(),
     };
     let mut blobs_in_file = 0usize;
@@ -220,9 +226,9 @@ fn write_index(
         Ok(())
     };
     let push = |file: &mut IndexFile,
-                    pack: IndexPack,
-                    blobs_in_file: &mut usize,
-                    stats: &mut PruneStats|
+                pack: IndexPack,
+                blobs_in_file: &mut usize,
+                stats: &mut PruneStats|
      -> Result<()> {
         *blobs_in_file += pack.blobs.len();
         file.packs.push(pack);

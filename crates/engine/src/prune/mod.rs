@@ -55,9 +55,11 @@ impl MaxUnused {
             }
             return Ok(MaxUnused::Percent(p));
         }
-        parse_size(t)
-            .map(MaxUnused::Bytes)
-            .map_err(|e| EngineError::Usage(format!("invalid number of bytes {s:?} for --max-unused: {e}")))
+        parse_size(t).map(MaxUnused::Bytes).map_err(|e| {
+            EngineError::Usage(format!(
+                "invalid number of bytes {s:?} for --max-unused: {e}"
+            ))
+        })
     }
 
     /// The unused bytes tolerated after pruning, given the used bytes.
@@ -248,7 +250,9 @@ pub fn prune(
     out(Msg::Info("loading all snapshots...".into()));
     let (snapshots, bad) = repo.load_snapshots()?;
     if let Some(e) = bad.into_iter().next() {
-        return Err(EngineError::Corrupt(format!("failed loading snapshot: {e}")));
+        return Err(EngineError::Corrupt(format!(
+            "failed loading snapshot: {e}"
+        )));
     }
     let roots: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).collect();
     out(Msg::Info(format!(
@@ -276,7 +280,9 @@ pub fn prune(
     }
 
     out(Msg::Info("searching used packs...".into()));
-    out(Msg::Info("collecting packs for deletion and repacking".into()));
+    out(Msg::Info(
+        "collecting packs for deletion and repacking".into(),
+    ));
     let plan = plan::plan(repo, &mut idx, opts, &mut stats, out)?;
     print_stats(&stats, out);
     if opts.dry_run {
@@ -428,8 +434,7 @@ fn print_stats(s: &PruneStats, out: &mut dyn FnMut(Msg)) {
 /// Test hook for the crash tests: in debug builds, `RESTASH_PRUNE_CRASH_AFTER=<step>`
 /// aborts the process (like `kill -9`: no cleanup, the lock stays) right after `step`.
 fn crash_point(step: &str) {
-    if cfg!(debug_assertions)
-        && std::env::var("RESTASH_PRUNE_CRASH_AFTER").is_ok_and(|s| s == step)
+    if cfg!(debug_assertions) && std::env::var("RESTASH_PRUNE_CRASH_AFTER").is_ok_and(|s| s == step)
     {
         std::process::abort();
     }

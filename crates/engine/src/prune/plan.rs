@@ -223,7 +223,11 @@ pub(crate) fn plan(
     }
 
     let listed = seen.iter().filter(|s| **s).count() as u64;
-    out(Msg::Progress(listed, idx.packs.len() as u64, "packs processed"));
+    out(Msg::Progress(
+        listed,
+        idx.packs.len() as u64,
+        "packs processed",
+    ));
 
     // Indexed packs that are not in the repository.
     let mut missing_needed = Vec::new();
@@ -255,8 +259,7 @@ pub(crate) fn plan(
     }
     if !ignored.is_empty() {
         out(Msg::Warn(
-            "Missing but unneeded pack files are referenced in the index, will be repaired"
-                .into(),
+            "Missing but unneeded pack files are referenced in the index, will be repaired".into(),
         ));
         for id in &ignored {
             out(Msg::Warn(format!("will forget missing pack file {id}")));
@@ -274,10 +277,10 @@ pub(crate) fn plan(
     candidates.sort_by(|(_, a), (_, b)| {
         let (ad, bd) = (a.tpe == PackType::Data, b.tpe == PackType::Data);
         let (asm, bsm) = (total(a) < target, total(b) < target);
-        bd.cmp(&ad)
-            .then(bsm.cmp(&asm))
-            .then_with(|| (b.unused_size as u128 * a.used_size as u128)
-                .cmp(&(a.unused_size as u128 * b.used_size as u128)))
+        bd.cmp(&ad).then(bsm.cmp(&asm)).then_with(|| {
+            (b.unused_size as u128 * a.used_size as u128)
+                .cmp(&(a.unused_size as u128 * b.used_size as u128))
+        })
     });
     let max_unused_after = opts.max_unused.bytes(stats.size.used);
     for (n, p) in candidates {
