@@ -106,8 +106,10 @@ impl BlobIndex {
             files: repo.list_ids(FileType::Index)?,
             ..Default::default()
         };
-        // A few files at a time: decoded index files are much larger than their entries.
-        for chunk in idx.files.clone().chunks(8) {
+        // One file per thread at a time: a decoded index file (and its JSON) is several
+        // times larger than the entries kept from it.
+        let per_round = rayon::current_num_threads().max(1);
+        for chunk in idx.files.clone().chunks(per_round) {
             let files: Vec<Result<IndexFile>> = chunk
                 .par_iter()
                 .map(|id| {

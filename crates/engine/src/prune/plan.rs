@@ -87,9 +87,8 @@ fn pack_infos(idx: &mut BlobIndex, stats: &mut PruneStats) -> Vec<PackInfo> {
         }
     }
     // First pass: statistics, and the plain used/unused blobs.
-    let groups: Vec<_> = idx.groups().collect();
     let mut duplicates = Vec::new();
-    for r in &groups {
+    for r in idx.groups() {
         let used = idx.entries[r.start].flags & USED != 0;
         for (k, i) in r.clone().enumerate() {
             let e = &idx.entries[i];
@@ -114,7 +113,7 @@ fn pack_infos(idx: &mut BlobIndex, stats: &mut PruneStats) -> Vec<PackInfo> {
             }
         }
         if used && r.len() > 1 {
-            duplicates.push(r.clone());
+            duplicates.push(r);
         }
     }
     // Second pass: one copy of each duplicate counts as used, preferably in a pack that
