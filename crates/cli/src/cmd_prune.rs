@@ -1,7 +1,11 @@
 //! `restash prune`: restic 0.14's prune, with its flags and its output.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use clap::Args as ClapArgs;
 use restash_engine::prune::{parse_size, prune_locked, MaxUnused, Msg, PruneOptions};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::global::GlobalOpts;
 
@@ -43,6 +47,7 @@ pub fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<PruneOptions> {
         repack_uncompressed: a.repack_uncompressed,
         pack_size: g.pack_size()?,
         compression: g.compression()?,
+        interrupt: None,
     })
 }
 
@@ -82,7 +87,15 @@ fn say(s: &str) {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
-    let opts = options(g, &a)?;
+    let mut opts = options(g, &a)?;
+    // SIGINT/SIGTERM stop prune at a safe point and release the lock (exit 130); a second
+    // signal ends the process at once.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, interrupt.clone())?;
+        signal_hook::flag::register(sig, interrupt.clone())?;
+    }
+    opts.interrupt = Some(interrupt);
     let mut repo = g.open()?;
     let mut out = printer(g);
     prune_locked(&mut repo, &opts, &mut out)?;

@@ -234,6 +234,7 @@ impl BlobIndex {
         &mut self,
         repo: &Repository,
         roots: &[BlobId],
+        opts: &super::PruneOptions,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<(BlobType, BlobId)>> {
         let mut missing = Vec::new();
@@ -250,11 +251,11 @@ impl BlobIndex {
                 frontier.push(r);
             }
         };
-        for (n, root) in roots.iter().enumerate() {
+        for root in roots {
             visit_tree(self, root, &mut frontier, &mut missing);
-            progress(n + 1);
         }
         while !frontier.is_empty() {
+            opts.check_interrupt()?;
             let trees: Vec<Result<Tree>> = frontier
                 .par_iter()
                 .map(|r| {
@@ -283,6 +284,7 @@ impl BlobIndex {
             }
             frontier = next;
         }
+        progress(roots.len());
         missing.sort();
         missing.dedup();
         Ok(missing)

@@ -63,6 +63,7 @@ pub(crate) fn execute(
     }
 
     let dropped = plan.actions.iter().any(|a| *a != Action::Keep);
+    opts.check_interrupt()?;
     if dropped {
         out(Msg::Info("rebuilding index".into()));
         let mut obsolete = idx.files.clone();
@@ -81,6 +82,7 @@ pub(crate) fn execute(
         .filter(|(_, a)| matches!(a, Action::Remove | Action::Repack))
         .map(|(n, _)| idx.packs[n].0)
         .collect();
+    opts.check_interrupt()?;
     if !doomed.is_empty() {
         out(Msg::Info(format!("removing {} old packs", doomed.len())));
         delete_files(repo, FileType::Pack, &doomed, false, stats, out)?;
@@ -112,6 +114,11 @@ fn repack(
     let chunk = rayon::current_num_threads().max(1) * 2;
     let mut done = 0u64;
     for group in packs.chunks(chunk) {
+        // Packs written so far are indexed by the flush below; nothing is deleted yet.
+        if let Err(e) = opts.check_interrupt() {
+            saver.flush()?;
+            return Err(e);
+        }
         group
             .par_iter()
             .map(|n| match wanted.get(n) {

@@ -10,6 +10,9 @@ mod blobs;
 mod execute;
 mod plan;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use restash_format::{BlobId, Compression};
 
 use crate::{EngineError, RepoLock, Repository, Result};
@@ -108,6 +111,18 @@ pub struct PruneOptions {
     pub pack_size: usize,
     /// Compression of repacked data blobs (v2).
     pub compression: Compression,
+    /// Set from a signal handler: prune stops at the next point where stopping leaves a
+    /// valid repository and returns [`EngineError::Interrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl PruneOptions {
+    pub(crate) fn check_interrupt(&self) -> Result<()> {
+        match &self.interrupt {
+            Some(flag) if flag.load(Ordering::SeqCst) => Err(EngineError::Interrupted),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for PruneOptions {
@@ -121,6 +136,7 @@ impl Default for PruneOptions {
             repack_uncompressed: false,
             pack_size: 16 << 20,
             compression: Compression::Auto,
+            interrupt: None,
         }
     }
 }
@@ -260,7 +276,7 @@ pub fn prune(
         roots.len()
     )));
     let total = roots.len() as u64;
-    let missing = idx.mark_used(repo, &roots, |n| {
+    let missing = idx.mark_used(repo, &roots, opts, |n| {
         out(Msg::Progress(n as u64, total, "snapshots"));
     })?;
     if !missing.is_empty() {
@@ -311,6 +327,7 @@ pub fn prune(
         )));
         return Ok(stats);
     }
+    opts.check_interrupt()?;
     execute::execute(repo, &idx, &plan, opts, &mut stats, out)?;
     out(Msg::Info("done".into()));
     Ok(stats)
