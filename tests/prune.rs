@@ -495,3 +495,65 @@ fn missing_needed_pack_makes_prune_refuse() {
         "refused prune changed files"
     );
 }
+
+#[test]
+fn duplicate_blobs_from_concurrent_backups_are_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().canonicalize().expect("canonical").join("src");
+    write_dataset(&src, 20, 3 << 20, 11);
+    let path = dir.path().join("repo");
+    let repo = init_repo(Tool::Restic, &path, Some("2"));
+    // Two backups at once do not see each other's index: both store every blob.
+    let runs: Vec<Background> = (0..2)
+        .map(|_| {
+            Background::spawn(
+                Tool::Restic,
+                with_repo(&path, osargs!["backup", "--host", HOST, &src]),
+                &[],
+                false,
+            )
+        })
+        .collect();
+    for r in runs {
+        r.wait().success();
+    }
+    let copy = dir.path().join("copy");
+    copy_dir(&path, &copy);
+    let copy = Repo::new(copy, None);
+    let lines = |s: &str, what: &[&str]| -> Vec<String> {
+        s.lines()
+            .filter(|l| what.iter().any(|w| l.starts_with(w)))
+            .map(str::to_owned)
+            .collect()
+    };
+    let what = ["used:", "duplicates:", "unused:", "total:"];
+    let ours = repo.restash(["prune", "-n", "-v"]).success();
+    let theirs = repo.restic(["prune", "-n", "-v"]).success();
+    assert_eq!(
+        lines(ours.stdout_str(), &what),
+        lines(theirs.stdout_str(), &what),
+        "restash:\n{}\nrestic:\n{}",
+        ours.stdout_str(),
+        theirs.stdout_str()
+    );
+    let dup = lines(ours.stdout_str(), &["duplicates:"]);
+    eprintln!("{dup:?}");
+    repo.restash(["prune"]).success();
+    copy.restic(["prune"]).success();
+    check(&repo, true, "after pruning duplicates");
+    let (a, b) = (du(&copy.path), du(&repo.path));
+    assert!(
+        a.abs_diff(b) as f64 / a as f64 <= 0.05,
+        "restic left {a} bytes, restash {b}"
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    for id in snapshot_ids(&repo) {
+        let target = work.path().join(&id[..8]);
+        restore(Tool::Restash, &repo, &id, &target);
+        assert_trees_equal(
+            &src,
+            &restored_path(&target, &src),
+            &CompareOptions::default(),
+        );
+    }
+}

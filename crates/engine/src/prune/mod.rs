@@ -75,7 +75,7 @@ impl MaxUnused {
     }
 }
 
-/// restic's size strings: digits with an optional k/m/g/t suffix (powers of 1024).
+/// restic's size strings: digits with an optional b/k/m/g/t suffix (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64> {
     let s = s.trim();
     let (num, shift) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
@@ -83,6 +83,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         Some('m') => (&s[..s.len() - 1], 20),
         Some('g') => (&s[..s.len() - 1], 30),
         Some('t') => (&s[..s.len() - 1], 40),
+        Some('b') => (&s[..s.len() - 1], 0),
         _ => (s, 0),
     };
     let n: u64 = num
@@ -454,5 +455,41 @@ fn crash_point(step: &str) {
     if cfg!(debug_assertions) && std::env::var("RESTASH_PRUNE_CRASH_AFTER").is_ok_and(|s| s == step)
     {
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unused_parses_like_restic() {
+        assert_eq!(MaxUnused::parse("5%").unwrap(), MaxUnused::Percent(5.0));
+        assert_eq!(
+            MaxUnused::parse(" unlimited ").unwrap(),
+            MaxUnused::Unlimited
+        );
+        assert_eq!(MaxUnused::parse("1G").unwrap(), MaxUnused::Bytes(1 << 30));
+        assert_eq!(MaxUnused::parse("10k").unwrap(), MaxUnused::Bytes(10 << 10));
+        assert_eq!(MaxUnused::parse("0").unwrap(), MaxUnused::Bytes(0));
+        assert_eq!(MaxUnused::parse("512B").unwrap(), MaxUnused::Bytes(512));
+        for bad in ["", "100%", "-1%", "x%", "12q", "99999999999T"] {
+            assert!(MaxUnused::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        // p / (100 - p) of the used size: 5% of the total after pruning.
+        assert_eq!(MaxUnused::Percent(5.0).bytes(95_000), 5_000);
+        assert_eq!(MaxUnused::Unlimited.bytes(1), u64::MAX);
+    }
+
+    #[test]
+    fn sizes_and_percentages_are_formatted_like_restic() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1024), "1.000 KiB");
+        assert_eq!(format_bytes(5 << 20), "5.000 MiB");
+        assert_eq!(format_bytes(3 << 30), "3.000 GiB");
+        assert_eq!(format_percent(1, 3), "33.33%");
+        assert_eq!(format_percent(0, 0), "");
+        assert_eq!(format_percent(5, 4), "100.00%");
     }
 }
