@@ -272,6 +272,7 @@ const STEPS: &[&str] = &[
     "repack",
     "index-write",
     "index",
+    "index-delete-one",
     "index-delete",
     "pack-delete",
 ];
@@ -373,7 +374,8 @@ fn prune_refuses_while_a_backup_holds_a_lock() {
         out.describe()
     );
     assert!(
-        out.stderr.contains("repository is already locked"),
+        out.stderr
+            .contains("unable to create lock in backend: repository is already locked"),
         "no lock message\n{}",
         out.describe()
     );

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::Args as ClapArgs;
 use restash_engine::prune::{parse_size, prune_locked, MaxUnused, Msg, PruneOptions};
+use restash_engine::EngineError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::global::GlobalOpts;
@@ -98,6 +99,12 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     opts.interrupt = Some(interrupt);
     let mut repo = g.open()?;
     let mut out = printer(g);
-    prune_locked(&mut repo, &opts, &mut out)?;
-    Ok(())
+    match prune_locked(&mut repo, &opts, &mut out) {
+        Ok(_) => Ok(()),
+        // restic's wording; the exit code (11) comes from the engine error in the chain.
+        Err(e @ EngineError::Locked(_)) => {
+            Err(anyhow::Error::new(e).context("unable to create lock in backend"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
