@@ -559,3 +559,58 @@ fn duplicate_blobs_from_concurrent_backups_are_pruned() {
         );
     }
 }
+
+/// A repository version 1 (no compression anywhere) with a few changed backups, pruned
+/// with different flags: every result passes `check --read-data` and restores the last
+/// backup; nothing compressed is written into the v1 repository.
+#[test]
+fn version_1_repository_with_flag_variants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().canonicalize().expect("canonical").join("src");
+    write_dataset(&src, 30, 3 << 20, 5);
+    let path = dir.path().join("repo");
+    let repo = init_repo(Tool::Restic, &path, Some("1"));
+    let mut rng = Prng::new(9);
+    for day in 1..=4u64 {
+        if day > 1 {
+            mutate(&src, day, &mut rng);
+        }
+        repo.restic(osargs!["backup", "--host", HOST, &src])
+            .success();
+    }
+    repo.restic(["forget", "--keep-last", "1"]).success();
+    for (n, flags) in [
+        vec!["--max-unused", "0"],
+        vec!["--repack-cacheable-only"],
+        vec!["--max-repack-size", "1k"],
+        vec!["--max-unused", "unlimited"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let copy = dir.path().join(format!("copy-{n}"));
+        copy_dir(&path, &copy);
+        let copy = Repo::new(copy, None);
+        let mut args = vec!["prune"];
+        args.extend(&flags);
+        copy.restash(&args).success();
+        check(&copy, true, &format!("v1 after prune {flags:?}"));
+        let blobs = copy.restic(["list", "blobs"]).success();
+        assert!(!blobs.stdout_str().is_empty());
+        let index = copy.restic(["list", "index"]).success();
+        for id in index.stdout_str().lines() {
+            let json = copy.restic(["cat", "index", id]).success();
+            assert!(
+                !json.stdout_str().contains("uncompressed_length"),
+                "compressed blobs in a v1 repository after prune {flags:?}"
+            );
+        }
+        let target = dir.path().join(format!("restore-{n}"));
+        restore(Tool::Restash, &copy, "latest", &target);
+        assert_trees_equal(
+            &src,
+            &restored_path(&target, &src),
+            &CompareOptions::default(),
+        );
+    }
+}
