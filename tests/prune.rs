@@ -614,3 +614,34 @@ fn version_1_repository_with_flag_variants() {
         );
     }
 }
+
+/// An index file lost: blobs the snapshots need are in no index, and their packs look
+/// unreferenced. Deleting those packs would destroy data, so prune must refuse before it
+/// touches anything, as restic does.
+#[test]
+fn blobs_missing_from_the_index_make_prune_refuse() {
+    let (_dir, repo) = copy_of_history("lost-index");
+    let index = repo.path.join("index");
+    let (_, largest) = listing_of(&index)
+        .into_iter()
+        .map(|(name, len)| (len, name))
+        .max()
+        .expect("an index file");
+    fs::remove_file(index.join(&largest)).expect("rm index");
+    let before = content_listing(&repo.path);
+    let theirs = repo.restic(["prune"]);
+    assert_eq!(theirs.code, 1, "restic\n{}", theirs.describe());
+    let ours = repo.restash(["prune"]);
+    assert_eq!(ours.code, 1, "restash\n{}", ours.describe());
+    assert!(
+        ours.stderr.contains("not found in the index")
+            && ours.stderr.contains("Will not start prune"),
+        "{}",
+        ours.describe()
+    );
+    assert_eq!(
+        before,
+        content_listing(&repo.path),
+        "refused prune changed files"
+    );
+}

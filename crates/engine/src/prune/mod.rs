@@ -283,7 +283,7 @@ pub fn prune(
     if !missing.is_empty() {
         let list: Vec<String> = missing
             .iter()
-            .map(|(t, id)| format!("{}/{}", t.as_str(), id.short()))
+            .map(|(t, id)| format!("<{}/{}>", t.as_str(), id.short()))
             .collect();
         out(Msg::Warn(format!(
             "{{{}}} not found in the index\n\n\
