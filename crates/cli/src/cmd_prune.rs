@@ -48,6 +48,7 @@ pub fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<PruneOptions> {
         repack_uncompressed: a.repack_uncompressed,
         pack_size: g.pack_size()?,
         compression: g.compression()?,
+        ignore_snapshots: Vec::new(),
         interrupt: None,
     })
 }

@@ -109,6 +109,7 @@ impl BlobIndex {
         // One file per thread at a time: a decoded index file (and its JSON) is several
         // times larger than the entries kept from it.
         let per_round = rayon::current_num_threads().max(1);
+        let (total, mut done) = (idx.files.len(), 0);
         for chunk in idx.files.clone().chunks(per_round) {
             let files: Vec<Result<IndexFile>> = chunk
                 .par_iter()
@@ -133,6 +134,13 @@ impl BlobIndex {
             for f in files {
                 idx.add_file(&f?);
             }
+            // Reserve for all files once the first ones show their size, so the entries do
+            // not double (and briefly exist twice) as they grow.
+            if done == 0 && chunk.len() < total {
+                let estimate = idx.entries.len() * total / chunk.len();
+                idx.entries.reserve_exact(estimate + estimate / 8);
+            }
+            done += chunk.len();
         }
         idx.finish();
         Ok(idx)

@@ -13,7 +13,8 @@ mod plan;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use restash_format::{BlobId, Compression};
+use rayon::prelude::*;
+use restash_format::{BlobId, Compression, SnapshotId};
 
 use crate::{EngineError, RepoLock, Repository, Result};
 
@@ -112,6 +113,9 @@ pub struct PruneOptions {
     pub pack_size: usize,
     /// Compression of repacked data blobs (v2).
     pub compression: Compression,
+    /// Snapshots to leave out although they are still listed: `forget --prune` passes the
+    /// ones it just removed (a backend may list deleted files for a while).
+    pub ignore_snapshots: Vec<SnapshotId>,
     /// Set from a signal handler: prune stops at the next point where stopping leaves a
     /// valid repository and returns [`EngineError::Interrupted`].
     pub interrupt: Option<Arc<AtomicBool>>,
@@ -137,6 +141,7 @@ impl Default for PruneOptions {
             repack_uncompressed: false,
             pack_size: 16 << 20,
             compression: Compression::Auto,
+            ignore_snapshots: Vec::new(),
             interrupt: None,
         }
     }
@@ -265,13 +270,20 @@ pub fn prune(
     let mut idx = blobs::BlobIndex::load(repo)?;
 
     out(Msg::Info("loading all snapshots...".into()));
-    let (snapshots, bad) = repo.load_snapshots()?;
-    if let Some(e) = bad.into_iter().next() {
-        return Err(EngineError::Corrupt(format!(
-            "failed loading snapshot: {e}"
-        )));
-    }
-    let roots: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).collect();
+    let ids: Vec<SnapshotId> = repo
+        .list_ids(restash_backend::FileType::Snapshot)?
+        .into_iter()
+        .map(SnapshotId)
+        .filter(|id| !opts.ignore_snapshots.contains(id))
+        .collect();
+    let roots: Vec<BlobId> = ids
+        .par_iter()
+        .map(|id| {
+            repo.load_snapshot(id)
+                .map(|sn| sn.tree)
+                .map_err(|e| EngineError::Corrupt(format!("failed loading snapshot: {e}")))
+        })
+        .collect::<Result<_>>()?;
     out(Msg::Info(format!(
         "finding data that is still in use for {} snapshots",
         roots.len()
