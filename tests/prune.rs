@@ -688,3 +688,29 @@ fn restic_fixture_repositories_prune_like_restic() {
         assert_eq!(snapshot_ids(&a), snapshot_ids(&b), "{}", fx.name);
     }
 }
+
+/// Ctrl-C stops prune at the next safe point: exit 130 (or 0 if it had finished), no lock
+/// left behind, a repository restic checks clean, and the next prune completes.
+#[test]
+fn interrupted_prune_releases_its_lock() {
+    let (_dir, calib) = copy_of_history("sigint-calibration");
+    let start = Instant::now();
+    calib.restash(["prune"]).success();
+    let full = start.elapsed();
+    for i in 0..3 {
+        let (_dir, repo) = copy_of_history(&format!("sigint-{i}"));
+        let kept = snapshot_ids(&repo);
+        let bg = Background::spawn(Tool::Restash, with_repo(&repo.path, ["prune"]), &[], false);
+        std::thread::sleep(full.mul_f64((i as f64 + 0.5) / 3.0));
+        bg.signal(rustix::process::Signal::Int);
+        let out = bg.wait();
+        assert!(
+            out.code == 130 || out.code == 0,
+            "prune after SIGINT\n{}",
+            out.describe()
+        );
+        assert!(lock_ids(&repo).is_empty(), "lock left after SIGINT");
+        check(&repo, false, "after SIGINT");
+        recover(&repo, &kept, &format!("SIGINT {i} (exit {})", out.code));
+    }
+}
