@@ -192,10 +192,12 @@ pub(crate) fn plan(
                 "pack size does not match calculated size from index".into(),
             ));
         }
-        match () {
-            _ if p.used_blobs == 0 => stats.packs.unused += 1,
-            _ if p.unused_blobs == 0 => stats.packs.used += 1,
-            _ => stats.packs.partly_used += 1,
+        if p.used_blobs == 0 {
+            stats.packs.unused += 1;
+        } else if p.unused_blobs == 0 {
+            stats.packs.used += 1;
+        } else {
+            stats.packs.partly_used += 1;
         }
         let must_compress = repo.version() >= 2
             && (p.tpe == PackType::Tree || opts.repack_uncompressed)
