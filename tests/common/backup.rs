@@ -150,6 +150,12 @@ impl Background {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Writes to the piped stdin (spawned with `pipe_stdin`).
+    pub fn write_stdin(&mut self, data: &[u8]) {
+        let pipe = self.stdin.as_mut().expect("spawned with pipe_stdin");
+        pipe.write_all(data).expect("write to stdin");
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }

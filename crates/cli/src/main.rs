@@ -12,6 +12,7 @@ mod cmd_k8s;
 mod cmd_key;
 mod cmd_ls;
 mod cmd_misc;
+mod cmd_prune;
 mod cmd_repair;
 mod cmd_restore;
 mod cmd_snapshots;
@@ -41,7 +42,7 @@ enum Command {
     /// Initialize a new repository.
     Init(cmd_init::Args),
     /// Create a new backup of files and/or directories.
-    Backup(cmd_backup::Args),
+    Backup(Box<cmd_backup::Args>),
     /// List snapshots.
     Snapshots(cmd_snapshots::Args),
     /// List files in a snapshot.
@@ -70,13 +71,15 @@ enum Command {
     RebuildIndex(cmd_repair::IndexArgs),
     /// Print Kubernetes manifests that back up JupyterHub volumes (docs/kubernetes.md).
     K8s(cmd_k8s::Args),
+    /// Remove unneeded data from the repository.
+    Prune(cmd_prune::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Init(a) => cmd_init::run(g, a),
-        Command::Backup(a) => cmd_backup::run(g, a),
+        Command::Backup(a) => cmd_backup::run(g, *a),
         Command::Snapshots(a) => cmd_snapshots::run(g, a),
         Command::Ls(a) => cmd_ls::run(g, a),
         Command::Cat(a) => cmd_cat::run(g, a),
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repair(a) => cmd_repair::run(g, a),
         Command::RebuildIndex(a) => cmd_repair::index(g, a),
         Command::K8s(a) => cmd_k8s::run(g, a),
+        Command::Prune(a) => cmd_prune::run(g, a),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod forget;
 mod fsmeta;
 mod index;
 mod lock;
+pub mod prune;
 pub mod repair;
 mod repo;
 mod restore;

@@ -201,6 +201,12 @@ impl Repository {
         &self.index
     }
 
+    /// Drops the loaded index (prune builds its own and must not have blobs skipped as
+    /// already stored while it repacks them).
+    pub fn unload_index(&mut self) {
+        self.index = MasterIndex::new();
+    }
+
     /// Reads an unpacked file (index, snapshot, lock): checks its name is the hash of its
     /// bytes, opens it, and undoes the v2 compression.
     pub fn load_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {

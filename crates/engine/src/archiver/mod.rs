@@ -3,7 +3,7 @@
 //! fill and indexed every few seconds; the snapshot is written last and is the commit point.
 
 mod fsnode;
-mod saver;
+pub(crate) mod saver;
 mod walker;
 
 use std::io::Read;

@@ -1,0 +1,320 @@
+//! Carries out a [`Plan`] in restic's crash-safe order. At every point in between, each
+//! blob a snapshot needs is in a pack that an index file names:
+//! 1. delete packs no index names (nothing refers to them);
+//! 2. copy the needed blobs of repacked packs into new packs, index the new packs;
+//! 3. write new index files covering every pack that stays (old and new);
+//! 4. delete the old index files — the new ones already cover all kept packs;
+//! 5. delete the repacked and unused packs, which no index names any more.
+//!
+//! A crash after 2 or 3 leaves duplicate entries (restic accepts them); a crash in 5 leaves
+//! unindexed packs, which `restic check` only mentions and the next prune deletes first.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+use restash_backend::{FileType, Handle};
+use restash_format::{Id, IndexBlob, IndexFile, IndexPack};
+
+use super::blobs::BlobIndex;
+use super::plan::{blobs_to_repack, Action, Plan};
+use super::{crash_point, Msg, PruneOptions, PruneStats};
+use crate::archiver::saver::Saver;
+use crate::{EngineError, Repository, Result};
+
+/// restic 0.14 starts a new index file after this many blobs (v2; 50 000 in v1).
+const INDEX_BLOBS_V2: usize = 150_000;
+const INDEX_BLOBS_V1: usize = 50_000;
+
+pub(crate) fn execute(
+    repo: &Repository,
+    idx: &BlobIndex,
+    plan: &Plan,
+    opts: &PruneOptions,
+    stats: &mut PruneStats,
+    out: &mut dyn FnMut(Msg),
+) -> Result<()> {
+    if !plan.remove_first.is_empty() {
+        out(Msg::Info("deleting unreferenced packs".into()));
+        let ids: Vec<Id> = plan.remove_first.iter().map(|p| p.0).collect();
+        delete_files(repo, FileType::Pack, &ids, false, stats, out)?;
+        crash_point("unref");
+    }
+
+    let mut new_files: Vec<Id> = Vec::new();
+    let mut new_packs: Vec<IndexPack> = Vec::new();
+    if plan.actions.contains(&Action::Repack) {
+        out(Msg::Info("repacking packs".into()));
+        repack(repo, idx, plan, opts, out)?;
+        // The saver indexed the new packs as it went: pick those index files up so the
+        // new full index covers the new packs and the files can be deleted with the rest.
+        let known: HashSet<Id> = idx.files.iter().copied().collect();
+        for id in repo.list_ids(FileType::Index)? {
+            if known.contains(&id) {
+                continue;
+            }
+            let data = repo.load_unpacked(FileType::Index, &id)?;
+            let (file, _) = IndexFile::from_json(&data)
+                .map_err(EngineError::format(format!("index {}", id.short())))?;
+            new_packs.extend(file.packs);
+            new_files.push(id);
+        }
+        stats.packs_written = new_packs.len() as u64;
+        crash_point("repack");
+    }
+
+    let dropped = plan.actions.iter().any(|a| *a != Action::Keep);
+    opts.check_interrupt()?;
+    if dropped {
+        out(Msg::Info("rebuilding index".into()));
+        let mut obsolete = idx.files.clone();
+        obsolete.extend(new_files);
+        write_index(repo, idx, plan, &obsolete, new_packs, stats, out)?;
+        crash_point("index");
+        out(Msg::Info("deleting obsolete index files".into()));
+        delete_files(repo, FileType::Index, &obsolete, true, stats, out)?;
+        crash_point("index-delete");
+    }
+
+    let doomed: Vec<Id> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Action::Remove | Action::Repack))
+        .map(|(n, _)| idx.packs[n].0)
+        .collect();
+    opts.check_interrupt()?;
+    if !doomed.is_empty() {
+        out(Msg::Info(format!("removing {} old packs", doomed.len())));
+        delete_files(repo, FileType::Pack, &doomed, false, stats, out)?;
+    }
+    Ok(())
+}
+
+/// Copies the needed blobs of the repacked packs into new packs. Blobs are verified on the
+/// way; a damaged copy is replaced by another copy when one exists, else prune stops
+/// before anything is deleted.
+fn repack(
+    repo: &Repository,
+    idx: &BlobIndex,
+    plan: &Plan,
+    opts: &PruneOptions,
+    out: &mut dyn FnMut(Msg),
+) -> Result<()> {
+    let wanted = blobs_to_repack(idx, plan)?;
+    let mut packs: Vec<u32> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| **a == Action::Repack)
+        .map(|(n, _)| n as u32)
+        .collect();
+    packs.sort_by_key(|n| idx.packs[*n as usize]);
+    let total = packs.len() as u64;
+    let saver = Saver::new(repo, opts.compression, opts.pack_size, false);
+    let chunk = rayon::current_num_threads().max(1) * 2;
+    let mut done = 0u64;
+    for group in packs.chunks(chunk) {
+        // Packs written so far are indexed by the flush below; nothing is deleted yet.
+        if let Err(e) = opts.check_interrupt() {
+            saver.flush()?;
+            return Err(e);
+        }
+        group
+            .par_iter()
+            .map(|n| match wanted.get(n) {
+                Some(entries) => repack_one(repo, idx, &saver, *n, entries),
+                None => Ok(()),
+            })
+            .collect::<Result<Vec<()>>>()?;
+        done += group.len() as u64;
+        out(Msg::Progress(done, total, "packs repacked"));
+        crash_point("repack-chunk");
+    }
+    saver.flush()?;
+    Ok(())
+}
+
+fn repack_one(
+    repo: &Repository,
+    idx: &BlobIndex,
+    saver: &Saver<'_>,
+    pack: u32,
+    entries: &[usize],
+) -> Result<()> {
+    let pid = idx.packs[pack as usize];
+    let h = Handle::new(FileType::Pack, pid.to_string());
+    let first = &idx.entries[entries[0]];
+    let last = &idx.entries[*entries.last().expect("not empty")];
+    let start = first.offset as u64;
+    let end = last.offset as u64 + last.length as u64;
+    // One read from the first to the last needed blob, as restic's StreamPack does.
+    let raw = repo
+        .backend()
+        .read_range(&h, start, end - start)
+        .map_err(EngineError::backend(format!("repack: read {h}")))?;
+    for &i in entries {
+        let e = &idx.entries[i];
+        let from = (e.offset as u64 - start) as usize;
+        let slice = raw.get(from..from + e.length as usize);
+        let decoded = match slice {
+            Some(s) => idx.decode(repo, e, s),
+            None => Err(EngineError::Corrupt(format!(
+                "pack {} is shorter than its index says",
+                pid.short()
+            ))),
+        };
+        let plain = match decoded {
+            Ok(p) => p,
+            Err(err) => {
+                let others: Vec<usize> = idx
+                    .range(e.blob_type(), &e.id)
+                    .filter(|j| *j != i)
+                    .collect();
+                match others
+                    .iter()
+                    .find_map(|j| idx.read(repo, &idx.entries[*j]).ok())
+                {
+                    Some(p) => p,
+                    None => {
+                        return Err(EngineError::Corrupt(format!(
+                            "repack: {} blob {} in pack {}: {err}",
+                            e.blob_type().as_str(),
+                            e.id,
+                            pid
+                        )))
+                    }
+                }
+            }
+        };
+        saver.save(e.blob_type(), e.id, &plain)?;
+    }
+    Ok(())
+}
+
+/// restic's full index rewrite: every pack that stays, in new index files.
+fn write_index(
+    repo: &Repository,
+    idx: &BlobIndex,
+    plan: &Plan,
+    obsolete: &[Id],
+    new_packs: Vec<IndexPack>,
+    stats: &mut PruneStats,
+    out: &mut dyn FnMut(Msg),
+) -> Result<()> {
+    let max = if repo.version() >= 2 {
+        INDEX_BLOBS_V2
+    } else {
+        INDEX_BLOBS_V1
+    };
+    let mut order: Vec<u32> = (0..idx.entries.len() as u32)
+        .filter(|&i| plan.actions[idx.entries[i as usize].pack as usize] == Action::Keep)
+        .collect();
+    order.par_sort_unstable_by_key(|&i| {
+        let e = &idx.entries[i as usize];
+        (e.pack, e.offset)
+    });
+    let total = plan.count(Action::Keep) as u64 + new_packs.len() as u64;
+    let mut file = IndexFile {
+        supersedes: obsolete
+            .iter()
+            .map(|id| restash_format::IndexId(*id))
+            .collect(),
+        packs: Vec::new(),
+    };
+    let mut blobs_in_file = 0usize;
+    let save = |file: &mut IndexFile, force: bool, stats: &mut PruneStats| -> Result<()> {
+        if file.packs.is_empty() && !force {
+            return Ok(());
+        }
+        repo.save_unpacked(FileType::Index, &file.to_json())?;
+        stats.index_files_written += 1;
+        crash_point("index-write");
+        *file = IndexFile::default();
+        Ok(())
+    };
+    let push = |file: &mut IndexFile,
+                pack: IndexPack,
+                blobs_in_file: &mut usize,
+                stats: &mut PruneStats|
+     -> Result<()> {
+        *blobs_in_file += pack.blobs.len();
+        file.packs.push(pack);
+        if *blobs_in_file >= max {
+            save(file, false, stats)?;
+            *blobs_in_file = 0;
+        }
+        Ok(())
+    };
+    let mut i = 0;
+    while i < order.len() {
+        let pack = idx.entries[order[i] as usize].pack;
+        let mut blobs = Vec::new();
+        while i < order.len() && idx.entries[order[i] as usize].pack == pack {
+            let e = &idx.entries[order[i] as usize];
+            blobs.push(IndexBlob {
+                id: e.id,
+                blob_type: e.blob_type(),
+                offset: e.offset,
+                length: e.length,
+                uncompressed_length: (e.ulen != 0).then_some(e.ulen),
+            });
+            i += 1;
+        }
+        let p = IndexPack {
+            id: idx.packs[pack as usize],
+            blobs,
+        };
+        push(&mut file, p, &mut blobs_in_file, stats)?;
+    }
+    for p in new_packs {
+        push(&mut file, p, &mut blobs_in_file, stats)?;
+    }
+    // The last file also goes out when it is empty but names superseded files: an empty
+    // index is valid and keeps the record.
+    let force = !file.supersedes.is_empty() && stats.index_files_written == 0;
+    save(&mut file, force, stats)?;
+    out(Msg::Progress(total, total, "packs processed"));
+    Ok(())
+}
+
+/// Deletes files; for index files a failure stops prune (restic's DeleteFilesChecked),
+/// for packs it is a warning (a leftover pack is harmless).
+fn delete_files(
+    repo: &Repository,
+    t: FileType,
+    ids: &[Id],
+    checked: bool,
+    stats: &mut PruneStats,
+    out: &mut dyn FnMut(Msg),
+) -> Result<()> {
+    let total = ids.len() as u64;
+    let results: Vec<(Id, Result<()>)> = ids
+        .par_iter()
+        .map(|id| {
+            let h = Handle::new(t, id.to_hex());
+            let r = match repo.backend().remove(&h) {
+                Ok(()) => Ok(()),
+                Err(e) if Repository::is_not_found(&e) => Ok(()),
+                Err(e) => Err(EngineError::backend(format!("remove {h}"))(e)),
+            };
+            if r.is_ok() {
+                crash_point(match t {
+                    FileType::Pack => "pack-delete",
+                    _ => "index-delete-one",
+                });
+            }
+            (*id, r)
+        })
+        .collect();
+    for (id, r) in results {
+        match r {
+            Ok(()) => stats.files_deleted += 1,
+            Err(e) if checked => return Err(e),
+            Err(e) => out(Msg::Warn(format!(
+                "unable to remove {id} from the repository: {e}"
+            ))),
+        }
+    }
+    out(Msg::Progress(total, total, "files deleted"));
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! `prune` as restic 0.14 does it: find the blobs the snapshots use, decide per pack
+//! whether to keep, repack or delete it, then — in an order that leaves a valid repository
+//! after a crash at any point — delete unindexed packs, copy the still needed blobs of the
+//! repacked packs into new packs (indexed at once), write a complete new index, delete the
+//! old index files and last delete the packs no index names any more.
+//!
+//! The caller holds an exclusive lock ([`prune_locked`] takes one).
+
+mod blobs;
+mod execute;
+mod plan;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use restash_format::{BlobId, Compression, SnapshotId};
+
+use crate::{EngineError, RepoLock, Repository, Result};
+
+/// How much unused space may stay behind (restic's `--max-unused`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxUnused {
+    /// Any amount: only packs with no used blob are deleted.
+    Unlimited,
+    /// A percentage of the total size after pruning (below 100).
+    Percent(f64),
+    /// An absolute number of bytes.
+    Bytes(u64),
+}
+
+impl MaxUnused {
+    /// Parses `unlimited`, `5%` or a size like `1G` (restic's k/m/g/t suffixes).
+    pub fn parse(s: &str) -> Result<MaxUnused> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(EngineError::Usage(format!(
+                "invalid value for --max-unused: {s:?}"
+            )));
+        }
+        if t == "unlimited" {
+            return Ok(MaxUnused::Unlimited);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|e| {
+                EngineError::Usage(format!(
+                    "invalid percentage {s:?} passed for --max-unused: {e}"
+                ))
+            })?;
+            if p < 0.0 {
+                return Err(EngineError::Usage(
+                    "percentage for --max-unused must be positive".into(),
+                ));
+            }
+            if p >= 100.0 {
+                return Err(EngineError::Usage(
+                    "percentage for --max-unused must be below 100%".into(),
+                ));
+            }
+            return Ok(MaxUnused::Percent(p));
+        }
+        parse_size(t).map(MaxUnused::Bytes).map_err(|e| {
+            EngineError::Usage(format!(
+                "invalid number of bytes {s:?} for --max-unused: {e}"
+            ))
+        })
+    }
+
+    /// The unused bytes tolerated after pruning, given the used bytes.
+    pub fn bytes(&self, used: u64) -> u64 {
+        match *self {
+            MaxUnused::Unlimited => u64::MAX,
+            MaxUnused::Percent(p) => (p / (100.0 - p) * used as f64) as u64,
+            MaxUnused::Bytes(b) => b,
+        }
+    }
+}
+
+/// restic's size strings: digits with an optional b/k/m/g/t suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, shift) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&s[..s.len() - 1], 10),
+        Some('m') => (&s[..s.len() - 1], 20),
+        Some('g') => (&s[..s.len() - 1], 30),
+        Some('t') => (&s[..s.len() - 1], 40),
+        Some('b') => (&s[..s.len() - 1], 0),
+        _ => (s, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|e| EngineError::Usage(format!("invalid size {s:?}: {e}")))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| EngineError::Usage(format!("size {s:?} is too large")))
+}
+
+/// restic's prune flags.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Only plan and report.
+    pub dry_run: bool,
+    /// `--max-unused`.
+    pub max_unused: MaxUnused,
+    /// `--max-repack-size` in bytes (`u64::MAX` when not given).
+    pub max_repack_bytes: u64,
+    /// `--repack-cacheable-only`: never repack data packs.
+    pub repack_cacheable_only: bool,
+    /// `--repack-small`: also repack packs below 80% of the target size.
+    pub repack_small: bool,
+    /// `--repack-uncompressed` (repository v2).
+    pub repack_uncompressed: bool,
+    /// Target pack size for repacked packs (restic's `--pack-size`).
+    pub pack_size: usize,
+    /// Compression of repacked data blobs (v2).
+    pub compression: Compression,
+    /// Snapshots to leave out although they are still listed: `forget --prune` passes the
+    /// ones it just removed (a backend may list deleted files for a while).
+    pub ignore_snapshots: Vec<SnapshotId>,
+    /// Set from a signal handler: prune stops at the next point where stopping leaves a
+    /// valid repository and returns [`EngineError::Interrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl PruneOptions {
+    pub(crate) fn check_interrupt(&self) -> Result<()> {
+        match &self.interrupt {
+            Some(flag) if flag.load(Ordering::SeqCst) => Err(EngineError::Interrupted),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            dry_run: false,
+            max_unused: MaxUnused::Percent(5.0),
+            max_repack_bytes: u64::MAX,
+            repack_cacheable_only: false,
+            repack_small: false,
+            repack_uncompressed: false,
+            pack_size: 16 << 20,
+            compression: Compression::Auto,
+            ignore_snapshots: Vec::new(),
+            interrupt: None,
+        }
+    }
+}
+
+/// Blob counts of [`PruneStats`].
+#[derive(Debug, Default, Clone)]
+pub struct BlobCounts {
+    /// Referenced blobs (one copy each).
+    pub used: u64,
+    /// Further copies of referenced blobs.
+    pub duplicate: u64,
+    /// Blobs no snapshot references.
+    pub unused: u64,
+    /// In packs that are deleted whole.
+    pub remove: u64,
+    /// In packs that are repacked.
+    pub repack: u64,
+    /// Dropped while repacking.
+    pub repackrm: u64,
+}
+
+/// Byte counts of [`PruneStats`] (stored sizes).
+#[derive(Debug, Default, Clone)]
+pub struct SizeCounts {
+    /// Referenced blobs, plus pack headers.
+    pub used: u64,
+    /// Further copies of referenced blobs.
+    pub duplicate: u64,
+    /// Unreferenced blobs.
+    pub unused: u64,
+    /// Deleted with whole packs.
+    pub remove: u64,
+    /// Repacked packs.
+    pub repack: u64,
+    /// Dropped while repacking.
+    pub repackrm: u64,
+    /// Packs no index names.
+    pub unref: u64,
+}
+
+/// Pack counts of [`PruneStats`].
+#[derive(Debug, Default, Clone)]
+pub struct PackCounts {
+    /// Every blob used.
+    pub used: u64,
+    /// No blob used.
+    pub unused: u64,
+    /// Some blobs used.
+    pub partly_used: u64,
+    /// Not in any index.
+    pub unref: u64,
+    /// Kept as they are.
+    pub keep: u64,
+    /// Repacked.
+    pub repack: u64,
+    /// Deleted.
+    pub remove: u64,
+}
+
+/// restic's prune statistics.
+#[derive(Debug, Default, Clone)]
+pub struct PruneStats {
+    /// Blob counts.
+    pub blobs: BlobCounts,
+    /// Sizes.
+    pub size: SizeCounts,
+    /// Pack counts.
+    pub packs: PackCounts,
+    /// Packs written by repacking.
+    pub packs_written: u64,
+    /// Index files written.
+    pub index_files_written: u64,
+    /// Files deleted (index and packs).
+    pub files_deleted: u64,
+}
+
+/// Output of a prune run, with restic's verbosity: `Info` is printed by default (restic's
+/// `Verbosef`), `Detail` with `-v` (`Verboseff`), `Warn` always, on stderr.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// Normal output.
+    Info(String),
+    /// Verbose output.
+    Detail(String),
+    /// A warning.
+    Warn(String),
+    /// Progress: done of total, and what is counted.
+    Progress(u64, u64, &'static str),
+}
+
+/// Prunes like `restic prune` under an exclusive lock taken here (exit code 11 when
+/// another process holds a lock).
+pub fn prune_locked(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    out: &mut dyn FnMut(Msg),
+) -> Result<PruneStats> {
+    let lock = RepoLock::acquire(repo, true, false)?;
+    let r = prune(repo, opts, out);
+    lock.release();
+    r
+}
+
+/// Prunes like `restic prune`. The caller must hold an exclusive lock (as `forget --prune`
+/// does). The repository's loaded index, if any, is dropped: prune builds its own.
+pub fn prune(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    out: &mut dyn FnMut(Msg),
+) -> Result<PruneStats> {
+    if opts.repack_uncompressed && repo.version() < 2 {
+        return Err(EngineError::Usage(
+            "compression requires at least repository format version 2".into(),
+        ));
+    }
+    if opts.repack_uncompressed && opts.compression == Compression::Off {
+        return Err(EngineError::Usage(
+            "disabled compression and `--repack-uncompressed` are mutually exclusive".into(),
+        ));
+    }
+    // The saver that writes repacked blobs skips blobs the loaded index knows: all of them.
+    repo.unload_index();
+    let mut stats = PruneStats::default();
+    out(Msg::Info("loading indexes...".into()));
+    let mut idx = blobs::BlobIndex::load(repo)?;
+
+    out(Msg::Info("loading all snapshots...".into()));
+    let ids: Vec<SnapshotId> = repo
+        .list_ids(restash_backend::FileType::Snapshot)?
+        .into_iter()
+        .map(SnapshotId)
+        .filter(|id| !opts.ignore_snapshots.contains(id))
+        .collect();
+    let roots: Vec<BlobId> = ids
+        .par_iter()
+        .map(|id| {
+            repo.load_snapshot(id)
+                .map(|sn| sn.tree)
+                .map_err(|e| EngineError::Corrupt(format!("failed loading snapshot: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    out(Msg::Info(format!(
+        "finding data that is still in use for {} snapshots",
+        roots.len()
+    )));
+    let total = roots.len() as u64;
+    let missing = idx.mark_used(repo, &roots, opts, |n| {
+        out(Msg::Progress(n as u64, total, "snapshots"));
+    })?;
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(t, id)| format!("<{}/{}>", t.as_str(), id.short()))
+            .collect();
+        out(Msg::Warn(format!(
+            "{{{}}} not found in the index\n\n\
+             Integrity check failed: Data seems to be missing.\n\
+             Will not start prune to prevent (additional) data loss!\n\
+             Please report this error (along with the output of the 'prune' run) at\n\
+             https://github.com/restic/restic/issues/new/choose",
+            list.join(" ")
+        )));
+        return Err(EngineError::Corrupt("index is not complete".into()));
+    }
+
+    out(Msg::Info("searching used packs...".into()));
+    out(Msg::Info(
+        "collecting packs for deletion and repacking".into(),
+    ));
+    let plan = plan::plan(repo, &mut idx, opts, &mut stats, out)?;
+    print_stats(&stats, out);
+    if opts.dry_run {
+        if !plan.remove_first.is_empty() {
+            out(Msg::Detail(format!(
+                "Would have removed the following unreferenced packs:\n{}\n",
+                id_list(plan.remove_first.iter().map(|p| p.short()))
+            )));
+        }
+        let packs_with = |a: plan::Action| {
+            id_list(
+                plan.actions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| **x == a)
+                    .map(|(n, _)| idx.packs[n].short()),
+            )
+        };
+        out(Msg::Detail(format!(
+            "Would have repacked and removed the following packs:\n{}\n",
+            packs_with(plan::Action::Repack)
+        )));
+        out(Msg::Detail(format!(
+            "Would have removed the following no longer used packs:\n{}\n",
+            packs_with(plan::Action::Remove)
+        )));
+        return Ok(stats);
+    }
+    opts.check_interrupt()?;
+    execute::execute(repo, &idx, &plan, opts, &mut stats, out)?;
+    out(Msg::Info("done".into()));
+    Ok(stats)
+}
+
+fn id_list(ids: impl Iterator<Item = String>) -> String {
+    let mut v: Vec<String> = ids.collect();
+    v.sort();
+    format!("{{{}}}", v.join(" "))
+}
+
+/// restic's `ui.FormatBytes`.
+pub fn format_bytes(n: u64) -> String {
+    let b = n as f64;
+    if n >= 1 << 40 {
+        format!("{:.3} TiB", b / (1u64 << 40) as f64)
+    } else if n >= 1 << 30 {
+        format!("{:.3} GiB", b / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
+        format!("{:.3} MiB", b / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.3} KiB", b / (1u64 << 10) as f64)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn format_percent(num: u64, den: u64) -> String {
+    if den == 0 {
+        return String::new();
+    }
+    let p = (100.0 * num as f64 / den as f64).min(100.0);
+    format!("{p:3.2}%")
+}
+
+/// restic's `printPruneStats`, line for line.
+fn print_stats(s: &PruneStats, out: &mut dyn FnMut(Msg)) {
+    let (b, z, p) = (&s.blobs, &s.size, &s.packs);
+    let mut d = |t: String| out(Msg::Detail(t));
+    d(format!(
+        "\nused:         {:10} blobs / {}",
+        b.used,
+        format_bytes(z.used)
+    ));
+    if b.duplicate > 0 {
+        d(format!(
+            "duplicates:   {:10} blobs / {}",
+            b.duplicate,
+            format_bytes(z.duplicate)
+        ));
+    }
+    d(format!(
+        "unused:       {:10} blobs / {}",
+        b.unused,
+        format_bytes(z.unused)
+    ));
+    if z.unref > 0 {
+        d(format!(
+            "unreferenced:                    {}",
+            format_bytes(z.unref)
+        ));
+    }
+    let total_blobs = b.used + b.unused + b.duplicate;
+    let total_size = z.used + z.duplicate + z.unused + z.unref;
+    let unused_size = z.duplicate + z.unused;
+    d(format!(
+        "total:        {:10} blobs / {}",
+        total_blobs,
+        format_bytes(total_size)
+    ));
+    d(format!(
+        "unused size: {} of total size",
+        format_percent(unused_size, total_size)
+    ));
+    let mut i = |t: String| out(Msg::Info(t));
+    i(format!(
+        "\nto repack:    {:10} blobs / {}",
+        b.repack,
+        format_bytes(z.repack)
+    ));
+    i(format!(
+        "this removes: {:10} blobs / {}",
+        b.repackrm,
+        format_bytes(z.repackrm)
+    ));
+    i(format!(
+        "to delete:    {:10} blobs / {}",
+        b.remove,
+        format_bytes(z.remove + z.unref)
+    ));
+    let total_prune = z.remove + z.repackrm + z.unref;
+    i(format!(
+        "total prune:  {:10} blobs / {}",
+        b.remove + b.repackrm,
+        format_bytes(total_prune)
+    ));
+    i(format!(
+        "remaining:    {:10} blobs / {}",
+        total_blobs.saturating_sub(b.remove + b.repackrm),
+        format_bytes(total_size.saturating_sub(total_prune))
+    ));
+    let unused_after = unused_size.saturating_sub(z.remove + z.repackrm);
+    i(format!(
+        "unused size after prune: {} ({} of remaining size)",
+        format_bytes(unused_after),
+        format_percent(unused_after, total_size.saturating_sub(total_prune))
+    ));
+    i(String::new());
+    let mut d = |t: String| out(Msg::Detail(t));
+    d(format!("totally used packs: {:10}", p.used));
+    d(format!("partly used packs:  {:10}", p.partly_used));
+    d(format!("unused packs:       {:10}\n", p.unused));
+    d(format!("to keep:      {:10} packs", p.keep));
+    d(format!("to repack:    {:10} packs", p.repack));
+    d(format!("to delete:    {:10} packs", p.remove));
+    if p.unref > 0 {
+        d(format!("to delete:    {:10} unreferenced packs\n", p.unref));
+    }
+}
+
+/// Test hook for the crash tests: in debug builds, `RESTASH_PRUNE_CRASH_AFTER=<step>`
+/// aborts the process (like `kill -9`: no cleanup, the lock stays) right after `step`.
+fn crash_point(step: &str) {
+    if cfg!(debug_assertions) && std::env::var("RESTASH_PRUNE_CRASH_AFTER").is_ok_and(|s| s == step)
+    {
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unused_parses_like_restic() {
+        assert_eq!(MaxUnused::parse("5%").unwrap(), MaxUnused::Percent(5.0));
+        assert_eq!(
+            MaxUnused::parse(" unlimited ").unwrap(),
+            MaxUnused::Unlimited
+        );
+        assert_eq!(MaxUnused::parse("1G").unwrap(), MaxUnused::Bytes(1 << 30));
+        assert_eq!(MaxUnused::parse("10k").unwrap(), MaxUnused::Bytes(10 << 10));
+        assert_eq!(MaxUnused::parse("0").unwrap(), MaxUnused::Bytes(0));
+        assert_eq!(MaxUnused::parse("512B").unwrap(), MaxUnused::Bytes(512));
+        for bad in ["", "100%", "-1%", "x%", "12q", "99999999999T"] {
+            assert!(MaxUnused::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        // p / (100 - p) of the used size: 5% of the total after pruning.
+        assert_eq!(MaxUnused::Percent(5.0).bytes(95_000), 5_000);
+        assert_eq!(MaxUnused::Unlimited.bytes(1), u64::MAX);
+    }
+
+    #[test]
+    fn sizes_and_percentages_are_formatted_like_restic() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1024), "1.000 KiB");
+        assert_eq!(format_bytes(5 << 20), "5.000 MiB");
+        assert_eq!(format_bytes(3 << 30), "3.000 GiB");
+        assert_eq!(format_percent(1, 3), "33.33%");
+        assert_eq!(format_percent(0, 0), "");
+        assert_eq!(format_percent(5, 4), "100.00%");
+    }
+}
