@@ -158,6 +158,8 @@ pub struct Args {
     /// Automatically run the 'prune' command if snapshots have been removed.
     #[arg(long)]
     pub prune: bool,
+    #[command(flatten)]
+    pub prune_flags: crate::cmd_prune::PruneFlags,
 }
 
 /// restic's snapshot selection for `forget` and `tag` (`FindFilteredSnapshots`): explicit
@@ -298,12 +300,13 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     if !a.hostnames.is_empty() {
         eprintln!("Flag --hostname has been deprecated, use --host");
     }
-    if a.prune {
-        // lead: wire prune here (and drop this refusal): restic runs prune after the
-        // removal below with `pruneOptions.DryRun = opts.DryRun` and the removed ids.
-        bail!("forget --prune is not supported yet, run `restash prune` afterwards");
-    }
-    let repo = g.open()?;
+    // restic checks the prune options before it removes anything.
+    let prune_opts = if a.prune {
+        Some(crate::cmd_prune::options(g, a.dry_run, &a.prune_flags)?)
+    } else {
+        None
+    };
+    let mut repo = g.open()?;
     if g.no_lock && !a.dry_run {
         bail!("--no-lock is only applicable in combination with --dry-run for forget command");
     }
@@ -390,7 +393,21 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     if g.json && !json_groups.is_empty() {
         println!("{}", serde_json::to_string(&json_groups)?);
     }
-    // lead: `--prune` continues here when snapshots were removed (see the refusal above).
+    if let Some(mut opts) = prune_opts {
+        if !remove_ids.is_empty() {
+            if !g.json {
+                println!(
+                    "{} snapshots have been removed, running prune",
+                    remove_ids.len()
+                );
+            }
+            // In a dry run the snapshots are still there: prune plans as if they were not.
+            opts.ignore_snapshots = remove_ids.iter().copied().collect();
+            let mut out = crate::cmd_prune::printer(g);
+            // Under forget's exclusive lock, as restic does.
+            restash_engine::prune::prune(&mut repo, &opts, &mut out)?;
+        }
+    }
     Ok(())
 }
 

@@ -16,6 +16,13 @@ pub struct Args {
     /// Do not modify the repository, just print what would be done.
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub flags: PruneFlags,
+}
+
+/// The prune flags `forget --prune` accepts as well.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct PruneFlags {
     /// Tolerate given limit of unused data (absolute value in bytes with suffixes k/K, m/M,
     /// g/G, t/T, a value in % or the word 'unlimited').
     #[arg(long = "max-unused", default_value = "5%")]
@@ -35,9 +42,9 @@ pub struct Args {
 }
 
 /// The prune options the flags describe.
-pub fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<PruneOptions> {
+pub fn options(g: &GlobalOpts, dry_run: bool, a: &PruneFlags) -> anyhow::Result<PruneOptions> {
     Ok(PruneOptions {
-        dry_run: a.dry_run,
+        dry_run,
         max_unused: MaxUnused::parse(&a.max_unused)?,
         max_repack_bytes: match &a.max_repack_size {
             Some(s) => parse_size(s)?,
@@ -89,7 +96,7 @@ fn say(s: &str) {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
-    let mut opts = options(g, &a)?;
+    let mut opts = options(g, a.dry_run, &a.flags)?;
     // SIGINT/SIGTERM stop prune at a safe point and release the lock (exit 130); a second
     // signal ends the process at once.
     let interrupt = Arc::new(AtomicBool::new(false));
