@@ -6,6 +6,8 @@ use serde_json::json;
 use crate::display::local_time;
 use crate::global::GlobalOpts;
 
+pub use crate::cmd_key_edit::NewKeyArgs;
+
 /// `restash key`
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -18,11 +20,23 @@ pub struct Args {
 pub enum KeyCommand {
     /// List the key files (passwords) of the repository.
     List,
+    /// Add a key (password) for the repository.
+    Add(NewKeyArgs),
+    /// Remove a key by id (not the one in use).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the password: add a new key, then remove the one in use.
+    Passwd(NewKeyArgs),
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     match a.command {
         KeyCommand::List => list(g),
+        KeyCommand::Add(k) => crate::cmd_key_edit::add(g, k),
+        KeyCommand::Remove { id } => crate::cmd_key_edit::remove(g, &id),
+        KeyCommand::Passwd(k) => crate::cmd_key_edit::passwd(g, k),
     }
 }
 

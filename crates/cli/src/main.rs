@@ -4,14 +4,20 @@
 
 mod cmd_backup;
 mod cmd_cat;
+mod cmd_copy;
+mod cmd_diff;
+mod cmd_find;
 mod cmd_init;
 mod cmd_key;
+mod cmd_key_edit;
 mod cmd_ls;
 mod cmd_misc;
 mod cmd_restore;
 mod cmd_snapshots;
+mod cmd_stats;
 mod display;
 mod global;
+mod snapsel;
 
 use std::process::ExitCode;
 
@@ -52,6 +58,14 @@ enum Command {
     Unlock(cmd_misc::UnlockArgs),
     /// List objects in the repository.
     List(cmd_misc::ListArgs),
+    /// Scan the repository and show basic statistics.
+    Stats(cmd_stats::Args),
+    /// Find a file, a directory or restic IDs.
+    Find(cmd_find::Args),
+    /// Show differences between two snapshots.
+    Diff(cmd_diff::Args),
+    /// Copy snapshots from one repository to another.
+    Copy(cmd_copy::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
+        Command::Stats(a) => cmd_stats::run(g, a),
+        Command::Find(a) => cmd_find::run(g, a),
+        Command::Diff(a) => cmd_diff::run(g, a),
+        Command::Copy(a) => cmd_copy::run(g, a),
     }
 }
 

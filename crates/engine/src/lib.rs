@@ -16,14 +16,20 @@
 #![forbid(unsafe_code)]
 
 pub mod archiver;
+pub mod copy;
+pub mod diff;
 mod error;
 mod filter;
+pub mod find;
 mod fsmeta;
 mod index;
+pub mod keys;
 mod lock;
 mod repo;
 mod restore;
 mod snapshots;
+pub mod stats;
+pub mod treewalk;
 mod walk;
 pub mod whoami;
 

@@ -1,0 +1,160 @@
+//! restic 0.14's `copy`: snapshots of one repository copied into another. Only blobs the
+//! destination lacks are read, decrypted and saved again under the destination's key
+//! (and its compression); a snapshot already copied (same `original`, or identical) is
+//! skipped.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rayon::prelude::*;
+use restash_backend::FileType;
+use restash_format::{BlobId, BlobType, NodeType, Snapshot, SnapshotId};
+
+use crate::archiver::Saver;
+use crate::{Repository, Result};
+
+/// restic's `similarSnapshots`: everything but `parent` and `original` is the same.
+pub fn similar_snapshots(a: &Snapshot, b: &Snapshot) -> bool {
+    if a.time != b.time
+        || a.tree != b.tree
+        || a.hostname != b.hostname
+        || a.username != b.username
+        || a.uid != b.uid
+        || a.gid != b.gid
+        || a.paths.len() != b.paths.len()
+        || a.excludes.len() != b.excludes.len()
+        || a.tags.len() != b.tags.len()
+    {
+        return false;
+    }
+    b.paths.iter().all(|p| a.paths.contains(p))
+        && b.tags.iter().all(|t| a.tags.contains(t))
+        && a.excludes == b.excludes
+}
+
+/// The destination's snapshots by persistent id: their `original` and their own id.
+pub fn by_original(dst: &[(SnapshotId, Snapshot)]) -> CopiedIndex {
+    let mut m: CopiedIndex = BTreeMap::new();
+    for (id, s) in dst {
+        if let Some(o) = s.original {
+            if o.0 .0 != [0u8; 32] {
+                m.entry(o).or_default().push((*id, s.clone()));
+            }
+        }
+        m.entry(*id).or_default().push((*id, s.clone()));
+    }
+    m
+}
+
+/// Destination snapshots by persistent id.
+pub type CopiedIndex = BTreeMap<SnapshotId, Vec<(SnapshotId, Snapshot)>>;
+
+/// The destination snapshot `sn` (with id `id`) was already copied to, if any.
+pub fn already_copied(dst: &CopiedIndex, id: &SnapshotId, sn: &Snapshot) -> Option<SnapshotId> {
+    let original = sn.original.unwrap_or(*id);
+    dst.get(&original)?
+        .iter()
+        .find(|(_, d)| similar_snapshots(d, sn))
+        .map(|(did, _)| *did)
+}
+
+/// Counters of one copy.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CopyCounts {
+    /// Blobs saved to the destination.
+    pub blobs: u64,
+    /// Packs of the source read from.
+    pub packs: u64,
+}
+
+/// What one copy run has done so far, across snapshots.
+#[derive(Debug, Default)]
+pub struct CopyState {
+    visited_trees: HashSet<BlobId>,
+    saved: HashSet<(BlobId, BlobType)>,
+}
+
+/// Copies the blobs below `root` that the destination lacks, then writes the
+/// destination's index.
+pub fn copy_tree(
+    src: &Repository,
+    dst: &Repository,
+    saver: &Saver<'_>,
+    state: &mut CopyState,
+    root: &BlobId,
+) -> Result<CopyCounts> {
+    let mut want: HashSet<(BlobId, BlobType)> = HashSet::new();
+    let mut stack = vec![*root];
+    // The destination index is not reloaded between snapshots: blobs saved earlier in
+    // this run are known from `state.saved`.
+    let missing = |h: &(BlobId, BlobType)| !dst.index().has(&h.0, h.1) && !state.saved.contains(h);
+    while let Some(id) = stack.pop() {
+        if !state.visited_trees.insert(id) {
+            continue;
+        }
+        let tree = src.load_tree(&id)?;
+        if missing(&(id, BlobType::Tree)) {
+            want.insert((id, BlobType::Tree));
+        }
+        for n in &tree.nodes {
+            for b in n.content.iter().flatten() {
+                if missing(&(*b, BlobType::Data)) {
+                    want.insert((*b, BlobType::Data));
+                }
+            }
+            if n.node_type == NodeType::Dir {
+                stack.extend(n.subtree);
+            }
+        }
+    }
+    // Grouped by source pack and read in pack order, so each pack is read front to back.
+    let mut by_pack: BTreeMap<u32, Vec<(u32, BlobId, BlobType)>> = BTreeMap::new();
+    for (id, t) in &want {
+        if let Some(loc) = src.index().get(id, *t) {
+            by_pack
+                .entry(loc.pack)
+                .or_default()
+                .push((loc.offset, *id, *t));
+        } else {
+            return Err(crate::EngineError::Corrupt(format!(
+                "{} blob {id} not found in index",
+                t.as_str()
+            )));
+        }
+    }
+    let packs: Vec<_> = by_pack.values().cloned().collect();
+    let saved: Vec<Result<u64>> = packs
+        .into_par_iter()
+        .map(|mut blobs| {
+            blobs.sort();
+            let mut n = 0;
+            for (_, id, t) in blobs {
+                let plain = src.load_blob(&id, t)?;
+                if saver.save(t, id, &plain)? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .collect();
+    let mut counts = CopyCounts::default();
+    for r in saved {
+        counts.blobs += r?;
+        counts.packs += 1;
+    }
+    saver.flush()?;
+    state.saved.extend(want);
+    Ok(counts)
+}
+
+/// Saves the copy of `sn` (source id `id`) to the destination: no parent, `original`
+/// kept or set to the source id. Returns the new snapshot's id.
+pub fn save_copy(dst: &Repository, id: &SnapshotId, sn: &Snapshot) -> Result<SnapshotId> {
+    let mut s = sn.clone();
+    s.parent = None;
+    if s.original.is_none() {
+        s.original = Some(*id);
+    }
+    Ok(SnapshotId(
+        dst.save_unpacked(FileType::Snapshot, &s.to_json())?,
+    ))
+}
