@@ -288,7 +288,15 @@ fn object_pack(repo: &restash_engine::Repository, id: &str, t: BlobType) -> Stri
     let rid = match Id::parse(id) {
         Ok(r) => restash_format::BlobId(r),
         Err(e) => {
-            return format!("Note: cannot find pack for object '{id}', unable to parse ID: {e}\n")
+            // restic's `ParseID` messages.
+            let why = if id.len() != 64 {
+                "invalid length for hash".to_string()
+            } else {
+                e.to_string()
+            };
+            return format!(
+                "Note: cannot find pack for object '{id}', unable to parse ID: {why}\n"
+            );
         }
     };
     match repo.index().get(&rid, t) {

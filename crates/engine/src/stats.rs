@@ -30,9 +30,11 @@ impl StatsMode {
             "files-by-contents" => StatsMode::FilesByContents,
             "raw-data" => StatsMode::RawData,
             "blobs-per-file" => StatsMode::BlobsPerFile,
-            other => return Err(EngineError::Usage(format!(
+            other => {
+                return Err(EngineError::Usage(format!(
                 "unknown counting mode: {other} (use the -h flag to get a list of supported modes)"
-            ))),
+            )))
+            }
         })
     }
 
