@@ -510,3 +510,40 @@ fn copy_between_repositories() {
     restore(&v1, "restash", "latest", &b, &dst_env);
     assert_trees_equal(&a, &b, &target_only());
 }
+
+/// restic's copy fixture (trees whose JSON restic would write differently today, copied as
+/// raw bytes) and the fixtures with duplicate blobs: the copies pass `check --read-data`
+/// and keep every tree id.
+#[test]
+fn copy_fixtures_keeps_trees() {
+    for name in [
+        "copy-unstable-json",
+        "repo-duplicates",
+        "duplicate-packs-in-index-test-repo",
+        "small-repo",
+    ] {
+        let dir = unpack_fixture(name);
+        let src = fixture_repo(&dir);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dst = tmp.path().join("dst");
+        let env = [("RESTIC_PASSWORD", "ziel")];
+        restic(osargs!["-r", &dst, "init"], &env).success();
+        restash(
+            osargs!["-r", &dst, "copy", "--from-repo", &src],
+            &[
+                ("RESTIC_PASSWORD", "ziel"),
+                ("RESTIC_FROM_PASSWORD", PASSWORD),
+            ],
+        )
+        .success();
+        restic(osargs!["-r", &dst, "check", "--read-data"], &env).success();
+        let trees = |snaps: Vec<Value>| -> BTreeSet<String> {
+            snaps.iter().map(|s| s["tree"].to_string()).collect()
+        };
+        assert_eq!(
+            trees(snapshot_map(&dst, &env)),
+            trees(snapshot_map(&src, &[])),
+            "{name}"
+        );
+    }
+}

@@ -57,9 +57,9 @@ pub fn filtered_snapshots(
             out.push(found.clone());
         }
     }
-    if !used_filter
-        && !(filter.hosts.is_empty() && filter.tags.is_empty() && filter.paths.is_empty())
-    {
+    let has_filter =
+        !(filter.hosts.is_empty() && filter.tags.is_empty() && filter.paths.is_empty());
+    if !used_filter && has_filter {
         eprintln!("Ignoring filters as there are explicit snapshot ids given");
     }
     Ok(out)
