@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use rayon::prelude::*;
-use restash_backend::FileType;
+use restash_backend::{FileType, Handle};
 use restash_format::{BlobId, BlobType, NodeType, Snapshot, SnapshotId};
 
 use crate::archiver::Saver;
-use crate::{Repository, Result};
+use crate::{BlobLocation, EngineError, Repository, Result};
 
 /// restic's `similarSnapshots`: everything but `parent` and `original` is the same.
 pub fn similar_snapshots(a: &Snapshot, b: &Snapshot) -> bool {
@@ -106,30 +106,38 @@ pub fn copy_tree(
             }
         }
     }
-    // Grouped by source pack and read in pack order, so each pack is read front to back.
-    let mut by_pack: BTreeMap<u32, Vec<(u32, BlobId, BlobType)>> = BTreeMap::new();
+    // Grouped by source pack: each pack is read once, from its first wanted blob to the
+    // end of its last, instead of one request per blob (which costs dearly on S3).
+    let mut by_pack: BTreeMap<u32, Vec<(BlobLocation, BlobId, BlobType)>> = BTreeMap::new();
     for (id, t) in &want {
-        if let Some(loc) = src.index().get(id, *t) {
-            by_pack
-                .entry(loc.pack)
-                .or_default()
-                .push((loc.offset, *id, *t));
-        } else {
-            return Err(crate::EngineError::Corrupt(format!(
-                "{} blob {id} not found in index",
-                t.as_str()
-            )));
-        }
+        let loc = src.index().get(id, *t).ok_or_else(|| {
+            EngineError::Corrupt(format!("{} blob {id} not found in index", t.as_str()))
+        })?;
+        by_pack.entry(loc.pack).or_default().push((loc, *id, *t));
     }
-    let packs: Vec<_> = by_pack.values().cloned().collect();
-    let saved: Vec<Result<u64>> = packs
+    let saved: Vec<Result<u64>> = by_pack
+        .into_values()
+        .collect::<Vec<_>>()
         .into_par_iter()
         .map(|mut blobs| {
-            blobs.sort();
+            blobs.sort_by_key(|(loc, _, _)| loc.offset);
+            let span = read_span(src, &blobs);
+            let (mut scratch, mut plain) = (Vec::new(), Vec::new());
             let mut n = 0;
-            for (_, id, t) in blobs {
-                let plain = src.load_blob(&id, t)?;
-                if saver.save(t, id, &plain)? {
+            for (loc, id, t) in blobs {
+                let decoded = span.as_ref().ok().and_then(|(start, bytes)| {
+                    let from = (loc.offset - start) as usize;
+                    let raw = bytes.get(from..from + loc.length as usize)?;
+                    src.decode_blob(&id, &loc, raw, &mut scratch, &mut plain)
+                        .ok()
+                });
+                // A failed span read or a damaged copy: the per-blob path tries every
+                // copy the index knows and reports the error.
+                let data = match decoded {
+                    Some(()) => std::mem::take(&mut plain),
+                    None => src.load_blob(&id, t)?,
+                };
+                if saver.save(t, id, &data)? {
                     n += 1;
                 }
             }
@@ -144,6 +152,29 @@ pub fn copy_tree(
     saver.flush()?;
     state.saved.extend(want);
     Ok(counts)
+}
+
+/// Reads the bytes of a pack from its first to its last listed blob (sorted by offset).
+fn read_span(
+    src: &Repository,
+    blobs: &[(BlobLocation, BlobId, BlobType)],
+) -> Result<(u32, Vec<u8>)> {
+    let (Some(first), Some(last)) = (blobs.first(), blobs.last()) else {
+        return Ok((0, Vec::new()));
+    };
+    let start = first.0.offset;
+    let end = blobs
+        .iter()
+        .map(|(l, _, _)| l.offset as u64 + l.length as u64)
+        .max()
+        .unwrap_or(last.0.offset as u64);
+    let pack = src.index().pack_id(first.0.pack);
+    let h = Handle::new(FileType::Pack, pack.to_string());
+    let bytes = src
+        .backend()
+        .read_range(&h, start as u64, end - start as u64)
+        .map_err(EngineError::backend(format!("read {h}")))?;
+    Ok((start, bytes))
 }
 
 /// Saves the copy of `sn` (source id `id`) to the destination: no parent, `original`
