@@ -189,3 +189,61 @@ pub fn save_copy(dst: &Repository, id: &SnapshotId, sn: &Snapshot) -> Result<Sna
         dst.save_unpacked(FileType::Snapshot, &s.to_json())?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use restash_format::{GoTime, Id};
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            time: GoTime::parse("2022-01-02T03:04:05.5+01:00").unwrap(),
+            parent: None,
+            tree: BlobId(Id([1; 32])),
+            paths: vec!["/a".into(), "/b".into()],
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 1,
+            gid: 2,
+            excludes: vec!["x".into(), "y".into()],
+            tags: vec!["t1".into(), "t2".into()],
+            original: None,
+        }
+    }
+
+    #[test]
+    fn similar_ignores_parent_original_and_order_of_paths_and_tags() {
+        let a = snap();
+        let mut b = snap();
+        b.parent = Some(SnapshotId(Id([9; 32])));
+        b.original = Some(SnapshotId(Id([8; 32])));
+        b.paths.reverse();
+        b.tags.reverse();
+        // The same instant written in another zone is the same time.
+        b.time = GoTime::parse("2022-01-02T02:04:05.5Z").unwrap();
+        assert!(similar_snapshots(&a, &b));
+        let mut c = snap();
+        c.excludes.reverse();
+        assert!(!similar_snapshots(&a, &c), "exclude order matters");
+        let mut d = snap();
+        d.tree = BlobId(Id([2; 32]));
+        assert!(!similar_snapshots(&a, &d));
+    }
+
+    #[test]
+    fn copies_are_found_by_original_and_by_id() {
+        let src_id = SnapshotId(Id([5; 32]));
+        let copy_id = SnapshotId(Id([6; 32]));
+        let mut copy = snap();
+        copy.original = Some(src_id);
+        let idx = by_original(&[(copy_id, copy)]);
+        assert_eq!(already_copied(&idx, &src_id, &snap()), Some(copy_id));
+        // A copy of the copy carries the same original.
+        let mut again = snap();
+        again.original = Some(src_id);
+        assert_eq!(already_copied(&idx, &copy_id, &again), Some(copy_id));
+        let mut other = snap();
+        other.hostname = "else".into();
+        assert_eq!(already_copied(&idx, &src_id, &other), None);
+    }
+}

@@ -94,3 +94,16 @@ fn walk(
     }
     Ok(Some(all_ignored))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::join;
+
+    #[test]
+    fn joins_like_go_path_join() {
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/a", "b"), "/a/b");
+        assert_eq!(join("/a/", "b"), "/a/b");
+        assert_eq!(join("/", ""), "/");
+    }
+}
