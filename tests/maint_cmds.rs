@@ -136,6 +136,21 @@ fn key_add_remove_passwd() {
     assert_eq!(added["hostName"], "box");
     let added_id = added["id"].as_str().expect("id").to_string();
     assert_ne!(added_id, original);
+    // restic's calibrated scrypt parameters, as `init` uses them.
+    let key_file = fs::read_dir(repo.path.join("keys"))
+        .expect("keys")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&added_id))
+        })
+        .expect("new key file");
+    let kf: Value = serde_json::from_slice(&fs::read(&key_file).expect("read key")).expect("json");
+    assert_eq!(
+        (kf["kdf"].as_str(), kf["N"].as_u64(), kf["r"].as_u64()),
+        (Some("scrypt"), Some(32768), Some(8))
+    );
+    assert!(kf["p"].as_u64().is_some_and(|p| p >= 1), "{kf}");
 
     // The key in use may not be removed: restic's message, exit code 1.
     let out = repo
