@@ -11,6 +11,9 @@ pub use crate::cmd_key_edit::NewKeyArgs;
 /// `restash key`
 #[derive(ClapArgs, Debug)]
 pub struct Args {
+    /// restic takes these before or after the subcommand.
+    #[command(flatten)]
+    pub new_key: NewKeyArgs,
     #[command(subcommand)]
     pub command: KeyCommand,
 }
@@ -21,22 +24,22 @@ pub enum KeyCommand {
     /// List the key files (passwords) of the repository.
     List,
     /// Add a key (password) for the repository.
-    Add(NewKeyArgs),
+    Add,
     /// Remove a key by id (not the one in use).
     Remove {
         /// Key id or unique prefix.
         id: String,
     },
     /// Change the password: add a new key, then remove the one in use.
-    Passwd(NewKeyArgs),
+    Passwd,
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     match a.command {
         KeyCommand::List => list(g),
-        KeyCommand::Add(k) => crate::cmd_key_edit::add(g, k),
+        KeyCommand::Add => crate::cmd_key_edit::add(g, a.new_key),
         KeyCommand::Remove { id } => crate::cmd_key_edit::remove(g, &id),
-        KeyCommand::Passwd(k) => crate::cmd_key_edit::passwd(g, k),
+        KeyCommand::Passwd => crate::cmd_key_edit::passwd(g, a.new_key),
     }
 }
 

@@ -17,13 +17,13 @@ use crate::global::{prompt_password, GlobalOpts, Secret};
 #[derive(ClapArgs, Debug)]
 pub struct NewKeyArgs {
     /// File from which to read the new password.
-    #[arg(long = "new-password-file")]
+    #[arg(long = "new-password-file", global = true)]
     pub new_password_file: Option<PathBuf>,
     /// The username for new keys.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub user: Option<String>,
     /// The hostname for new keys.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub host: Option<String>,
 }
 
