@@ -562,3 +562,53 @@ fn copy_fixtures_keeps_trees() {
         );
     }
 }
+
+/// `key add` takes a shared lock, `key remove` and `key passwd` an exclusive one: while a
+/// restic backup holds its lock, adding works and the others fail with exit code 11.
+#[test]
+fn key_locks_like_restic() {
+    use common::backup::{Background, Tool};
+    let repo = Repo::init_v2();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let second = pw_file(tmp.path(), "second", "zweites");
+    let third = pw_file(tmp.path(), "third", "drittes");
+    repo.restash(osargs!["key", "add", "--new-password-file", &second])
+        .success();
+    let other = current_key(&repo, "zweites");
+
+    // restic backup --stdin holds its shared lock until stdin closes.
+    let mut backup = Background::spawn(
+        Tool::Restic,
+        osargs!["-r", &repo.path, "backup", "--stdin"],
+        &[],
+        true,
+    );
+    let locks = repo.path.join("locks");
+    // Waits for the lock file (bounded so that a broken restic cannot hang the test).
+    for _ in 0..600 {
+        if fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0) > 0 || !backup.running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(backup.running(), "restic backup ended early");
+    assert_eq!(fs::read_dir(&locks).expect("locks").count(), 1);
+
+    let out = repo
+        .restash(osargs!["key", "remove", &other])
+        .expect_code(11);
+    assert!(out.stderr.contains("locked"), "{}", out.describe());
+    repo.restash(osargs!["key", "passwd", "--new-password-file", &third])
+        .expect_code(11);
+    repo.restash(osargs!["key", "add", "--new-password-file", &third])
+        .success();
+
+    // Nothing was written to stdin: restic refuses the empty snapshot, and unlocks.
+    backup.close_stdin();
+    backup.wait().expect_code(1);
+    assert_eq!(fs::read_dir(&locks).expect("locks").count(), 0);
+    key_list(&repo, "drittes").success();
+    key_list(&repo, "zweites").success();
+    repo.restash(osargs!["key", "remove", &other]).success();
+    assert_ne!(key_list(&repo, "zweites").code, 0);
+}
