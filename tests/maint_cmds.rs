@@ -543,14 +543,24 @@ fn copy_fixtures_keeps_trees() {
         let dst = tmp.path().join("dst");
         let env = [("RESTIC_PASSWORD", "ziel")];
         restic(osargs!["-r", &dst, "init"], &env).success();
-        restash(
-            osargs!["-r", &dst, "copy", "--from-repo", &src],
-            &[
-                ("RESTIC_PASSWORD", "ziel"),
-                ("RESTIC_FROM_PASSWORD", PASSWORD),
-            ],
-        )
-        .success();
+        if name == "small-repo" {
+            // restic 0.14's deprecated form: the source is `-r`, the destination `--repo2`.
+            let pw = pw_file(tmp.path(), "dstpw", "ziel");
+            restash(
+                osargs!["-r", &src, "copy", "--repo2", &dst, "--password-file2", &pw],
+                &[],
+            )
+            .success();
+        } else {
+            restash(
+                osargs!["-r", &dst, "copy", "--from-repo", &src],
+                &[
+                    ("RESTIC_PASSWORD", "ziel"),
+                    ("RESTIC_FROM_PASSWORD", PASSWORD),
+                ],
+            )
+            .success();
+        }
         restic(osargs!["-r", &dst, "check", "--read-data"], &env).success();
         let trees = |snaps: Vec<Value>| -> BTreeSet<String> {
             snaps.iter().map(|s| s["tree"].to_string()).collect()
