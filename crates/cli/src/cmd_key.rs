@@ -6,9 +6,14 @@ use serde_json::json;
 use crate::display::local_time;
 use crate::global::GlobalOpts;
 
+pub use crate::cmd_key_edit::NewKeyArgs;
+
 /// `restash key`
 #[derive(ClapArgs, Debug)]
 pub struct Args {
+    /// restic takes these before or after the subcommand.
+    #[command(flatten)]
+    pub new_key: NewKeyArgs,
     #[command(subcommand)]
     pub command: KeyCommand,
 }
@@ -18,11 +23,23 @@ pub struct Args {
 pub enum KeyCommand {
     /// List the key files (passwords) of the repository.
     List,
+    /// Add a key (password) for the repository.
+    Add,
+    /// Remove a key by id (not the one in use).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the password: add a new key, then remove the one in use.
+    Passwd,
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     match a.command {
         KeyCommand::List => list(g),
+        KeyCommand::Add => crate::cmd_key_edit::add(g, a.new_key),
+        KeyCommand::Remove { id } => crate::cmd_key_edit::remove(g, &id),
+        KeyCommand::Passwd => crate::cmd_key_edit::passwd(g, a.new_key),
     }
 }
 

@@ -167,6 +167,11 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
 
+/// Asks for a password (or reads a line from a non-terminal stdin).
+pub fn prompt_password(prompt: &str) -> anyhow::Result<Secret> {
+    read_password(prompt)
+}
+
 fn read_password(prompt: &str) -> anyhow::Result<Secret> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {

@@ -6,19 +6,25 @@ mod agent;
 mod cmd_backup;
 mod cmd_cat;
 mod cmd_check;
+mod cmd_copy;
+mod cmd_diff;
+mod cmd_find;
 mod cmd_forget;
 mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
+mod cmd_key_edit;
 mod cmd_ls;
 mod cmd_misc;
 mod cmd_prune;
 mod cmd_repair;
 mod cmd_restore;
 mod cmd_snapshots;
+mod cmd_stats;
 mod cmd_tag;
 mod display;
 mod global;
+mod snapsel;
 
 use std::process::ExitCode;
 
@@ -73,6 +79,14 @@ enum Command {
     K8s(cmd_k8s::Args),
     /// Remove unneeded data from the repository.
     Prune(cmd_prune::Args),
+    /// Scan the repository and show basic statistics.
+    Stats(cmd_stats::Args),
+    /// Find a file, a directory or restic IDs.
+    Find(cmd_find::Args),
+    /// Show differences between two snapshots.
+    Diff(cmd_diff::Args),
+    /// Copy snapshots from one repository to another.
+    Copy(cmd_copy::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -95,6 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RebuildIndex(a) => cmd_repair::index(g, a),
         Command::K8s(a) => cmd_k8s::run(g, a),
         Command::Prune(a) => cmd_prune::run(g, a),
+        Command::Stats(a) => cmd_stats::run(g, a),
+        Command::Find(a) => cmd_find::run(g, a),
+        Command::Diff(a) => cmd_diff::run(g, a),
+        Command::Copy(a) => cmd_copy::run(g, a),
     }
 }
 

@@ -17,17 +17,23 @@
 
 pub mod archiver;
 pub mod check;
+pub mod copy;
+pub mod diff;
 mod error;
 mod filter;
+pub mod find;
 pub mod forget;
 mod fsmeta;
 mod index;
+pub mod keys;
 mod lock;
 pub mod prune;
 pub mod repair;
 mod repo;
 mod restore;
 mod snapshots;
+pub mod stats;
+pub mod treewalk;
 mod walk;
 pub mod whoami;
 

@@ -20,7 +20,7 @@ use restash_format::{
 
 pub use fsnode::{go_mode, local_time, NodeMaker};
 pub use saver::adopt_orphan_packs;
-use saver::Saver;
+pub use saver::Saver;
 use walker::{read_content, ReadCtx, TargetSpec};
 
 use crate::{whoami, EngineError, PatternSet, Repository, Result};

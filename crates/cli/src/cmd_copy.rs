@@ -1,0 +1,235 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use restash_engine::archiver::Saver;
+use restash_engine::copy::{already_copied, by_original, copy_tree, save_copy, CopyState};
+use restash_engine::{RepoLock, Repository};
+
+use crate::cmd_snapshots::FilterArgs;
+use crate::display::go_time_string;
+use crate::global::{open_backend, GlobalOpts, Secret};
+use crate::snapsel::filtered_snapshots;
+
+/// `restash copy`: the destination is `-r`, the source `--from-repo` (or, with the older
+/// `--repo2`, the source is `-r` and the destination `--repo2`).
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Snapshots to copy (ids or `latest`); all matching ones when none is given.
+    pub snapshots: Vec<String>,
+    /// Source repository to copy snapshots from.
+    #[arg(long = "from-repo", env = "RESTIC_FROM_REPOSITORY")]
+    pub from_repo: Option<String>,
+    /// File from which to read the source repository location.
+    #[arg(long = "from-repository-file", env = "RESTIC_FROM_REPOSITORY_FILE")]
+    pub from_repository_file: Option<PathBuf>,
+    /// File to read the source repository password from.
+    #[arg(long = "from-password-file", env = "RESTIC_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Key id of the key to try first for the source repository.
+    #[arg(long = "from-key-hint", env = "RESTIC_FROM_KEY_HINT")]
+    pub from_key_hint: Option<String>,
+    /// Deprecated (restic 0.14 still takes it): destination repository; the source is
+    /// then `-r`.
+    #[arg(long = "repo2", env = "RESTIC_REPOSITORY2", hide = true)]
+    pub repo2: Option<String>,
+    /// Deprecated: file with the destination repository location.
+    #[arg(
+        long = "repository-file2",
+        env = "RESTIC_REPOSITORY_FILE2",
+        hide = true
+    )]
+    pub repository_file2: Option<PathBuf>,
+    /// Deprecated: file with the destination repository password.
+    #[arg(long = "password-file2", env = "RESTIC_PASSWORD_FILE2", hide = true)]
+    pub password_file2: Option<PathBuf>,
+    /// Deprecated: key hint for the destination repository.
+    #[arg(long = "key-hint2", env = "RESTIC_KEY_HINT2", hide = true)]
+    pub key_hint2: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// The second repository's flags: restic's `--from-*` group (the source) or the older
+/// `*2` group (the destination).
+struct Secondary<'a> {
+    repo: Option<&'a String>,
+    repository_file: Option<&'a PathBuf>,
+    password_file: Option<&'a PathBuf>,
+    key_hint: Option<&'a String>,
+    password_env: &'static str,
+    role: &'static str,
+}
+
+impl Args {
+    /// The second repository and whether it is the source (`--from-*`).
+    fn secondary(&self) -> anyhow::Result<(Secondary<'_>, bool)> {
+        // cobra warns about deprecated flags before anything else.
+        for (flag, set, instead) in [
+            ("repo2", self.repo2.is_some(), "--repo or --from-repo"),
+            (
+                "repository-file2",
+                self.repository_file2.is_some(),
+                "--repository-file or --from-repository-file",
+            ),
+        ] {
+            if set {
+                eprintln!("Flag --{flag} has been deprecated, use {instead} instead");
+            }
+        }
+        let from = self.from_repo.is_some()
+            || self.from_repository_file.is_some()
+            || self.from_password_file.is_some()
+            || self.from_key_hint.is_some();
+        let legacy = self.repo2.is_some()
+            || self.repository_file2.is_some()
+            || self.password_file2.is_some()
+            || self.key_hint2.is_some();
+        if self.from_repo.is_none()
+            && self.from_repository_file.is_none()
+            && self.repo2.is_none()
+            && self.repository_file2.is_none()
+        {
+            bail!("Please specify a source repository location (--from-repo or --from-repository-file)");
+        }
+        if from && legacy {
+            bail!(
+                "Option groups repo2 and from-repo are mutually exclusive, please specify only one"
+            );
+        }
+        if legacy {
+            if self.repo2.is_some() && self.repository_file2.is_some() {
+                bail!("Options --repo2 and --repository-file2 are mutually exclusive, please specify only one");
+            }
+            return Ok((
+                Secondary {
+                    repo: self.repo2.as_ref(),
+                    repository_file: self.repository_file2.as_ref(),
+                    password_file: self.password_file2.as_ref(),
+                    key_hint: self.key_hint2.as_ref(),
+                    password_env: "RESTIC_PASSWORD2",
+                    role: "destination",
+                },
+                false,
+            ));
+        }
+        if self.from_repo.is_some() && self.from_repository_file.is_some() {
+            bail!("Options --from-repo and --from-repository-file are mutually exclusive, please specify only one");
+        }
+        Ok((
+            Secondary {
+                repo: self.from_repo.as_ref(),
+                repository_file: self.from_repository_file.as_ref(),
+                password_file: self.from_password_file.as_ref(),
+                key_hint: self.from_key_hint.as_ref(),
+                password_env: "RESTIC_FROM_PASSWORD",
+                role: "source",
+            },
+            true,
+        ))
+    }
+}
+
+fn secondary_password(s: &Secondary<'_>) -> anyhow::Result<Secret> {
+    if let Some(f) = s.password_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("{} does not exist", f.display()))?;
+        return Ok(Secret(text.trim().to_string()));
+    }
+    if let Ok(p) = std::env::var(s.password_env) {
+        return Ok(Secret(p));
+    }
+    crate::global::prompt_password(&format!("enter password for {} repository: ", s.role))
+}
+
+/// Opens the second repository (backend options `-o` apply to it as well, as in restic).
+fn open_secondary(g: &GlobalOpts, s: &Secondary<'_>) -> anyhow::Result<Repository> {
+    let url = match (s.repo, s.repository_file) {
+        (Some(r), _) => r.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading repository file {}", f.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        (None, None) => bail!(
+            "Please specify a source repository location (--from-repo or --from-repository-file)"
+        ),
+    };
+    let password = secondary_password(s)?;
+    let backend = open_backend(&url, &g.options)?;
+    Ok(Repository::open(
+        backend,
+        password.0.as_bytes(),
+        s.key_hint.map(String::as_str),
+    )?)
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let (second, second_is_source) = a.secondary()?;
+    // restic opens the source first.
+    let (mut src, mut dst) = if second_is_source {
+        let src = open_secondary(g, &second)?;
+        (src, g.open()?)
+    } else {
+        let src = g.open()?;
+        (src, open_secondary(g, &second)?)
+    };
+    let _src_lock = if g.no_lock {
+        None
+    } else {
+        Some(RepoLock::acquire(&src, false, false)?)
+    };
+    let _dst_lock = RepoLock::acquire(&dst, false, false)?;
+    src.load_index()?;
+    dst.load_index()?;
+    let dst_snaps = filtered_snapshots(&dst, &a.filter, &[])?;
+    let copied = by_original(&dst_snaps);
+    let src_snaps = filtered_snapshots(&src, &a.filter, &a.snapshots)?;
+    let verbose = !g.quiet;
+    let saver = Saver::new(&dst, g.compression()?, g.pack_size()?, false);
+    let mut state = CopyState::default();
+    for (id, sn) in &src_snaps {
+        if verbose {
+            println!(
+                "\nsnapshot {} of [{}] at {})",
+                id.short(),
+                sn.paths.join(" "),
+                go_time_string(&sn.time)
+            );
+        }
+        if let Some(existing) = already_copied(&copied, id, sn) {
+            if verbose {
+                println!(
+                    "skipping source snapshot {}, was already copied to snapshot {}",
+                    id.short(),
+                    existing.short()
+                );
+            }
+            continue;
+        }
+        if verbose {
+            println!("  copy started, this may take a while...");
+        }
+        let start = std::time::Instant::now();
+        let counts = copy_tree(&src, &dst, &saver, &mut state, &sn.tree)?;
+        if verbose {
+            // restic's final progress line when stdout is not a terminal.
+            let secs = start.elapsed().as_secs();
+            let t = if secs >= 3600 {
+                format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+            } else {
+                format!("{}:{:02}", secs / 60, secs % 60)
+            };
+            let n = counts.packs;
+            if n == 0 {
+                println!("[{t}]          0 packs copied\n");
+            } else {
+                println!("[{t}] 100.00%  {n} / {n} packs copied\n");
+            }
+        }
+        let new_id = save_copy(&dst, id, sn)?;
+        if verbose {
+            println!("snapshot {} saved", new_id.short());
+        }
+    }
+    Ok(())
+}

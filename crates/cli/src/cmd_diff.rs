@@ -1,0 +1,140 @@
+use std::io::Write;
+
+use anyhow::bail;
+use clap::Args as ClapArgs;
+use restash_engine::diff::{diff_trees, DiffStat};
+use restash_engine::{EngineError, RepoLock, Repository, SnapshotEntry};
+use restash_format::write_go_string;
+
+use crate::cmd_stats::format_bytes;
+use crate::global::GlobalOpts;
+
+/// `restash diff`
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The two snapshots (id prefixes) to compare.
+    pub snapshots: Vec<String>,
+    /// Print changes in metadata.
+    #[arg(long)]
+    pub metadata: bool,
+}
+
+/// restic 0.14's diff resolves plain id prefixes only (`latest` is not special there).
+fn resolve(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry, EngineError> {
+    let mut it = all
+        .iter()
+        .filter(|(id, _)| id.to_string().starts_with(spec));
+    match (it.next(), it.next()) {
+        (Some(s), None) => Ok(s.clone()),
+        (Some(_), Some(_)) => Err(EngineError::NotFound(format!(
+            "multiple IDs with prefix {spec:?} found"
+        ))),
+        _ => Err(EngineError::NotFound(format!(
+            "no matching ID found for prefix {spec:?}"
+        ))),
+    }
+}
+
+fn stat_json(s: &DiffStat) -> serde_json::Value {
+    serde_json::json!({
+        "files": s.files,
+        "dirs": s.dirs,
+        "others": s.others,
+        "data_blobs": s.data_blobs,
+        "tree_blobs": s.tree_blobs,
+        "bytes": s.bytes,
+    })
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    if a.snapshots.len() != 2 {
+        bail!("specify two snapshot IDs");
+    }
+    let mut repo: Repository = g.open()?;
+    let _lock = if g.no_lock {
+        None
+    } else {
+        Some(RepoLock::acquire(&repo, false, false)?)
+    };
+    let (all, _) = repo.load_snapshots()?;
+    let (id1, sn1) = resolve(&all, &a.snapshots[0])?;
+    let (id2, sn2) = resolve(&all, &a.snapshots[1])?;
+    let mut out = std::io::stdout().lock();
+    if !g.json && !g.quiet {
+        writeln!(
+            out,
+            "comparing snapshot {} to {}:\n",
+            id1.short(),
+            id2.short()
+        )?;
+    }
+    repo.load_index()?;
+    let (json, quiet) = (g.json, g.quiet);
+    let mut write_err = None;
+    let stats = diff_trees(
+        &repo,
+        &sn1.tree,
+        &sn2.tree,
+        a.metadata,
+        &mut |path, modifier| {
+            if quiet {
+                return;
+            }
+            let line = if json {
+                let mut s = String::from("{\"message_type\":\"change\",\"path\":");
+                write_go_string(&mut s, path);
+                s.push_str(",\"modifier\":");
+                write_go_string(&mut s, modifier);
+                s.push('}');
+                s
+            } else {
+                format!("{modifier:<5}{path}")
+            };
+            if let Err(e) = writeln!(out, "{line}") {
+                write_err.get_or_insert(e);
+            }
+        },
+        &mut |w| eprintln!("{w}"),
+    )?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if json {
+        let v = serde_json::json!({
+            "message_type": "statistics",
+            "source_snapshot": a.snapshots[0],
+            "target_snapshot": a.snapshots[1],
+            "changed_files": stats.changed_files,
+            "added": stat_json(&stats.added),
+            "removed": stat_json(&stats.removed),
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    let (ad, rm) = (&stats.added, &stats.removed);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Files:       {:5} new, {:5} removed, {:5} changed",
+        ad.files, rm.files, stats.changed_files
+    )?;
+    writeln!(out, "Dirs:        {:5} new, {:5} removed", ad.dirs, rm.dirs)?;
+    writeln!(
+        out,
+        "Others:      {:5} new, {:5} removed",
+        ad.others, rm.others
+    )?;
+    writeln!(
+        out,
+        "Data Blobs:  {:5} new, {:5} removed",
+        ad.data_blobs, rm.data_blobs
+    )?;
+    writeln!(
+        out,
+        "Tree Blobs:  {:5} new, {:5} removed",
+        ad.tree_blobs, rm.tree_blobs
+    )?;
+    writeln!(out, "  Added:   {:<5}", format_bytes(ad.bytes))?;
+    writeln!(out, "  Removed: {:<5}", format_bytes(rm.bytes))?;
+    Ok(())
+}
