@@ -32,22 +32,46 @@ impl BlobLocation {
     }
 }
 
+/// Shards of the blob table, by the first byte of the id (uniform: ids are SHA-256).
+const SHARDS: usize = 256;
+
+type Shard = HashMap<(BlobId, BlobType), BlobLocation>;
+
 /// All index files merged: (type, blob id) → locations.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MasterIndex {
     packs: Vec<PackId>,
     pack_numbers: HashMap<PackId, u32>,
-    blobs: HashMap<(BlobId, BlobType), BlobLocation>,
+    // Sharded so that a growing table rehashes 1/256 of itself at a time: one table of a
+    // million blobs briefly held its old and new bucket arrays together (55 + 111 MB),
+    // which set check's and restore's peak memory.
+    blobs: Vec<Shard>,
     // Second and later copies of a blob (rare: duplicates across packs), tried when the
     // first copy is unreadable.
     extra: HashMap<(BlobId, BlobType), Vec<BlobLocation>>,
     old_format: usize,
 }
 
+impl Default for MasterIndex {
+    fn default() -> Self {
+        MasterIndex {
+            packs: Vec::new(),
+            pack_numbers: HashMap::new(),
+            blobs: (0..SHARDS).map(|_| Shard::new()).collect(),
+            extra: HashMap::new(),
+            old_format: 0,
+        }
+    }
+}
+
 impl MasterIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn shard(&self, id: &BlobId) -> &Shard {
+        &self.blobs[id.0 .0[0] as usize]
     }
 
     fn pack_number(&mut self, id: PackId) -> u32 {
@@ -70,9 +94,10 @@ impl MasterIndex {
             uncompressed_length: e.uncompressed_length.unwrap_or(0),
         };
         let key = (e.id, e.blob_type);
-        match self.blobs.get(&key) {
+        let shard = &mut self.blobs[e.id.0 .0[0] as usize];
+        match shard.get(&key) {
             None => {
-                self.blobs.insert(key, loc);
+                shard.insert(key, loc);
             }
             Some(first) if *first == loc => {}
             Some(_) => {
@@ -105,7 +130,7 @@ impl MasterIndex {
 
     /// The first known location of a blob.
     pub fn get(&self, id: &BlobId, t: BlobType) -> Option<BlobLocation> {
-        self.blobs.get(&(*id, t)).copied()
+        self.shard(id).get(&(*id, t)).copied()
     }
 
     /// Every known location of a blob, the primary first.
@@ -119,7 +144,7 @@ impl MasterIndex {
 
     /// Whether the blob is indexed.
     pub fn has(&self, id: &BlobId, t: BlobType) -> bool {
-        self.blobs.contains_key(&(*id, t))
+        self.shard(id).contains_key(&(*id, t))
     }
 
     /// The pack id behind a location's pack number.
@@ -129,12 +154,12 @@ impl MasterIndex {
 
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.blobs.iter().map(Shard::len).sum()
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.blobs.iter().all(Shard::is_empty)
     }
 
     /// Number of packs referenced.
@@ -149,6 +174,9 @@ impl MasterIndex {
 
     /// Iterates over (blob id, type, primary location).
     pub fn iter(&self) -> impl Iterator<Item = (&BlobId, BlobType, &BlobLocation)> {
-        self.blobs.iter().map(|((id, t), loc)| (id, *t, loc))
+        self.blobs
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|((id, t), loc)| (id, *t, loc))
     }
 }

@@ -12,7 +12,7 @@ use crate::{EngineError, Repository, Result};
 
 /// How many index files are decoded at once: two per core keeps every core busy while
 /// only a few files' JSON (~11 MB per 100,000 blobs) and decoded entries are alive next to
-/// the growing master index; with 64 at once a million-blob repository peaked 2× higher.
+/// the growing master index, whatever the number of index files.
 fn batch() -> usize {
     2 * rayon::current_num_threads().max(1)
 }
