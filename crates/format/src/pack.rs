@@ -222,6 +222,18 @@ impl PackBuilder {
         length
     }
 
+    /// Moves `other`'s sealed blobs behind this pack's: a sealed blob does not depend on
+    /// where it sits, so partly filled packs can be joined before they are finished.
+    pub fn append(&mut self, other: PackBuilder) {
+        let base = self.buf.len() as u32;
+        self.entries
+            .extend(other.entries.into_iter().map(|e| PackEntry {
+                offset: e.offset + base,
+                ..e
+            }));
+        self.buf.extend_from_slice(&other.buf);
+    }
+
     /// Starts a pack in a recycled buffer (its contents are discarded, its capacity kept).
     pub fn with_buffer(mut buf: Vec<u8>) -> Self {
         buf.clear();
@@ -268,6 +280,23 @@ mod tests {
         assert_eq!(entries[1].offset, a.len() as u32);
         assert_eq!(entries[1].plaintext_len(), 100);
         assert_eq!(entries[0].plaintext_len(), 5);
+    }
+
+    #[test]
+    fn appended_packs_keep_every_blob_readable() {
+        let key = Key::random();
+        let (mut a, mut b) = (PackBuilder::new(), PackBuilder::new());
+        a.add_blob(&key, BlobType::Data, BlobId::hash(b"one"), b"one", None);
+        b.add_blob(&key, BlobType::Data, BlobId::hash(b"two"), b"two", None);
+        b.add_blob(&key, BlobType::Data, BlobId::hash(b"three"), b"three", None);
+        a.append(b);
+        assert_eq!(a.count(), 3);
+        let (bytes, _, entries) = a.finish(&key);
+        for (e, want) in entries.iter().zip([&b"one"[..], b"two", b"three"]) {
+            let sealed = &bytes[e.offset as usize..][..e.length as usize];
+            assert_eq!(key.open(sealed).unwrap(), want);
+            assert_eq!(e.id, BlobId::hash(want));
+        }
     }
 
     #[test]

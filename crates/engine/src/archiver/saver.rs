@@ -228,9 +228,26 @@ impl<'a> Saver<'a> {
     /// Called at the end of a backup and when it is interrupted.
     pub fn flush(&self) -> Result<()> {
         for pool in [&self.data, &self.tree] {
-            let packs = std::mem::take(&mut *pool.lock().expect("packers"));
+            let mut packs = std::mem::take(&mut *pool.lock().expect("packers"));
+            // Workers that saved at the same moment each filled their own pack; joined,
+            // the run ends with as few packs as restic's single packer leaves.
+            packs.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            let mut open: Option<PackBuilder> = None;
             for pack in packs {
-                self.upload(pack)?;
+                open = Some(match open {
+                    Some(mut cur) if cur.len() + pack.len() <= self.pack_size => {
+                        cur.append(pack);
+                        cur
+                    }
+                    Some(full) => {
+                        self.upload(full)?;
+                        pack
+                    }
+                    None => pack,
+                });
+            }
+            if let Some(last) = open {
+                self.upload(last)?;
             }
         }
         let file = take_pending(&mut self.pending.lock().expect("pending index"));
