@@ -18,37 +18,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
-use servers::{fault_bin, free_port, seaweedfs, unavailable, unique_name, FaultProxy, SeaweedFs};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use servers::{fault_bin, free_port, seaweedfs, unique_name, FaultProxy, SeaweedFs};
 
 /// mitmproxy's `mitmdump`, installed into the repository's venv by scripts/s3-server.sh.
 fn mitmdump_bin() -> Option<&'static Path> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = BIN.get_or_init(|| {
-        let script = repo_root().join("scripts/s3-server.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("mitmdump-bin")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {script:?}: {e}"))?;
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "{script:?} mitmdump-bin failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    match r {
-        Ok(p) => Some(p.as_path()),
-        Err(why) => unavailable("mitmproxy", why),
-    }
+    servers::tool(&BIN, "mitmproxy", "s3-server.sh", "mitmdump-bin")
 }
 
 /// The addon: of every `every` requests, the first `burst` get S3's SlowDown answer instead

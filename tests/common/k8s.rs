@@ -25,32 +25,12 @@ fn repo_root() -> PathBuf {
 /// binary), or `None` outside CI when it cannot be installed.
 pub fn validator() -> Option<&'static Path> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let got = BIN.get_or_init(|| {
-        let script = repo_root().join("scripts/k8s-validate.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("install")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {script:?}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{script:?} install failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("{path:?} missing after install"))
-        }
-    });
-    match got {
-        Ok(p) => Some(p),
-        Err(why) => servers::unavailable("kubernetes-validate (scripts/k8s-validate.sh)", why),
-    }
+    servers::tool(
+        &BIN,
+        "kubernetes-validate (scripts/k8s-validate.sh)",
+        "k8s-validate.sh",
+        "install",
+    )
 }
 
 /// Runs `kubernetes-validate --strict -k <version> files…`.

@@ -235,11 +235,22 @@ fn start_rclone() -> Result<RcloneRest, String> {
 /// fails.
 pub fn fault_bin() -> Option<&'static Path> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = BIN.get_or_init(|| {
-        let script = repo_root().join("scripts/s3-server.sh");
+    tool(&BIN, "fault-cli", "s3-server.sh", "fault-bin")
+}
+
+/// A tool that `scripts/SCRIPT ARG` installs when missing and whose path it prints (once per
+/// test binary, kept in `cell`), or `None` outside CI when that fails.
+pub fn tool(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    what: &str,
+    script: &str,
+    arg: &str,
+) -> Option<&'static Path> {
+    let r = cell.get_or_init(|| {
+        let script = repo_root().join("scripts").join(script);
         let out = Command::new("bash")
             .arg(&script)
-            .arg("fault-bin")
+            .arg(arg)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {script:?}: {e}"))?;
@@ -248,14 +259,15 @@ pub fn fault_bin() -> Option<&'static Path> {
             Ok(path)
         } else {
             Err(format!(
-                "{script:?} fault-bin failed: {}",
+                "{script:?} {arg} failed ({}): {}",
+                out.status,
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
     });
     match r {
         Ok(p) => Some(p.as_path()),
-        Err(why) => unavailable("fault-cli", why),
+        Err(why) => unavailable(what, why),
     }
 }
 
