@@ -1,5 +1,5 @@
 //! `restash prune` against restic 0.14's: a long-lived repository (30 daily backups with
-//! changes and deletions, thinned by restic's own `forget`) pruned by both tools ends up
+//! changes and deletions, thinned by restash's `forget`) pruned by both tools ends up
 //! the same size, passes `restic check --read-data` and restores every kept snapshot
 //! identically; prune aborted at each step of its execution (and killed at random moments)
 //! leaves a repository restic checks clean and the next prune completes; a running
@@ -92,7 +92,8 @@ fn build_history() -> History {
                 .success();
         }
     }
-    repo.restic([
+    // restash's forget (tests/forget_policy.rs shows it keeps what restic keeps).
+    repo.restash([
         "forget",
         "--keep-daily",
         "5",
