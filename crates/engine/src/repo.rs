@@ -210,19 +210,31 @@ impl Repository {
     /// Reads an unpacked file (index, snapshot, lock): checks its name is the hash of its
     /// bytes, opens it, and undoes the v2 compression.
     pub fn load_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
+        let data = self.read_unpacked(t, id)?;
+        self.open_unpacked(t, id, &data)
+    }
+
+    /// The stored bytes of an unpacked file, as they are (see [`Self::open_unpacked`]).
+    pub fn read_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
         let h = Handle::new(t, id.to_hex());
-        let data = self
-            .backend
+        self.backend
             .read(&h)
-            .map_err(EngineError::backend(format!("load {h}")))?;
-        if Id::hash(&data) != *id {
+            .map_err(EngineError::backend(format!("load {h}")))
+    }
+
+    /// Checks, opens and decompresses the stored bytes of an unpacked file: the second half
+    /// of [`Self::load_unpacked`], for callers that download in parallel but decode on one
+    /// thread.
+    pub fn open_unpacked(&self, t: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
+        let h = Handle::new(t, id.to_hex());
+        if Id::hash(data) != *id {
             return Err(EngineError::Corrupt(format!(
                 "load {h}: invalid data returned (hash does not match the name)"
             )));
         }
         let plain = self
             .key
-            .open(&data)
+            .open(data)
             .map_err(|e| EngineError::Corrupt(format!("load {h}: decryption failed: {e}")))?;
         decode_unpacked(self.config.version, plain).map_err(EngineError::format(format!("{h}")))
     }
