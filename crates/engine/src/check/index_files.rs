@@ -33,7 +33,11 @@ pub(crate) fn entry_size(e: &PackEntry) -> u64 {
 
 /// Decodes the stored bytes of one index file: checks its name, opens and decodes it, and
 /// refuses v2 features in a v1 repository, as restic's `DecodeIndex` does.
-fn decode_index_file(repo: &Repository, id: &IndexId, raw: &[u8]) -> Result<(IndexFile, bool)> {
+pub(crate) fn decode_index_file(
+    repo: &Repository,
+    id: &IndexId,
+    raw: &[u8],
+) -> Result<(IndexFile, bool)> {
     let data = repo.open_unpacked(FileType::Index, &id.0, raw)?;
     let (file, old) = IndexFile::from_json(&data)
         .map_err(EngineError::format(format!("index {}", id.short())))?;

@@ -16,7 +16,9 @@ use std::sync::Mutex;
 
 use restash_format::{BlobId, BlobType, PackId, SnapshotId};
 
-pub(crate) use index_files::{entry_size, for_all_index_files, LoadedIndex, HEADER_OVERHEAD};
+pub(crate) use index_files::{
+    decode_index_file, entry_size, for_all_index_files, LoadedIndex, HEADER_OVERHEAD,
+};
 pub(crate) use structure::load_tree;
 pub use structure::TreeError;
 pub use subset::{parse_size, ReadDataSubset, TOTAL_BUCKETS_MAX};

@@ -106,33 +106,26 @@ impl BlobIndex {
             files: repo.list_ids(FileType::Index)?,
             ..Default::default()
         };
-        // One file per thread at a time: a decoded index file (and its JSON) is several
-        // times larger than the entries kept from it.
-        let per_round = rayon::current_num_threads().max(1);
+        // Downloads overlap; decoding runs on this thread, one file at a time: a decoded
+        // index file (and its JSON) is several times larger than the entries kept from it.
+        let per_round = 4 * rayon::current_num_threads().max(1);
         let (total, mut done) = (idx.files.len(), 0);
         for chunk in idx.files.clone().chunks(per_round) {
-            let files: Vec<Result<IndexFile>> = chunk
+            let fetched: Vec<(Id, Result<Vec<u8>>)> = chunk
                 .par_iter()
-                .map(|id| {
-                    let data = repo.load_unpacked(FileType::Index, id)?;
-                    let (file, _) = IndexFile::from_json(&data)
-                        .map_err(EngineError::format(format!("index {}", id.short())))?;
-                    if repo.version() < 2
-                        && file
-                            .packs
-                            .iter()
-                            .any(|p| p.blobs.iter().any(|b| b.uncompressed_length.is_some()))
-                    {
-                        return Err(EngineError::Corrupt(format!(
-                            "index {}: uses feature not supported by repository version 1",
-                            id.short()
-                        )));
-                    }
-                    Ok(file)
-                })
+                .map(|id| (*id, repo.read_unpacked(FileType::Index, id)))
                 .collect();
-            for f in files {
-                idx.add_file(&f?);
+            for (id, raw) in fetched {
+                let decoded = raw.and_then(|raw| {
+                    crate::check::decode_index_file(repo, &restash_format::IndexId(id), &raw)
+                });
+                match decoded {
+                    Ok((file, _)) => idx.add_file(&file),
+                    Err(EngineError::Corrupt(why)) => {
+                        return Err(EngineError::Corrupt(format!("index {}: {why}", id.short())))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             // Reserve for all files once the first ones show their size, so the entries do
             // not double (and briefly exist twice) as they grow.
