@@ -14,6 +14,8 @@
 FROM scratch
 COPY restash /restash
 # The distroless "nonroot" uid. To read a JupyterHub home (uid 1000, gid 100, private files)
-# run as 1000:100, or keep 65532 and add the DAC_READ_SEARCH capability.
+# run as 1000:100. `podman run --cap-add DAC_READ_SEARCH` also works as 65532, but Kubernetes
+# gives added capabilities to non-root processes only as ambient ones, which it cannot set:
+# there run as root with only that capability (`restash k8s … --privileged-read`).
 USER 65532:65532
 ENTRYPOINT ["/restash"]
