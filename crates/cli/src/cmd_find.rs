@@ -5,7 +5,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone};
 use clap::Args as ClapArgs;
 use restash_engine::find::{FindHit, FindOptions, Finder};
 use restash_engine::{RepoLock, SnapshotEntry};
-use restash_format::{write_go_string, BlobType, GoTime, Id, Node, NodeType};
+use restash_format::{write_go_string, BlobType, GoTime, Id, Node};
 
 use crate::cmd_snapshots::FilterArgs;
 use crate::display::{local_time, mode_string};
@@ -82,38 +82,6 @@ fn parse_time(s: &str) -> anyhow::Result<GoTime> {
         }
     }
     bail!("unable to parse time: {s:?}")
-}
-
-fn long_line(path: &str, n: &Node) -> String {
-    const DIR: u32 = 1 << 31;
-    const SYMLINK: u32 = 1 << 27;
-    const DEVICE: u32 = 1 << 26;
-    const PIPE: u32 = 1 << 25;
-    const SOCKET: u32 = 1 << 24;
-    const CHAR: u32 = 1 << 21;
-    let mut target = String::new();
-    let bits = match n.node_type {
-        NodeType::Dir => DIR,
-        NodeType::Symlink => {
-            target = format!(" -> {}", n.linktarget);
-            SYMLINK
-        }
-        NodeType::Dev => DEVICE,
-        NodeType::CharDev => DEVICE | CHAR,
-        NodeType::Fifo => PIPE,
-        NodeType::Socket => SOCKET,
-        _ => 0,
-    };
-    format!(
-        "{} {:5} {:5} {:6} {} {}{}",
-        mode_string(bits | n.mode),
-        n.uid,
-        n.gid,
-        n.size,
-        local_time(&n.mtime),
-        path,
-        target
-    )
 }
 
 /// The node as restic's `find --json` prints it: path and permissions first, without
@@ -216,7 +184,7 @@ impl<'a> Output<'a> {
             }
         }
         let line = if self.long {
-            long_line(path, node)
+            crate::display::node_long_line(path, node)
         } else {
             path.to_string()
         };

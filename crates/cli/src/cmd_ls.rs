@@ -4,7 +4,7 @@ use restash_format::{Node, NodeType};
 use serde_json::json;
 
 use crate::cmd_snapshots::FilterArgs;
-use crate::display::{go_time_string, local_time, mode_string, snapshot_json};
+use crate::display::{go_time_string, mode_string, snapshot_json};
 use crate::global::GlobalOpts;
 
 /// `restash ls`
@@ -45,23 +45,6 @@ fn node_json(path: &str, n: &Node) -> serde_json::Value {
     obj.insert("ctime".into(), n.ctime.to_go_string().into());
     obj.insert("struct_type".into(), "node".into());
     v
-}
-
-fn long_line(path: &str, n: &Node) -> String {
-    let mut s = format!(
-        "{} {:5} {:5} {:6} {} {}",
-        mode_string(n.mode),
-        n.uid,
-        n.gid,
-        n.size,
-        local_time(&n.mtime),
-        path
-    );
-    if n.node_type == NodeType::Symlink {
-        s.push_str(" -> ");
-        s.push_str(&String::from_utf8_lossy(&n.link_target_bytes()));
-    }
-    s
 }
 
 /// Whether `path` is to be listed given the directory arguments (restic's semantics:
@@ -123,7 +106,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             let line = if g.json {
                 node_json(&p, node).to_string()
             } else if a.long {
-                long_line(&p, node)
+                crate::display::node_long_line(&p, node)
             } else {
                 p.clone()
             };

@@ -1,6 +1,6 @@
 //! How restic prints things: Go FileMode strings, local times, snapshot JSON.
 
-use restash_format::{GoTime, Snapshot, SnapshotId};
+use restash_format::{GoTime, Node, NodeType, Snapshot, SnapshotId};
 
 /// Go's `os.FileMode.String()`, e.g. `drwxr-xr-x`, `Lrwxrwxrwx`, `-rwsr-xr-x`.
 pub fn mode_string(mode: u32) -> String {
@@ -20,6 +20,25 @@ pub fn mode_string(mode: u32) -> String {
         } else {
             '-'
         });
+    }
+    s
+}
+
+/// restic's `formatNode` long form, shared by `ls -l` and `find -l`: mode (with the node
+/// type's bits), uid, gid, size, local mtime, path, and `-> target` for symlinks.
+pub fn node_long_line(path: &str, n: &Node) -> String {
+    let mut s = format!(
+        "{} {:5} {:5} {:6} {} {}",
+        mode_string(n.mode_with_type()),
+        n.uid,
+        n.gid,
+        n.size,
+        local_time(&n.mtime),
+        path
+    );
+    if n.node_type == NodeType::Symlink {
+        s.push_str(" -> ");
+        s.push_str(&String::from_utf8_lossy(&n.link_target_bytes()));
     }
     s
 }

@@ -5,6 +5,28 @@ use serde::Deserialize;
 use crate::gojson::{go_quote, go_unquote, write_go_string};
 use crate::{BlobId, FormatError, GoTime};
 
+/// Go's `os.FileMode` bits that restic stores in `Node.mode` next to the permissions.
+pub mod go_mode {
+    /// `os.ModeDir`
+    pub const DIR: u32 = 1 << 31;
+    /// `os.ModeSymlink`
+    pub const SYMLINK: u32 = 1 << 27;
+    /// `os.ModeDevice`
+    pub const DEVICE: u32 = 1 << 26;
+    /// `os.ModeNamedPipe`
+    pub const NAMED_PIPE: u32 = 1 << 25;
+    /// `os.ModeSocket`
+    pub const SOCKET: u32 = 1 << 24;
+    /// `os.ModeSetuid`
+    pub const SETUID: u32 = 1 << 23;
+    /// `os.ModeSetgid`
+    pub const SETGID: u32 = 1 << 22;
+    /// `os.ModeCharDevice`
+    pub const CHAR_DEVICE: u32 = 1 << 21;
+    /// `os.ModeSticky`
+    pub const STICKY: u32 = 1 << 20;
+}
+
 /// The kind of a tree node, with restic's type strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NodeType {
@@ -162,16 +184,31 @@ impl Node {
     /// Unix permission bits (0o7777) from the Go mode: permissions plus setuid/setgid/sticky.
     pub fn unix_permissions(&self) -> u32 {
         let mut m = self.mode & 0o777;
-        if self.mode & (1 << 23) != 0 {
+        if self.mode & go_mode::SETUID != 0 {
             m |= 0o4000;
         }
-        if self.mode & (1 << 22) != 0 {
+        if self.mode & go_mode::SETGID != 0 {
             m |= 0o2000;
         }
-        if self.mode & (1 << 20) != 0 {
+        if self.mode & go_mode::STICKY != 0 {
             m |= 0o1000;
         }
         m
+    }
+
+    /// The mode with the type bits of `node_type` set, as restic's `formatNode` shows it
+    /// (a stored mode may lack them).
+    pub fn mode_with_type(&self) -> u32 {
+        self.mode
+            | match self.node_type {
+                NodeType::Dir => go_mode::DIR,
+                NodeType::Symlink => go_mode::SYMLINK,
+                NodeType::Dev => go_mode::DEVICE,
+                NodeType::CharDev => go_mode::DEVICE | go_mode::CHAR_DEVICE,
+                NodeType::Fifo => go_mode::NAMED_PIPE,
+                NodeType::Socket => go_mode::SOCKET,
+                _ => 0,
+            }
     }
 
     /// Appends this node as restic 0.14's `Node.MarshalJSON` writes it: field order,

@@ -9,40 +9,30 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{Offset, TimeZone};
-use restash_format::{ExtendedAttribute, GoTime, Node, NodeType};
+use restash_format::{go_mode, ExtendedAttribute, GoTime, Node, NodeType};
 
 use crate::whoami::lookup_name;
-
-const MODE_DIR: u32 = 1 << 31;
-const MODE_SYMLINK: u32 = 1 << 27;
-const MODE_DEVICE: u32 = 1 << 26;
-const MODE_NAMED_PIPE: u32 = 1 << 25;
-const MODE_SOCKET: u32 = 1 << 24;
-const MODE_SETUID: u32 = 1 << 23;
-const MODE_SETGID: u32 = 1 << 22;
-const MODE_CHAR_DEVICE: u32 = 1 << 21;
-const MODE_STICKY: u32 = 1 << 20;
 
 /// Go's `os.FileMode` for a Unix `st_mode`, masked as restic stores it.
 pub fn go_mode(st_mode: u32) -> u32 {
     let mut m = st_mode & 0o777;
     m |= match st_mode & 0o170000 {
-        0o060000 => MODE_DEVICE,
-        0o020000 => MODE_DEVICE | MODE_CHAR_DEVICE,
-        0o040000 => MODE_DIR,
-        0o010000 => MODE_NAMED_PIPE,
-        0o120000 => MODE_SYMLINK,
-        0o140000 => MODE_SOCKET,
+        0o060000 => go_mode::DEVICE,
+        0o020000 => go_mode::DEVICE | go_mode::CHAR_DEVICE,
+        0o040000 => go_mode::DIR,
+        0o010000 => go_mode::NAMED_PIPE,
+        0o120000 => go_mode::SYMLINK,
+        0o140000 => go_mode::SOCKET,
         _ => 0,
     };
     if st_mode & 0o4000 != 0 {
-        m |= MODE_SETUID;
+        m |= go_mode::SETUID;
     }
     if st_mode & 0o2000 != 0 {
-        m |= MODE_SETGID;
+        m |= go_mode::SETGID;
     }
     if st_mode & 0o1000 != 0 {
-        m |= MODE_STICKY;
+        m |= go_mode::STICKY;
     }
     m
 }
