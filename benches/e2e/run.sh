@@ -245,6 +245,19 @@ measure() {
         "${REPO_BYTES:-}" "${MISMATCHES:-}" "${KDF:-}"
 }
 
+# Fills field N (0-based) of the CSV's last row, known only after the step was measured.
+set_last_field() { # N VALUE
+    python3 - "$OUT_CSV" "$1" "$2" <<'EOF'
+import sys
+path, n, value = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lines = open(path).read().splitlines()
+f = lines[-1].split(",")
+f[n] = value
+lines[-1] = ",".join(f)
+open(path, "w").write("\n".join(lines) + "\n")
+EOF
+}
+
 skip() { # DATASET TOOL RUN STEP
     csv "$RUN_ID" "$1" "$2" "$3" "$4" skipped "" "" "" "" "" "" "" ""
 }
@@ -276,15 +289,7 @@ bench_tool() { # DATASET TOOL RUN
         return
     fi
     REPO_BYTES=$(du -sb "$repo" 2>/dev/null | cut -f1 || true)
-    python3 - "$OUT_CSV" "$REPO_BYTES" <<'EOF'
-import sys
-path, size = sys.argv[1], sys.argv[2]
-lines = open(path).read().splitlines()
-f = lines[-1].split(",")
-f[11] = size
-lines[-1] = ",".join(f)
-open(path, "w").write("\n".join(lines) + "\n")
-EOF
+    set_last_field 11 "$REPO_BYTES"
     REPO_BYTES=""
 
     measure "$ds" "$tool" "$run" rebackup "${CMD[@]}" backup "$src"
@@ -305,15 +310,7 @@ EOF
             note "$tool restore of $ds: $diffs mismatches (diff -r -q $src $got)"
             diff -r -q "$src" "$got" 2>&1 | head -n5 | sed 's/^/    /' >&2 || true
         fi
-        python3 - "$OUT_CSV" "$diffs" <<'EOF'
-import sys
-path, n = sys.argv[1], sys.argv[2]
-lines = open(path).read().splitlines()
-f = lines[-1].split(",")
-f[12] = n
-lines[-1] = ",".join(f)
-open(path, "w").write("\n".join(lines) + "\n")
-EOF
+        set_last_field 12 "$diffs"
     fi
 
     if [ "$KEEP" != 1 ]; then
