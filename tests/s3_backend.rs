@@ -21,7 +21,10 @@ use common::*;
 use restash_backend::{
     conformance, Backend, BackendError, BackendOptions, FileType, Handle, S3Backend, S3Layout,
 };
-use servers::{ceph_rgw, fault_bin, seaweedfs, unique_name, FaultProxy, S3Server, SeaweedFs};
+use servers::{
+    ceph_rgw, fault_bin, restash_s3, restic_s3, seaweedfs, unique_name, FaultProxy, S3Server,
+    SeaweedFs,
+};
 
 /// The cases that must hold on every S3 server, each a test per server: SeaweedFS and Ceph
 /// RGW (what Open Storage Network runs; stricter about bucket names, other ETags and error
@@ -67,22 +70,6 @@ fn open(sw: &S3Server, path: &str, opts: BackendOptions, vars: &[(&str, String)]
 
 fn backend(sw: &S3Server, path: &str) -> S3Backend {
     open(sw, path, BackendOptions::default(), &sw.env())
-}
-
-fn env_refs<'a>(vars: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
-    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-fn restash_s3(url: &str, args: Vec<OsString>, vars: &[(&str, String)]) -> CmdOutput {
-    let mut all = osargs!["-r", url];
-    all.extend(args);
-    restash(all, &env_refs(vars))
-}
-
-fn restic_s3(url: &str, args: Vec<OsString>, vars: &[(&str, String)]) -> CmdOutput {
-    let mut all = osargs!["-r", url];
-    all.extend(args);
-    restic(all, &env_refs(vars))
 }
 
 fn id(n: u32) -> String {

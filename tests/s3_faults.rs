@@ -18,7 +18,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
-use servers::{fault_bin, free_port, seaweedfs, unique_name, FaultProxy, SeaweedFs};
+use servers::{
+    fault_bin, free_port, restash_s3, restic_s3, seaweedfs, unique_name, FaultProxy, SeaweedFs,
+};
 
 /// mitmproxy's `mitmdump`, installed into the repository's venv by scripts/s3-server.sh.
 fn mitmdump_bin() -> Option<&'static Path> {
@@ -116,22 +118,6 @@ impl Drop for SlowDownProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn env_refs<'a>(vars: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
-    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-fn restash_s3(url: &str, args: Vec<OsString>, vars: &[(&str, String)]) -> CmdOutput {
-    let mut full = osargs!["-r", url];
-    full.extend(args);
-    restash(&full, &env_refs(vars))
-}
-
-fn restic_s3(url: &str, args: Vec<OsString>, vars: &[(&str, String)]) -> CmdOutput {
-    let mut full = osargs!["-r", url];
-    full.extend(args);
-    restic(&full, &env_refs(vars))
 }
 
 /// Debug logs on, so every retry is visible; a generous retry budget for the bursts.

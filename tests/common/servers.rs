@@ -38,6 +38,33 @@ pub fn unavailable<T>(what: &str, why: &str) -> Option<T> {
     None
 }
 
+/// `vars` as the `(&str, &str)` pairs the command runners take.
+pub fn env_refs<'a>(vars: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// restash on the repository at `url` with `vars` as extra environment.
+pub fn restash_s3(
+    url: &str,
+    args: Vec<std::ffi::OsString>,
+    vars: &[(&str, String)],
+) -> crate::common::CmdOutput {
+    let mut all: Vec<std::ffi::OsString> = vec!["-r".into(), url.into()];
+    all.extend(args);
+    crate::common::restash(all, &env_refs(vars))
+}
+
+/// restic on the repository at `url` with `vars` as extra environment.
+pub fn restic_s3(
+    url: &str,
+    args: Vec<std::ffi::OsString>,
+    vars: &[(&str, String)],
+) -> crate::common::CmdOutput {
+    let mut all: Vec<std::ffi::OsString> = vec!["-r".into(), url.into()];
+    all.extend(args);
+    crate::common::restic(all, &env_refs(vars))
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
