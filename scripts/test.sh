@@ -2,22 +2,37 @@
 # The whole test suite (what README's test command and .ci/run run).
 #
 # After one build, two lanes run side by side, each test binary after the other:
-#   local: every crate's own tests, then every end-to-end test on local repositories;
-#   net:   the tests that start network servers (SeaweedFS, Ceph RGW, rclone, fault proxies)
-#          or containers. SeaweedFS binds fixed ports, one per machine, so those tests must
-#          not overlap each other; they spend most of their time waiting on throttled or
-#          faulty connections, which the local lane's CPU work fills.
+#   local: every crate's own tests, then most end-to-end tests on local repositories;
+#   net:   the tests that start network servers (SeaweedFS, Ceph RGW, rclone, fault
+#          proxies) or containers, then a few local ones so that both lanes end together.
+#          SeaweedFS binds fixed ports, one per machine, so the server tests must not
+#          overlap each other; they spend most of their time waiting on throttled or faulty
+#          connections, which the local lane's CPU work fills.
 # Every line is prefixed with its lane; the script fails if any test fails.
+#
+# Everything is built static (crt-static, for the host triple given as --target so that
+# build scripts and proc macros stay dynamic): the restash binary under test is then the
+# one tests/container.rs puts in its FROM-scratch image, and CI builds every dependency
+# once instead of twice. Artifacts go to target/<triple>/debug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+host=$(rustc -vV | sed -n 's/^host: //p')
+export CARGO_BUILD_TARGET=$host
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+# Feature unification differs with and without the binary's package: building both sets
+# first keeps the lanes from rebuilding (and blocking each other) once they start.
 cargo build --workspace --all-targets --locked
+cargo test --no-run --workspace --exclude restash --locked
 
 net_tests=(s3_backend s3_faults agent_s3 rest_backend k8s_pod container)
+# The server tests take about 3.5 min; these local ones follow them in the same lane so
+# that both lanes end together (measured per target: "took N s" lines).
+balance=(check_repair prune read_fixtures)
 local_tests=()
 for f in tests/*.rs; do
   t=$(basename "$f" .rs)
-  case " ${net_tests[*]} " in *" $t "*) ;; *) local_tests+=("$t") ;; esac
+  case " ${net_tests[*]} ${balance[*]} " in *" $t "*) ;; *) local_tests+=("$t") ;; esac
 done
 
 lane() { # NAME CARGO-TEST-ARGS... ; runs one cargo test per test target
@@ -29,12 +44,14 @@ lane() { # NAME CARGO-TEST-ARGS... ; runs one cargo test per test target
       # Every crate's unit, integration and doc tests, but the binary's end-to-end tests.
       args=(--workspace --exclude restash)
     elif [ "$target" = cli-units ]; then
-      args=(-p restash --bins)
+      args=(--workspace --bins)
     else
-      args=(-p restash --test "$target")
+      args=(--workspace --test "$target")
     fi
+    local t0=$SECONDS
     cargo test --locked "${args[@]}" -- --test-threads 2 2>&1 | sed -u "s/^/[$name] /" \
       || { rc=1; echo "[$name] FAILED: $target"; }
+    echo "[$name] $target took $((SECONDS - t0)) s"
   done
   return $rc
 }
@@ -42,7 +59,7 @@ lane() { # NAME CARGO-TEST-ARGS... ; runs one cargo test per test target
 start=$(date +%s)
 lane local crates cli-units "${local_tests[@]}" &
 local_pid=$!
-lane net "${net_tests[@]}" &
+lane net "${net_tests[@]}" "${balance[@]}" &
 net_pid=$!
 rc=0
 wait "$local_pid" || rc=1
