@@ -150,6 +150,20 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// How many bytes one read should fetch when the caller may choose (restore reading
+    /// neighbouring blobs of a pack together). A local file reads cheaply in pieces; an
+    /// object store pays a round trip and server work per request and wants whole packs.
+    fn preferred_read_size(&self) -> u64 {
+        4 << 20
+    }
+
+    /// Whether a file written is in every later listing, from any client, at once (a local
+    /// file system). Object stores and servers may lag, so lockers wait before they look
+    /// for competing locks there.
+    fn lists_immediately(&self) -> bool {
+        false
+    }
+
     /// Writes a new file; fails with [`BackendError::AlreadyExists`] if it exists.
     /// Durable when this returns.
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError>;

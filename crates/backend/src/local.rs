@@ -74,6 +74,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Backend for LocalBackend {
+    // A file is renamed into place before `write` returns, and directory listings see it.
+    fn lists_immediately(&self) -> bool {
+        true
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }

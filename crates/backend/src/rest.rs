@@ -308,6 +308,11 @@ impl Backend for RestBackend {
         }
     }
 
+    fn preferred_read_size(&self) -> u64 {
+        // A default pack (16 MiB) and its header in one request.
+        20 << 20
+    }
+
     fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
         let what = h.to_string();
         let short = |size: u64| BackendError::ShortRead {

@@ -522,7 +522,26 @@ impl Backend for S3Backend {
         })
     }
 
+    fn preferred_read_size(&self) -> u64 {
+        // A default pack (16 MiB) and its header in one request.
+        20 << 20
+    }
+
     fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(h, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    // The body is copied chunk by chunk into the caller's buffer as it arrives: no second
+    // copy of the whole range, and a reused buffer's pages stay mapped between requests.
+    fn read_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
         let path = self.path(h)?;
         let what = h.to_string();
         let short = |size: u64| BackendError::ShortRead {
@@ -531,28 +550,50 @@ impl Backend for S3Backend {
             wanted: length,
             got: size.saturating_sub(offset).min(length),
         };
+        buf.clear();
         self.rt.block_on(async {
             if length == 0 {
                 let size = self.head(&path, &what).await?;
                 return if offset > size {
                     Err(short(size))
                 } else {
-                    Ok(Vec::new())
+                    Ok(())
                 };
             }
             let end = offset.checked_add(length).ok_or_else(|| short(0))?;
-            match self.store.get_range(&path, offset..end).await {
-                Ok(b) if b.len() as u64 == length => Ok(b.to_vec()),
-                Ok(b) => Err(short(offset + b.len() as u64)),
-                Err(e @ object_store::Error::NotFound { .. }) => Err(self.fail("read", &what, e)),
+            let opts = GetOptions::new().with_range(Some(offset..end));
+            let got = match self.store.get_opts(&path, opts).await {
+                Ok(got) => got,
+                Err(e @ object_store::Error::NotFound { .. }) => {
+                    return Err(self.fail("read", &what, e))
+                }
                 Err(e) => {
                     // A range past the end: report it as the short read it is.
-                    match self.head(&path, &what).await {
+                    return match self.head(&path, &what).await {
                         Ok(size) if end > size => Err(short(size)),
                         _ => Err(self.fail("read", &what, e)),
-                    }
+                    };
                 }
+            };
+            buf.reserve(length as usize);
+            let mut body = got.into_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| self.fail("read", &what, e))?;
+                if (buf.len() + chunk.len()) as u64 > length {
+                    return Err(BackendError::Other {
+                        message: format!(
+                            "S3 read {what}: the server sent more than the {length} bytes \
+                             asked for"
+                        ),
+                        retryable: false,
+                    });
+                }
+                buf.extend_from_slice(&chunk);
             }
+            if buf.len() as u64 != length {
+                return Err(short(offset + buf.len() as u64));
+            }
+            Ok(())
         })
     }
 

@@ -79,7 +79,7 @@ pub struct RepoLock {
 
 impl RepoLock {
     /// Takes a lock like restic: refuse if a conflicting lock exists, write ours, wait
-    /// 200 ms, look again. With `ignore_stale`, stale locks of other processes do not
+    /// 200 ms (not on a local file system), look again. With `ignore_stale`, stale locks of other processes do not
     /// conflict (restash's agent mode clears them; plain restic 0.14 does not).
     pub fn acquire(repo: &Repository, exclusive: bool, ignore_stale: bool) -> Result<RepoLock> {
         let conflicts = |own: Option<&Id>| -> Result<()> {
@@ -92,7 +92,12 @@ impl RepoLock {
         };
         conflicts(None)?;
         let id = write_lock(repo, exclusive)?;
-        std::thread::sleep(Duration::from_millis(200));
+        // Two processes locking at once each see the other's lock in their second look,
+        // once the store lists what was written: at once on a local file system, after a
+        // moment (restic waits 200 ms) on object stores.
+        if !repo.backend().lists_immediately() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         if let Err(e) = conflicts(Some(&id)) {
             let _ = repo
                 .backend()

@@ -393,8 +393,6 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
 /// Deeper trees than any path the kernel accepts are refused instead of recursing on.
 const MAX_DEPTH: usize = 2048;
 
-/// Largest single read from a pack; bigger requests are split (a lone blob may exceed it).
-const MAX_READ: u64 = 4 << 20;
 /// Gaps up to this size are read through rather than split into two requests.
 const MAX_GAP: u64 = 256 << 10;
 
@@ -422,6 +420,9 @@ fn restore_pack(
     let pack_id = repo.index().pack_id(pack);
     let handle = Handle::new(FileType::Pack, pack_id.to_string());
     let mut errors = Vec::new();
+    // Largest single read from the pack; bigger requests are split (a lone blob may
+    // exceed it).
+    let max_read = repo.backend().preferred_read_size();
     let Buffers {
         raw,
         scratch,
@@ -435,7 +436,7 @@ fn restore_pack(
         while end < blobs.len() {
             let b = &blobs[end].loc;
             let b_end = b.offset as u64 + b.length as u64;
-            if b.offset as u64 > last_end + MAX_GAP || b_end - first > MAX_READ {
+            if b.offset as u64 > last_end + MAX_GAP || b_end - first > max_read {
                 break;
             }
             last_end = last_end.max(b_end);

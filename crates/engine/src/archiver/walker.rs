@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
+use rayon::prelude::*;
 use restash_chunker::{Chunker, ChunkerParams, StreamChunker};
 use restash_format::{BlobId, BlobType, Node, NodeType, Tree};
 
@@ -23,6 +24,16 @@ use crate::{EngineError, Repository, Result};
 
 /// Files queued for the readers at most; the walk waits when they fall behind.
 const QUEUE: usize = 512;
+
+/// Directory entries looked up together (bounds the memory of a huge directory).
+const PREPARE_BATCH: usize = 256;
+
+/// One directory entry, looked up.
+enum Prepared {
+    Entry(Box<(Metadata, Node)>),
+    Excluded,
+    Failed(String),
+}
 
 /// Where a finished entry goes: a slot of a directory under construction.
 #[derive(Clone, Copy)]
@@ -173,8 +184,13 @@ impl<'a> Walker<'a> {
     }
 
     /// restic's reject rules for one entry of a directory on device `dir_dev`.
-    fn excluded(&self, path: &Path, meta: &Metadata, root_dev: u64, dir_dev: u64) -> bool {
-        let o = self.opts;
+    fn excluded(
+        o: &BackupOptions,
+        path: &Path,
+        meta: &Metadata,
+        root_dev: u64,
+        dir_dev: u64,
+    ) -> bool {
         if o.excludes.matches(path.as_os_str().as_bytes()) {
             return true;
         }
@@ -244,7 +260,8 @@ impl<'a> Walker<'a> {
             }
         };
         let root_dev = meta.dev();
-        self.entry(path, name, &meta, pnode, Up::Target(target), root_dev)?;
+        let node = self.maker.node(path, name, &meta);
+        self.entry(path, node, &meta, pnode, Up::Target(target), root_dev)?;
         Ok(())
     }
 
@@ -271,13 +288,12 @@ impl<'a> Walker<'a> {
     fn entry(
         &mut self,
         path: &Path,
-        name: &[u8],
+        node: Node,
         meta: &Metadata,
         pnode: Option<Node>,
         up: Up,
         root_dev: u64,
     ) -> Result<()> {
-        let node = self.maker.node(path, name, meta);
         match node.node_type {
             NodeType::Socket => self.deliver(up, Slot::Dropped),
             NodeType::Dir => self.dir(path, node, pnode, up, root_dev, meta.dev()),
@@ -371,26 +387,49 @@ impl<'a> Walker<'a> {
                 up,
             },
         );
-        for (slot, child) in names.iter().enumerate() {
-            let to = Up::Slot(SlotRef { dir: id, slot });
-            let cpath = path.join(OsStr::from_bytes(child));
-            let cmeta = match std::fs::symlink_metadata(&cpath) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.error(format!("{}: {e}", cpath.display()));
-                    self.deliver(to, Slot::Dropped)?;
-                    continue;
-                }
-            };
-            if self.excluded(&cpath, &cmeta, root_dev, dir_dev) {
-                self.deliver(to, Slot::Dropped)?;
-                continue;
+        // lstat, xattrs and owner names cost several syscalls per entry: they are looked
+        // up on all cores a batch of entries at a time, then applied in order.
+        let (opts, maker) = (self.opts, self.maker);
+        let mut slot = 0;
+        for batch in names.chunks(PREPARE_BATCH) {
+            let prepared: Vec<(PathBuf, Prepared)> = batch
+                .par_iter()
+                .map(|child| {
+                    let cpath = path.join(OsStr::from_bytes(child));
+                    let prep = match std::fs::symlink_metadata(&cpath) {
+                        Err(e) => Prepared::Failed(format!("{}: {e}", cpath.display())),
+                        Ok(m) if Self::excluded(opts, &cpath, &m, root_dev, dir_dev) => {
+                            Prepared::Excluded
+                        }
+                        Ok(m) => {
+                            let node = maker.node(&cpath, child, &m);
+                            Prepared::Entry(Box::new((m, node)))
+                        }
+                    };
+                    (cpath, prep)
+                })
+                .collect();
+            for (child, (cpath, prep)) in batch.iter().zip(prepared) {
+                let to = Up::Slot(SlotRef { dir: id, slot });
+                slot += 1;
+                let (cmeta, cnode) = match prep {
+                    Prepared::Entry(e) => *e,
+                    Prepared::Excluded => {
+                        self.deliver(to, Slot::Dropped)?;
+                        continue;
+                    }
+                    Prepared::Failed(msg) => {
+                        self.error(msg);
+                        self.deliver(to, Slot::Dropped)?;
+                        continue;
+                    }
+                };
+                let cpnode = ptree.as_ref().and_then(|t| t.find(child).cloned());
+                self.entry(&cpath, cnode, &cmeta, cpnode, to, root_dev)?;
+                // Finished files are applied as the walk goes, so that directories close
+                // (and their nodes are freed) even when the readers keep up with the walk.
+                self.drain(false)?;
             }
-            let cpnode = ptree.as_ref().and_then(|t| t.find(child).cloned());
-            self.entry(&cpath, child, &cmeta, cpnode, to, root_dev)?;
-            // Finished files are applied as the walk goes, so that directories close (and
-            // their nodes are freed) even when the readers keep up with the walk.
-            self.drain(false)?;
         }
         let d = self.dirs.get_mut(&id).expect("open directory");
         d.walked = true;
@@ -584,5 +623,6 @@ fn wrap_file_target(w: &mut Walker, t: &TargetSpec, i: usize) -> Result<()> {
         dir: holder,
         slot: 0,
     });
-    w.entry(&t.path, &t.name, &meta, t.pnode.clone(), to, meta.dev())
+    let node = w.maker.node(&t.path, &t.name, &meta);
+    w.entry(&t.path, node, &meta, t.pnode.clone(), to, meta.dev())
 }
