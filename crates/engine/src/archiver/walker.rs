@@ -51,6 +51,8 @@ enum Slot {
 struct DirBuild {
     node: Node,
     parent_subtree: Option<BlobId>,
+    // The parent snapshot's listing of this directory, once the walk is done with it.
+    parent_tree: Option<Tree>,
     had_parent: bool,
     slots: Vec<Slot>,
     pending: usize,
@@ -379,6 +381,7 @@ impl<'a> Walker<'a> {
             DirBuild {
                 node,
                 parent_subtree,
+                parent_tree: None,
                 had_parent: pnode.is_some(),
                 slots: (0..names.len()).map(|_| Slot::Pending).collect(),
                 pending: names.len(),
@@ -433,6 +436,7 @@ impl<'a> Walker<'a> {
         }
         let d = self.dirs.get_mut(&id).expect("open directory");
         d.walked = true;
+        d.parent_tree = ptree;
         if d.pending == 0 {
             self.finish_dir(id)?;
         }
@@ -451,9 +455,21 @@ impl<'a> Walker<'a> {
                 tree.nodes.push(*n);
             }
         }
-        let bytes = tree.to_bytes();
-        let tree_id = BlobId::hash(&bytes);
-        self.saver.save(BlobType::Tree, tree_id, &bytes)?;
+        // A directory whose entries all equal the parent snapshot's has the parent's tree:
+        // no need to encode, hash and store it again (most of a no-change backup's work).
+        let tree_id = match (d.parent_subtree, d.parent_tree) {
+            (Some(id), Some(old))
+                if old.nodes == tree.nodes && self.repo.index().has(&id, BlobType::Tree) =>
+            {
+                id
+            }
+            _ => {
+                let bytes = tree.to_bytes();
+                let tree_id = BlobId::hash(&bytes);
+                self.saver.save(BlobType::Tree, tree_id, &bytes)?;
+                tree_id
+            }
+        };
         if !d.had_parent {
             self.summary.dirs_new += 1;
         } else if d.parent_subtree == Some(tree_id) {
@@ -611,6 +627,7 @@ fn wrap_file_target(w: &mut Walker, t: &TargetSpec, i: usize) -> Result<()> {
         DirBuild {
             node: Node::default(),
             parent_subtree: None,
+            parent_tree: None,
             had_parent: false,
             slots: vec![Slot::Pending],
             pending: 1,
