@@ -135,26 +135,29 @@ pub trait Backend: Send + Sync {
 
     /// Reads `length` bytes at `offset`. Reading past the end is an error, never a short
     /// read passed off as complete.
-    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(h, offset, length, &mut buf)?;
+        Ok(buf)
+    }
 
-    /// Like [`Backend::read_range`], but into `buf` (resized to `length`), so that hot loops
-    /// reuse one allocation instead of faulting in fresh pages for every request.
+    /// Like [`Backend::read_range`], but into `buf` (its contents replaced by the `length`
+    /// bytes), so that hot loops reuse one allocation instead of faulting in fresh pages
+    /// for every request.
     fn read_range_into(
         &self,
         h: &Handle,
         offset: u64,
         length: u64,
         buf: &mut Vec<u8>,
-    ) -> Result<(), BackendError> {
-        *buf = self.read_range(h, offset, length)?;
-        Ok(())
-    }
+    ) -> Result<(), BackendError>;
 
     /// How many bytes one read should fetch when the caller may choose (restore reading
-    /// neighbouring blobs of a pack together). A local file reads cheaply in pieces; an
-    /// object store pays a round trip and server work per request and wants whole packs.
+    /// neighbouring blobs of a pack together). A remote store pays a round trip and server
+    /// work per request, so by default a default-size pack (16 MiB) and its header come in
+    /// one request; a local file reads cheaply in smaller pieces.
     fn preferred_read_size(&self) -> u64 {
-        4 << 20
+        20 << 20
     }
 
     /// Whether a file written is in every later listing, from any client, at once (a local

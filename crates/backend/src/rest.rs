@@ -308,12 +308,13 @@ impl Backend for RestBackend {
         }
     }
 
-    fn preferred_read_size(&self) -> u64 {
-        // A default pack (16 MiB) and its header in one request.
-        20 << 20
-    }
-
-    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+    fn read_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
         let what = h.to_string();
         let short = |size: u64| BackendError::ShortRead {
             what: what.clone(),
@@ -321,12 +322,13 @@ impl Backend for RestBackend {
             wanted: length,
             got: size.saturating_sub(offset).min(length),
         };
+        buf.clear();
         if length == 0 {
             let size = self.stat(h)?;
             return if offset > size {
                 Err(short(size))
             } else {
-                Ok(Vec::new())
+                Ok(())
             };
         }
         let end = offset.checked_add(length - 1).ok_or_else(|| short(0))?;
@@ -334,21 +336,23 @@ impl Backend for RestBackend {
         let r =
             self.rt
                 .block_on(self.call("read", &what, Method::GET, &self.url(h), &range, None))?;
-        match r.status {
-            StatusCode::PARTIAL_CONTENT if r.body.len() as u64 == length => Ok(r.body.to_vec()),
-            StatusCode::PARTIAL_CONTENT => Err(short(offset + r.body.len() as u64)),
+        let body = match r.status {
+            StatusCode::PARTIAL_CONTENT if r.body.len() as u64 == length => &r.body[..],
+            StatusCode::PARTIAL_CONTENT => return Err(short(offset + r.body.len() as u64)),
             // A server that ignores Range sends everything.
             StatusCode::OK => {
                 let size = r.body.len() as u64;
                 if offset + length > size {
                     return Err(short(size));
                 }
-                Ok(r.body[offset as usize..(offset + length) as usize].to_vec())
+                &r.body[offset as usize..(offset + length) as usize]
             }
-            StatusCode::RANGE_NOT_SATISFIABLE => Err(short(self.stat(h).unwrap_or(0))),
-            StatusCode::NOT_FOUND => Err(BackendError::NotFound(what)),
-            _ => Err(self.status_error("read", &what, &r)),
-        }
+            StatusCode::RANGE_NOT_SATISFIABLE => return Err(short(self.stat(h).unwrap_or(0))),
+            StatusCode::NOT_FOUND => return Err(BackendError::NotFound(what)),
+            _ => return Err(self.status_error("read", &what, &r)),
+        };
+        buf.extend_from_slice(body);
+        Ok(())
     }
 
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {

@@ -522,17 +522,6 @@ impl Backend for S3Backend {
         })
     }
 
-    fn preferred_read_size(&self) -> u64 {
-        // A default pack (16 MiB) and its header in one request.
-        20 << 20
-    }
-
-    fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
-        let mut buf = Vec::new();
-        self.read_range_into(h, offset, length, &mut buf)?;
-        Ok(buf)
-    }
-
     // The body is copied chunk by chunk into the caller's buffer as it arrives: no second
     // copy of the whole range, and a reused buffer's pages stay mapped between requests.
     fn read_range_into(
