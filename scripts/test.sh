@@ -4,7 +4,7 @@
 # After one build, two lanes run side by side, each test binary after the other:
 #   local: every crate's own tests, then most end-to-end tests on local repositories;
 #   net:   the tests that start network servers (SeaweedFS, Ceph RGW, rclone, fault
-#          proxies) or containers, then a few local ones so that both lanes end together.
+#          proxies) or containers, then a local one so that both lanes end together.
 #          SeaweedFS binds fixed ports, one per machine, so the server tests must not
 #          overlap each other; they spend most of their time waiting on throttled or faulty
 #          connections, which the local lane's CPU work fills.
@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_BUILD_TARGET=$host
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+export RESTASH_TESTS_STATIC=1 # tests/container.rs images the binary under test
 # Every cargo call below selects --workspace, so features unify the same way in all of
 # them and the lanes never rebuild (or wait on each other's build) after this one.
 cargo build --workspace --all-targets --locked
