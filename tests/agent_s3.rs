@@ -24,9 +24,10 @@ fn packs(url: &str, env: &[(&str, &str)]) -> usize {
 }
 
 /// Starts a backup through a proxy limited to `rate` bytes/s per connection, sends SIGTERM
-/// once `wait_packs` packs have arrived, checks what the run left, then lets a direct run
-/// finish the snapshot. Returns the termination-log summary of the terminated run.
-fn terminate_and_resume(rate: u64, wait_packs: usize, grace: &str) -> Value {
+/// `settle` after `wait_packs` packs have arrived, checks what the run left, then lets a
+/// direct run finish the snapshot. Returns the termination-log summary of the terminated
+/// run.
+fn terminate_and_resume(rate: u64, wait_packs: usize, settle: Duration, grace: &str) -> Value {
     let (Some(sw), Some(bin)) = (seaweedfs(), fault_bin()) else {
         return Value::Null;
     };
@@ -77,6 +78,7 @@ fn terminate_and_resume(rate: u64, wait_packs: usize, grace: &str) -> Value {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    std::thread::sleep(settle);
     let sent = Instant::now();
     bg.signal(rustix::process::Signal::Term);
     let out = bg.wait();
@@ -122,7 +124,7 @@ fn terminate_and_resume(rate: u64, wait_packs: usize, grace: &str) -> Value {
 /// 1 MiB/s: the uploads in flight finish within the grace period and are indexed.
 #[test]
 fn sigterm_during_slow_s3_uploads_finishes_them() {
-    let written = terminate_and_resume(1 << 20, 2, "60");
+    let written = terminate_and_resume(1 << 20, 2, Duration::ZERO, "60");
     assert!(
         written.is_null() || written["error"] == "terminated by SIGTERM",
         "{written}"
@@ -133,7 +135,11 @@ fn sigterm_during_slow_s3_uploads_finishes_them() {
 /// abandoned; the lock is still removed and what arrived is adopted by the next run.
 #[test]
 fn sigterm_during_crawling_s3_uploads_abandons_them_after_the_grace_period() {
-    let written = terminate_and_resume(128 << 10, 1, "3");
+    // Uploads start together, one per reader: the first pack's siblings land within a
+    // moment of it. Three seconds later every upload in flight is a fresh one, half a
+    // minute from done, so the grace period always runs out (without the wait, a sibling
+    // finishing inside the grace made this test flaky).
+    let written = terminate_and_resume(128 << 10, 1, Duration::from_secs(3), "3");
     assert!(
         written.is_null()
             || written["error"]
