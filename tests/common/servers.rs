@@ -43,15 +43,19 @@ pub fn env_refs<'a>(vars: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+fn on_repo(url: &str, args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut all = crate::common::osargs!["-r", url];
+    all.extend(args);
+    all
+}
+
 /// restash on the repository at `url` with `vars` as extra environment.
 pub fn restash_s3(
     url: &str,
     args: Vec<std::ffi::OsString>,
     vars: &[(&str, String)],
 ) -> crate::common::CmdOutput {
-    let mut all: Vec<std::ffi::OsString> = vec!["-r".into(), url.into()];
-    all.extend(args);
-    crate::common::restash(all, &env_refs(vars))
+    crate::common::restash(on_repo(url, args), &env_refs(vars))
 }
 
 /// restic on the repository at `url` with `vars` as extra environment.
@@ -60,9 +64,7 @@ pub fn restic_s3(
     args: Vec<std::ffi::OsString>,
     vars: &[(&str, String)],
 ) -> crate::common::CmdOutput {
-    let mut all: Vec<std::ffi::OsString> = vec!["-r".into(), url.into()];
-    all.extend(args);
-    crate::common::restic(all, &env_refs(vars))
+    crate::common::restic(on_repo(url, args), &env_refs(vars))
 }
 
 /// A TCP port nobody listens on right now.

@@ -79,8 +79,9 @@ pub struct RepoLock {
 
 impl RepoLock {
     /// Takes a lock like restic: refuse if a conflicting lock exists, write ours, wait
-    /// 200 ms (not on a local file system), look again. With `ignore_stale`, stale locks of other processes do not
-    /// conflict (restash's agent mode clears them; plain restic 0.14 does not).
+    /// 200 ms (not on a local file system), look again. With `ignore_stale`, stale locks
+    /// of other processes do not conflict (restash's agent mode clears them; plain restic
+    /// 0.14 does not).
     pub fn acquire(repo: &Repository, exclusive: bool, ignore_stale: bool) -> Result<RepoLock> {
         let conflicts = |own: Option<&Id>| -> Result<()> {
             for (id, l) in other_locks(repo, own)? {
