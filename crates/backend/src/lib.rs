@@ -122,6 +122,19 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// A file that a write left behind when its process died before the write finished (a
+/// local repository's `<name>-tmp-<random>` files, restic's and ours). Never part of the
+/// repository: nothing reads it, and only prune removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Path relative to the repository root, e.g. `data/ab/ab12…-tmp-5f3e…`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
 /// Storage for repository files. Implementations are shared between threads.
 pub trait Backend: Send + Sync {
     /// A human-readable location for messages (never containing credentials).
@@ -181,6 +194,18 @@ pub trait Backend: Send + Sync {
     /// Names that are not valid ids are skipped, as restic does.
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError>;
 
+    /// Files left by writes that never finished (see [`Leftover`]). Stores whose writes
+    /// are atomic leave none.
+    fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes one leftover found by [`Backend::list_leftovers`]; a path that is not a
+    /// leftover's is refused.
+    fn remove_leftover(&self, leftover: &Leftover) -> Result<(), BackendError> {
+        Err(BackendError::NotFound(leftover.path.clone()))
+    }
+
     /// Whether a file exists.
     fn exists(&self, h: &Handle) -> Result<bool, BackendError> {
         match self.stat(h) {
@@ -214,6 +239,13 @@ pub(crate) fn config_listing(
         Err(BackendError::NotFound(_)) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
+}
+
+/// True for the temporary name a local write uses before its rename: an id name, `-tmp-`,
+/// and anything after.
+pub fn is_leftover_name(name: &str) -> bool {
+    name.split_once("-tmp-")
+        .is_some_and(|(id, _)| is_id_name(id))
 }
 
 /// True for 64 lower- or upper-case hex digits: the only names restic lists.

@@ -3,7 +3,9 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+use crate::{
+    is_id_name, is_leftover_name, Backend, BackendError, FileInfo, FileType, Handle, Leftover,
+};
 
 /// A repository in a local directory, in restic's default layout (`data/ab/<id>`).
 #[derive(Debug, Clone)]
@@ -66,6 +68,35 @@ impl LocalBackend {
             }
         }
         Ok(())
+    }
+}
+
+impl LocalBackend {
+    /// Every directory a write may put a file in.
+    fn write_dirs(&self) -> Result<Vec<PathBuf>, BackendError> {
+        let mut dirs = Vec::new();
+        for t in FileType::ALL {
+            match t {
+                FileType::Config => dirs.push(self.root.clone()),
+                FileType::Pack => {
+                    let data = self.root.join("data");
+                    dirs.push(data.clone());
+                    let subdirs = match fs::read_dir(&data) {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => return Err(BackendError::io(data.display().to_string())(e)),
+                    };
+                    for sub in subdirs {
+                        let sub = sub.map_err(BackendError::io(data.display().to_string()))?;
+                        if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                            dirs.push(sub.path());
+                        }
+                    }
+                }
+                t => dirs.push(self.root.join(t.dir())),
+            }
+        }
+        Ok(dirs)
     }
 }
 
@@ -222,6 +253,69 @@ impl Backend for LocalBackend {
         }
         Ok(out)
     }
+
+    fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
+        if !self.root.is_dir() {
+            return Err(BackendError::NoRepository(self.root.display().to_string()));
+        }
+        let mut out = Vec::new();
+        for dir in self.write_dirs()? {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(BackendError::io(dir.display().to_string())(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(BackendError::io(dir.display().to_string()))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str().filter(|n| is_leftover_name(n)) else {
+                    continue;
+                };
+                let meta = entry
+                    .metadata()
+                    .map_err(BackendError::io(entry.path().display().to_string()))?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let rel = entry
+                    .path()
+                    .strip_prefix(&self.root)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| name.to_string());
+                out.push(Leftover {
+                    path: rel,
+                    size: meta.len(),
+                    modified: meta
+                        .modified()
+                        .map_err(BackendError::io(entry.path().display().to_string()))?,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, leftover: &Leftover) -> Result<(), BackendError> {
+        // Only a leftover's name in one of the repository's own directories: the path comes
+        // from a listing, but a remove must never reach anything else.
+        let path = self.root.join(&leftover.path);
+        let name_ok = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(is_leftover_name);
+        let dir_ok = path.parent().is_some_and(|d| {
+            self.write_dirs()
+                .is_ok_and(|dirs| dirs.iter().any(|w| w == d))
+        });
+        if !name_ok || !dir_ok {
+            return Err(BackendError::NotFound(leftover.path.clone()));
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::io(format!("remove {}", path.display()))(e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +327,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let be = LocalBackend::new(dir.path().join("repo"));
         crate::conformance::run(&be).unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_unfinished_writes_are_listed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let be = LocalBackend::new(dir.path().join("repo"));
+        be.create().unwrap();
+        let id = "ab".repeat(32);
+        be.write(&Handle::new(FileType::Pack, id.clone()), b"pack")
+            .unwrap();
+        let pack_tmp = format!("data/ab/{id}-tmp-0123456789abcdef");
+        let snap_tmp = format!("snapshots/{id}-tmp-1");
+        for p in [&pack_tmp, &snap_tmp, &"data/ab/not-a-leftover".to_string()] {
+            fs::write(dir.path().join("repo").join(p), b"partial").unwrap();
+        }
+        let found = be.list_leftovers().unwrap();
+        let paths: Vec<&str> = found.iter().map(|l| l.path.as_str()).collect();
+        assert_eq!(paths, [pack_tmp.as_str(), snap_tmp.as_str()]);
+        assert_eq!(found[0].size, 7);
+        // The finished file is no leftover, and the leftovers are not listed as packs.
+        assert_eq!(be.list(FileType::Pack).unwrap().len(), 1);
+
+        let outside = Leftover {
+            path: format!("../{id}-tmp-1"),
+            ..found[0].clone()
+        };
+        assert!(be.remove_leftover(&outside).is_err());
+        let not_tmp = Leftover {
+            path: format!("data/ab/{id}"),
+            ..found[0].clone()
+        };
+        assert!(be.remove_leftover(&not_tmp).is_err());
+        for l in &found {
+            be.remove_leftover(l).unwrap();
+        }
+        assert!(be.list_leftovers().unwrap().is_empty());
+        assert_eq!(be.list(FileType::Pack).unwrap().len(), 1);
     }
 
     #[test]

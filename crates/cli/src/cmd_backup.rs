@@ -395,9 +395,8 @@ fn backup_run(
     };
     repo.load_index().context("loading index")?;
     if let Some(p) = &a.parent {
-        let (snaps, _) = repo.load_snapshots()?;
-        let (id, _) = restash_engine::find_snapshot(&snaps, p, &Default::default())?;
-        opts.parent = Some(*id);
+        let (id, _) = crate::snapsel::resolve(&repo, p, &Default::default())?;
+        opts.parent = Some(id);
     }
     if agent.on {
         let paths = match &source {

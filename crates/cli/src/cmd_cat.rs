@@ -3,13 +3,12 @@ use std::io::Write;
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use restash_backend::{FileType, Handle};
-use restash_engine::{
-    dump_file, dump_tar, find_snapshot, find_subtree, EngineError, SnapshotFilter,
-};
+use restash_engine::{dump_file, dump_tar, find_subtree, EngineError, SnapshotFilter};
 use restash_format::{master_key_json, BlobId, BlobType, Id, KeyFile, Lock, NodeType, Tree};
 
 use crate::cmd_snapshots::FilterArgs;
 use crate::global::GlobalOpts;
+use crate::snapsel::resolve;
 
 /// `restash cat`
 #[derive(ClapArgs, Debug)]
@@ -76,9 +75,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             writeln!(out, "{}", pretty(&KeyFile::from_json(&data)?)?)?
         }
         "snapshot" => {
-            let (snaps, _) = repo.load_snapshots()?;
-            let (_, s) = find_snapshot(&snaps, &need_id()?, &SnapshotFilter::default())?;
-            writeln!(out, "{}", pretty(s)?)?
+            let (_, s) = resolve(&repo, &need_id()?, &SnapshotFilter::default())?;
+            writeln!(out, "{}", pretty(&s)?)?
         }
         "lock" => {
             let id = resolve_id(&repo, FileType::Lock, &need_id()?)?;
@@ -103,8 +101,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             repo.load_index()?;
             let spec = need_id()?;
             let (snap, path) = spec.split_once(':').unwrap_or((&spec, ""));
-            let (snaps, _) = repo.load_snapshots()?;
-            let (_, s) = find_snapshot(&snaps, snap, &SnapshotFilter::default())?;
+            let (_, s) = resolve(&repo, snap, &SnapshotFilter::default())?;
             let tree_id = find_subtree(&repo, &s.tree, path)?;
             let raw = repo.load_blob(&tree_id, BlobType::Tree)?;
             Tree::from_bytes(&raw)?;
@@ -124,8 +121,7 @@ pub fn dump(g: &GlobalOpts, a: DumpArgs) -> anyhow::Result<()> {
         );
     }
     let mut repo = g.open()?;
-    let (snaps, _) = repo.load_snapshots()?;
-    let (_, snap) = find_snapshot(&snaps, &a.snapshot, &a.filter.to_filter())?.clone();
+    let (_, snap) = resolve(&repo, &a.snapshot, &a.filter.to_filter())?;
     repo.load_index()?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let path = a.file.trim_end_matches('/');

@@ -156,11 +156,13 @@ fn open_secondary(g: &GlobalOpts, s: &Secondary<'_>) -> anyhow::Result<Repositor
     };
     let password = secondary_password(s)?;
     let backend = open_backend(&url, &g.options)?;
-    Ok(Repository::open(
+    let repo = Repository::open(
         backend,
         password.0.as_bytes(),
         s.key_hint.map(String::as_str),
-    )?)
+    )?;
+    crate::global::warn_unreadable_keys(&repo);
+    Ok(repo)
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@ use std::io::Write;
 use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_engine::diff::{diff_trees, DiffStat};
-use restash_engine::{EngineError, RepoLock, Repository, SnapshotEntry};
+use restash_engine::{RepoLock, Repository};
 use restash_format::write_go_string;
 
 use crate::cmd_stats::format_bytes;
@@ -17,22 +17,6 @@ pub struct Args {
     /// Print changes in metadata.
     #[arg(long)]
     pub metadata: bool,
-}
-
-/// restic 0.14's diff resolves plain id prefixes only (`latest` is not special there).
-fn resolve(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry, EngineError> {
-    let mut it = all
-        .iter()
-        .filter(|(id, _)| id.to_string().starts_with(spec));
-    match (it.next(), it.next()) {
-        (Some(s), None) => Ok(s.clone()),
-        (Some(_), Some(_)) => Err(EngineError::NotFound(format!(
-            "multiple IDs with prefix {spec:?} found"
-        ))),
-        _ => Err(EngineError::NotFound(format!(
-            "no matching ID found for prefix {spec:?}"
-        ))),
-    }
 }
 
 fn stat_json(s: &DiffStat) -> serde_json::Value {
@@ -56,9 +40,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     } else {
         Some(RepoLock::acquire(&repo, false, false)?)
     };
-    let (all, _) = repo.load_snapshots()?;
-    let (id1, sn1) = resolve(&all, &a.snapshots[0])?;
-    let (id2, sn2) = resolve(&all, &a.snapshots[1])?;
+    // restic 0.14's diff resolves plain id prefixes only (`latest` is not special there).
+    let all = crate::snapsel::load_all(&repo)?;
+    let (id1, sn1) = all.find_prefix(&a.snapshots[0])?.clone();
+    let (id2, sn2) = all.find_prefix(&a.snapshots[1])?.clone();
     let mut out = std::io::stdout().lock();
     if !g.json && !g.quiet {
         writeln!(

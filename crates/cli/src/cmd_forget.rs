@@ -10,7 +10,9 @@ use restash_engine::forget::{
     apply_policy, group_snapshots, matches_filter, Duration, ExpirePolicy, GroupBy, GroupKey,
     KeepReason, TagList,
 };
-use restash_engine::{EngineError, RepoLock, Repository, SnapshotEntry};
+use restash_engine::{EngineError, RepoLock, Repository, SnapshotEntry, Snapshots};
+
+use crate::snapsel::load_all;
 use restash_format::SnapshotId;
 
 use crate::display::{local_time, snapshot_json};
@@ -166,7 +168,7 @@ pub struct Args {
 /// ids (prefixes or `latest`, which honours the filters) or every snapshot passing them.
 /// Ids that do not resolve are warned about and skipped, as restic does.
 pub fn find_filtered(
-    all: &[SnapshotEntry],
+    all: &Snapshots,
     hosts: &[String],
     tags: &[TagList],
     paths: &[String],
@@ -174,23 +176,20 @@ pub fn find_filtered(
 ) -> Vec<SnapshotEntry> {
     if ids.is_empty() {
         return all
+            .readable()
             .iter()
             .filter(|(_, s)| matches_filter(s, hosts, tags, paths))
             .cloned()
             .collect();
     }
     let mut used_filter = false;
-    let mut found: Vec<SnapshotId> = Vec::new();
+    let mut found: Vec<&SnapshotEntry> = Vec::new();
     for spec in ids {
-        let id = if spec == "latest" {
+        let entry = if spec == "latest" {
             used_filter = true;
-            let latest = all
-                .iter()
-                .filter(|(_, s)| matches_filter(s, hosts, tags, paths))
-                .max_by_key(|(_, s)| s.time.0);
-            match latest {
-                Some((id, _)) => *id,
-                None => {
+            match all.latest_where(|s| matches_filter(s, hosts, tags, paths)) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
                     let tl: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
                     eprintln!(
                         "Ignoring {spec:?}, no snapshot matched given filter (Paths:[{}] Tags:[{}] Hosts:[{}])",
@@ -200,35 +199,28 @@ pub fn find_filtered(
                     );
                     continue;
                 }
-            }
-        } else {
-            let lower = spec.to_ascii_lowercase();
-            let mut m = all
-                .iter()
-                .filter(|(id, _)| id.to_string().starts_with(&lower));
-            match (m.next(), m.next()) {
-                (Some((id, _)), None) => *id,
-                (Some(_), Some(_)) => {
-                    eprintln!("Ignoring {spec:?}: multiple IDs with prefix {spec:?} found");
+                Err(e) => {
+                    eprintln!("Ignoring {spec:?}: {e}");
                     continue;
                 }
-                _ => {
-                    eprintln!("Ignoring {spec:?}: no matching ID found for prefix {spec:?}");
+            }
+        } else {
+            match all.find_prefix(spec) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    eprintln!("Ignoring {spec:?}: {e}");
                     continue;
                 }
             }
         };
-        if !found.contains(&id) {
-            found.push(id);
+        if !found.iter().any(|(id, _)| *id == entry.0) {
+            found.push(entry);
         }
     }
     if !used_filter && (!hosts.is_empty() || !tags.is_empty() || !paths.is_empty()) {
         eprintln!("Ignoring filters as there are explicit snapshot ids given");
     }
-    found
-        .iter()
-        .filter_map(|id| all.iter().find(|(i, _)| i == id).cloned())
-        .collect()
+    found.into_iter().cloned().collect()
 }
 
 /// What `backup --forget` did.
@@ -285,15 +277,6 @@ pub fn forget_host(
     }
     lock.release();
     Ok(out)
-}
-
-/// Loads every snapshot, warning about the ones that cannot be read.
-pub fn load_all(repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
-    let (all, errors) = repo.load_snapshots()?;
-    for e in &errors {
-        eprintln!("could not load snapshot: {e}");
-    }
-    Ok(all)
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {

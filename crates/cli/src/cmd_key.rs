@@ -1,6 +1,4 @@
 use clap::{Args as ClapArgs, Subcommand};
-use restash_backend::{FileType, Handle};
-use restash_format::KeyFile;
 use serde_json::json;
 
 use crate::display::local_time;
@@ -45,14 +43,12 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
 
 fn list(g: &GlobalOpts) -> anyhow::Result<()> {
     let repo = g.open()?;
-    let mut rows = Vec::new();
-    for id in repo.list_ids(FileType::Key)? {
-        let h = Handle::new(FileType::Key, id.to_hex());
-        let data = repo.backend().read(&h)?;
-        let kf = KeyFile::from_json(&data)?;
-        rows.push((id, kf));
+    // As restic: a key that cannot be read is named and left out of the list.
+    let (rows, unreadable) = restash_engine::keys::load_all_keys(&repo)?;
+    for bad in &unreadable {
+        eprintln!("LoadKey() failed: {bad}");
     }
-    let current = repo.key_id().0;
+    let current = repo.key_id();
     if g.json {
         let v: Vec<_> = rows
             .iter()

@@ -1,5 +1,5 @@
 use clap::Args as ClapArgs;
-use restash_engine::{find_snapshot, walk_tree};
+use restash_engine::walk_tree;
 use restash_format::{Node, NodeType};
 use serde_json::json;
 
@@ -78,8 +78,7 @@ fn wanted(dirs: &[String], recursive: bool, path: &str) -> (bool, bool) {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let mut repo = g.open()?;
-    let (snaps, _) = repo.load_snapshots()?;
-    let (id, snap) = find_snapshot(&snaps, &a.snapshot, &a.filter.to_filter())?.clone();
+    let (id, snap) = crate::snapsel::resolve(&repo, &a.snapshot, &a.filter.to_filter())?;
     repo.load_index()?;
     let mut out = std::io::stdout().lock();
     use std::io::Write;

@@ -5,7 +5,7 @@ use restash_engine::check::Reporter;
 use restash_engine::repair::{
     repair_index, RepairIndexOptions, RepairSnapshotsOptions, SnapshotRepairer,
 };
-use restash_engine::{find_snapshot, RepoLock};
+use restash_engine::RepoLock;
 
 use crate::cmd_check::CliReporter;
 use crate::cmd_snapshots::FilterArgs;
@@ -77,18 +77,25 @@ pub fn snapshots(g: &GlobalOpts, a: SnapshotsArgs) -> anyhow::Result<()> {
     } else {
         Some(RepoLock::acquire(&repo, true, false)?)
     };
-    let (all, errors) = repo.load_snapshots()?;
-    for e in &errors {
-        rep.warn(&format!("could not load snapshot: {e}"));
+    let all = repo.load_snapshots()?;
+    for bad in all.unreadable() {
+        rep.warn(&format!(
+            "could not load snapshot {}: {}",
+            bad.id.short(),
+            bad.error
+        ));
     }
     repo.load_index()?;
     let filter = a.filter.to_filter();
     let chosen: Vec<_> = if a.ids.is_empty() {
-        all.iter().filter(|(_, s)| filter.matches(s)).collect()
+        all.readable()
+            .iter()
+            .filter(|(_, s)| filter.matches(s))
+            .collect()
     } else {
         let mut v = Vec::new();
         for spec in &a.ids {
-            v.push(find_snapshot(&all, spec, &filter)?);
+            v.push(all.find(spec, &filter)?);
         }
         v
     };

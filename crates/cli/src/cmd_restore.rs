@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use restash_engine::{find_snapshot, find_subtree, EngineError, PatternSet, RestoreOptions};
+use restash_engine::{find_subtree, EngineError, PatternSet, RestoreOptions};
 
 use crate::agent::metrics::Sample;
 use crate::agent::termlog::Report;
@@ -160,9 +160,8 @@ fn restore_run(
     chosen: &std::sync::Mutex<Chosen>,
 ) -> anyhow::Result<restash_engine::RestoreStats> {
     let mut repo = g.open()?;
-    let (snaps, _) = repo.load_snapshots()?;
     let (spec, sub) = a.snapshot.split_once(':').unwrap_or((&a.snapshot, ""));
-    let (id, snap) = find_snapshot(&snaps, spec, &a.filter.to_filter())?.clone();
+    let (id, snap) = crate::snapsel::resolve(&repo, spec, &a.filter.to_filter())?;
     if let Ok(mut c) = chosen.lock() {
         c.id = Some(id.to_string());
         c.host = Some(snap.hostname.clone());

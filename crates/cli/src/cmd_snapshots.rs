@@ -43,20 +43,18 @@ impl FilterArgs {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let repo = g.open()?;
-    let (all, errors) = repo.load_snapshots()?;
-    for e in &errors {
-        eprintln!("could not load snapshot: {e}");
-    }
+    let all = crate::snapsel::load_all(&repo)?;
     let filter = a.filter.to_filter();
     let mut snaps: Vec<_> = if a.ids.is_empty() {
-        all.iter()
+        all.readable()
+            .iter()
             .filter(|(_, s)| filter.matches(s))
             .cloned()
             .collect()
     } else {
         let mut v = Vec::new();
         for spec in &a.ids {
-            v.push(restash_engine::find_snapshot(&all, spec, &filter)?.clone());
+            v.push(all.find(spec, &filter)?.clone());
         }
         v
     };

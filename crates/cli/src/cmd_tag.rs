@@ -9,8 +9,9 @@ use restash_engine::forget::{flatten_tag_lists, TagList};
 use restash_engine::{RepoLock, Repository};
 use restash_format::{Snapshot, SnapshotId};
 
-use crate::cmd_forget::{find_filtered, load_all};
+use crate::cmd_forget::find_filtered;
 use crate::global::GlobalOpts;
+use crate::snapsel::load_all;
 
 /// `restash tag`
 #[derive(ClapArgs, Debug)]

@@ -141,7 +141,15 @@ impl GlobalOpts {
         let backend = self.backend()?;
         let password = self.password()?;
         let repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
+        warn_unreadable_keys(&repo);
         Ok(repo)
+    }
+}
+
+/// Names the key files that could not be read while another key opened the repository.
+pub fn warn_unreadable_keys(repo: &Repository) {
+    for bad in repo.unreadable_keys() {
+        eprintln!("warning: {bad}");
     }
 }
 

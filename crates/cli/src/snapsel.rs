@@ -1,31 +1,71 @@
-//! restic's `FindFilteredSnapshots`: explicit ids (each resolved, bad ones warned about and
-//! skipped) or every snapshot passing the `--host/--tag/--path` filter.
+//! How commands choose snapshots. Every command loads them through here, so a snapshot
+//! file that cannot be read is always named on stderr, and choosing one snapshot goes
+//! through the engine's single rule ([`Snapshots::find`]), which refuses to guess while
+//! an unreadable snapshot could be the one asked for.
 
-use restash_engine::{find_snapshot, Repository, SnapshotEntry};
+use restash_engine::{Repository, SnapshotEntry, SnapshotFilter, Snapshots};
 
 use crate::cmd_snapshots::FilterArgs;
 
-/// The snapshots a command works on, in listing order for filtered lists, in argument order
-/// (duplicates dropped) for explicit ids.
+/// Every snapshot, with each unreadable one named on stderr (for listings and policies,
+/// which work on the readable ones).
+pub fn load_all(repo: &Repository) -> anyhow::Result<Snapshots> {
+    let all = repo.load_snapshots()?;
+    warn_unreadable(&all);
+    Ok(all)
+}
+
+/// Names each unreadable snapshot on stderr, as restic's "could not load snapshot".
+pub fn warn_unreadable(all: &Snapshots) {
+    for bad in all.unreadable() {
+        eprintln!("could not load snapshot {}: {}", bad.id.short(), bad.error);
+    }
+}
+
+/// One snapshot named by `latest` (through `filter`) or an id prefix.
+pub fn resolve(
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> anyhow::Result<SnapshotEntry> {
+    let all = repo.load_snapshots()?;
+    match all.find(spec, filter) {
+        Ok(found) => {
+            // Unreadable snapshots did not matter for this choice, but the user should
+            // still learn that the repository holds some.
+            warn_unreadable(&all);
+            Ok(found.clone())
+        }
+        // The error names the unreadable snapshot that made the choice impossible.
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// restic's `FindFilteredSnapshots`: explicit ids (each resolved; bad ones warned about
+/// and skipped, as restic does) or every snapshot passing the `--host/--tag/--path`
+/// filter. Filtered lists come in listing order, explicit ids in argument order
+/// (duplicates dropped).
 pub fn filtered_snapshots(
     repo: &Repository,
     filter: &FilterArgs,
     ids: &[String],
 ) -> anyhow::Result<Vec<SnapshotEntry>> {
-    let (all, errors) = repo.load_snapshots()?;
+    let all = load_all(repo)?;
     let f = filter.to_filter();
     if ids.is_empty() {
-        for e in &errors {
-            eprintln!("could not load snapshot: {e}");
-        }
         // restic visits snapshots in the backend's listing order (directory order for a
         // local repository); `find` prints them in that order.
         let order: Vec<String> = repo
             .backend()
-            .list(restash_backend::FileType::Snapshot)
-            .map(|l| l.into_iter().map(|i| i.name).collect())
-            .unwrap_or_default();
-        let mut v: Vec<SnapshotEntry> = all.into_iter().filter(|(_, s)| f.matches(s)).collect();
+            .list(restash_backend::FileType::Snapshot)?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        let mut v: Vec<SnapshotEntry> = all
+            .into_readable()
+            .into_iter()
+            .filter(|(_, s)| f.matches(s))
+            .collect();
         v.sort_by_key(|(id, _)| order.iter().position(|n| *n == id.to_string()));
         return Ok(v);
     }
@@ -34,18 +74,22 @@ pub fn filtered_snapshots(
     for spec in ids {
         let found = if spec == "latest" {
             used_filter = true;
-            match f.latest(&all) {
-                Some(s) => s,
-                None => {
+            match all.latest(&f) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
                     eprintln!(
                         "Ignoring {spec:?}, no snapshot matched given filter (Paths:{:?} Tags:{:?} Hosts:{:?})",
                         filter.paths, filter.tags, filter.hosts
                     );
                     continue;
                 }
+                Err(e) => {
+                    eprintln!("Ignoring {spec:?}: {e}");
+                    continue;
+                }
             }
         } else {
-            match find_snapshot(&all, spec, &Default::default()) {
+            match all.find_prefix(spec) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("Ignoring {spec:?}: {e}");

@@ -39,6 +39,10 @@ pub enum EngineError {
     /// Something the user asked for does not exist or is ambiguous (snapshot id, path).
     #[error("{0}")]
     NotFound(String),
+    /// A snapshot needed to answer the question (`latest`, an id, a backup's parent) could
+    /// not be read; the message names it.
+    #[error("{0}")]
+    UnreadableSnapshot(String),
     /// Invalid arguments.
     #[error("{0}")]
     Usage(String),

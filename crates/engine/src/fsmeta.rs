@@ -81,7 +81,11 @@ pub fn clear_path(path: &Path) -> Result<()> {
         Ok(_) => {
             fs::remove_file(path).map_err(EngineError::io(format!("remove {}", path.display())))
         }
-        Err(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::Io {
+            context: format!("stat {}", path.display()),
+            source: e,
+        }),
     }
 }
 

@@ -1,11 +1,71 @@
 //! restic's `key add|remove|passwd`: key files sealing the same master key under other
 //! passwords.
 
-use restash_backend::{FileType, Handle};
+use restash_backend::{Backend, FileType, Handle};
 use restash_crypto::KdfParams;
-use restash_format::{KeyFile, KeyId};
+use restash_format::{Id, KeyFile, KeyId};
 
 use crate::{whoami, EngineError, Repository, Result};
+
+/// A key file that cannot be used, and why.
+#[derive(Debug)]
+pub struct UnreadableKey {
+    /// Its file name (normally the key's id).
+    pub name: String,
+    /// Why it cannot be used.
+    pub error: EngineError,
+}
+
+impl std::fmt::Display for UnreadableKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The error names the key file already (see `load_key_file`).
+        write!(f, "{}", self.error)
+    }
+}
+
+/// Reads and decodes the key file `name`. Whether its name is the hash of its bytes, as
+/// restic names key files, is [`verify_key_file`]'s question: opening a repository needs
+/// only a key that opens.
+pub fn load_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    let h = Handle::new(FileType::Key, name);
+    let bytes = backend
+        .read(&h)
+        .map_err(EngineError::backend(format!("read {h}")))?;
+    KeyFile::from_json(&bytes).map_err(EngineError::format(format!("key {name}")))
+}
+
+/// Everything `check` can tell about a key file without its password: it decodes, and its
+/// name is the hash of its bytes.
+pub fn verify_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    let h = Handle::new(FileType::Key, name);
+    let bytes = backend
+        .read(&h)
+        .map_err(EngineError::backend(format!("read {h}")))?;
+    let kf = KeyFile::from_json(&bytes).map_err(EngineError::format(format!("key {name}")))?;
+    if Id::parse(name).ok() != Some(Id::hash(&bytes)) {
+        return Err(EngineError::Corrupt(format!(
+            "key {name}: content does not match its name (damaged)"
+        )));
+    }
+    Ok(kf)
+}
+
+/// A decoded key file with its id.
+pub type KeyEntry = (KeyId, KeyFile);
+
+/// Every key file, decoded, and those that cannot be read (`key list`).
+pub fn load_all_keys(repo: &Repository) -> Result<(Vec<KeyEntry>, Vec<UnreadableKey>)> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for id in repo.list_ids(FileType::Key)? {
+        let name = id.to_hex();
+        match load_key_file(repo.backend().as_ref(), &name) {
+            Ok(kf) => good.push((KeyId(id), kf)),
+            Err(error) => bad.push(UnreadableKey { name, error }),
+        }
+    }
+    Ok((good, bad))
+}
 
 /// Adds a key file for `password` sealing the repository's master key. Empty `user` or
 /// `host` mean the current ones, as in restic. The new key is opened again and checked
@@ -45,13 +105,7 @@ pub fn add_key(
 }
 
 fn verify_key(repo: &Repository, id: &KeyId, password: &[u8]) -> Result<()> {
-    let h = Handle::new(FileType::Key, id.to_string());
-    let data = repo
-        .backend()
-        .read(&h)
-        .map_err(EngineError::backend(format!("read {h}")))?;
-    let kf =
-        KeyFile::from_json(&data).map_err(EngineError::format(format!("key {}", id.short())))?;
+    let kf = load_key_file(repo.backend().as_ref(), &id.to_string())?;
     let key = kf
         .open(password)
         .map_err(EngineError::format(format!("key {}", id.short())))?;

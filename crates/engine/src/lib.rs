@@ -9,8 +9,12 @@
 //! let backend = Arc::new(LocalBackend::new("/srv/restic-repo"));
 //! let mut repo = Repository::open(backend, b"password", None).unwrap();
 //! repo.load_index().unwrap();
-//! let (snapshots, _errors) = repo.load_snapshots().unwrap();
-//! let latest = SnapshotFilter::default().latest(&snapshots);
+//! let snapshots = repo.load_snapshots().unwrap();
+//! for bad in snapshots.unreadable() {
+//!     eprintln!("{bad}");
+//! }
+//! // An error, not an older snapshot, while any snapshot file is unreadable.
+//! let latest = snapshots.latest(&SnapshotFilter::default()).unwrap();
 //! println!("{:?}", latest.map(|(id, _)| id.short()));
 //! ```
 #![forbid(unsafe_code)]
@@ -26,6 +30,7 @@ pub mod forget;
 mod fsmeta;
 mod index;
 pub mod keys;
+pub mod leftovers;
 mod lock;
 pub mod prune;
 pub mod repair;
@@ -42,9 +47,9 @@ pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, MasterIndex};
 pub use lock::remove_stale;
 pub use lock::{is_stale, unlock, RepoLock, STALE_AFTER};
-pub use repo::{Repository, SnapshotEntry};
+pub use repo::Repository;
 pub use restore::{restore, RestoreOptions, RestoreStats};
-pub use snapshots::{find_snapshot, SnapshotFilter};
+pub use snapshots::{SnapshotEntry, SnapshotFilter, Snapshots, UnreadableSnapshot};
 pub use walk::{dump_file, dump_tar, find_node, find_subtree, walk_tree};
 
 /// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").

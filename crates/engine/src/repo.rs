@@ -10,6 +10,8 @@ use restash_format::{
 };
 
 use crate::index::{BlobLocation, MasterIndex};
+use crate::keys::{load_key_file, UnreadableKey};
+use crate::snapshots::{Snapshots, UnreadableSnapshot};
 use crate::{EngineError, Result};
 
 fn rand_core() -> impl rand::RngCore {
@@ -19,9 +21,6 @@ fn rand_core() -> impl rand::RngCore {
 /// restic tries at most this many key files before giving up.
 const MAX_KEYS: usize = 20;
 
-/// A snapshot with its id.
-pub type SnapshotEntry = (SnapshotId, Snapshot);
-
 /// An open repository: backend, master key, config and (once loaded) the index.
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -29,6 +28,7 @@ pub struct Repository {
     key_id: KeyId,
     config: Config,
     index: MasterIndex,
+    unreadable_keys: Vec<UnreadableKey>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -47,9 +47,32 @@ fn map_key_error(e: FormatError) -> Option<EngineError> {
     }
 }
 
+/// Why no key opened: the password is wrong only if every key file could be read. A key
+/// file that could not be read may be the one for this password, so that is said instead
+/// (and a backend failure keeps its own error, which may be worth retrying).
+fn no_key_opened(mut unreadable: Vec<UnreadableKey>) -> EngineError {
+    if unreadable.is_empty() {
+        return EngineError::WrongPassword;
+    }
+    if let Some(pos) = unreadable
+        .iter()
+        .position(|u| matches!(u.error, EngineError::Backend { .. }))
+    {
+        return unreadable.swap_remove(pos).error;
+    }
+    let list: Vec<String> = unreadable.iter().map(|u| u.to_string()).collect();
+    EngineError::Corrupt(format!(
+        "no key opened with the password, and {} key files cannot be read: {}",
+        unreadable.len(),
+        list.join("; ")
+    ))
+}
+
 impl Repository {
     /// Opens the repository with `password`: tries the hinted key first, then every key
     /// file (at most 20), then loads and checks the config. The index is not loaded yet.
+    /// A key file that cannot be read does not stop the search: any key that opens will
+    /// do, and the unreadable ones tried before it are in [`Self::unreadable_keys`].
     pub fn open(
         backend: Arc<dyn Backend>,
         password: &[u8],
@@ -72,29 +95,36 @@ impl Repository {
             }
         }
         let mut opened = None;
+        let mut unreadable = Vec::new();
         for info in keys.iter().take(MAX_KEYS) {
-            let h = Handle::new(FileType::Key, info.name.clone());
-            let bytes = backend
-                .read(&h)
-                .map_err(EngineError::backend(format!("read {h}")))?;
-            let kf = KeyFile::from_json(&bytes)
-                .map_err(EngineError::format(format!("key {}", info.name)))?;
-            match kf.open(password) {
-                Ok(key) => {
-                    let id = KeyId::parse(&info.name)
-                        .map_err(EngineError::format(format!("key {}", info.name)))?;
-                    opened = Some((key, id));
-                    break;
+            let bad = |error| UnreadableKey {
+                name: info.name.clone(),
+                error,
+            };
+            let kf = match load_key_file(backend.as_ref(), &info.name) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    unreadable.push(bad(e));
+                    continue;
                 }
+            };
+            match kf.open(password) {
+                Ok(key) => match KeyId::parse(&info.name) {
+                    Ok(id) => {
+                        opened = Some((key, id));
+                        break;
+                    }
+                    Err(e) => unreadable.push(bad(EngineError::format("key file name")(e))),
+                },
                 Err(e) => {
                     if let Some(err) = map_key_error(e) {
-                        return Err(err);
+                        unreadable.push(bad(err));
                     }
                 }
             }
         }
         let Some((key, key_id)) = opened else {
-            return Err(EngineError::WrongPassword);
+            return Err(no_key_opened(unreadable));
         };
         let sealed = backend
             .read(&Handle::config())
@@ -117,7 +147,13 @@ impl Repository {
             key_id,
             config,
             index: MasterIndex::new(),
+            unreadable_keys: unreadable,
         })
+    }
+
+    /// Key files tried before the one that opened, which could not be read.
+    pub fn unreadable_keys(&self) -> &[UnreadableKey] {
+        &self.unreadable_keys
     }
 
     /// Creates a new repository: directories, a key file for `password` and the config.
@@ -156,6 +192,7 @@ impl Repository {
             key_id,
             config,
             index: MasterIndex::new(),
+            unreadable_keys: Vec::new(),
         })
     }
 
@@ -258,27 +295,26 @@ impl Repository {
         Snapshot::from_json(&data).map_err(EngineError::format(format!("snapshot {}", id.short())))
     }
 
-    /// Loads every snapshot, in parallel. Snapshots that fail to load are returned as errors
-    /// alongside the good ones so a single bad file does not hide the rest.
-    pub fn load_snapshots(&self) -> Result<(Vec<SnapshotEntry>, Vec<EngineError>)> {
+    /// Loads every snapshot, in parallel. A snapshot that fails to load is kept, with its
+    /// error, beside the good ones: one bad file neither hides the rest nor goes unnoticed.
+    pub fn load_snapshots(&self) -> Result<Snapshots> {
         let ids = self.list_ids(FileType::Snapshot)?;
         let results: Vec<_> = ids
             .par_iter()
             .map(|id| {
                 let sid = SnapshotId(*id);
-                self.load_snapshot(&sid).map(|s| (sid, s))
+                (sid, self.load_snapshot(&sid))
             })
             .collect();
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for r in results {
+        for (id, r) in results {
             match r {
-                Ok(s) => good.push(s),
-                Err(e) => bad.push(e),
+                Ok(s) => good.push((id, s)),
+                Err(error) => bad.push(UnreadableSnapshot { id, error }),
             }
         }
-        good.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
-        Ok((good, bad))
+        Ok(Snapshots::new(good, bad))
     }
 
     /// Loads and merges every index file, in parallel.

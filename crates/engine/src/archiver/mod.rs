@@ -485,12 +485,24 @@ fn find_parent(
     if let Some(id) = opts.parent {
         return Ok(Some((id, repo.load_snapshot(&id)?)));
     }
-    let (snaps, _) = repo.load_snapshots()?;
     let mut want: Vec<&String> = paths.iter().collect();
     want.sort();
-    Ok(snaps.into_iter().rev().find(|(_, s)| {
-        let mut have: Vec<&String> = s.paths.iter().collect();
-        have.sort();
-        s.hostname == opts.host && have == want
-    }))
+    let snaps = repo.load_snapshots()?;
+    let parent = snaps
+        .latest_where(|s| {
+            let mut have: Vec<&String> = s.paths.iter().collect();
+            have.sort();
+            s.hostname == opts.host && have == want
+        })
+        .map_err(|_| {
+            // Backing up without the parent would be correct but reads everything again;
+            // the user decides.
+            let bad: Vec<String> = snaps.unreadable().iter().map(|u| u.to_string()).collect();
+            EngineError::UnreadableSnapshot(format!(
+                "cannot choose the parent snapshot: {}; remove the damaged snapshot \
+                 (forget or repair snapshots), name a parent with --parent, or use --force",
+                bad.join("; ")
+            ))
+        })?;
+    Ok(parent.cloned())
 }

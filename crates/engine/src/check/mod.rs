@@ -14,7 +14,7 @@ mod subset;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use restash_format::{BlobId, BlobType, PackId, SnapshotId};
+use restash_format::{BlobId, BlobType, KeyId, PackId, SnapshotId};
 
 pub(crate) use index_files::{
     decode_index_file, entry_size, for_all_index_files, LoadedIndex, HEADER_OVERHEAD,
@@ -71,6 +71,10 @@ pub struct CheckOutcome {
     pub orphaned_packs: Vec<PackId>,
     /// Packs read with `--read-data`.
     pub packs_read: Vec<PackId>,
+    /// Key files that do not decode or whose name is not the hash of their bytes.
+    pub damaged_keys: Vec<KeyId>,
+    /// Temporary files of interrupted writes (not an error).
+    pub leftovers: Vec<restash_backend::Leftover>,
 }
 
 fn sorted_ids<T: Ord + Copy>(set: impl IntoIterator<Item = T>) -> Vec<T> {
@@ -88,6 +92,15 @@ pub fn check(
 ) -> Result<CheckOutcome> {
     let mut out = CheckOutcome::default();
     let snapshot_ids = repo.list_ids(restash_backend::FileType::Snapshot)?;
+    // restic does not look at key files here, but a damaged one locks out whoever's
+    // password it holds: better learnt now than at restore time.
+    for id in repo.list_ids(restash_backend::FileType::Key)? {
+        if let Err(e) = crate::keys::verify_key_file(repo.backend().as_ref(), &id.to_hex()) {
+            rep.warn(&format!("error: {e}"));
+            out.errors_found = true;
+            out.damaged_keys.push(KeyId(id));
+        }
+    }
     rep.info(1, "load indexes");
     let loaded = LoadedIndex::load(repo, opts.read_data.is_some())?;
     let mut suggest_rebuild = false;
@@ -174,6 +187,25 @@ pub fn check(
     }
     if !out.orphaned_packs.is_empty() {
         rep.info(1, &format!("{} additional files were found in the repo, which likely contain duplicate data.\nThis is non-critical, you can run `restic prune` to correct this.", out.orphaned_packs.len()));
+    }
+
+    out.leftovers = crate::leftovers::list(repo)?;
+    if !out.leftovers.is_empty() {
+        let now = std::time::SystemTime::now();
+        let lines: Vec<String> = out
+            .leftovers
+            .iter()
+            .map(|l| format!("  {}", crate::leftovers::describe(l, now)))
+            .collect();
+        rep.info(
+            0,
+            &format!(
+                "{} temporary files were left by interrupted writes:\n{}\n\
+                 This is non-critical, `prune` removes those older than 30 minutes.",
+                out.leftovers.len(),
+                lines.join("\n")
+            ),
+        );
     }
 
     rep.info(1, "check snapshots, trees and blobs");

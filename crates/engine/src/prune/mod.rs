@@ -217,6 +217,8 @@ pub struct PruneStats {
     pub index_files_written: u64,
     /// Files deleted (index and packs).
     pub files_deleted: u64,
+    /// Temporary files of interrupted writes removed (or, on a dry run, to remove).
+    pub leftovers_removed: u64,
 }
 
 /// Output of a prune run, with restic's verbosity: `Info` is printed by default (restic's
@@ -338,12 +340,42 @@ pub fn prune(
             "Would have removed the following no longer used packs:\n{}\n",
             packs_with(plan::Action::Remove)
         )));
+        remove_leftovers(repo, true, &mut stats, out)?;
         return Ok(stats);
     }
     opts.check_interrupt()?;
     execute::execute(repo, &idx, &plan, opts, &mut stats, out)?;
+    remove_leftovers(repo, false, &mut stats, out)?;
     out(Msg::Info("done".into()));
     Ok(stats)
+}
+
+/// Temporary files of killed writes: removed here because prune holds the exclusive lock,
+/// and only those older than a stale lock, which no live writer can still be filling.
+fn remove_leftovers(
+    repo: &Repository,
+    dry_run: bool,
+    stats: &mut PruneStats,
+    out: &mut dyn FnMut(Msg),
+) -> Result<()> {
+    let now = std::time::SystemTime::now();
+    let removed = crate::leftovers::remove_stale(repo, now, dry_run)?;
+    if removed.is_empty() {
+        return Ok(());
+    }
+    stats.leftovers_removed = removed.len() as u64;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    out(Msg::Info(format!(
+        "{verb} {} temporary files left by interrupted writes",
+        removed.len()
+    )));
+    for l in &removed {
+        out(Msg::Detail(format!(
+            "  {}",
+            crate::leftovers::describe(l, now)
+        )));
+    }
+    Ok(())
 }
 
 fn id_list(ids: impl Iterator<Item = String>) -> String {

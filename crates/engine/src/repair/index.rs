@@ -125,11 +125,14 @@ pub fn repair_index(
         stats.packs_read = to_read.len();
         for (id, r) in read {
             match r {
-                Some(entries) => {
+                Ok(entries) => {
                     kept.insert(id, entries);
                 }
-                None => {
-                    rep.info(2, &format!("skipped incomplete pack file: {id}"));
+                // A pack that could not be read is not a damaged pack: leaving it out of
+                // the new index would let prune delete its blobs.
+                Err(e @ EngineError::Backend { .. }) => return Err(e),
+                Err(e) => {
+                    rep.info(1, &format!("skipped incomplete pack file: {id}: {e}"));
                     stats.invalid_packs.push(id);
                 }
             }
@@ -152,19 +155,19 @@ pub fn repair_index(
     Ok(stats)
 }
 
-/// Reads the headers of `packs` in parallel; `None` for a pack whose header is unreadable.
+/// Reads the headers of `packs` in parallel, each with its own outcome.
 fn read_headers(
     repo: &Repository,
     packs: &[(PackId, u64)],
     rep: &dyn Reporter,
-) -> Vec<(PackId, Option<Vec<PackEntry>>)> {
+) -> Vec<(PackId, crate::Result<Vec<PackEntry>>)> {
     let done = AtomicU64::new(0);
     let total = packs.len() as u64;
     let out = Mutex::new(Vec::with_capacity(packs.len()));
     rep.progress("packs", 0, total);
     let run = || {
         packs.par_iter().for_each(|(id, size)| {
-            let r = repo.read_pack_header(id, *size).ok();
+            let r = repo.read_pack_header(id, *size);
             out.lock().expect("headers").push((*id, r));
             rep.progress("packs", done.fetch_add(1, Ordering::Relaxed) + 1, total);
         })
