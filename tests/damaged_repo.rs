@@ -343,3 +343,22 @@ fn now_secs() -> i64 {
         .expect("clock")
         .as_secs() as i64
 }
+
+/// A lock file that cannot be read may be a live lock: locking fails naming it (exit 11,
+/// as newer restic), and `unlock` removes it, since a damaged lock protects nothing.
+#[test]
+fn a_damaged_lock_blocks_until_unlock_removes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    write(&src.join("f"), "data\n");
+    let repo = init_repo(Tool::Restash, &dir.path().join("repo"), None);
+    let lock = "cd".repeat(32);
+    write(&repo.path.join("locks").join(&lock), "not a lock");
+    let out = repo.restash(osargs!["backup", "--host", HOST, &src]);
+    fails_naming(out, 11, &lock);
+    repo.restash(["unlock"]).success();
+    assert!(!repo.path.join("locks").join(&lock).exists());
+    repo.restash(osargs!["backup", "--host", HOST, &src])
+        .success();
+}

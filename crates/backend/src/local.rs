@@ -88,7 +88,10 @@ impl LocalBackend {
                     };
                     for sub in subdirs {
                         let sub = sub.map_err(BackendError::io(data.display().to_string()))?;
-                        if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                        let kind = sub
+                            .file_type()
+                            .map_err(BackendError::io(sub.path().display().to_string()))?;
+                        if kind.is_dir() {
                             dirs.push(sub.path());
                         }
                     }
@@ -241,12 +244,10 @@ impl Backend for LocalBackend {
                 let data = self.root.join("data");
                 // Flat files too: repositories from very old restic versions.
                 self.list_dir(&data, &mut out)?;
-                if let Ok(subdirs) = fs::read_dir(&data) {
-                    for sub in subdirs.flatten() {
-                        if sub.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                            self.list_dir(&sub.path(), &mut out)?;
-                        }
-                    }
+                // A data/xx directory that cannot be listed would hide its packs from
+                // check and repair: an error, not an empty listing.
+                for dir in self.write_dirs()?.iter().filter(|d| d.parent() == Some(&data)) {
+                    self.list_dir(dir, &mut out)?;
                 }
             }
             t => self.list_dir(&self.root.join(t.dir()), &mut out)?,

@@ -47,20 +47,34 @@ fn describe(id: &Id, l: &Lock) -> String {
     )
 }
 
-/// Loads every lock but `own`; unreadable ones are skipped, as restic does.
-fn other_locks(repo: &Repository, own: Option<&Id>) -> Result<Vec<(Id, Lock)>> {
+/// Every lock but `own`, and the damaged ones (which decode to nothing) apart. A lock
+/// removed between listing and reading is gone, not damaged; any other failure to read
+/// one is an error, since the lock may be live.
+#[allow(clippy::type_complexity)]
+fn other_locks(
+    repo: &Repository,
+    own: Option<&Id>,
+) -> Result<(Vec<(Id, Lock)>, Vec<(Id, EngineError)>)> {
     let mut out = Vec::new();
+    let mut damaged = Vec::new();
     for id in repo.list_ids(FileType::Lock)? {
         if Some(&id) == own {
             continue;
         }
-        if let Ok(data) = repo.load_unpacked(FileType::Lock, &id) {
-            if let Ok(l) = Lock::from_json(&data) {
-                out.push((id, l));
-            }
+        let loaded = repo.load_unpacked(FileType::Lock, &id).and_then(|data| {
+            Lock::from_json(&data).map_err(EngineError::format(format!("lock {}", id.short())))
+        });
+        match loaded {
+            Ok(l) => out.push((id, l)),
+            Err(EngineError::Backend {
+                source: restash_backend::BackendError::NotFound(_),
+                ..
+            }) => {}
+            Err(e @ EngineError::Backend { .. }) => return Err(e),
+            Err(e) => damaged.push((id, e)),
         }
     }
-    Ok(out)
+    Ok((out, damaged))
 }
 
 struct Shared {
@@ -84,7 +98,16 @@ impl RepoLock {
     /// 0.14 does not).
     pub fn acquire(repo: &Repository, exclusive: bool, ignore_stale: bool) -> Result<RepoLock> {
         let conflicts = |own: Option<&Id>| -> Result<()> {
-            for (id, l) in other_locks(repo, own)? {
+            let (locks, damaged) = other_locks(repo, own)?;
+            // Newer restic's rule: a lock that cannot be read may be somebody's live lock.
+            if let Some((id, e)) = damaged.first() {
+                return Err(EngineError::Locked(format!(
+                    "lock {} cannot be read ({e}); if no backup or prune is running, \
+                     `unlock` removes it",
+                    id.short()
+                )));
+            }
+            for (id, l) in locks {
                 if (exclusive || l.exclusive) && !(ignore_stale && is_stale(&l)) {
                     return Err(EngineError::Locked(describe(&id, &l)));
                 }
@@ -204,10 +227,18 @@ fn refresh_loop(
     }
 }
 
-/// Removes stale locks (or all with `all`); returns how many were removed.
+/// Removes stale locks (or all with `all`) and damaged ones, which no process can be
+/// refreshing; returns how many were removed.
 pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
     let mut n = 0;
-    for (id, l) in other_locks(repo, None)? {
+    let (locks, damaged) = other_locks(repo, None)?;
+    for (id, _) in damaged {
+        repo.backend()
+            .remove(&Handle::new(FileType::Lock, id.to_hex()))
+            .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
+        n += 1;
+    }
+    for (id, l) in locks {
         if all || is_stale(&l) {
             repo.backend()
                 .remove(&Handle::new(FileType::Lock, id.to_hex()))
@@ -223,7 +254,14 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
 /// it locks, so a pod killed mid-backup on another node does not block every later run.
 pub fn remove_stale(repo: &Repository) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for (id, l) in other_locks(repo, None)? {
+    let (locks, damaged) = other_locks(repo, None)?;
+    for (id, e) in damaged {
+        repo.backend()
+            .remove(&Handle::new(FileType::Lock, id.to_hex()))
+            .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
+        removed.push(format!("lock {}: damaged ({e})", id.short()));
+    }
+    for (id, l) in locks {
         if !is_stale(&l) {
             continue;
         }

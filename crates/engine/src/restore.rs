@@ -537,9 +537,13 @@ fn finish_blob(f: &PlannedFile, opts: &RestoreOptions, errs: &mut Vec<String>) {
         // Like restic, a file whose content cannot be complete is not left behind looking
         // restored.
         drop(handle);
-        let _ = std::fs::remove_file(&f.path);
+        let left = match std::fs::remove_file(&f.path) {
+            Ok(()) => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => format!(" (its incomplete copy could not be removed: {e})"),
+        };
         errs.push(format!(
-            "{}: not restored, some of its data is missing or damaged",
+            "{}: not restored, some of its data is missing or damaged{left}",
             f.path.display()
         ));
         return;
