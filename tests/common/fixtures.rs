@@ -94,3 +94,34 @@ pub fn fixture_repo(unpacked: &TempDir) -> PathBuf {
     );
     repo
 }
+
+/// Folder holding repositories written by other restic-format tools (rustic), each
+/// described in its README.md.
+pub fn rustic_fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/rustic-testdata")
+}
+
+/// Unpacks the archive at `path` (any folder) into a fresh temporary directory, keeping the
+/// same metadata as [`unpack_fixture`]; open the repository inside with [`fixture_repo`].
+pub fn unpack_archive(path: &Path) -> TempDir {
+    assert!(path.is_file(), "fixture archive {path:?} is missing");
+    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let stem = stem
+        .as_deref()
+        .unwrap_or("archive")
+        .trim_end_matches(".tar.gz");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("fx-{stem}-"))
+        .tempdir()
+        .expect("tempdir");
+    let file = File::open(path).unwrap_or_else(|e| panic!("open {path:?}: {e}"));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_preserve_ownerships(crate::common::is_root());
+    archive.set_unpack_xattrs(true);
+    archive
+        .unpack(dir.path())
+        .unwrap_or_else(|e| panic!("unpack {path:?}: {e}"));
+    dir
+}

@@ -1,11 +1,17 @@
 use serde::{Deserialize, Serialize};
 
+use crate::gojson::null_as_default;
 use crate::FormatError;
 
 /// The repository `config`: version, unique id and the chunker polynomial.
+///
+/// An absent `version` reads as 0, as in Go, so the caller's range check reports restic's
+/// "unsupported repository version 0". `id` and `chunker_polynomial` are required: a
+/// repository without them cannot be cached or written to, and Go would only fail later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// Repository format version, 1 or 2.
+    /// Repository format version, 1 or 2 (0 when absent, which no reader accepts).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: u32,
     /// 64 hex digits, unique per repository.
     pub id: String,
@@ -42,5 +48,52 @@ impl Config {
             id: hex::encode(id),
             chunker_polynomial: format!("{polynomial:x}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4d19d56368f085a94f3874f44ed786bcc354cf9f9a31703f152c25df18e63547";
+
+    #[test]
+    fn restic_config_round_trips() {
+        let json = format!(r#"{{"version":2,"id":"{ID}","chunker_polynomial":"2da3cbccd3a6b5"}}"#);
+        let c = Config::from_json(json.as_bytes()).unwrap();
+        assert_eq!(c.polynomial().unwrap(), 0x2da3cbccd3a6b5);
+        assert_eq!(c.to_json(), json.as_bytes());
+    }
+
+    #[test]
+    fn only_required_fields_and_unknown_fields() {
+        let c = Config::from_json(
+            format!(r#"{{"id":"{ID}","chunker_polynomial":"2da3cbccd3a6b5"}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.version, 0,
+            "Go's zero value; the repository layer rejects it"
+        );
+        let c = Config::from_json(
+            format!(
+                r#"{{"version":2,"id":"{ID}","chunker_polynomial":"2da3cbccd3a6b5","extra":{{"a":[1,null]}},"note":null}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.version, 2);
+    }
+
+    #[test]
+    fn missing_id_or_polynomial_is_named() {
+        let err = Config::from_json(br#"{"version":2,"chunker_polynomial":"2da3cbccd3a6b5"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `id`"), "{err}");
+        let err = Config::from_json(format!(r#"{{"version":2,"id":"{ID}"}}"#).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `chunker_polynomial`"), "{err}");
     }
 }

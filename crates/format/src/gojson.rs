@@ -1,5 +1,18 @@
 //! Go's `encoding/json` string escaping and `strconv.Quote`/`Unquote`, which restic uses for
-//! node names. Tree ids are hashes of these exact bytes.
+//! node names (tree ids are hashes of these exact bytes), and Go's leniency when decoding.
+
+use serde::{Deserialize, Deserializer};
+
+/// Decodes JSON `null` as the zero value. Go's `encoding/json` leaves a field untouched on
+/// `null` (and a nil slice is how Go writes an empty one), so a field that may be absent may
+/// also be `null`. Pair with `#[serde(default)]` for the absent case.
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// Appends `s` as a JSON string literal the way Go 1.19's `json.Marshal` writes it:
 /// HTML-safe (`<`, `>`, `&` as `\u003c`…), U+2028/2029 escaped, other non-ASCII raw.

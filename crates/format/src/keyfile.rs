@@ -5,18 +5,26 @@ use zeroize::Zeroizing;
 
 use restash_crypto::{derive_key, CryptoError, KdfParams, Key};
 
+use crate::gojson::null_as_default;
 use crate::{FormatError, GoTime};
 
 /// A key file under `keys/`: plain JSON holding the master key sealed under a password.
+///
+/// `created`, `username` and `hostname` are informational and may be absent (rustic writes
+/// none of them); they then read as Go's zero values, as restic 0.14 reads them. The KDF
+/// fields are required: without them the key cannot be opened, and naming the missing field
+/// beats restic's later "only supported KDF is scrypt()" or scrypt parameter error.
+/// Everything is always written, as restic's `Key` has no `omitempty`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyFile {
-    /// Creation time.
+    /// Creation time (Go's zero time when absent).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created: GoTime,
     /// Who created it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub username: String,
     /// On which host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hostname: String,
     /// Must be `scrypt`.
     pub kdf: String,
@@ -53,12 +61,26 @@ fn decode_fixed<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], 
         .map_err(|_| FormatError::Invalid(format!("master key: {what} has the wrong length")))
 }
 
-/// The master key as restic prints it with `cat masterkey` (compact; callers may pretty-print).
+/// Poly1305's clamp of `r`, as restic's `maskKey`.
+const POLY1305_R_MASK: [u8; 16] = [
+    0xff, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f, 0xfc, 0xff, 0xff, 0x0f,
+];
+
+/// The master key as restic prints it with `cat masterkey` (compact; callers may pretty-print)
+/// and seals it into new key files.
+///
+/// `r` is written clamped even when the stored key is not (rustic stores it unclamped):
+/// restic clamps its in-memory key the first time it computes a MAC, before it can print or
+/// re-seal it. The MACs are the same either way, as Poly1305 clamps `r` itself.
 pub fn master_key_json(key: &Key) -> String {
+    let mut r = *key.mac_r();
+    for (b, m) in r.iter_mut().zip(POLY1305_R_MASK) {
+        *b &= m;
+    }
     let j = MasterKeyJson {
         mac: MacJson {
             k: B64.encode(key.mac_k()),
-            r: B64.encode(key.mac_r()),
+            r: B64.encode(r),
         },
         encrypt: B64.encode(key.encrypt_key()),
     };
@@ -164,6 +186,78 @@ mod tests {
             kf.open(b"wrong"),
             Err(FormatError::Crypto(CryptoError::Unauthenticated))
         ));
+    }
+
+    /// `KAT_KEY` without `drop` and with `extra` merged in.
+    fn kat_variant(drop: &[&str], extra: serde_json::Value) -> Vec<u8> {
+        let mut v: serde_json::Value = serde_json::from_str(KAT_KEY).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        for k in drop {
+            obj.remove(*k);
+        }
+        for (k, x) in extra.as_object().unwrap() {
+            obj.insert(k.clone(), x.clone());
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn key_with_only_the_kdf_fields_opens() {
+        let json = kat_variant(&["created", "username", "hostname"], serde_json::json!({}));
+        let kf = KeyFile::from_json(&json).unwrap();
+        assert_eq!(kf.created, GoTime::zero());
+        assert_eq!((kf.username.as_str(), kf.hostname.as_str()), ("", ""));
+        let key = kf.open(b"kat-password").unwrap();
+        assert_eq!(hex::encode(key.mac_k()), "b43cca0e011651e3d341a1e22f5f4d19");
+        // What Go's json.Marshal writes for the zero values: every field, no omitempty.
+        let out = String::from_utf8(kf.to_json()).unwrap();
+        assert!(
+            out.starts_with(r#"{"created":"0001-01-01T00:00:00Z","username":"","hostname":"","kdf":"scrypt","N":32768,"#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn rustic_key_file_decodes() {
+        // keys/ of fixtures/rustic-testdata (rustic 0.11.4): no created/username/hostname.
+        let rustic = br#"{"kdf":"scrypt","N":131072,"r":8,"p":1,"data":"zzCQn73oeytHHfRN+k80ldKnAOiH0ed7fE2f+aWXK9NMqnB5hWDV/8sEWbZaLPLOaEd6JtWmkLhfl0msLl8YpmwJ14vUGRTxA5SS46M0bMOWyGlvzCYnhUPeWlWSE2z25c9AvPkus8moAESQetIyLsvONv/7uUIAaInc/06EhpI3EzVQCi8ToZ6UZrWjcfPU89chIYj+EIqsdbaRMO30jQ==","salt":"5LjtsmfA9s+wXK82bvqApEsX0T0A4EYkhlqgZPcFYyM/yTEazuaZldo9yjZEoN88ffzx8U26l2FHKdf5JD99qA=="}"#;
+        let kf = KeyFile::from_json(rustic).unwrap();
+        assert_eq!((kf.n, kf.r, kf.p), (131072, 8, 1));
+        assert_eq!(kf.created, GoTime::zero());
+    }
+
+    #[test]
+    fn unknown_and_null_fields_are_ignored() {
+        let json = kat_variant(
+            &[],
+            serde_json::json!({"created": null, "username": null, "hostname": null,
+                "future": {"x": [1, 2]}, "Note": "hi"}),
+        );
+        let kf = KeyFile::from_json(&json).unwrap();
+        assert_eq!(kf.created, GoTime::zero());
+        assert!(kf.open(b"kat-password").is_ok());
+    }
+
+    #[test]
+    fn missing_kdf_fields_are_named() {
+        for field in ["kdf", "N", "r", "p", "salt", "data"] {
+            let json = kat_variant(&[field], serde_json::json!({}));
+            let err = KeyFile::from_json(&json).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("missing field `{field}`")),
+                "{field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn master_key_r_is_printed_clamped() {
+        // rustic 0.11.4's master key (fixtures/rustic-testdata) stores r unclamped; restic
+        // 0.14's `cat masterkey` prints it clamped.
+        let r = decode_fixed("mac.r", "ZknKBRSxmzmtbtDgjwgL2A==").unwrap();
+        let key = Key::from_parts([7; 32], [9; 16], r).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&master_key_json(&key)).unwrap();
+        assert_eq!(j["mac"]["r"], "ZknKBRSxmwmsbtAAjAgLCA==");
     }
 
     #[test]

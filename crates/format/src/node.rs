@@ -2,7 +2,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::gojson::{go_quote, go_unquote, write_go_string};
+use crate::gojson::{go_quote, go_unquote, null_as_default, write_go_string};
 use crate::{BlobId, FormatError, GoTime};
 
 /// Go's `os.FileMode` bits that restic stores in `Node.mode` next to the permissions.
@@ -293,14 +293,15 @@ struct RawXattr {
     value: Option<String>,
 }
 
-// Missing fields decode to Go zero values, unknown fields are ignored: restic's and
-// rustic's trees both parse.
+// Missing and null fields decode to Go zero values, unknown fields are ignored: restic's and
+// rustic's trees both parse. Only `name` is required (and an attribute's `name`): a nameless
+// entry cannot be restored or even listed, where Go would carry an empty name along.
 #[derive(Deserialize)]
 struct RawNode {
     name: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     node_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mode: u32,
     #[serde(default)]
     mtime: Option<GoTime>,
@@ -308,21 +309,21 @@ struct RawNode {
     atime: Option<GoTime>,
     #[serde(default)]
     ctime: Option<GoTime>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     uid: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     gid: u32,
     #[serde(default)]
     user: Option<String>,
     #[serde(default)]
     group: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     inode: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     device_id: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     size: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     links: u64,
     #[serde(default)]
     linktarget: Option<String>,
@@ -330,7 +331,7 @@ struct RawNode {
     linktarget_raw: Option<String>,
     #[serde(default)]
     extended_attributes: Option<Vec<RawXattr>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     device: u64,
     #[serde(default)]
     content: Option<Vec<BlobId>>,
@@ -492,5 +493,48 @@ mod tests {
             .is_empty());
         assert!(Tree::from_bytes(b"{\"nodes\":[{\"name\":\"a\\\\q\"}]}").is_err());
         assert!(Tree::from_bytes(b"not json").is_err());
+    }
+
+    #[test]
+    fn only_the_name_is_required() {
+        let t = Tree::from_bytes(br#"{"nodes":[{"name":"x"}]}"#).unwrap();
+        let n = &t.nodes[0];
+        assert_eq!(n.node_type, NodeType::Other(String::new()));
+        assert_eq!((n.mode, n.uid, n.size, n.links), (0, 0, 0, 0));
+        assert_eq!((n.content.as_ref(), n.subtree), (None, None));
+        let nulls = br#"{"nodes":[{"name":"x","type":null,"mode":null,"mtime":null,"atime":null,"ctime":null,"uid":null,"gid":null,"user":null,"group":null,"inode":null,"device_id":null,"size":null,"links":null,"linktarget":null,"linktarget_raw":null,"extended_attributes":null,"device":null,"content":null,"subtree":null,"error":null}]}"#;
+        assert_eq!(Tree::from_bytes(nulls).unwrap(), t);
+        let err = Tree::from_bytes(br#"{"nodes":[{"type":"file"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `name`"), "{err}");
+        assert!(Tree::from_bytes(b"{}").unwrap().nodes.is_empty());
+    }
+
+    #[test]
+    fn rustic_node_reads_as_restic_would() {
+        // From fixtures/rustic-testdata: `+00:00` offsets, no device_id, an unknown field.
+        let json = concat!(
+            r#"{"nodes":[{"name":"added.txt","type":"file","mode":420,"#,
+            r#""mtime":"2026-12-02T12:32:20.757272887+00:00","atime":"2026-12-02T12:32:20.757272887+00:00","#,
+            r#""ctime":"2026-12-02T12:32:20.757272887+00:00","uid":0,"gid":0,"user":"root","group":"root","#,
+            r#""inode":10210613,"size":8,"links":1,"future":{"a":[1]},"#,
+            r#""content":["7f8b1dfc466b6249f06cbe55c9174df2578e7754da793fded244ef5cba2a38f1"]}]}"#
+        );
+        let t = Tree::from_bytes(json.as_bytes()).unwrap();
+        let n = &t.nodes[0];
+        assert_eq!((n.size, n.links, n.device_id), (8, 1, 0));
+        let mut out = String::new();
+        n.write_json(&mut out);
+        // What restic 0.14's json.Marshal of the decoded node gives.
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"name":"added.txt","type":"file","mode":420,"mtime":"2026-12-02T12:32:20.757272887Z","#,
+                r#""atime":"2026-12-02T12:32:20.757272887Z","ctime":"2026-12-02T12:32:20.757272887Z","#,
+                r#""uid":0,"gid":0,"user":"root","group":"root","inode":10210613,"size":8,"links":1,"#,
+                r#""content":["7f8b1dfc466b6249f06cbe55c9174df2578e7754da793fded244ef5cba2a38f1"]}"#
+            )
+        );
     }
 }

@@ -1,56 +1,72 @@
 use serde::{Deserialize, Serialize};
 
+use crate::gojson::null_as_default;
 use crate::{BlobId, FormatError, GoTime, SnapshotId};
 
 /// A snapshot file: the root tree of one backup run and where it came from.
 ///
-/// Field order and omissions are restic 0.14's (`uid`/`gid` omitted when 0).
+/// Field order and omissions are restic 0.14's (`uid`/`gid` omitted when 0). Every field but
+/// `tree` may be absent or `null` and reads as Go's zero value; unknown fields (rustic's
+/// `program_version`, `summary`, …) are ignored, as Go does. A snapshot without a tree
+/// has nothing to restore, so that is an error naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Start time of the backup, in the zone it ran in.
+    /// Start time of the backup, in the zone it ran in (Go's zero time when absent).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub time: GoTime,
     /// The snapshot used for change detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<SnapshotId>,
     /// The root tree.
     pub tree: BlobId,
-    /// Absolute paths of the backup targets.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// The backup targets as given (restic makes them absolute, rustic keeps `.`).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub paths: Vec<String>,
     /// Host name (per volume for restash's agent).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub hostname: String,
     /// User who ran the backup.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub username: String,
     /// uid of that user.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
     pub uid: u32,
     /// gid of that user.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
     pub gid: u32,
     /// Exclude patterns in effect.
     #[serde(
         default,
-        deserialize_with = "null_as_empty",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub excludes: Vec<String>,
     /// Tags.
     #[serde(
         default,
-        deserialize_with = "null_as_empty",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub tags: Vec<String>,
     /// The first version of a snapshot rewritten by `tag`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
-}
-
-// Go writes nil slices as `null`.
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -92,5 +108,55 @@ mod tests {
         )
         .unwrap();
         assert!(s.paths.is_empty() && s.tags.is_empty());
+    }
+
+    // snapshots/0c5e351d… of fixtures/rustic-testdata as rustic 0.11.4 wrote it, `summary`
+    // shortened.
+    const RUSTIC_SNAPSHOT: &str = concat!(
+        r#"{"time":"2026-12-02T12:32:20.618645388+00:00","program_version":"rustic 0.11.4","#,
+        r#""tree":"8aed67afecd19b0497b5def90135755814853a9d3100c7c76a449f3efe27c6f1","#,
+        r#""paths":["."],"hostname":"fixture-host","username":"","uid":0,"gid":0,"tags":[],"#,
+        r#""summary":{"files_new":76,"files_changed":0,"files_unmodified":0,"#,
+        r#""total_files_processed":76,"total_bytes_processed":1125905,"dirs_new":6,"#,
+        r#""command":"rustic -r ../repo backup --host fixture-host .","#,
+        r#""backup_start":"2026-12-02T12:32:20.626769922+00:00","backup_duration":0.129570793}}"#
+    );
+
+    const TREE: &str = "7aeffdd44d9e955aadbaba59da1f5ae4e042198ac9e20c56be8cd434919d5ff0";
+
+    #[test]
+    fn only_the_tree_is_required() {
+        let s = Snapshot::from_json(format!(r#"{{"tree":"{TREE}"}}"#).as_bytes()).unwrap();
+        assert_eq!(s.time, GoTime::zero());
+        assert!(s.paths.is_empty() && s.hostname.is_empty() && s.parent.is_none());
+        // Go marshals the zero time and, for a decoded snapshot, the paths it read.
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            format!(r#"{{"time":"0001-01-01T00:00:00Z","tree":"{TREE}","paths":[]}}"#)
+        );
+        let nulls = format!(
+            r#"{{"time":null,"parent":null,"tree":"{TREE}","paths":null,"hostname":null,"username":null,"uid":null,"gid":null,"excludes":null,"tags":null,"original":null}}"#
+        );
+        assert_eq!(Snapshot::from_json(nulls.as_bytes()).unwrap(), s);
+    }
+
+    #[test]
+    fn missing_tree_is_named() {
+        let err = Snapshot::from_json(br#"{"time":"2015-01-01T00:00:00Z","paths":["/a"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `tree`"), "{err}");
+    }
+
+    #[test]
+    fn rustic_snapshot_with_unknown_fields() {
+        let s = Snapshot::from_json(RUSTIC_SNAPSHOT.as_bytes()).unwrap();
+        assert_eq!(s.paths, ["."]);
+        assert_eq!(s.hostname, "fixture-host");
+        assert!(s.username.is_empty() && s.parent.is_none());
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            r#"{"time":"2026-12-02T12:32:20.618645388Z","tree":"8aed67afecd19b0497b5def90135755814853a9d3100c7c76a449f3efe27c6f1","paths":["."],"hostname":"fixture-host"}"#
+        );
     }
 }
