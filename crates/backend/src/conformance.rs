@@ -1,5 +1,5 @@
-//! One behavioural suite every backend must pass (local, S3, REST): run it from each
-//! backend's tests against a real store.
+//! One behavioural suite every backend must pass (local, memory, S3, REST, and the limit
+//! layer over them): run it from each backend's tests against a real store.
 
 use crate::{Backend, BackendError, FileType, Handle};
 
@@ -40,8 +40,18 @@ pub fn run(be: &dyn Backend) -> Result<(), String> {
         "ranged read to the end",
     )?;
     check(
-        be.read_range(&pack, 99_990, 100).is_err(),
-        "a read past the end is an error, not a short read",
+        matches!(
+            be.read_range(&pack, 99_990, 100),
+            Err(BackendError::ShortRead { .. })
+        ),
+        "a read past the end is a ShortRead error, not a short read",
+    )?;
+    // A reused buffer: its old contents must not survive or shift the range.
+    let mut buf = vec![0xee; 7000];
+    be.read_range_into(&pack, 10, 300, &mut buf).map_err(e)?;
+    check(
+        buf == data[10..310],
+        "read_range_into replaces the buffer's contents",
     )?;
     check(be.stat(&pack).map_err(e)? == 100_000, "stat size")?;
     check(

@@ -21,7 +21,9 @@
 pub mod conformance;
 mod debug_log;
 mod error;
+mod limit;
 mod local;
+mod memory;
 pub mod options;
 pub mod push;
 mod rest;
@@ -34,7 +36,9 @@ mod sigv4;
 mod tls;
 
 pub use error::BackendError;
+pub use limit::{LimitedBackend, Limits};
 pub use local::LocalBackend;
+pub use memory::MemoryBackend;
 pub use options::{BackendOptions, S3Layout};
 pub use rest::RestBackend;
 pub use s3::S3Backend;

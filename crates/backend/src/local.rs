@@ -246,7 +246,11 @@ impl Backend for LocalBackend {
                 self.list_dir(&data, &mut out)?;
                 // A data/xx directory that cannot be listed would hide its packs from
                 // check and repair: an error, not an empty listing.
-                for dir in self.write_dirs()?.iter().filter(|d| d.parent() == Some(&data)) {
+                for dir in self
+                    .write_dirs()?
+                    .iter()
+                    .filter(|d| d.parent() == Some(&data))
+                {
                     self.list_dir(dir, &mut out)?;
                 }
             }

@@ -8,7 +8,7 @@ use restash_engine::{RepoLock, Repository};
 
 use crate::cmd_snapshots::FilterArgs;
 use crate::display::go_time_string;
-use crate::global::{open_backend, GlobalOpts, Secret};
+use crate::global::{GlobalOpts, Secret};
 use crate::snapsel::filtered_snapshots;
 
 /// `restash copy`: the destination is `-r`, the source `--from-repo` (or, with the older
@@ -155,7 +155,7 @@ fn open_secondary(g: &GlobalOpts, s: &Secondary<'_>) -> anyhow::Result<Repositor
         ),
     };
     let password = secondary_password(s)?;
-    let backend = open_backend(&url, &g.options)?;
+    let backend = g.open_backend_at(&url)?;
     let repo = Repository::open(
         backend,
         password.0.as_bytes(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use restash_backend::{Backend, LocalBackend};
+use restash_backend::{Backend, LimitedBackend, Limits, LocalBackend};
 use restash_engine::{EngineError, Repository};
 
 /// Options every command accepts.
@@ -65,6 +65,35 @@ pub struct GlobalOpts {
     /// Target pack size in MiB (4 to 128).
     #[arg(long = "pack-size", env = "RESTIC_PACK_SIZE", global = true)]
     pub pack_size: Option<usize>,
+    /// Limits uploads to a maximum rate in KiB/s (default: unlimited).
+    // restic has no environment variable for the limits (checked up to 0.18), so neither
+    // do we. Negative numbers reach the parser, which names the problem.
+    #[arg(
+        long = "limit-upload",
+        value_name = "RATE",
+        global = true,
+        allow_negative_numbers = true,
+        value_parser = parse_rate_kib
+    )]
+    pub limit_upload: Option<u64>,
+    /// Limits downloads to a maximum rate in KiB/s (default: unlimited).
+    #[arg(
+        long = "limit-download",
+        value_name = "RATE",
+        global = true,
+        allow_negative_numbers = true,
+        value_parser = parse_rate_kib
+    )]
+    pub limit_download: Option<u64>,
+}
+
+/// A `--limit-upload`/`--limit-download` rate: a whole number of KiB/s, 0 for unlimited.
+fn parse_rate_kib(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n < 0 => Err("a rate cannot be negative (KiB/s, 0 for unlimited)".into()),
+        Ok(n) => u64::try_from(n).map_err(|_| "the rate is too large".into()),
+        Err(_) => Err("not a whole number of KiB/s (0 for unlimited)".into()),
+    }
 }
 
 impl GlobalOpts {
@@ -131,9 +160,28 @@ impl GlobalOpts {
         Ok(mib << 20)
     }
 
-    /// The backend of the repository named by the flags, with the `-o` options applied.
+    /// The backend of the repository named by the flags, with the `-o` options applied
+    /// and held to `--limit-upload`/`--limit-download`.
     pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
-        open_backend(&self.repository()?, &self.options)
+        self.open_backend_at(&self.repository()?)
+    }
+
+    /// The backend at `url` with these flags' `-o` options and rate limits: restic applies
+    /// both to every repository a command opens (`copy`'s source too).
+    pub fn open_backend_at(&self, url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+        Ok(self.limit(open_backend(url, &self.options)?))
+    }
+
+    /// `backend` wrapped in a [`LimitedBackend`] when a rate limit is set.
+    pub fn limit(&self, backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        let limits = Limits::from_kib_per_sec(
+            self.limit_upload.unwrap_or(0),
+            self.limit_download.unwrap_or(0),
+        );
+        if limits.is_unlimited() {
+            return backend;
+        }
+        Arc::new(LimitedBackend::new(backend, limits))
     }
 
     /// Opens the repository named by the flags; does not load the index.
@@ -238,4 +286,18 @@ pub fn open_backend(url: &str, options: &[String]) -> anyhow::Result<Arc<dyn Bac
         }
     }
     Ok(Arc::new(LocalBackend::new(url)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate_kib;
+
+    #[test]
+    fn rates_are_whole_non_negative_kib() {
+        assert_eq!(parse_rate_kib("0"), Ok(0));
+        assert_eq!(parse_rate_kib("1024"), Ok(1024));
+        for bad in ["-1", "abc", "1.5", "", "99999999999999999999999"] {
+            assert!(parse_rate_kib(bad).is_err(), "{bad:?}");
+        }
+    }
 }
