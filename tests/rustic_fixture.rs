@@ -95,6 +95,22 @@ fn ls_matches_restic() {
         .stdout_str()
         .contains("\n/0/tests/testfile-hardlink\n"));
     assert!(!short.stdout_str().contains("added.txt"));
+    // Directory filters: the directory itself and its children (restic 0.14's rule), a
+    // file alone, descendants with --recursive, several at once, the root.
+    for filter in [
+        &["/0/for_cmd_ls"][..],
+        &["/0/for_cmd_ls/"],
+        &["/0/for_cmd_ls/file1.txt"],
+        &["/0/0", "--recursive"],
+        &["/0/for_cmd_ls", "/0/0/9/28"],
+        &["/"],
+    ] {
+        let mut args = vec!["ls", "latest"];
+        args.extend_from_slice(filter);
+        same_as_restic(&repo, &args);
+    }
+    repo.restash(["ls", "latest", "0/for_cmd_ls"])
+        .expect_code(1);
     for id in [FIRST, SECOND] {
         let lines = same_as_restic(&repo, &["ls", "--json", id]).json_lines();
         assert_eq!(lines[0]["struct_type"], "snapshot");

@@ -47,8 +47,10 @@ fn node_json(path: &str, n: &Node) -> serde_json::Value {
     v
 }
 
-/// Whether `path` is to be listed given the directory arguments (restic's semantics:
-/// direct children, or all descendants with --recursive).
+/// Whether `path` is to be listed, and whether to descend below it, given the directory
+/// arguments. restic 0.14's rule: the directory itself, its direct children (all
+/// descendants with --recursive), and the directories on the way there are walked. A file
+/// given as the "directory" is listed alone.
 fn wanted(dirs: &[String], recursive: bool, path: &str) -> (bool, bool) {
     if dirs.is_empty() {
         return (true, true);
@@ -57,18 +59,12 @@ fn wanted(dirs: &[String], recursive: bool, path: &str) -> (bool, bool) {
     let mut descend = false;
     for d in dirs {
         let d = d.trim_end_matches('/');
-        let d = if d.starts_with('/') {
-            d.to_string()
-        } else {
-            format!("/{d}")
-        };
-        if let Some(rest) = path.strip_prefix(&d) {
-            if let Some(rest) = rest.strip_prefix('/') {
-                list |= recursive || !rest.contains('/');
-                descend |= recursive;
-            } else if rest.is_empty() {
-                descend = true;
-            }
+        if path == d {
+            list = true;
+            descend = true;
+        } else if let Some(rest) = path.strip_prefix(d).and_then(|r| r.strip_prefix('/')) {
+            list |= recursive || !rest.contains('/');
+            descend |= recursive;
         } else if d.starts_with(&format!("{path}/")) {
             descend = true;
         }
@@ -77,6 +73,9 @@ fn wanted(dirs: &[String], recursive: bool, path: &str) -> (bool, bool) {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    if a.dirs.iter().any(|d| !d.starts_with('/')) {
+        anyhow::bail!("All path filters must be absolute, starting with a forward slash '/'");
+    }
     let mut repo = g.open()?;
     let (id, snap) = crate::snapsel::resolve(&repo, &a.snapshot, &a.filter.to_filter())?;
     repo.load_index()?;
@@ -117,4 +116,61 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         Ok(descend)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    fn listed(dirs: &[&str], recursive: bool) -> Vec<&'static str> {
+        let dirs: Vec<String> = dirs.iter().map(|d| d.to_string()).collect();
+        let tree = [
+            "/testdir",
+            "/testdir/bar",
+            "/testdir/sub",
+            "/testdir/sub/x",
+            "/testdir2",
+            "/testdir2/y",
+        ];
+        tree.into_iter()
+            .filter(|p| {
+                // Only what the walk reaches: every ancestor must have been descended into.
+                let mut anc = String::new();
+                for part in p
+                    .split('/')
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .rev()
+                    .skip(1)
+                    .rev()
+                {
+                    anc.push('/');
+                    anc.push_str(part);
+                    if !wanted(&dirs, recursive, &anc).1 {
+                        return false;
+                    }
+                }
+                wanted(&dirs, recursive, p).0
+            })
+            .collect()
+    }
+
+    /// What restic 0.14 prints for the same tree and filters.
+    #[test]
+    fn directory_filters_list_what_restic_lists() {
+        let dir = ["/testdir", "/testdir/bar", "/testdir/sub"];
+        assert_eq!(listed(&["/testdir"], false), dir);
+        assert_eq!(listed(&["/testdir/"], false), dir);
+        assert_eq!(listed(&["/testdir/bar"], false), ["/testdir/bar"]);
+        assert_eq!(
+            listed(&["/testdir/sub"], false),
+            ["/testdir/sub", "/testdir/sub/x"]
+        );
+        assert_eq!(
+            listed(&["/testdir"], true),
+            ["/testdir", "/testdir/bar", "/testdir/sub", "/testdir/sub/x"]
+        );
+        assert_eq!(listed(&["/"], false), ["/testdir", "/testdir2"]);
+    }
 }
