@@ -1,7 +1,7 @@
 use clap::Args as ClapArgs;
 use restash_engine::SnapshotFilter;
 
-use crate::display::{local_time, snapshot_json};
+use crate::display::snapshot_json;
 use crate::global::GlobalOpts;
 
 /// `restash snapshots`
@@ -14,6 +14,9 @@ pub struct Args {
     /// Only show the latest N snapshots per group.
     #[arg(long)]
     pub latest: Option<usize>,
+    /// Use compact output format (tags one per line, no paths).
+    #[arg(short = 'c', long)]
+    pub compact: bool,
 }
 
 /// restic's snapshot filter flags.
@@ -67,46 +70,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
     }
-    let rows: Vec<[String; 5]> = snaps
-        .iter()
-        .map(|(id, s)| {
-            [
-                id.short(),
-                local_time(&s.time),
-                s.hostname.clone(),
-                s.tags.join(","),
-                s.paths.join(","),
-            ]
-        })
-        .collect();
-    let header = ["ID", "Time", "Host", "Tags", "Paths"];
-    let mut width = header.map(|h| h.len());
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[&str]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = width[i]));
-            }
-        }
-        s
-    };
-    let head = line(&header);
-    let rule = "-".repeat(head.len().max(40));
-    println!("{head}\n{rule}");
-    for r in &rows {
-        println!(
-            "{}",
-            line(&r.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-        );
-    }
-    println!("{rule}");
-    println!("{} snapshots", rows.len());
+    // restic's table, shared with forget (column widths, multi-line paths).
+    crate::cmd_forget::print_snapshots(&snaps, None, a.compact);
     Ok(())
 }
