@@ -471,41 +471,11 @@ pub fn print_snapshots(list: &[SnapshotEntry], reasons: Option<&[KeepReason]>, c
             c
         })
         .collect();
-    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate() {
-            for l in c.split('\n') {
-                width[i] = width[i].max(l.len());
-            }
-        }
+    let mut table = crate::display::Table::new(&header);
+    table.blank_between_rows = multiline;
+    for row in cells {
+        table.row(row);
     }
-    let total = width.iter().sum::<usize>() + (width.len() - 1) * 2;
-    let line = |cells: &[&str]| {
-        let fields: Vec<Vec<&str>> = cells.iter().map(|c| c.split('\n').collect()).collect();
-        let n = fields.iter().map(|f| f.len()).max().unwrap_or(1);
-        let mut out = Vec::new();
-        for k in 0..n {
-            let mut s = String::new();
-            for (i, f) in fields.iter().enumerate() {
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                let v = f.get(k).copied().unwrap_or("");
-                s.push_str(&format!("{v:<w$}", w = width[i]));
-            }
-            out.push(s.trim_end_matches(' ').to_string());
-        }
-        out.join("\n")
-    };
-    println!("{}", line(&header));
-    println!("{}", "-".repeat(total));
-    for (i, row) in cells.iter().enumerate() {
-        let refs: Vec<&str> = row.iter().map(|s| s.as_str()).collect();
-        if multiline && i > 0 {
-            println!();
-        }
-        println!("{}", line(&refs));
-    }
-    println!("{}", "-".repeat(total));
+    print!("{}", table.render());
     println!("{} snapshots", rows.len());
 }

@@ -65,18 +65,16 @@ fn list(g: &GlobalOpts) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
     }
-    println!(" ID        User  Host     Created");
-    println!("---------------------------------------------");
+    let mut table = crate::display::Table::new(&[" ID", "User", "Host", "Created"]);
     for (id, k) in &rows {
         let mark = if *id == current { '*' } else { ' ' };
-        println!(
-            "{mark}{}  {}  {}  {}",
-            id.short(),
-            k.username,
-            k.hostname,
-            local_time(&k.created)
-        );
+        table.row(vec![
+            format!("{mark}{}", id.short()),
+            k.username.clone(),
+            k.hostname.clone(),
+            local_time(&k.created),
+        ]);
     }
-    println!("---------------------------------------------");
+    print!("{}", table.render());
     Ok(())
 }

@@ -104,3 +104,72 @@ mod tests {
         assert_eq!(go_time_string(&t), "2015-11-10 22:11:48 +0000 UTC");
     }
 }
+
+/// restic's text table (`internal/ui/table`): each column as wide as its widest line (in
+/// bytes, as Go's `len`), cells two spaces apart, a cell's lines one below the other,
+/// trailing spaces trimmed, a rule of dashes under the header and after the rows.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// An empty line between rows (restic's snapshot list when a row spans lines).
+    pub blank_between_rows: bool,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            blank_between_rows: false,
+        }
+    }
+
+    /// Adds a row; a cell may hold several lines.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table as restic prints it, every line ending in a newline.
+    pub fn render(&self) -> String {
+        let mut width: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
+        for row in &self.rows {
+            for (w, cell) in width.iter_mut().zip(row) {
+                *w = cell.split('\n').map(str::len).fold(*w, usize::max);
+            }
+        }
+        let total = width.iter().sum::<usize>() + 2 * width.len().saturating_sub(1);
+        let rule = "-".repeat(total);
+        let mut out = String::new();
+        self.push_row(&mut out, &self.header, &width);
+        out.push_str(&rule);
+        out.push('\n');
+        for (i, row) in self.rows.iter().enumerate() {
+            if self.blank_between_rows && i > 0 {
+                out.push('\n');
+            }
+            self.push_row(&mut out, row, &width);
+        }
+        out.push_str(&rule);
+        out.push('\n');
+        out
+    }
+
+    fn push_row(&self, out: &mut String, cells: &[String], width: &[usize]) {
+        let lines: Vec<Vec<&str>> = cells.iter().map(|c| c.split('\n').collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(1);
+        for k in 0..height {
+            let mut s = String::new();
+            for (i, cell) in lines.iter().enumerate() {
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                let v = cell.get(k).copied().unwrap_or("");
+                s.push_str(v);
+                s.push_str(&" ".repeat(width[i].saturating_sub(v.len())));
+            }
+            out.push_str(s.trim_end_matches(' '));
+            out.push('\n');
+        }
+    }
+}
