@@ -79,32 +79,6 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_mode_strings() {
-        assert_eq!(mode_string(420), "-rw-r--r--");
-        assert_eq!(mode_string(2147484141), "drwxr-xr-x");
-        assert_eq!(mode_string(134218239), "Lrwxrwxrwx");
-        assert_eq!(mode_string(8389101), "urwxr-xr-x");
-        assert_eq!(mode_string(69206436), "Dcrw-r--r--");
-        assert_eq!(mode_string(2148532735), "dtrwxrwxrwx");
-    }
-
-    #[test]
-    fn go_time_strings() {
-        let t = GoTime::parse("2015-11-10T22:11:48.975774597+01:00").unwrap();
-        assert_eq!(
-            go_time_string(&t),
-            "2015-11-10 22:11:48.975774597 +0100 +0100"
-        );
-        let t = GoTime::parse("2015-11-10T22:11:48Z").unwrap();
-        assert_eq!(go_time_string(&t), "2015-11-10 22:11:48 +0000 UTC");
-    }
-}
-
 /// restic's text table (`internal/ui/table`): each column as wide as its widest line (in
 /// bytes, as Go's `len`), cells two spaces apart, a cell's lines one below the other,
 /// trailing spaces trimmed, a rule of dashes under the header and after the rows.
@@ -171,5 +145,31 @@ impl Table {
             out.push_str(s.trim_end_matches(' '));
             out.push('\n');
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_mode_strings() {
+        assert_eq!(mode_string(420), "-rw-r--r--");
+        assert_eq!(mode_string(2147484141), "drwxr-xr-x");
+        assert_eq!(mode_string(134218239), "Lrwxrwxrwx");
+        assert_eq!(mode_string(8389101), "urwxr-xr-x");
+        assert_eq!(mode_string(69206436), "Dcrw-r--r--");
+        assert_eq!(mode_string(2148532735), "dtrwxrwxrwx");
+    }
+
+    #[test]
+    fn go_time_strings() {
+        let t = GoTime::parse("2015-11-10T22:11:48.975774597+01:00").unwrap();
+        assert_eq!(
+            go_time_string(&t),
+            "2015-11-10 22:11:48.975774597 +0100 +0100"
+        );
+        let t = GoTime::parse("2015-11-10T22:11:48Z").unwrap();
+        assert_eq!(go_time_string(&t), "2015-11-10 22:11:48 +0000 UTC");
     }
 }
