@@ -65,6 +65,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         let skip = snaps.len().saturating_sub(n);
         snaps.drain(..skip);
     }
+    // restic 0.14 sorts each snapshot's paths while grouping, so both the table and the
+    // JSON show them sorted, whatever order they were stored in.
+    for (_, s) in &mut snaps {
+        s.paths.sort();
+    }
     if g.json {
         let v: Vec<_> = snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect();
         println!("{}", serde_json::to_string(&v)?);

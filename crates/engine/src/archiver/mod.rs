@@ -3,11 +3,14 @@
 //! fill and indexed every few seconds; the snapshot is written last and is the commit point.
 
 mod fsnode;
+mod plan;
 pub(crate) mod saver;
 mod walker;
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -155,68 +158,6 @@ pub struct BackupSummary {
     pub errors: Vec<String>,
 }
 
-/// Cleans a path lexically (like Go's filepath.Clean) without touching the file system.
-fn clean(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// The targets as (absolute path, tree components), nested targets removed.
-fn targets(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<Vec<u8>>)>> {
-    use std::os::unix::ffi::OsStrExt;
-    let cwd = std::env::current_dir().map_err(EngineError::io("current directory"))?;
-    let mut out: Vec<(PathBuf, Vec<Vec<u8>>)> = Vec::new();
-    for p in paths {
-        let abs = clean(&cwd.join(p));
-        // restic mirrors the path as given: absolute targets keep the full chain, relative
-        // ones start at their first component.
-        let shown = if p.is_absolute() {
-            abs.clone()
-        } else {
-            clean(p)
-        };
-        let comps: Vec<Vec<u8>> = shown
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(s) => Some(s.as_bytes().to_vec()),
-                _ => None,
-            })
-            .collect();
-        if comps.is_empty() {
-            return Err(EngineError::Usage(format!(
-                "cannot back up {:?}: it has no name (use an absolute path)",
-                p
-            )));
-        }
-        out.push((abs, comps));
-    }
-    if !out
-        .iter()
-        .any(|(p, _)| std::fs::symlink_metadata(p).is_ok())
-    {
-        // restic refuses to write a snapshot of nothing.
-        return Err(EngineError::Usage(
-            "all target directories/files do not exist".into(),
-        ));
-    }
-    out.sort();
-    out.dedup_by(|b, a| a.0 == b.0);
-    let all: Vec<PathBuf> = out.iter().map(|(p, _)| p.clone()).collect();
-    out.retain(|(p, _)| !all.iter().any(|q| q != p && p.starts_with(q)));
-    Ok(out)
-}
-
 fn parse_pack_size_error(n: usize) -> EngineError {
     EngineError::Usage(format!(
         "pack size {} MiB is out of range (4 to 128 MiB)",
@@ -253,17 +194,14 @@ pub fn backup(
     };
     let maker = NodeMaker::new(opts.with_atime);
     let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
-    let (mut paths, built, parent) = match source {
+    let (paths, built, parent) = match source {
         Source::Paths(paths) => {
-            let targets = targets(&paths)?;
-            let snapshot_paths: Vec<String> = targets
-                .iter()
-                .map(|(p, _)| p.to_string_lossy().into_owned())
-                .collect();
-            let parent = find_parent(repo, opts, &snapshot_paths)?;
+            let plan = plan::plan(&paths)?;
+            let parent = find_parent(repo, opts, &plan.paths)?;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
-            let built = backup_paths(repo, opts, &maker, &saver, &chunker, &targets, parent_tree);
-            (snapshot_paths, built, parent.map(|(id, _)| id))
+            let paths = plan.paths.clone();
+            let built = backup_paths(repo, opts, &maker, &saver, &chunker, plan, parent_tree);
+            (paths, built, parent.map(|(id, _)| id))
         }
         Source::Stdin { name, reader } => {
             let built = backup_stdin(repo, opts, &saver, &chunker, &name, reader, time);
@@ -285,7 +223,7 @@ pub fn backup(
     summary.data_added = saver.stats.data_added.load(Ordering::Relaxed);
     summary.data_added_packed = saver.stats.data_added_packed.load(Ordering::Relaxed);
 
-    paths.sort();
+    // restic keeps the targets in the order given, duplicates too.
     let snap = Snapshot {
         time,
         parent,
@@ -307,7 +245,9 @@ pub fn backup(
     Ok(summary)
 }
 
-/// The directories above the targets (absolute targets keep their whole chain).
+/// The directories above the targets (`srv` and `data` for `/srv/data/x`, `sub` for
+/// `sub/x`): restic stores them with their own metadata and only the entries that lead to
+/// targets.
 struct Above {
     node: Option<Node>,
     parent_subtree: Option<BlobId>,
@@ -320,76 +260,113 @@ enum AboveChild {
     Target(usize),
 }
 
+/// What building the directories above the targets needs at every level.
+struct AboveCtx<'a> {
+    repo: &'a Repository,
+    maker: &'a NodeMaker,
+    plan: &'a plan::Plan,
+    /// Device of each target as given, by absolute path: `-x` keeps what is below the
+    /// nearest one to its file system, as restic's device map does.
+    devices: HashMap<PathBuf, u64>,
+    specs: Vec<TargetSpec>,
+    errors: Vec<String>,
+}
+
 fn backup_paths(
     repo: &Repository,
     opts: &BackupOptions,
     maker: &NodeMaker,
     saver: &Saver,
     chunker: &ChunkerParams,
-    targets: &[(PathBuf, Vec<Vec<u8>>)],
+    mut plan: plan::Plan,
     parent_root: Option<BlobId>,
 ) -> Result<(BlobId, BackupSummary)> {
-    use std::os::unix::ffi::OsStrExt;
     let mut root = Above {
         node: None,
         parent_subtree: parent_root,
         had_parent: parent_root.is_some(),
         children: Vec::new(),
     };
-    let mut specs = Vec::new();
-    let mut errors = Vec::new();
-    'targets: for (abs, comps) in targets {
-        let mut real = abs.clone();
-        for _ in 0..comps.len() {
-            real.pop();
-        }
-        let mut dir = &mut root;
-        for comp in &comps[..comps.len() - 1] {
-            real.push(std::ffi::OsStr::from_bytes(comp));
-            let found = dir.children.iter().position(|c| {
-                matches!(c, AboveChild::Dir(d) if d.node.as_ref().is_some_and(|n| n.name == *comp))
-            });
-            let pos = match found {
-                Some(p) => p,
-                None => {
-                    let meta = match std::fs::symlink_metadata(&real) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            errors.push(format!("{}: {e}", real.display()));
-                            continue 'targets;
-                        }
-                    };
-                    let pnode = lookup(repo, dir.parent_subtree, comp);
-                    dir.children.push(AboveChild::Dir(Box::new(Above {
-                        node: Some(maker.node(&real, comp, &meta)),
-                        parent_subtree: pnode.as_ref().and_then(|n| n.subtree),
-                        had_parent: pnode.is_some(),
-                        children: Vec::new(),
-                    })));
-                    dir.children.len() - 1
-                }
-            };
-            let AboveChild::Dir(d) = &mut dir.children[pos] else {
-                unreachable!("found as a directory")
-            };
-            dir = d;
-        }
-        let name = comps[comps.len() - 1].clone();
-        specs.push(TargetSpec {
-            path: abs.clone(),
-            pnode: lookup(repo, dir.parent_subtree, &name),
-            name,
-        });
-        dir.children.push(AboveChild::Target(specs.len() - 1));
-    }
+    let devices = plan
+        .origins
+        .iter()
+        .filter_map(|p| Some((p.clone(), std::fs::symlink_metadata(p).ok()?.dev())))
+        .collect();
+    let errors = std::mem::take(&mut plan.errors);
+    let mut ctx = AboveCtx {
+        repo,
+        maker,
+        plan: &plan,
+        devices,
+        specs: Vec::new(),
+        errors,
+    };
+    plan_above(&mut ctx, &plan.top, &mut root);
+    let (specs, errors) = (ctx.specs, ctx.errors);
     let (nodes, mut summary) = walker::run(repo, opts, maker, saver, chunker, specs)?;
     summary.errors.splice(0..0, errors);
+    let empty = root
+        .children
+        .iter()
+        .all(|c| matches!(c, AboveChild::Target(i) if nodes[*i].is_none()));
+    if empty {
+        let mut msg = "unable to save snapshot: snapshot is empty".to_string();
+        if !summary.errors.is_empty() {
+            msg = format!("{msg} ({})", summary.errors.join("; "));
+        }
+        return Err(EngineError::Usage(msg));
+    }
     let root = save_above(saver, &root, &nodes, &mut summary)?;
     Ok((root, summary))
 }
 
-fn lookup(repo: &Repository, tree: Option<BlobId>, name: &[u8]) -> Option<Node> {
-    repo.load_tree(&tree?).ok()?.find(name).cloned()
+/// Fills `dir` with the planned `entries`: leaves become targets for the walker, the rest
+/// directories above targets.
+fn plan_above(ctx: &mut AboveCtx, entries: &BTreeMap<Vec<u8>, plan::Entry>, dir: &mut Above) {
+    // A parent tree that cannot be read only means files are read again.
+    let ptree = dir
+        .parent_subtree
+        .and_then(|id| ctx.repo.load_tree(&id).ok());
+    let previous = |name: &[u8]| ptree.as_ref().and_then(|t| t.find(name).cloned());
+    for (name, e) in entries {
+        if let Some(path) = &e.path {
+            let path = ctx.plan.on_disk(path);
+            let root_dev = path.ancestors().find_map(|a| ctx.devices.get(a).copied());
+            ctx.specs.push(TargetSpec {
+                path,
+                name: name.clone(),
+                pnode: previous(name),
+                root_dev,
+            });
+            dir.children.push(AboveChild::Target(ctx.specs.len() - 1));
+            continue;
+        }
+        let Some(info) = &e.info else { continue };
+        let on_disk = ctx.plan.on_disk(info);
+        // restic follows a symlink here (stat, not lstat): `link/x` is stored below a
+        // directory named `link`.
+        let meta = match std::fs::metadata(&on_disk) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => {
+                ctx.errors
+                    .push(format!("path is not a directory: {}", on_disk.display()));
+                continue;
+            }
+            Err(err) => {
+                ctx.errors.push(format!("{}: {err}", on_disk.display()));
+                continue;
+            }
+        };
+        let pnode = previous(name);
+        let mut sub = Above {
+            node: Some(ctx.maker.node(&on_disk, name, &meta)),
+            parent_subtree: pnode.as_ref().and_then(|n| n.subtree),
+            had_parent: pnode.is_some(),
+            children: Vec::new(),
+        };
+        plan_above(ctx, &e.children, &mut sub);
+        dir.children.push(AboveChild::Dir(Box::new(sub)));
+    }
 }
 
 fn save_above(

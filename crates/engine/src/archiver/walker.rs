@@ -245,26 +245,17 @@ impl<'a> Walker<'a> {
         self.summary.errors.push(msg);
     }
 
-    /// Walks a directory target named `name` at `path`; its node ends up in
-    /// `targets[target]` once everything below it is saved.
-    fn target(
-        &mut self,
-        path: &Path,
-        name: &[u8],
-        pnode: Option<Node>,
-        target: usize,
-    ) -> Result<()> {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.error(format!("{}: {e}", path.display()));
-                return Ok(());
-            }
+    /// restic's reject rules for a target itself: the same as for an entry of a directory,
+    /// with the target's parent directory on `root_dev`, the file system `-x` keeps to.
+    fn target_excluded(&self, path: &Path, meta: &Metadata, root_dev: u64) -> bool {
+        if Self::excluded(self.opts, path, meta, root_dev, root_dev) {
+            return true;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
         };
-        let root_dev = meta.dev();
-        let node = self.maker.node(path, name, &meta);
-        self.entry(path, node, &meta, pnode, Up::Target(target), root_dev)?;
-        Ok(())
+        self.tag_files(dir)
+            .is_some_and(|tags| !tags.iter().any(|t| t.as_slice() == name.as_bytes()))
     }
 
     fn deliver(&mut self, up: Up, slot: Slot) -> Result<()> {
@@ -538,6 +529,9 @@ pub struct TargetSpec {
     pub name: Vec<u8>,
     /// The node the parent snapshot had at this place.
     pub pnode: Option<Node>,
+    /// The device of the nearest target given at or above it (`.` for an entry of `.`);
+    /// None: its own.
+    pub root_dev: Option<u64>,
 }
 
 /// Runs the walk with `workers` reader threads. Returns the target nodes (None for a
@@ -617,8 +611,20 @@ fn wrap_file_target(w: &mut Walker, t: &TargetSpec, i: usize) -> Result<()> {
             return Ok(());
         }
     };
+    let root_dev = t.root_dev.unwrap_or(meta.dev());
+    if w.target_excluded(&t.path, &meta, root_dev) {
+        return Ok(());
+    }
     if meta.is_dir() {
-        return w.target(&t.path, &t.name, t.pnode.clone(), i);
+        let node = w.maker.node(&t.path, &t.name, &meta);
+        return w.entry(
+            &t.path,
+            node,
+            &meta,
+            t.pnode.clone(),
+            Up::Target(i),
+            root_dev,
+        );
     }
     let holder = w.next_dir;
     w.next_dir += 1;
@@ -641,5 +647,5 @@ fn wrap_file_target(w: &mut Walker, t: &TargetSpec, i: usize) -> Result<()> {
         slot: 0,
     });
     let node = w.maker.node(&t.path, &t.name, &meta);
-    w.entry(&t.path, node, &meta, t.pnode.clone(), to, meta.dev())
+    w.entry(&t.path, node, &meta, t.pnode.clone(), to, root_dev)
 }
