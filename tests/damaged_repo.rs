@@ -362,3 +362,55 @@ fn a_damaged_lock_blocks_until_unlock_removes_it() {
     repo.restash(osargs!["backup", "--host", HOST, &src])
         .success();
 }
+
+/// A parent whose trees cannot be read costs the new snapshot nothing (its files are read
+/// again), but the damage is named on stderr instead of passing unseen.
+#[test]
+fn a_damaged_parent_tree_is_named_and_the_backup_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("sub")).expect("mkdir");
+    write(&src.join("sub/f"), "data\n");
+    let repo = init_repo(Tool::Restash, &dir.path().join("repo"), None);
+    repo.restash(osargs!["backup", "--host", HOST, &src])
+        .success();
+    // Overwrite the pack of tree blobs with garbage of the same size.
+    let mut tree_packs = Vec::new();
+    for index in repo
+        .restic(["list", "index"])
+        .success()
+        .stdout_str()
+        .lines()
+    {
+        let v = repo.restic(["cat", "index", index]).success().json();
+        for pack in v["packs"].as_array().expect("packs") {
+            if pack["blobs"]
+                .as_array()
+                .expect("blobs")
+                .iter()
+                .all(|b| b["type"] == "tree")
+            {
+                tree_packs.push(pack["id"].as_str().expect("id").to_string());
+            }
+        }
+    }
+    assert_eq!(tree_packs.len(), 1, "{tree_packs:?}");
+    let path = repo
+        .path
+        .join("data")
+        .join(&tree_packs[0][..2])
+        .join(&tree_packs[0]);
+    let len = fs::metadata(&path).expect("stat").len() as usize;
+    fs::remove_file(&path).expect("rm");
+    fs::write(&path, vec![0x5a; len]).expect("write");
+
+    let out = repo
+        .restash(osargs!["backup", "--host", HOST, &src])
+        .success();
+    assert!(
+        out.stderr
+            .contains("of the parent snapshot could not be loaded"),
+        "{}",
+        out.describe()
+    );
+}

@@ -345,7 +345,7 @@ pub fn human(n: u64) -> String {
 
 /// How a backup that did not fail ended.
 enum Outcome {
-    Done(BackupSummary),
+    Done(Box<BackupSummary>),
     /// SIGTERM: uploaded packs are indexed, the lock is gone.
     Terminated,
 }
@@ -429,13 +429,20 @@ fn backup_run(
     }
     held.lock().unwrap_or_else(|e| e.into_inner()).take();
     match result {
-        Ok(s) => Ok(Outcome::Done(s)),
+        Ok(s) => Ok(Outcome::Done(Box::new(s))),
         Err(EngineError::Interrupted) if term.load(Ordering::SeqCst) => Ok(Outcome::Terminated),
         Err(e) => Err(e.into()),
     }
 }
 
 fn print_summary(g: &GlobalOpts, a: &Args, agent: &Agent, summary: &BackupSummary) {
+    for w in &summary.warnings {
+        if agent.json_logs() {
+            agent.log.warn(w, json!({}));
+        } else {
+            eprintln!("warning: {w}");
+        }
+    }
     for e in &summary.errors {
         if agent.json_logs() {
             agent.log.error("cannot read", json!({ "error": e }));

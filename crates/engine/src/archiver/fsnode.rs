@@ -78,7 +78,11 @@ impl NodeMaker {
 
     /// The node for `path` (already `lstat`ed as `meta`), named `name`. Content and
     /// subtree are left for the caller.
-    pub fn node(&self, path: &Path, name: &[u8], meta: &Metadata) -> Node {
+    ///
+    /// A symlink whose target cannot be read is an error for that entry (as restic's
+    /// `Readlink` error): storing it with an empty target would pass wrong data off as
+    /// the link.
+    pub fn node(&self, path: &Path, name: &[u8], meta: &Metadata) -> Result<Node, String> {
         let ft = meta.file_type();
         let node_type = if ft.is_file() {
             NodeType::File
@@ -132,13 +136,13 @@ impl NodeMaker {
             ..Node::default()
         };
         if node.node_type == NodeType::Symlink {
-            if let Ok(t) = std::fs::read_link(path) {
-                node.linktarget = String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned();
-            }
+            let t = std::fs::read_link(path)
+                .map_err(|e| format!("{}: readlink: {e}", path.display()))?;
+            node.linktarget = String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned();
         } else {
             node.extended_attributes = xattrs(path);
         }
-        node
+        Ok(node)
     }
 }
 

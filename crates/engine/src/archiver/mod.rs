@@ -156,6 +156,19 @@ pub struct BackupSummary {
     pub parent: Option<SnapshotId>,
     /// Files that could not be read, each with the reason. Not in the snapshot.
     pub errors: Vec<String>,
+    /// What went wrong without costing the snapshot anything (a parent tree that could not
+    /// be loaded, so its files were read again).
+    pub warnings: Vec<String>,
+}
+
+/// The warning for a parent tree that could not be loaded: the backup stays complete, but
+/// the damage in the repository must not go unseen.
+fn parent_tree_warning(id: &BlobId, e: &EngineError) -> String {
+    format!(
+        "tree {} of the parent snapshot could not be loaded, its files are read again \
+         (run check: the repository may be damaged): {e}",
+        id.short()
+    )
 }
 
 fn parse_pack_size_error(n: usize) -> EngineError {
@@ -270,6 +283,7 @@ struct AboveCtx<'a> {
     devices: HashMap<PathBuf, u64>,
     specs: Vec<TargetSpec>,
     errors: Vec<String>,
+    warnings: Vec<String>,
 }
 
 fn backup_paths(
@@ -300,11 +314,13 @@ fn backup_paths(
         devices,
         specs: Vec::new(),
         errors,
+        warnings: Vec::new(),
     };
     plan_above(&mut ctx, &plan.top, &mut root);
-    let (specs, errors) = (ctx.specs, ctx.errors);
+    let (specs, errors, warnings) = (ctx.specs, ctx.errors, ctx.warnings);
     let (nodes, mut summary) = walker::run(repo, opts, maker, saver, chunker, specs)?;
     summary.errors.splice(0..0, errors);
+    summary.warnings.splice(0..0, warnings);
     let empty = root
         .children
         .iter()
@@ -326,7 +342,13 @@ fn plan_above(ctx: &mut AboveCtx, entries: &BTreeMap<Vec<u8>, plan::Entry>, dir:
     // A parent tree that cannot be read only means files are read again.
     let ptree = dir
         .parent_subtree
-        .and_then(|id| ctx.repo.load_tree(&id).ok());
+        .and_then(|id| match ctx.repo.load_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                ctx.warnings.push(parent_tree_warning(&id, &e));
+                None
+            }
+        });
     let previous = |name: &[u8]| ptree.as_ref().and_then(|t| t.find(name).cloned());
     for (name, e) in entries {
         if let Some(path) = &e.path {
@@ -357,9 +379,16 @@ fn plan_above(ctx: &mut AboveCtx, entries: &BTreeMap<Vec<u8>, plan::Entry>, dir:
                 continue;
             }
         };
+        let node = match ctx.maker.node(&on_disk, name, &meta) {
+            Ok(node) => node,
+            Err(msg) => {
+                ctx.errors.push(msg);
+                continue;
+            }
+        };
         let pnode = previous(name);
         let mut sub = Above {
-            node: Some(ctx.maker.node(&on_disk, name, &meta)),
+            node: Some(node),
             parent_subtree: pnode.as_ref().and_then(|n| n.subtree),
             had_parent: pnode.is_some(),
             children: Vec::new(),

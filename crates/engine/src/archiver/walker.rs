@@ -180,9 +180,18 @@ pub struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
-    fn parent_tree(&self, id: Option<BlobId>) -> Option<Tree> {
+    fn parent_tree(&mut self, id: Option<BlobId>) -> Option<Tree> {
         // A parent that cannot be read only means files are read again.
-        self.repo.load_tree(&id?).ok()
+        let id = id?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.summary
+                    .warnings
+                    .push(super::parent_tree_warning(&id, &e));
+                None
+            }
+        }
     }
 
     /// restic's reject rules for one entry of a directory on device `dir_dev`.
@@ -395,10 +404,10 @@ impl<'a> Walker<'a> {
                         Ok(m) if Self::excluded(opts, &cpath, &m, root_dev, dir_dev) => {
                             Prepared::Excluded
                         }
-                        Ok(m) => {
-                            let node = maker.node(&cpath, child, &m);
-                            Prepared::Entry(Box::new((m, node)))
-                        }
+                        Ok(m) => match maker.node(&cpath, child, &m) {
+                            Ok(node) => Prepared::Entry(Box::new((m, node))),
+                            Err(msg) => Prepared::Failed(msg),
+                        },
                     };
                     (cpath, prep)
                 })
@@ -615,8 +624,14 @@ fn wrap_file_target(w: &mut Walker, t: &TargetSpec, i: usize) -> Result<()> {
     if w.target_excluded(&t.path, &meta, root_dev) {
         return Ok(());
     }
+    let node = match w.maker.node(&t.path, &t.name, &meta) {
+        Ok(node) => node,
+        Err(msg) => {
+            w.error(msg);
+            return Ok(());
+        }
+    };
     if meta.is_dir() {
-        let node = w.maker.node(&t.path, &t.name, &meta);
         return w.entry(
             &t.path,
             node,
@@ -646,6 +661,5 @@ fn wrap_file_target(w: &mut Walker, t: &TargetSpec, i: usize) -> Result<()> {
         dir: holder,
         slot: 0,
     });
-    let node = w.maker.node(&t.path, &t.name, &meta);
     w.entry(&t.path, node, &meta, t.pnode.clone(), to, root_dev)
 }
