@@ -261,6 +261,10 @@ fn assert_job_rules(doc: &Value, secret_name: &str) {
     }
     assert_eq!(env_get(doc, "TMPDIR").as_deref(), Some("/tmp"));
     assert_eq!(
+        env_get(doc, "RESTIC_CACHE_DIR").as_deref(),
+        Some("/tmp/restash-cache")
+    );
+    assert_eq!(
         doc["metadata"]["labels"]["app.kubernetes.io/name"],
         "restash"
     );

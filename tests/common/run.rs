@@ -151,7 +151,11 @@ where
         cmd.env_remove(var);
     }
     // TZ=UTC makes any human-readable times deterministic; JSON keeps the stored offsets.
-    cmd.env("RESTIC_PASSWORD", PASSWORD).env("TZ", "UTC");
+    // restash caches, as it does for users, but in a directory of this test process
+    // rather than the developer's ~/.cache (restic runs with --no-cache).
+    cmd.env("RESTIC_PASSWORD", PASSWORD)
+        .env("TZ", "UTC")
+        .env("RESTIC_CACHE_DIR", test_cache_dir());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -161,6 +165,20 @@ where
         .collect::<Vec<_>>()
         .join(" ");
     (cmd, rendered)
+}
+
+/// The cache directory of this test process: under cargo's temporary directory for
+/// integration tests, one per process, so runs and test binaries never share a cache.
+pub fn test_cache_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("restash-cache")
+            .join(std::process::id().to_string());
+        // A directory left by an earlier process with the same pid.
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    })
 }
 
 /// Turns a finished process into a [`CmdOutput`]; a signal `s` becomes code 128+s.

@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cache;
 pub mod conformance;
 mod debug_log;
 mod error;
@@ -35,6 +36,7 @@ mod s3_error;
 mod sigv4;
 mod tls;
 
+pub use cache::{CachedBackend, CACHEDIR_TAG};
 pub use error::BackendError;
 pub use limit::{LimitedBackend, Limits};
 pub use local::LocalBackend;
@@ -168,6 +170,19 @@ pub trait Backend: Send + Sync {
         length: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError>;
+
+    /// Like [`Backend::read_range_into`], for a range of a file that holds repository
+    /// metadata (a pack with tree blobs), which a caching layer keeps locally whole because
+    /// the same packs are read by every command. Plain stores read it like any range.
+    fn read_metadata_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        self.read_range_into(h, offset, length, buf)
+    }
 
     /// How many bytes one read should fetch when the caller may choose (restore reading
     /// neighbouring blobs of a pack together). A remote store pays a round trip and server

@@ -221,6 +221,18 @@ impl Backend for LimitedBackend {
         Ok(())
     }
 
+    fn read_metadata_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        self.request(|be| be.read_metadata_range_into(h, offset, length, buf))?;
+        self.charge_download(buf.len());
+        Ok(())
+    }
+
     fn preferred_read_size(&self) -> u64 {
         self.inner.preferred_read_size()
     }

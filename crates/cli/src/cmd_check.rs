@@ -25,7 +25,7 @@ pub struct Args {
     /// Find unused blobs (reported as errors, as restic up to 0.13 did).
     #[arg(long = "check-unused")]
     pub check_unused: bool,
-    /// Use the cache (restash keeps none; accepted for compatibility).
+    /// Check through the local cache instead of reading the repository itself.
     #[arg(long = "with-cache")]
     pub with_cache: bool,
     /// check takes no arguments; kept to give restic's message.

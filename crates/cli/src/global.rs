@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use restash_backend::{Backend, LimitedBackend, Limits, LocalBackend};
+use restash_backend::{Backend, CachedBackend, LimitedBackend, Limits, LocalBackend};
 use restash_engine::{EngineError, Repository};
 
 /// Options every command accepts.
@@ -39,11 +39,12 @@ pub struct GlobalOpts {
     /// Do not lock the repository (read-only operations).
     #[arg(long = "no-lock", global = true)]
     pub no_lock: bool,
-    /// Do not use a local cache (restash keeps none; accepted for compatibility).
+    /// Do not use a local cache.
     #[arg(long = "no-cache", global = true)]
     pub no_cache: bool,
-    /// Use a specific cache directory (accepted for compatibility).
-    #[arg(long = "cache-dir", global = true)]
+    /// Set the cache directory (default: $RESTIC_CACHE_DIR, else $XDG_CACHE_HOME/restash,
+    /// else ~/.cache/restash).
+    #[arg(long = "cache-dir", value_name = "DIRECTORY", global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Be verbose (repeat for more).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
@@ -184,13 +185,64 @@ impl GlobalOpts {
         Arc::new(LimitedBackend::new(backend, limits))
     }
 
-    /// Opens the repository named by the flags; does not load the index.
+    /// Opens the repository named by the flags, with the local cache unless `--no-cache`;
+    /// does not load the index.
     pub fn open(&self) -> anyhow::Result<Repository> {
         let backend = self.backend()?;
         let password = self.password()?;
-        let repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
+        let mut repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
         warn_unreadable_keys(&repo);
+        if !self.no_cache {
+            self.use_cache(&mut repo);
+        }
         Ok(repo)
+    }
+
+    /// The base directory of all repositories' caches, in restic's order: `--cache-dir`,
+    /// `$RESTIC_CACHE_DIR`, `$XDG_CACHE_HOME/restash`, `$HOME/.cache/restash` (restic's
+    /// own directory is `restic`; ours is separate so neither tool's cleanup surprises the
+    /// other). Fails when none of them is set.
+    pub fn cache_base(&self) -> anyhow::Result<PathBuf> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(d) = &self.cache_dir {
+            return Ok(d.clone());
+        }
+        if let Some(d) = var("RESTIC_CACHE_DIR") {
+            return Ok(PathBuf::from(d));
+        }
+        // Like Go's os.UserCacheDir: a relative XDG_CACHE_HOME is ignored.
+        if let Some(d) = var("XDG_CACHE_HOME").map(PathBuf::from) {
+            if d.is_absolute() {
+                return Ok(d.join("restash"));
+            }
+        }
+        if let Some(home) = var("HOME") {
+            return Ok(PathBuf::from(home).join(".cache").join("restash"));
+        }
+        bail!("unable to locate cache directory: neither $XDG_CACHE_HOME nor $HOME is set")
+    }
+
+    /// Wraps the repository's backend in its cache. A cache that cannot be set up (no
+    /// HOME in a pod, a read-only root) is warned about once and the command runs without
+    /// it, as restic does: this is not a fallback to other data, because the cache only
+    /// ever holds verified copies of the repository's own files.
+    fn use_cache(&self, repo: &mut Repository) {
+        let opened = self.cache_base().and_then(|base| {
+            CachedBackend::new(repo.backend().clone(), &base, repo.id())
+                .with_context(|| format!("cache directory {}", base.display()))
+        });
+        match opened {
+            Ok(cached) => {
+                if self.verbose > 1 {
+                    eprintln!("using cache {}", cached.dir().display());
+                }
+                repo.wrap_backend(|_| Arc::new(cached));
+            }
+            Err(e) => eprintln!(
+                "warning: unable to open cache: {}; continuing without it",
+                crate::message(&e)
+            ),
+        }
     }
 }
 

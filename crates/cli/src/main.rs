@@ -4,6 +4,7 @@
 
 mod agent;
 mod cmd_backup;
+mod cmd_cache;
 mod cmd_cat;
 mod cmd_check;
 mod cmd_copy;
@@ -87,11 +88,22 @@ enum Command {
     Diff(cmd_diff::Args),
     /// Copy snapshots from one repository to another.
     Copy(cmd_copy::Args),
+    /// Operate on local cache directories.
+    Cache(cmd_cache::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = &cli.global;
-    match cli.command {
+    let Cli {
+        mut global,
+        command,
+    } = cli;
+    // check must judge the repository's own files, not verified copies of what they once
+    // were: restic's check also leaves the cache alone unless asked (`--with-cache`).
+    if let Command::Check(a) = &command {
+        global.no_cache |= !a.with_cache;
+    }
+    let g = &global;
+    match command {
         Command::Init(a) => cmd_init::run(g, a),
         Command::Backup(a) => cmd_backup::run(g, *a),
         Command::Snapshots(a) => cmd_snapshots::run(g, a),
@@ -113,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Find(a) => cmd_find::run(g, a),
         Command::Diff(a) => cmd_diff::run(g, a),
         Command::Copy(a) => cmd_copy::run(g, a),
+        Command::Cache(a) => cmd_cache::run(g, a),
     }
 }
 

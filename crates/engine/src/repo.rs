@@ -213,6 +213,17 @@ impl Repository {
         &self.backend
     }
 
+    /// Puts a layer around the backend (a cache, which can only be placed once the
+    /// config's repository id is known). Every later read and write goes through it.
+    pub fn wrap_backend(&mut self, f: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>) {
+        self.backend = f(self.backend.clone());
+    }
+
+    /// The repository id from the config (names the repository's cache directory).
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
     /// The master key (never printed by Debug).
     pub fn key(&self) -> &Key {
         &self.key
@@ -394,14 +405,21 @@ impl Repository {
             )));
         }
         let mut last = None;
+        let mut raw = Vec::new();
         for loc in locs {
             let pack = self.index.pack_id(loc.pack);
             let h = Handle::new(FileType::Pack, pack.to_string());
-            let raw = match self
-                .backend
-                .read_range(&h, loc.offset as u64, loc.length as u64)
-            {
-                Ok(r) => r,
+            let (offset, length) = (loc.offset as u64, loc.length as u64);
+            // Packs with trees are read by every command that walks a snapshot, so a
+            // caching backend keeps them whole; data packs are read once, by restore.
+            let read = match t {
+                BlobType::Tree => self
+                    .backend
+                    .read_metadata_range_into(&h, offset, length, &mut raw),
+                _ => self.backend.read_range_into(&h, offset, length, &mut raw),
+            };
+            match read {
+                Ok(()) => {}
                 Err(e) => {
                     last = Some(EngineError::backend(format!("read {h}"))(e));
                     continue;

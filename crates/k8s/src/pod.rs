@@ -58,6 +58,7 @@ const RESERVED_ENV: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "RESTASH_PVC",
     "TMPDIR",
+    "RESTIC_CACHE_DIR",
 ];
 
 /// Checks what the JSON schema does not: quantities, env names, the namespace and Secret.
@@ -117,6 +118,9 @@ fn env_list(c: &Common, extra: &[(&'static str, String)]) -> Vec<Value> {
         env.push(json!({"name": k, "value": v}));
     }
     env.push(json!({"name": "TMPDIR", "value": TMP_DIR}));
+    // The root file system is read-only and the image has no HOME: the cache lives in
+    // the emptyDir, for the life of the pod.
+    env.push(json!({"name": "RESTIC_CACHE_DIR", "value": format!("{TMP_DIR}/restash-cache")}));
     for (k, v) in &c.extra_env {
         env.push(json!({"name": k, "value": v}));
     }

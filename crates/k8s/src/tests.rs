@@ -138,6 +138,7 @@ fn credentials_cannot_be_passed_as_env() {
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "TMPDIR",
+        "RESTIC_CACHE_DIR",
     ] {
         let mut c = common();
         c.extra_env = vec![(name.into(), "x".into())];
