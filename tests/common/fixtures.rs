@@ -68,21 +68,7 @@ pub fn fixture_path(name: &str) -> PathBuf {
 /// Unpacks a fixture archive into a fresh temporary directory, keeping modes, owners (when
 /// root), mtimes, xattrs and hard links, since the trees are compared after a round trip.
 pub fn unpack_fixture(name: &str) -> TempDir {
-    let path = fixture_path(name);
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("fx-{}-", name.trim_end_matches(".tar.gz")))
-        .tempdir()
-        .expect("tempdir");
-    let file = File::open(&path).unwrap_or_else(|e| panic!("open {path:?}: {e}"));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(crate::common::is_root());
-    archive.set_unpack_xattrs(true);
-    archive
-        .unpack(dir.path())
-        .unwrap_or_else(|e| panic!("unpack {path:?}: {e}"));
-    dir
+    unpack_archive(&fixture_path(name))
 }
 
 /// The repository inside an unpacked repository archive.
