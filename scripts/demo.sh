@@ -7,7 +7,7 @@ cargo build --release -p restash -q
 bin=$PWD/target/release/restash
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export RESTIC_PASSWORD=demo-password RESTIC_REPOSITORY=$work/repo
+export RESTIC_PASSWORD=demo-password RESTIC_REPOSITORY=$work/repo RESTIC_CACHE_DIR=$work/cache
 mkdir -p "$work/src/docs" && echo "hello from restash" > "$work/src/docs/hello.txt"
 tar xzf fixtures/restic-testdata/backup-data.tar.gz -C "$work/src"
 ln -s docs/hello.txt "$work/src/link"
