@@ -57,6 +57,8 @@ pub struct NodeMaker {
     users: Mutex<HashMap<u32, String>>,
     groups: Mutex<HashMap<u32, String>>,
     with_atime: bool,
+    /// Attributes that could not be read, for the backup's warnings.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl NodeMaker {
@@ -67,6 +69,11 @@ impl NodeMaker {
             with_atime,
             ..NodeMaker::default()
         }
+    }
+
+    /// The warnings gathered so far (extended attributes that could not be read).
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn name_of(cache: &Mutex<HashMap<u32, String>>, file: &str, id: u32) -> String {
@@ -140,26 +147,49 @@ impl NodeMaker {
                 .map_err(|e| format!("{}: readlink: {e}", path.display()))?;
             node.linktarget = String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned();
         } else {
-            node.extended_attributes = xattrs(path);
+            node.extended_attributes = xattrs(path, &self.warnings)?;
         }
         Ok(node)
     }
 }
 
-fn xattrs(path: &Path) -> Vec<ExtendedAttribute> {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
+/// Whether an xattr error only means "none here": the file system has no xattrs
+/// (`ENOTSUP`), or the attribute vanished between list and get (`ENODATA`), as restic's
+/// `handleXattrErr`.
+fn no_xattr(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::NOTSUP.raw_os_error()
+            || code == rustix::io::Errno::NODATA.raw_os_error()
+    )
+}
+
+/// The extended attributes of `path`, as restic 0.14 reads them: a list that fails is an
+/// error for the entry; an attribute that cannot be read is left out and named in
+/// `warnings`.
+fn xattrs(path: &Path, warnings: &Mutex<Vec<String>>) -> Result<Vec<ExtendedAttribute>, String> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if no_xattr(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: listxattr: {e}", path.display())),
     };
     let mut out = Vec::new();
     for name in names {
-        if let Ok(Some(value)) = xattr::get(path, &name) {
-            out.push(ExtendedAttribute {
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push(ExtendedAttribute {
                 name: name.to_string_lossy().into_owned(),
                 value,
-            });
+            }),
+            Ok(None) => {}
+            Err(e) if no_xattr(&e) => {}
+            Err(e) => warnings.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                "{}: extended attribute {} left out: {e}",
+                path.display(),
+                name.to_string_lossy()
+            )),
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

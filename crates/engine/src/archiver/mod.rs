@@ -230,6 +230,7 @@ pub fn backup(
         }
     };
     saver.flush()?;
+    summary.warnings.extend(maker.take_warnings());
     summary.parent = parent;
     summary.data_blobs = saver.stats.data_blobs.load(Ordering::Relaxed);
     summary.tree_blobs = saver.stats.tree_blobs.load(Ordering::Relaxed);
