@@ -182,11 +182,14 @@ fn xattrs(path: &Path, warnings: &Mutex<Vec<String>>) -> Result<Vec<ExtendedAttr
             }),
             Ok(None) => {}
             Err(e) if no_xattr(&e) => {}
-            Err(e) => warnings.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
-                "{}: extended attribute {} left out: {e}",
-                path.display(),
-                name.to_string_lossy()
-            )),
+            Err(e) => warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!(
+                    "{}: extended attribute {} left out: {e}",
+                    path.display(),
+                    name.to_string_lossy()
+                )),
         }
     }
     Ok(out)
