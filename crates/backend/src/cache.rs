@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    is_id_name, is_leftover_name, Backend, BackendError, FileInfo, FileType, Handle, Leftover,
+    copy_range, is_id_name, is_leftover_name, short_read, Backend, BackendError, FileInfo,
+    FileType, Handle, Leftover,
 };
 
 /// The content of restic's `CACHEDIR.TAG` (<https://bford.info/cachedir/>): backup tools
@@ -90,34 +91,6 @@ impl Stamp {
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
         }
-    }
-}
-
-fn short_read(h: &Handle, offset: u64, length: u64, size: u64) -> BackendError {
-    BackendError::ShortRead {
-        what: h.to_string(),
-        offset,
-        wanted: length,
-        got: size.saturating_sub(offset),
-    }
-}
-
-/// Copies `length` bytes at `offset` of a whole file's `data` into `buf`.
-fn copy_range(
-    h: &Handle,
-    data: &[u8],
-    offset: u64,
-    length: u64,
-    buf: &mut Vec<u8>,
-) -> Result<(), BackendError> {
-    let size = data.len() as u64;
-    match offset.checked_add(length) {
-        Some(end) if end <= size => {
-            buf.clear();
-            buf.extend_from_slice(&data[offset as usize..end as usize]);
-            Ok(())
-        }
-        _ => Err(short_read(h, offset, length, size)),
     }
 }
 

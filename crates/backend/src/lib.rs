@@ -260,6 +260,37 @@ pub(crate) fn config_listing(
     }
 }
 
+/// The error for a range that does not lie within a file of `size` bytes.
+pub(crate) fn short_read(h: &Handle, offset: u64, length: u64, size: u64) -> BackendError {
+    BackendError::ShortRead {
+        what: h.to_string(),
+        offset,
+        wanted: length,
+        got: size.saturating_sub(offset),
+    }
+}
+
+/// Copies `length` bytes at `offset` of a whole file's `data` into `buf`, replacing its
+/// contents. The bounds are checked first: a bogus length from a damaged header fails
+/// instead of reserving gigabytes.
+pub(crate) fn copy_range(
+    h: &Handle,
+    data: &[u8],
+    offset: u64,
+    length: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), BackendError> {
+    let size = data.len() as u64;
+    match offset.checked_add(length) {
+        Some(end) if end <= size => {
+            buf.clear();
+            buf.extend_from_slice(&data[offset as usize..end as usize]);
+            Ok(())
+        }
+        _ => Err(short_read(h, offset, length, size)),
+    }
+}
+
 /// True for the temporary name a local write uses before its rename: an id name, `-tmp-`,
 /// and anything after.
 pub fn is_leftover_name(name: &str) -> bool {

@@ -163,12 +163,7 @@ impl Backend for LocalBackend {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
                 let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                Err(BackendError::ShortRead {
-                    what: h.to_string(),
-                    offset,
-                    wanted: length,
-                    got: size.saturating_sub(offset),
-                })
+                Err(crate::short_read(h, offset, length, size))
             }
             Err(e) => Err(self.not_found(h, e)),
         }
@@ -302,19 +297,27 @@ impl Backend for LocalBackend {
 
     fn remove_leftover(&self, leftover: &Leftover) -> Result<(), BackendError> {
         // Only a leftover's name in one of the repository's own directories: the path comes
-        // from a listing, but a remove must never reach anything else.
-        let path = self.root.join(&leftover.path);
-        let name_ok = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(is_leftover_name);
-        let dir_ok = path.parent().is_some_and(|d| {
-            self.write_dirs()
-                .is_ok_and(|dirs| dirs.iter().any(|w| w == d))
-        });
+        // from a listing, but a remove must never reach anything else. Checked on the path
+        // itself, without listing the 256 data directories for every file.
+        let parts: Vec<&str> = Path::new(&leftover.path)
+            .components()
+            .map(|c| match c {
+                std::path::Component::Normal(p) => p.to_str().unwrap_or("/"),
+                _ => "/",
+            })
+            .collect();
+        let is_type_dir = |d: &str| FileType::ALL.iter().any(|t| t.dir() == d);
+        let dir_ok = match parts.as_slice() {
+            [_] => true,
+            ["data", sub, _] => sub.len() == 2 && sub.bytes().all(|b| b.is_ascii_hexdigit()),
+            [dir, _] => is_type_dir(dir),
+            _ => false,
+        };
+        let name_ok = parts.last().is_some_and(|n| is_leftover_name(n));
         if !name_ok || !dir_ok {
             return Err(BackendError::NotFound(leftover.path.clone()));
         }
+        let path = self.root.join(&leftover.path);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

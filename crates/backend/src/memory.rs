@@ -73,21 +73,7 @@ impl Backend for MemoryBackend {
         let data = files
             .get(&Self::key(h))
             .ok_or_else(|| BackendError::NotFound(h.to_string()))?;
-        let size = data.len() as u64;
-        // Bounds are checked before anything is allocated: a bogus length from a damaged
-        // header must fail, not reserve gigabytes.
-        let end = offset.checked_add(length).filter(|&end| end <= size);
-        let Some(end) = end else {
-            return Err(BackendError::ShortRead {
-                what: h.to_string(),
-                offset,
-                wanted: length,
-                got: size.saturating_sub(offset),
-            });
-        };
-        buf.clear();
-        buf.extend_from_slice(&data[offset as usize..end as usize]);
-        Ok(())
+        crate::copy_range(h, data, offset, length, buf)
     }
 
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
