@@ -27,22 +27,22 @@ impl std::fmt::Display for UnreadableKey {
 /// restic names key files, is [`verify_key_file`]'s question: opening a repository needs
 /// only a key that opens.
 pub fn load_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
-    let h = Handle::new(FileType::Key, name);
-    let bytes = backend
-        .read(&h)
-        .map_err(EngineError::backend(format!("read {h}")))?;
-    KeyFile::from_json(&bytes).map_err(EngineError::format(format!("key {name}")))
+    read_key_file(backend, name, false)
 }
 
 /// Everything `check` can tell about a key file without its password: it decodes, and its
 /// name is the hash of its bytes.
 pub fn verify_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    read_key_file(backend, name, true)
+}
+
+fn read_key_file(backend: &dyn Backend, name: &str, check_name: bool) -> Result<KeyFile> {
     let h = Handle::new(FileType::Key, name);
     let bytes = backend
         .read(&h)
         .map_err(EngineError::backend(format!("read {h}")))?;
     let kf = KeyFile::from_json(&bytes).map_err(EngineError::format(format!("key {name}")))?;
-    if Id::parse(name).ok() != Some(Id::hash(&bytes)) {
+    if check_name && Id::parse(name).ok() != Some(Id::hash(&bytes)) {
         return Err(EngineError::Corrupt(format!(
             "key {name}: content does not match its name (damaged)"
         )));

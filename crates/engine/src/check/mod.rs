@@ -201,9 +201,10 @@ pub fn check(
             0,
             &format!(
                 "{} temporary files were left by interrupted writes:\n{}\n\
-                 This is non-critical, `prune` removes those older than 30 minutes.",
+                 This is non-critical, `prune` removes those older than {} minutes.",
                 out.leftovers.len(),
-                lines.join("\n")
+                lines.join("\n"),
+                crate::STALE_AFTER.as_secs() / 60
             ),
         );
     }
