@@ -182,45 +182,21 @@ pub fn find_filtered(
             .cloned()
             .collect();
     }
-    let mut used_filter = false;
-    let mut found: Vec<&SnapshotEntry> = Vec::new();
-    for spec in ids {
-        let entry = if spec == "latest" {
-            used_filter = true;
-            match all.latest_where(|s| matches_filter(s, hosts, tags, paths)) {
-                Ok(Some(entry)) => entry,
-                Ok(None) => {
-                    let tl: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-                    eprintln!(
-                        "Ignoring {spec:?}, no snapshot matched given filter (Paths:[{}] Tags:[{}] Hosts:[{}])",
-                        paths.join(" "),
-                        tl.join(" "),
-                        hosts.join(" ")
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    eprintln!("Ignoring {spec:?}: {e}");
-                    continue;
-                }
-            }
-        } else {
-            match all.find_prefix(spec) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    eprintln!("Ignoring {spec:?}: {e}");
-                    continue;
-                }
-            }
-        };
-        if !found.iter().any(|(id, _)| *id == entry.0) {
-            found.push(entry);
-        }
-    }
-    if !used_filter && (!hosts.is_empty() || !tags.is_empty() || !paths.is_empty()) {
-        eprintln!("Ignoring filters as there are explicit snapshot ids given");
-    }
-    found.into_iter().cloned().collect()
+    let tl: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let filter_text = format!(
+        "(Paths:[{}] Tags:[{}] Hosts:[{}])",
+        paths.join(" "),
+        tl.join(" "),
+        hosts.join(" ")
+    );
+    let has_filter = !hosts.is_empty() || !tags.is_empty() || !paths.is_empty();
+    crate::snapsel::by_ids(
+        all,
+        ids,
+        |s| matches_filter(s, hosts, tags, paths),
+        &filter_text,
+        has_filter,
+    )
 }
 
 /// What `backup --forget` did.

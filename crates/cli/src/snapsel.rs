@@ -55,32 +55,56 @@ pub fn filtered_snapshots(
     if ids.is_empty() {
         // restic visits snapshots in the backend's listing order (directory order for a
         // local repository); `find` prints them in that order.
-        let order: Vec<String> = repo
+        let order: std::collections::HashMap<String, usize> = repo
             .backend()
             .list(restash_backend::FileType::Snapshot)?
             .into_iter()
-            .map(|i| i.name)
+            .enumerate()
+            .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
             .collect();
         let mut v: Vec<SnapshotEntry> = all
             .into_readable()
             .into_iter()
             .filter(|(_, s)| f.matches(s))
             .collect();
-        v.sort_by_key(|(id, _)| order.iter().position(|n| *n == id.to_string()));
+        v.sort_by_cached_key(|(id, _)| order.get(&id.to_string()).copied());
         return Ok(v);
     }
-    let mut out: Vec<SnapshotEntry> = Vec::new();
+    let has_filter =
+        !(filter.hosts.is_empty() && filter.tags.is_empty() && filter.paths.is_empty());
+    let filter_text = format!(
+        "(Paths:{:?} Tags:{:?} Hosts:{:?})",
+        filter.paths, filter.tags, filter.hosts
+    );
+    Ok(by_ids(
+        &all,
+        ids,
+        |s| f.matches(s),
+        &filter_text,
+        has_filter,
+    ))
+}
+
+/// The explicit-id half of restic's `FindFilteredSnapshots`, for every command that takes
+/// snapshot ids: `latest` (the newest passing `matches`) or an id prefix, each that does not
+/// resolve warned about and skipped as restic does, duplicates dropped, argument order
+/// kept. `filter_text` is how the command prints its filter.
+pub fn by_ids(
+    all: &Snapshots,
+    ids: &[String],
+    matches: impl Fn(&restash_format::Snapshot) -> bool,
+    filter_text: &str,
+    has_filter: bool,
+) -> Vec<SnapshotEntry> {
+    let mut out: Vec<&SnapshotEntry> = Vec::new();
     let mut used_filter = false;
     for spec in ids {
         let found = if spec == "latest" {
             used_filter = true;
-            match all.latest(&f) {
+            match all.latest_where(&matches) {
                 Ok(Some(s)) => s,
                 Ok(None) => {
-                    eprintln!(
-                        "Ignoring {spec:?}, no snapshot matched given filter (Paths:{:?} Tags:{:?} Hosts:{:?})",
-                        filter.paths, filter.tags, filter.hosts
-                    );
+                    eprintln!("Ignoring {spec:?}, no snapshot matched given filter {filter_text}");
                     continue;
                 }
                 Err(e) => {
@@ -98,13 +122,11 @@ pub fn filtered_snapshots(
             }
         };
         if !out.iter().any(|(id, _)| *id == found.0) {
-            out.push(found.clone());
+            out.push(found);
         }
     }
-    let has_filter =
-        !(filter.hosts.is_empty() && filter.tags.is_empty() && filter.paths.is_empty());
     if !used_filter && has_filter {
         eprintln!("Ignoring filters as there are explicit snapshot ids given");
     }
-    Ok(out)
+    out.into_iter().cloned().collect()
 }
