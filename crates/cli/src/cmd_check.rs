@@ -135,7 +135,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         (None, false) => None,
     };
     let rep = CliReporter::new(g);
-    let mut repo = g.open()?;
+    // check judges the repository's own files, not verified copies of what they once were:
+    // restic's check also leaves the cache alone unless asked (`--with-cache`).
+    let mut repo = g.open_with_cache(a.with_cache)?;
     let _lock = if g.no_lock {
         None
     } else {

@@ -188,11 +188,16 @@ impl GlobalOpts {
     /// Opens the repository named by the flags, with the local cache unless `--no-cache`;
     /// does not load the index.
     pub fn open(&self) -> anyhow::Result<Repository> {
+        self.open_with_cache(true)
+    }
+
+    /// [`Self::open`], with the cache only if `cache` and not `--no-cache`.
+    pub fn open_with_cache(&self, cache: bool) -> anyhow::Result<Repository> {
         let backend = self.backend()?;
         let password = self.password()?;
         let mut repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
         warn_unreadable_keys(&repo);
-        if !self.no_cache {
+        if cache && !self.no_cache {
             self.use_cache(&mut repo);
         }
         Ok(repo)

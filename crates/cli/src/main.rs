@@ -93,17 +93,8 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Cli {
-        mut global,
-        command,
-    } = cli;
-    // check must judge the repository's own files, not verified copies of what they once
-    // were: restic's check also leaves the cache alone unless asked (`--with-cache`).
-    if let Command::Check(a) = &command {
-        global.no_cache |= !a.with_cache;
-    }
-    let g = &global;
-    match command {
+    let g = &cli.global;
+    match cli.command {
         Command::Init(a) => cmd_init::run(g, a),
         Command::Backup(a) => cmd_backup::run(g, *a),
         Command::Snapshots(a) => cmd_snapshots::run(g, a),
