@@ -15,7 +15,7 @@ use restash_engine::{EngineError, RepoLock, Repository, SnapshotEntry, Snapshots
 use crate::snapsel::load_all;
 use restash_format::SnapshotId;
 
-use crate::display::{local_time, snapshot_json};
+use crate::display::{print_snapshots, snapshot_json};
 use crate::global::GlobalOpts;
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -411,47 +411,4 @@ fn print_group_header(key: &GroupKey) {
         info.push(format!("paths [{}]", p.join(", ")));
     }
     println!("snapshots for ({}):", info.join(", "));
-}
-
-/// restic's `PrintSnapshots` table: oldest first, multi-line cells, a blank line between
-/// rows when some snapshot has several paths.
-pub fn print_snapshots(list: &[SnapshotEntry], reasons: Option<&[KeepReason]>, compact: bool) {
-    let reasons = reasons.filter(|r| !r.is_empty());
-    let mut rows: Vec<(&SnapshotEntry, usize)> = list.iter().zip(0..).collect();
-    rows.sort_by_key(|r| r.0 .1.time.0);
-    let mut header: Vec<&str> = vec!["ID", "Time"];
-    if compact {
-        header.extend(["Host", "Tags  "]);
-    } else {
-        header.extend(["Host      ", "Tags      "]);
-        if reasons.is_some() {
-            header.push("Reasons");
-        }
-        header.push("Paths");
-    }
-    let mut multiline = false;
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|((id, s), i)| {
-            let mut c = vec![id.short(), local_time(&s.time), s.hostname.clone()];
-            if compact {
-                c.push(s.tags.join("\n"));
-            } else {
-                c.push(s.tags.join(","));
-                if let Some(r) = reasons {
-                    c.push(r[*i].matches.join("\n"));
-                }
-                c.push(s.paths.join("\n"));
-                multiline |= s.paths.len() > 1;
-            }
-            c
-        })
-        .collect();
-    let mut table = crate::display::Table::new(&header);
-    table.blank_between_rows = multiline;
-    for row in cells {
-        table.row(row);
-    }
-    print!("{}", table.render());
-    println!("{} snapshots", rows.len());
 }

@@ -76,6 +76,6 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     // restic's table, shared with forget (column widths, multi-line paths).
-    crate::cmd_forget::print_snapshots(&snaps, None, a.compact);
+    crate::display::print_snapshots(&snaps, None, a.compact);
     Ok(())
 }

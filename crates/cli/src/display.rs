@@ -148,6 +148,53 @@ impl Table {
     }
 }
 
+/// restic's `PrintSnapshots` table: oldest first, multi-line cells, a blank line between
+/// rows when some snapshot has several paths.
+pub fn print_snapshots(
+    list: &[restash_engine::SnapshotEntry],
+    reasons: Option<&[restash_engine::forget::KeepReason]>,
+    compact: bool,
+) {
+    let reasons = reasons.filter(|r| !r.is_empty());
+    let mut rows: Vec<(&restash_engine::SnapshotEntry, usize)> = list.iter().zip(0..).collect();
+    rows.sort_by_key(|r| r.0 .1.time.0);
+    let mut header: Vec<&str> = vec!["ID", "Time"];
+    if compact {
+        header.extend(["Host", "Tags  "]);
+    } else {
+        header.extend(["Host      ", "Tags      "]);
+        if reasons.is_some() {
+            header.push("Reasons");
+        }
+        header.push("Paths");
+    }
+    let mut multiline = false;
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|((id, s), i)| {
+            let mut c = vec![id.short(), local_time(&s.time), s.hostname.clone()];
+            if compact {
+                c.push(s.tags.join("\n"));
+            } else {
+                c.push(s.tags.join(","));
+                if let Some(r) = reasons {
+                    c.push(r[*i].matches.join("\n"));
+                }
+                c.push(s.paths.join("\n"));
+                multiline |= s.paths.len() > 1;
+            }
+            c
+        })
+        .collect();
+    let mut table = Table::new(&header);
+    table.blank_between_rows = multiline;
+    for row in cells {
+        table.row(row);
+    }
+    print!("{}", table.render());
+    println!("{} snapshots", rows.len());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
