@@ -377,23 +377,31 @@ fn backup_run(
 ) -> anyhow::Result<Outcome> {
     let source = source(a)?;
     let mut repo = g.open()?;
-    let lock = if g.no_lock || a.dry_run {
-        None
-    } else {
+    if !a.dry_run {
+        // For the packs a killed run left unindexed, looked for once the lock is held.
+        repo.list_ahead(restash_backend::FileType::Pack);
+    }
+    // Taking the lock waits for other processes' new locks to show; the index loads
+    // meanwhile.
+    let (lock, index) = repo.load_index_with(|repo| -> anyhow::Result<_> {
+        if g.no_lock || a.dry_run {
+            return Ok(None);
+        }
         if agent.on {
             // A pod killed on a drained node never removes its lock; after restic's stale
             // limit nobody refreshes it, so it is safe to clear.
-            for removed in restash_engine::remove_stale(&repo)? {
+            for removed in restash_engine::remove_stale(repo)? {
                 agent
                     .log
                     .warn("removed stale lock", json!({ "lock": removed }));
             }
         }
-        let lock = Arc::new(RepoLock::acquire(&repo, false, agent.on)?);
+        let lock = Arc::new(RepoLock::acquire(repo, false, agent.on)?);
         *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock.clone());
-        Some(lock)
-    };
-    repo.load_index().context("loading index")?;
+        Ok(Some(lock))
+    });
+    let lock = lock?;
+    index.context("loading index")?;
     if let Some(p) = &a.parent {
         let (id, _) = crate::snapsel::resolve(&repo, p, &Default::default())?;
         opts.parent = Some(id);

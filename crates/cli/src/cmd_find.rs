@@ -297,12 +297,13 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         bail!("cannot have several ID types");
     }
     let mut repo = g.open()?;
-    let _lock = if g.no_lock {
-        None
-    } else {
-        Some(RepoLock::acquire(&repo, false, false)?)
-    };
-    repo.load_index()?;
+    let (lock, index) = repo.load_index_with(|repo| {
+        (!g.no_lock)
+            .then(|| RepoLock::acquire(repo, false, false))
+            .transpose()
+    });
+    let _lock = lock?;
+    index?;
     let opts = FindOptions {
         patterns,
         ignore_case: a.ignore_case,

@@ -77,8 +77,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         anyhow::bail!("All path filters must be absolute, starting with a forward slash '/'");
     }
     let mut repo = g.open()?;
-    let (id, snap) = crate::snapsel::resolve(&repo, &a.snapshot, &a.filter.to_filter())?;
-    repo.load_index()?;
+    let (chosen, index) = repo
+        .load_index_with(|repo| crate::snapsel::resolve(repo, &a.snapshot, &a.filter.to_filter()));
+    let (id, snap) = chosen?;
+    index?;
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if g.json {

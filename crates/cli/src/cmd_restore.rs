@@ -161,12 +161,14 @@ fn restore_run(
 ) -> anyhow::Result<restash_engine::RestoreStats> {
     let mut repo = g.open()?;
     let (spec, sub) = a.snapshot.split_once(':').unwrap_or((&a.snapshot, ""));
-    let (id, snap) = crate::snapsel::resolve(&repo, spec, &a.filter.to_filter())?;
+    let (selected, index) =
+        repo.load_index_with(|repo| crate::snapsel::resolve(repo, spec, &a.filter.to_filter()));
+    let (id, snap) = selected?;
     if let Ok(mut c) = chosen.lock() {
         c.id = Some(id.to_string());
         c.host = Some(snap.hostname.clone());
     }
-    repo.load_index().context("loading index")?;
+    index.context("loading index")?;
     let root = find_subtree(&repo, &snap.tree, sub)?;
     let mut opts = RestoreOptions::new(&a.target);
     opts.include = PatternSet::parse(&a.include)?;

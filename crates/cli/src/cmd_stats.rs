@@ -37,12 +37,13 @@ pub fn format_bytes(c: u64) -> String {
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let mode = StatsMode::parse(&a.mode)?;
     let mut repo = g.open()?;
-    let _lock = if g.no_lock {
-        None
-    } else {
-        Some(RepoLock::acquire(&repo, false, false)?)
-    };
-    repo.load_index()?;
+    let (lock, index) = repo.load_index_with(|repo| {
+        (!g.no_lock)
+            .then(|| RepoLock::acquire(repo, false, false))
+            .transpose()
+    });
+    let _lock = lock?;
+    index?;
     if !g.json {
         println!("scanning...");
     }

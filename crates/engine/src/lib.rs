@@ -19,6 +19,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ahead;
 pub mod archiver;
 pub mod check;
 pub mod copy;

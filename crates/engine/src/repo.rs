@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use restash_backend::{Backend, BackendError, FileType, Handle};
 use restash_crypto::{CryptoError, Key};
 use restash_format::{
@@ -9,6 +8,7 @@ use restash_format::{
     HEADER_TAIL_READ,
 };
 
+use crate::ahead::{map_io, ListAhead};
 use crate::index::{BlobLocation, MasterIndex};
 use crate::keys::{load_key_file, UnreadableKey};
 use crate::snapshots::{Snapshots, UnreadableSnapshot};
@@ -24,6 +24,8 @@ const MAX_KEYS: usize = 20;
 /// An open repository: backend, master key, config and (once loaded) the index.
 pub struct Repository {
     backend: Arc<dyn Backend>,
+    // The layer under any cache that lists ahead (absent for a repository just created).
+    ahead: Option<Arc<ListAhead>>,
     key: Key,
     key_id: KeyId,
     config: Config,
@@ -79,14 +81,30 @@ impl Repository {
         key_hint: Option<&str>,
     ) -> Result<Repository> {
         let loc = backend.location();
-        match backend.exists(&Handle::config()) {
-            Ok(true) => {}
-            Ok(false) => return Err(EngineError::NoRepository(loc)),
-            Err(e) => return Err(EngineError::backend("open config")(e)),
-        }
-        let mut keys = backend
-            .list(FileType::Key)
-            .map_err(EngineError::backend("list keys"))?;
+        // Every command lists snapshots or index files next; over a long link those
+        // listings, the config and the key listing cost one round trip together instead
+        // of four, and deriving the key hides them.
+        let ahead = Arc::new(ListAhead::new(backend));
+        ahead.start(FileType::Snapshot);
+        ahead.start(FileType::Index);
+        let backend: Arc<dyn Backend> = ahead.clone();
+        let (sealed, keys) = std::thread::scope(|s| {
+            let config = s.spawn(|| backend.read(&Handle::config()));
+            let keys = backend.list(FileType::Key);
+            let config = match config.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (config, keys)
+        });
+        let sealed = match sealed {
+            Ok(data) => data,
+            Err(BackendError::NotFound(_) | BackendError::NoRepository(_)) => {
+                return Err(EngineError::NoRepository(loc))
+            }
+            Err(e) => return Err(EngineError::backend("read config")(e)),
+        };
+        let mut keys = keys.map_err(EngineError::backend("list keys"))?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(hint) = key_hint {
             if let Some(pos) = keys.iter().position(|k| k.name.starts_with(hint)) {
@@ -126,9 +144,6 @@ impl Repository {
         let Some((key, key_id)) = opened else {
             return Err(no_key_opened(unreadable));
         };
-        let sealed = backend
-            .read(&Handle::config())
-            .map_err(EngineError::backend("read config"))?;
         let plain = key.open(&sealed).map_err(|_| {
             EngineError::Corrupt(format!("config or key {} is damaged", key_id.short()))
         })?;
@@ -143,6 +158,7 @@ impl Repository {
         crate::check_polynomial(pol)?;
         Ok(Repository {
             backend,
+            ahead: Some(ahead),
             key,
             key_id,
             config,
@@ -188,6 +204,7 @@ impl Repository {
             .map_err(EngineError::backend("write config"))?;
         Ok(Repository {
             backend,
+            ahead: None,
             key,
             key_id,
             config,
@@ -310,13 +327,10 @@ impl Repository {
     /// error, beside the good ones: one bad file neither hides the rest nor goes unnoticed.
     pub fn load_snapshots(&self) -> Result<Snapshots> {
         let ids = self.list_ids(FileType::Snapshot)?;
-        let results: Vec<_> = ids
-            .par_iter()
-            .map(|id| {
-                let sid = SnapshotId(*id);
-                (sid, self.load_snapshot(&sid))
-            })
-            .collect();
+        let results = map_io(&ids, |id| {
+            let sid = SnapshotId(*id);
+            (sid, self.load_snapshot(&sid))
+        });
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (id, r) in results {
@@ -330,15 +344,36 @@ impl Repository {
 
     /// Loads and merges every index file, in parallel.
     pub fn load_index(&mut self) -> Result<()> {
+        self.index = self.read_index()?;
+        Ok(())
+    }
+
+    /// Loads the index on another thread while `work` runs on this one with the
+    /// repository (choosing a snapshot, taking a lock), so that their round trips overlap.
+    /// Returns `work`'s result and then the index's: a caller reports `work`'s error first.
+    pub fn load_index_with<T>(&mut self, work: impl FnOnce(&Repository) -> T) -> (T, Result<()>) {
+        let this = &*self;
+        let (out, index) = std::thread::scope(|s| {
+            let index = s.spawn(|| this.read_index());
+            let out = work(this);
+            match index.join() {
+                Ok(index) => (out, index),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        let loaded = index.map(|index| self.index = index);
+        (out, loaded)
+    }
+
+    /// Loads and merges every index file, in parallel, without installing the result:
+    /// for commands that load the index while they do something else with the repository.
+    pub fn read_index(&self) -> Result<MasterIndex> {
         let ids = self.list_ids(FileType::Index)?;
-        let files: Vec<Result<(IndexFile, bool)>> = ids
-            .par_iter()
-            .map(|id| {
-                let data = self.load_unpacked(FileType::Index, id)?;
-                IndexFile::from_json(&data)
-                    .map_err(EngineError::format(format!("index {}", id.short())))
-            })
-            .collect();
+        let files: Vec<Result<(IndexFile, bool)>> = map_io(&ids, |id| {
+            let data = self.load_unpacked(FileType::Index, id)?;
+            IndexFile::from_json(&data)
+                .map_err(EngineError::format(format!("index {}", id.short())))
+        });
         let mut index = MasterIndex::new();
         for f in files {
             let (file, old) = f?;
@@ -354,8 +389,15 @@ impl Repository {
             }
             index.add_file(&file, old);
         }
-        self.index = index;
-        Ok(())
+        Ok(index)
+    }
+
+    /// Starts listing `t` now, for a command that will list it after other round trips
+    /// (backup lists packs while it takes its lock). Without a store under it, nothing.
+    pub fn list_ahead(&self, t: FileType) {
+        if let Some(ahead) = &self.ahead {
+            ahead.start(t);
+        }
     }
 
     /// Replaces the loaded index (check and repair build their own from the index files).
