@@ -99,23 +99,31 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             go_time_string(&snap.time)
         )?;
     }
-    walk_tree(&repo, &snap.tree, b"", &mut |path, node| {
-        let p = String::from_utf8_lossy(path).into_owned();
-        let (list, descend) = wanted(&a.dirs, a.recursive, &p);
-        if list {
-            let line = if g.json {
-                node_json(&p, node).to_string()
-            } else if a.long {
-                crate::display::node_long_line(&p, node)
-            } else {
-                p.clone()
-            };
-            writeln!(out, "{line}").map_err(|e| restash_engine::EngineError::Io {
-                context: "write to stdout".into(),
-                source: e,
-            })?;
-        }
-        Ok(descend)
+    // Listing everything (not one directory) walks every tree: they are fetched ahead.
+    let roots = if a.dirs.is_empty() || a.recursive {
+        vec![snap.tree]
+    } else {
+        Vec::new()
+    };
+    repo.prefetching_trees(&roots, || {
+        walk_tree(&repo, &snap.tree, b"", &mut |path, node| {
+            let p = String::from_utf8_lossy(path).into_owned();
+            let (list, descend) = wanted(&a.dirs, a.recursive, &p);
+            if list {
+                let line = if g.json {
+                    node_json(&p, node).to_string()
+                } else if a.long {
+                    crate::display::node_long_line(&p, node)
+                } else {
+                    p.clone()
+                };
+                writeln!(out, "{line}").map_err(|e| restash_engine::EngineError::Io {
+                    context: "write to stdout".into(),
+                    source: e,
+                })?;
+            }
+            Ok(descend)
+        })
     })?;
     Ok(())
 }

@@ -39,6 +39,7 @@ mod repo;
 mod restore;
 mod snapshots;
 pub mod stats;
+mod tree_ahead;
 pub mod treewalk;
 mod walk;
 pub mod whoami;

@@ -12,6 +12,7 @@ use crate::ahead::{map_io, ListAhead};
 use crate::index::{BlobLocation, MasterIndex};
 use crate::keys::{load_key_file, UnreadableKey};
 use crate::snapshots::{Snapshots, UnreadableSnapshot};
+use crate::tree_ahead::TreeAhead;
 use crate::{EngineError, Result};
 
 fn rand_core() -> impl rand::RngCore {
@@ -31,6 +32,7 @@ pub struct Repository {
     config: Config,
     index: MasterIndex,
     unreadable_keys: Vec<UnreadableKey>,
+    pub(crate) tree_ahead: TreeAhead,
 }
 
 impl std::fmt::Debug for Repository {
@@ -164,6 +166,7 @@ impl Repository {
             config,
             index: MasterIndex::new(),
             unreadable_keys: unreadable,
+            tree_ahead: TreeAhead::default(),
         })
     }
 
@@ -210,6 +213,7 @@ impl Repository {
             config,
             index: MasterIndex::new(),
             unreadable_keys: Vec::new(),
+            tree_ahead: TreeAhead::default(),
         })
     }
 
@@ -503,8 +507,21 @@ impl Repository {
         parse_header(&plain).map_err(EngineError::format(ctx()))
     }
 
-    /// Loads and decodes a tree.
+    /// Loads and decodes a tree (taking it from the trees loaded ahead of a walk when it
+    /// is there, see [`Self::prefetching_trees`]).
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        match self.tree_ahead.take(id) {
+            Some(tree) => Ok(tree),
+            None => {
+                let tree = self.load_tree_now(id)?;
+                self.tree_ahead.walked(&tree);
+                Ok(tree)
+            }
+        }
+    }
+
+    /// Loads and decodes a tree from the store.
+    pub(crate) fn load_tree_now(&self, id: &BlobId) -> Result<Tree> {
         let data = self.load_blob(id, BlobType::Tree)?;
         Tree::from_bytes(&data).map_err(EngineError::format(format!("tree {}", id.short())))
     }

@@ -334,7 +334,13 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         opts,
         plan: Plan::default(),
     };
-    planner.walk(root, Path::new(""), b"", 0);
+    if opts.include.is_empty() {
+        repo.prefetching_trees(&[*root], || planner.walk(root, Path::new(""), b"", 0));
+    } else {
+        // Only the directories on the way to the included paths are walked; loading the
+        // whole snapshot ahead would cost more than it hides.
+        planner.walk(root, Path::new(""), b"", 0);
+    }
     let mut plan = planner.plan;
 
     let pool = rayon::ThreadPoolBuilder::new()

@@ -317,9 +317,13 @@ fn backup_paths(
         errors,
         warnings: Vec::new(),
     };
-    plan_above(&mut ctx, &plan.top, &mut root);
-    let (specs, errors, warnings) = (ctx.specs, ctx.errors, ctx.warnings);
-    let (nodes, mut summary) = walker::run(repo, opts, maker, saver, chunker, specs)?;
+    // The parent's trees are compared with every directory: fetched ahead of the walk.
+    let walked = repo.prefetching_trees(parent_root.as_slice(), || {
+        plan_above(&mut ctx, &plan.top, &mut root);
+        let (specs, errors, warnings) = (ctx.specs, ctx.errors, ctx.warnings);
+        walker::run(repo, opts, maker, saver, chunker, specs).map(|r| (r, errors, warnings))
+    });
+    let ((nodes, mut summary), errors, warnings) = walked?;
     summary.errors.splice(0..0, errors);
     summary.warnings.splice(0..0, warnings);
     let empty = root
