@@ -1,5 +1,6 @@
-//! One behavioural suite every backend must pass (local, memory, S3, REST, and the limit
-//! layer over them): run it from each backend's tests against a real store.
+//! One behavioural suite every backend must pass (local, memory, S3, REST, and the limit,
+//! retry and cache layers over them): run it from each backend's tests against a real
+//! store.
 
 use crate::{Backend, BackendError, FileType, Handle};
 

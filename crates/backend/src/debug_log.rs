@@ -1,6 +1,6 @@
 //! Debug logging of the network backends: with `RESTASH_DEBUG` set (to anything but empty
-//! or `0`), every retry, backoff and layout decision of the S3 and REST backends (and
-//! `object_store`'s own retries) goes to stderr. Nothing is logged otherwise. Only the
+//! or `0`), every retry and backoff of [`crate::RetryBackend`] and every layout decision of
+//! the S3 backend goes to stderr. Nothing is logged otherwise. Only the
 //! `restash_backend` and `object_store` targets are shown; neither logs request headers,
 //! so no credential reaches the log.
 

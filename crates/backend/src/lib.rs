@@ -5,6 +5,12 @@
 //! and a crash leaves either no file or the whole file (local writes go through a temporary
 //! file, fsync and rename).
 //!
+//! Backends are stacked: the stores (local, S3, REST, memory) do the work, and layers
+//! around them add one concern each: [`RetryBackend`] retries failures a store calls
+//! retryable (the network stores send one request per call and leave retrying to it),
+//! [`LimitedBackend`] caps concurrency and bandwidth, [`CachedBackend`] keeps metadata
+//! locally.
+//!
 //! ```
 //! use restash_backend::{Backend, FileType, Handle, LocalBackend};
 //!
@@ -29,6 +35,7 @@ pub mod options;
 pub mod push;
 mod rest;
 mod retry;
+mod retry_layer;
 mod s3;
 mod s3_config;
 mod s3_creds;
@@ -43,6 +50,7 @@ pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use options::{BackendOptions, S3Layout};
 pub use rest::RestBackend;
+pub use retry_layer::RetryBackend;
 pub use s3::S3Backend;
 
 /// The kinds of file in a repository.

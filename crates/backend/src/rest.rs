@@ -8,20 +8,21 @@
 //!
 //! The protocol has no conditional create, so a write first checks with `HEAD` that the
 //! file is missing (two writers of the same name race only with identical,
-//! content-addressed data). Requests are bounded by `rest.connections` (default 5) and
-//! retried with the same policy as S3 (see [`crate::retry`]); re-sending a `POST` is safe
-//! because it carries the same bytes to the same name. The password from the URL is used
+//! content-addressed data). Requests are bounded by `rest.connections` (default 5). Each
+//! call sends its requests once; errors say whether a retry may help (5xx, 408, 429, broken
+//! connections, timeouts), and [`crate::RetryBackend`] retries them: re-sending a `POST`
+//! is safe because it carries the same bytes to the same name, and a retried write that
+//! finds its own earlier attempt is recognised there. The password from the URL is used
 //! for basic auth only and shown as `***` in [`Backend::location`].
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, RANGE};
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
-use tracing::debug;
 use url::Url;
 
 use crate::options::BackendOptions;
-use crate::retry::{describe_reqwest, reqwest_is_transient, status_is_transient, RetryState};
+use crate::retry::{describe_reqwest, reqwest_is_transient, status_is_transient};
 use crate::s3_creds::Secret;
 use crate::{config_listing, is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
 
@@ -174,8 +175,9 @@ impl RestBackend {
         self.error(op, what, msg, status_is_transient(r.status.as_u16()))
     }
 
-    /// Sends a request until it gets a final answer: transient statuses and transport
-    /// errors are retried with backoff and jitter, within the retry budget.
+    /// Sends one request and reads the whole answer. Any status comes back as a [`Reply`]
+    /// for the caller to judge; a transport failure is an error, retryable when it is
+    /// transient ([`crate::RetryBackend`] does the retrying).
     async fn call(
         &self,
         op: &str,
@@ -185,72 +187,37 @@ impl RestBackend {
         headers: &[(reqwest::header::HeaderName, String)],
         body: Option<&Bytes>,
     ) -> Result<Reply, BackendError> {
-        let mut retry = RetryState::new(&self.opts);
-        loop {
-            let outcome = {
-                let _slot = self
-                    .slots
-                    .acquire()
-                    .await
-                    .expect("semaphore is never closed");
-                let mut req = self.client.request(method.clone(), url.clone());
-                if let Some((u, p)) = &self.auth {
-                    req = req.basic_auth(u, Some(p.expose()));
-                }
-                for (k, v) in headers {
-                    req = req.header(k, v);
-                }
-                if let Some(b) = body {
-                    req = req.body(b.clone());
-                }
-                match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let content_length = resp
-                            .headers()
-                            .get(CONTENT_LENGTH)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok());
-                        match resp.bytes().await {
-                            Ok(body) => Ok(Reply {
-                                status,
-                                content_length,
-                                body,
-                            }),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
-            };
-            let reason = match outcome {
-                Ok(r) if !status_is_transient(r.status.as_u16()) => return Ok(r),
-                Ok(r) => format!("server answered {}", r.status),
-                Err(e) if reqwest_is_transient(&e) => describe_reqwest(&e),
-                Err(e) => return Err(self.error(op, what, describe_reqwest(&e), false)),
-            };
-            match retry.next_delay() {
-                Some(d) => {
-                    debug!(
-                        "REST {method} {what}: {reason}; retry {} in {d:?}",
-                        retry.retries()
-                    );
-                    tokio::time::sleep(d).await;
-                }
-                None => {
-                    return Err(self.error(
-                        op,
-                        what,
-                        format!(
-                            "{reason} (gave up after {} retries in {:.1?})",
-                            retry.retries(),
-                            retry.elapsed()
-                        ),
-                        true,
-                    ))
-                }
-            }
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let mut req = self.client.request(method, url.clone());
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p.expose()));
         }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.body(b.clone());
+        }
+        let failed = |e: reqwest::Error| {
+            self.error(op, what, describe_reqwest(&e), reqwest_is_transient(&e))
+        };
+        let resp = req.send().await.map_err(failed)?;
+        let status = resp.status();
+        let content_length = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = resp.bytes().await.map_err(failed)?;
+        Ok(Reply {
+            status,
+            content_length,
+            body,
+        })
     }
 
     async fn head(&self, h: &Handle) -> Result<u64, BackendError> {
@@ -347,7 +314,13 @@ impl Backend for RestBackend {
                 }
                 &r.body[offset as usize..(offset + length) as usize]
             }
-            StatusCode::RANGE_NOT_SATISFIABLE => return Err(short(self.stat(h).unwrap_or(0))),
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                return match self.stat(h) {
+                    Ok(size) => Err(short(size)),
+                    Err(e) if e.is_retryable() => Err(e),
+                    Err(_) => Err(short(0)),
+                }
+            }
             StatusCode::NOT_FOUND => return Err(BackendError::NotFound(what)),
             _ => return Err(self.status_error("read", &what, &r)),
         };

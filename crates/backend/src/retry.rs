@@ -1,6 +1,7 @@
-//! The retry policy shared by the REST backend, S3 bucket creation and the S3 backend's
-//! outer retries: exponential backoff with decorrelated jitter, bounded both in count and in
-//! total time. Only transient failures are retried: 5xx, 408, 429, refused or reset
+//! The retry policy and what counts as transient. [`RetryBackend`](crate::RetryBackend)
+//! retries with [`RetryState`]: exponential backoff with decorrelated jitter, bounded both
+//! in count and in total time. The S3 and REST backends send one request per call and use
+//! the classifiers here to mark their errors retryable: 5xx, 408, 429, refused or reset
 //! connections and timeouts; never any other 4xx.
 
 use std::time::{Duration, Instant};
@@ -66,9 +67,10 @@ impl RetryState {
     }
 }
 
-/// Whether an HTTP status is worth retrying: 5xx, 408 Request Timeout, 429 Too Many Requests.
+/// Whether an HTTP status is worth retrying: 5xx but 501 Not Implemented (which says the
+/// server never will), 408 Request Timeout, 429 Too Many Requests.
 pub(crate) fn status_is_transient(status: u16) -> bool {
-    status >= 500 || status == 408 || status == 429
+    (status >= 500 && status != 501) || status == 408 || status == 429
 }
 
 /// Whether a transport error from reqwest is transient: timeouts, refused, reset or
@@ -147,7 +149,7 @@ mod tests {
         for s in [500, 502, 503, 504, 429, 408] {
             assert!(status_is_transient(s), "{s}");
         }
-        for s in [400, 401, 403, 404, 409, 412, 416] {
+        for s in [400, 401, 403, 404, 409, 412, 416, 501] {
             assert!(!status_is_transient(s), "{s}");
         }
     }

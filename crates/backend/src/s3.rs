@@ -1,22 +1,23 @@
 //! The S3 backend, on the `object_store` crate (Apache Arrow project): SigV4 signing,
-//! pagination, ranged GETs, multipart uploads, conditional PUTs and a bounded retry loop
-//! with exponential backoff and jitter, all maintained upstream and used by many clients.
+//! pagination, ranged GETs, multipart uploads and conditional PUTs, all maintained upstream
+//! and used by many clients.
 //!
 //! The [`Backend`] trait is synchronous, so [`S3Backend`] owns a small tokio runtime
 //! (2 worker threads) and every method `block_on`s; concurrent callers share it. A
 //! semaphore ([`object_store::limit::LimitStore`]) bounds requests in flight to
 //! `s3.connections` (default 5, as restic).
 //!
+//! * Each call sends its requests once: `object_store`'s own retries are off, and
+//!   [`crate::RetryBackend`] retries whole calls whose error is retryable (5xx, 408, 429
+//!   and `SlowDown`, refused, broken or timed-out connections; never another 4xx). Only
+//!   that layer can tell a re-sent create-only `PUT` that finds its own first attempt from
+//!   a conflict, so the retrying lives there for every request alike.
 //! * Writes are create-only: `PUT` with `If-None-Match: *`; 412 means the file exists. A
-//!   server that answers 501/`NotImplemented` to that (after object_store's retries) is
-//!   remembered and gets `HEAD` then `PUT` instead (a small race window between two writers of the same name, which only
+//!   server that answers 501/`NotImplemented` to that is remembered and gets `HEAD` then
+//!   `PUT` instead (a small race window between two writers of the same name, which only
 //!   happens with identical content-addressed data). Objects above the multipart threshold
-//!   (64 MiB) are checked with `HEAD` and uploaded in parts.
-//! * `object_store` retries 5xx (501 included), 429, 408, refused and reset connections
-//!   and timeouts of idempotent requests; a create-only `PUT` whose connection broke after
-//!   sending is retried here. When a re-sent create-only `PUT` finds the object (412), a
-//!   file named by the SHA-256 of these bytes with their size is taken as this write's
-//!   own earlier attempt, so it is not reported as a conflict. Other 4xx are never retried.
+//!   (64 MiB) are checked with `HEAD` and uploaded in parts; a failed upload is aborted so
+//!   its parts are not kept.
 //! * A `HEAD` that is refused has no body to say why, so one ranged `GET` fetches the S3
 //!   error code (e.g. `SignatureDoesNotMatch`) for the message.
 //! * `create()` creates the bucket if it is missing (`PUT /bucket`, signed by
@@ -31,14 +32,13 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::limit::LimitStore;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig, WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, PutPayload, RetryConfig,
 };
-use sha2::{Digest, Sha256};
 use tracing::debug;
 
 use crate::options::{BackendOptions, S3Layout};
-use crate::retry::RetryState;
+use crate::retry::{describe_reqwest, reqwest_is_transient};
 use crate::s3_config::{object_key, parse_s3_url, type_dir, S3Location};
 use crate::s3_creds::{resolve, CredentialSource, Credentials};
 use crate::s3_error::{analyze, xml_tag, S3Failure};
@@ -106,13 +106,11 @@ impl S3Backend {
         for root in crate::tls::object_store_roots()? {
             client_options = client_options.with_root_certificate(root);
         }
+        // One request per call: RetryBackend retries every call with one budget, and only
+        // it can recognise a re-sent create-only PUT's own first attempt.
         let retry = RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: opts.initial_backoff,
-                max_backoff: opts.max_backoff,
-                base: 2.0,
-            },
-            max_retries: opts.max_retries,
+            backoff: BackoffConfig::default(),
+            max_retries: 0,
             retry_timeout: opts.retry_timeout,
         };
         let (mut builder, creds) = match source {
@@ -275,22 +273,6 @@ impl S3Backend {
         }
     }
 
-    /// Whether the object at `path` already holds exactly `data`: by size when the name is
-    /// the SHA-256 of `data` (restic's content addressing: such a file can only be this
-    /// write), else, only after a retry of ours, by content for small files (the config).
-    async fn holds(&self, h: &Handle, path: &Path, data: &[u8], retried: bool) -> bool {
-        if hex::encode(Sha256::digest(data)).eq_ignore_ascii_case(&h.name) {
-            return matches!(self.store.head(path).await, Ok(m) if m.size == data.len() as u64);
-        }
-        if !retried || data.len() > 1 << 20 {
-            return false;
-        }
-        match self.store.get(path).await {
-            Ok(r) => matches!(r.bytes().await, Ok(b) if b.as_ref() == data),
-            Err(_) => false,
-        }
-    }
-
     async fn exists_now(&self, path: &Path) -> Result<bool, object_store::Error> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
@@ -304,11 +286,7 @@ impl S3Backend {
             if self.exists_now(path).await? {
                 return Err(PutError::Exists);
             }
-            let upload = self.store.put_multipart(path).await?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, self.opts.part_size);
-            w.put(data.clone());
-            w.finish().await?;
-            return Ok(());
+            return Ok(self.upload_parts(path, data).await?);
         }
         let payload = PutPayload::from(data.clone());
         if self.conditional_put.load(Ordering::Relaxed) {
@@ -342,6 +320,31 @@ impl S3Backend {
         Ok(())
     }
 
+    /// Uploads `data` in parts of `part_size`, all in flight at once (the store's
+    /// semaphore bounds them). A failed upload is aborted: S3 keeps, and bills, the parts
+    /// of an unfinished upload until then.
+    async fn upload_parts(&self, path: &Path, data: &Bytes) -> Result<(), object_store::Error> {
+        let mut upload = self.store.put_multipart(path).await?;
+        let step = self.opts.part_size.max(1);
+        let parts: Vec<_> = (0..data.len())
+            .step_by(step)
+            .map(|at| upload.put_part(data.slice(at..(at + step).min(data.len())).into()))
+            .collect();
+        let done = match futures_util::future::try_join_all(parts).await {
+            Ok(_) => upload.complete().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            if let Err(e) = upload.abort().await {
+                debug!(
+                    "S3 aborting the multipart upload of {path}: {}",
+                    analyze(&e).describe()
+                );
+            }
+        }
+        done
+    }
+
     /// Bucket-level request signed here (object_store has none): `GET /bucket?list-type=2`
     /// to see whether the bucket exists, `PUT /bucket` to create it.
     async fn bucket_request(
@@ -354,70 +357,24 @@ impl S3Backend {
         let mut url = self.loc.bucket_url.clone();
         url.set_query((!query.is_empty()).then_some(query));
         let hash = crate::sigv4::payload_hash(&body);
-        let mut retry = RetryState::new(&self.opts);
-        loop {
-            let headers = crate::sigv4::sign(
-                method.as_str(),
-                &url,
-                &self.loc.region,
-                creds,
-                &hash,
-                chrono::Utc::now(),
-            );
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .body(body.clone());
-            for (k, v) in headers {
-                req = req.header(k, v);
-            }
-            let outcome = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    match resp.text().await {
-                        Ok(text) if !crate::retry::status_is_transient(status) => {
-                            return Ok((status, text))
-                        }
-                        Ok(text) => format!(
-                            "HTTP {status} {}",
-                            xml_tag(&text, "Code").unwrap_or_default()
-                        ),
-                        Err(e) if crate::retry::reqwest_is_transient(&e) => {
-                            crate::retry::describe_reqwest(&e)
-                        }
-                        Err(e) => {
-                            return Err(
-                                self.bucket_error(&crate::retry::describe_reqwest(&e), false)
-                            )
-                        }
-                    }
-                }
-                Err(e) if crate::retry::reqwest_is_transient(&e) => {
-                    crate::retry::describe_reqwest(&e)
-                }
-                Err(e) => return Err(self.bucket_error(&crate::retry::describe_reqwest(&e), false)),
-            };
-            match retry.next_delay() {
-                Some(d) => {
-                    debug!(
-                        "S3 {method} bucket {}: {outcome}; retry {} in {d:?}",
-                        self.loc.bucket,
-                        retry.retries()
-                    );
-                    tokio::time::sleep(d).await;
-                }
-                None => {
-                    return Err(self.bucket_error(
-                        &format!(
-                            "{outcome} (gave up after {} retries in {:?})",
-                            retry.retries(),
-                            retry.elapsed()
-                        ),
-                        true,
-                    ))
-                }
-            }
+        let headers = crate::sigv4::sign(
+            method.as_str(),
+            &url,
+            &self.loc.region,
+            creds,
+            &hash,
+            chrono::Utc::now(),
+        );
+        let mut req = self.http.request(method, url).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
         }
+        let failed =
+            |e: reqwest::Error| self.bucket_error(&describe_reqwest(&e), reqwest_is_transient(&e));
+        let resp = req.send().await.map_err(failed)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(failed)?;
+        Ok((status, text))
     }
 
     fn bucket_error(&self, what: &str, retryable: bool) -> BackendError {
@@ -439,7 +396,7 @@ impl S3Backend {
             text: format!("HTTP {status}"),
             ..S3Failure::default()
         };
-        self.bucket_error(&f.describe(), false)
+        self.bucket_error(&f.describe(), f.transient())
     }
 
     /// Creates the bucket unless it exists (or credentials come from a web identity, which
@@ -556,6 +513,7 @@ impl Backend for S3Backend {
                 Err(e @ object_store::Error::NotFound { .. }) => {
                     return Err(self.fail("read", &what, e))
                 }
+                Err(e) if analyze(&e).transient() => return Err(self.fail("read", &what, e)),
                 Err(e) => {
                     // A range past the end: report it as the short read it is.
                     return match self.head(&path, &what).await {
@@ -590,38 +548,11 @@ impl Backend for S3Backend {
         let path = self.path(h)?;
         let what = h.to_string();
         let data = Bytes::copy_from_slice(data);
-        self.rt.block_on(async {
-            let mut retry = RetryState::new(&self.opts);
-            loop {
-                match self.write_once(&path, &data).await {
-                    Ok(()) => return Ok(()),
-                    Err(PutError::Exists) => {
-                        // A PUT re-sent after a broken connection (here or inside
-                        // object_store) may find its own first attempt: that is success.
-                        if self.holds(h, &path, &data, retry.retries() > 0).await {
-                            debug!("S3 write {what}: already there with this content");
-                            return Ok(());
-                        }
-                        return Err(BackendError::AlreadyExists(what));
-                    }
-                    Err(PutError::Store(e)) => {
-                        let f = analyze(&e);
-                        if f.interrupted() {
-                            if let Some(d) = retry.next_delay() {
-                                debug!(
-                                    "S3 write {what}: {}; retry {} in {d:?}",
-                                    f.describe(),
-                                    retry.retries()
-                                );
-                                tokio::time::sleep(d).await;
-                                continue;
-                            }
-                        }
-                        return Err(self.fail("write", &what, e));
-                    }
-                }
-            }
-        })
+        match self.rt.block_on(self.write_once(&path, &data)) {
+            Ok(()) => Ok(()),
+            Err(PutError::Exists) => Err(BackendError::AlreadyExists(what)),
+            Err(PutError::Store(e)) => Err(self.fail("write", &what, e)),
+        }
     }
 
     fn stat(&self, h: &Handle) -> Result<u64, BackendError> {

@@ -96,11 +96,17 @@ pub(crate) fn analyze(e: &object_store::Error) -> S3Failure {
 
 impl S3Failure {
     /// Whether retrying may help: 5xx, 408, 429 (SlowDown), or a broken, refused or
-    /// timed-out connection.
+    /// timed-out connection. The code alone decides for an error in the body of a 200
+    /// answer (S3 completes a multipart upload that way), which has no error status.
     pub fn transient(&self) -> bool {
+        if matches!(
+            self.code.as_deref(),
+            Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
+        ) {
+            return true;
+        }
         if let Some(s) = self.status {
-            return crate::retry::status_is_transient(s)
-                || matches!(self.code.as_deref(), Some("SlowDown" | "RequestTimeout"));
+            return crate::retry::status_is_transient(s);
         }
         matches!(
             self.transport,
@@ -111,16 +117,6 @@ impl S3Failure {
                     | HttpErrorKind::Interrupted
             )
         )
-    }
-
-    /// A failure that object_store does not retry for requests that are not idempotent
-    /// (a create-only PUT): the connection broke or timed out after the request went out.
-    pub fn interrupted(&self) -> bool {
-        self.status.is_none()
-            && matches!(
-                self.transport,
-                Some(HttpErrorKind::Timeout | HttpErrorKind::Interrupted)
-            )
     }
 
     /// Whether the server said it does not implement what was asked (e.g. a conditional
@@ -186,6 +182,17 @@ mod tests {
             transport: Some(HttpErrorKind::Interrupted),
             ..S3Failure::default()
         };
-        assert!(f.transient() && f.interrupted());
+        assert!(f.transient());
+        let f = S3Failure {
+            code: Some("InternalError".into()),
+            ..S3Failure::default()
+        };
+        assert!(f.transient(), "an error in a 200 answer's body");
+        let f = S3Failure {
+            status: Some(501),
+            code: Some("NotImplemented".into()),
+            ..S3Failure::default()
+        };
+        assert!(f.not_implemented());
     }
 }

@@ -1,8 +1,9 @@
-//! The retry policy of the S3 and REST backends against a scripted HTTP server: 503
-//! SlowDown, 500 and 429 are retried; 403, 404, 401 and 412 are not; the number of retries
-//! is bounded; a server without conditional PUT gets HEAD then PUT. (Real servers and
-//! network faults are exercised by the end-to-end tests in `tests/s3_backend.rs` and
-//! `tests/rest_backend.rs`.)
+//! The retry policy of the S3 and REST backends under [`RetryBackend`], the stack the CLI
+//! opens, against a scripted HTTP server: 503 SlowDown, 500 and 429 are retried; 403, 404,
+//! 401 and 412 are not; the number of retries is bounded; a re-sent write that finds its
+//! own lost first attempt succeeds; a server without conditional PUT gets HEAD then PUT.
+//! The backends alone send each request once. (Real servers and network faults are
+//! exercised by the end-to-end tests in `tests/s3_backend.rs` and `tests/rest_backend.rs`.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -10,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use restash_backend::{
-    Backend, BackendError, BackendOptions, FileType, Handle, RestBackend, S3Backend, S3Layout,
+    Backend, BackendError, BackendOptions, FileType, Handle, RestBackend, RetryBackend, S3Backend,
+    S3Layout,
 };
 
 /// One request as the server saw it: method, path and query, lower-case headers.
@@ -102,13 +104,25 @@ fn fast() -> BackendOptions {
     }
 }
 
-fn s3(addr: &str) -> S3Backend {
+fn s3_alone(addr: &str) -> S3Backend {
     let env = |k: &str| match k {
         "AWS_ACCESS_KEY_ID" => Some("k".to_string()),
         "AWS_SECRET_ACCESS_KEY" => Some("s".to_string()),
         _ => None,
     };
     S3Backend::open_with_env(&format!("s3:http://{addr}/bucket"), fast(), &env).unwrap()
+}
+
+fn s3(addr: &str) -> RetryBackend {
+    RetryBackend::new(Arc::new(s3_alone(addr)), &fast())
+}
+
+fn methods(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.line.split(' ').next().unwrap_or_default().to_string())
+        .collect()
 }
 
 fn count(seen: &Arc<Mutex<Vec<Seen>>>) -> usize {
@@ -134,6 +148,21 @@ fn s3_retries_are_bounded() {
     assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("SlowDown"), "{err}");
     assert_eq!(count(&seen), 4, "1 attempt + max_retries 3");
+}
+
+#[test]
+fn backends_alone_send_each_request_once() {
+    let (addr, seen) = serve(vec![(503, s3_error("SlowDown")), (200, "hello")]);
+    let err = s3_alone(&addr).read(&Handle::config()).unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("SlowDown"), "{err}");
+    assert_eq!(count(&seen), 1);
+
+    let (addr, seen) = serve(vec![(503, ""), (200, "cfg")]);
+    let err = rest_alone(&addr).read(&Handle::config()).unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(!err.to_string().contains("gave up"), "{err}");
+    assert_eq!(count(&seen), 1);
 }
 
 #[test]
@@ -179,14 +208,10 @@ fn s3_create_only_put() {
 #[test]
 fn s3_without_conditional_put_uses_head_then_put() {
     let h = Handle::new(FileType::Index, "cd".repeat(32));
-    // object_store retries a 501 like any 5xx (1 + max_retries 3 attempts) before the
-    // backend gives up on If-None-Match for the rest of the process.
-    let not_impl = (501, s3_error("NotImplemented"));
+    // The first 501 says it all: not retried, and the backend gives up on If-None-Match
+    // for the rest of the process.
     let (addr, seen) = serve(vec![
-        not_impl,
-        not_impl,
-        not_impl,
-        not_impl,
+        (501, s3_error("NotImplemented")),
         (404, ""),
         (200, ""),
         (404, ""),
@@ -196,22 +221,19 @@ fn s3_without_conditional_put_uses_head_then_put() {
     be.write(&h, b"x").unwrap();
     be.write(&Handle::new(FileType::Index, "ce".repeat(32)), b"y")
         .unwrap();
+    assert_eq!(methods(&seen), ["PUT", "HEAD", "PUT", "HEAD", "PUT"]);
     let seen = seen.lock().unwrap();
-    let lines: Vec<_> = seen
-        .iter()
-        .map(|s| s.line.split(' ').next().unwrap())
-        .collect();
-    assert_eq!(
-        lines,
-        ["PUT", "PUT", "PUT", "PUT", "HEAD", "PUT", "HEAD", "PUT"]
-    );
     assert_eq!(seen[0].header("if-none-match"), Some("*"));
-    assert_eq!(seen[5].header("if-none-match"), None);
-    assert_eq!(seen[7].header("if-none-match"), None);
+    assert_eq!(seen[2].header("if-none-match"), None);
+    assert_eq!(seen[4].header("if-none-match"), None);
 }
 
-fn rest(addr: &str) -> RestBackend {
+fn rest_alone(addr: &str) -> RestBackend {
     RestBackend::open(&format!("rest:http://u:secret@{addr}/repo/"), fast()).unwrap()
+}
+
+fn rest(addr: &str) -> RetryBackend {
+    RetryBackend::new(Arc::new(rest_alone(addr)), &fast())
 }
 
 #[test]
@@ -229,6 +251,10 @@ fn rest_retry_policy() {
     let err = rest(&addr).read(&Handle::config()).unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(!err.to_string().contains("secret"), "{err}");
+    assert!(
+        err.to_string().contains("(gave up after 3 retries in "),
+        "{err}"
+    );
     assert_eq!(count(&seen), 4);
 
     for status in [401, 403, 404] {
@@ -274,34 +300,100 @@ fn rest_range_and_listing() {
 
 #[test]
 fn s3_put_resent_after_a_lost_answer_is_not_a_conflict() {
-    // The first PUT lands but its answer is lost; the re-sent PUT gets 412. The object is
-    // named by the SHA-256 of these bytes and has their size: it is this write.
-    let data = b"x";
-    let name = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+    // The first PUT lands but its answer is lost; the re-sent PUT gets 412. The object
+    // holds these bytes (HEAD for the size, then GET): it is this write.
+    let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
     let (addr, seen) = serve(vec![
         (0, ""),
         (412, s3_error("PreconditionFailed")),
         (200, "x"),
     ]);
-    s3(&addr)
-        .write(&Handle::new(FileType::Snapshot, name), data)
-        .unwrap();
-    let lines: Vec<_> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.line.split(' ').next().unwrap().to_string())
-        .collect();
-    assert_eq!(lines, ["PUT", "PUT", "HEAD"]);
+    s3(&addr).write(&h, b"x").unwrap();
+    assert_eq!(methods(&seen), ["PUT", "PUT", "HEAD", "GET"]);
 
-    // Same story, but the bytes are not what the name promises: a real conflict.
-    let (addr, _) = serve(vec![
+    // Same story, but the object holds other bytes of the same size: a real conflict.
+    let (addr, seen) = serve(vec![
         (0, ""),
         (412, s3_error("PreconditionFailed")),
-        (200, "x"),
+        (200, "y"),
     ]);
     assert!(matches!(
-        s3(&addr).write(&Handle::new(FileType::Snapshot, "ab".repeat(32)), data),
+        s3(&addr).write(&h, b"x"),
         Err(BackendError::AlreadyExists(_))
     ));
+    assert_eq!(methods(&seen), ["PUT", "PUT", "HEAD", "GET"]);
+
+    // Another size: told apart by HEAD alone.
+    let (addr, seen) = serve(vec![
+        (0, ""),
+        (412, s3_error("PreconditionFailed")),
+        (200, "xx"),
+    ]);
+    assert!(matches!(
+        s3(&addr).write(&h, b"x"),
+        Err(BackendError::AlreadyExists(_))
+    ));
+    assert_eq!(methods(&seen), ["PUT", "PUT", "HEAD"]);
+
+    // Without a failed attempt first, a 412 is a conflict without a look.
+    let (addr, seen) = serve(vec![(412, s3_error("PreconditionFailed"))]);
+    assert!(matches!(
+        s3(&addr).write(&h, b"x"),
+        Err(BackendError::AlreadyExists(_))
+    ));
+    assert_eq!(methods(&seen), ["PUT"]);
+}
+
+#[test]
+fn rest_post_resent_after_a_lost_answer_is_not_a_conflict() {
+    // HEAD: missing; POST lands but its answer is lost; the retry's HEAD finds the file,
+    // and the check (HEAD, GET) finds these bytes.
+    let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+    let (addr, seen) = serve(vec![(404, ""), (0, ""), (200, "x")]);
+    rest(&addr).write(&h, b"x").unwrap();
+    assert_eq!(methods(&seen), ["HEAD", "POST", "HEAD", "HEAD", "GET"]);
+
+    let (addr, _) = serve(vec![(404, ""), (0, ""), (200, "y")]);
+    assert!(matches!(
+        rest(&addr).write(&h, b"x"),
+        Err(BackendError::AlreadyExists(_))
+    ));
+}
+
+#[test]
+fn s3_failed_multipart_upload_is_aborted() {
+    let initiated = "<?xml version=\"1.0\"?><InitiateMultipartUploadResult>\
+        <Bucket>bucket</Bucket><Key>k</Key><UploadId>u1</UploadId>\
+        </InitiateMultipartUploadResult>";
+    let (addr, seen) = serve(vec![
+        (404, ""),
+        (200, initiated),
+        (403, s3_error("AccessDenied")),
+    ]);
+    let env = |k: &str| match k {
+        "AWS_ACCESS_KEY_ID" => Some("k".to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some("s".to_string()),
+        _ => None,
+    };
+    let opts = BackendOptions {
+        multipart_threshold: 10,
+        part_size: 5,
+        ..fast()
+    };
+    let be = S3Backend::open_with_env(&format!("s3:http://{addr}/bucket"), opts, &env).unwrap();
+    let err = be
+        .write(
+            &Handle::new(FileType::Pack, "ab".repeat(32)),
+            b"0123456789ab",
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].line.starts_with("HEAD "), "{seen:?}");
+    assert!(seen[1].line.starts_with("POST ") && seen[1].line.contains("uploads"));
+    assert!(
+        seen.iter()
+            .any(|s| s.line.starts_with("DELETE ") && s.line.contains("uploadId=u1")),
+        "the upload was aborted: {seen:?}"
+    );
 }

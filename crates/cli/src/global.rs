@@ -161,16 +161,23 @@ impl GlobalOpts {
         Ok(mib << 20)
     }
 
-    /// The backend of the repository named by the flags, with the `-o` options applied
-    /// and held to `--limit-upload`/`--limit-download`.
+    /// The backend of the repository named by the flags, with the `-o` options applied,
+    /// held to `--limit-upload`/`--limit-download`, and a network store's calls retried.
     pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
         self.open_backend_at(&self.repository()?)
     }
 
     /// The backend at `url` with these flags' `-o` options and rate limits: restic applies
     /// both to every repository a command opens (`copy`'s source too).
+    ///
+    /// The layers, outermost first, as restic stacks them: the cache (added by
+    /// [`Self::open`]), retries, limits, the store. Retries sit outside the limits so that
+    /// every attempt takes an in-flight slot and pays for its bytes like any request, and a
+    /// call waiting to retry holds no slot; the cache sits outside everything, so that a
+    /// file it holds costs no request at all.
     pub fn open_backend_at(&self, url: &str) -> anyhow::Result<Arc<dyn Backend>> {
-        Ok(self.limit(open_backend(url, &self.options)?))
+        let (store, retry) = open_store(url, &self.options)?;
+        Ok(with_retries(self.limit(store), retry))
     }
 
     /// `backend` wrapped in a [`LimitedBackend`] when a rate limit is set.
@@ -309,8 +316,25 @@ fn read_password(prompt: &str) -> anyhow::Result<Secret> {
     Ok(Secret(first_line(&line)))
 }
 
-/// Turns a restic repository URL into a backend.
-pub fn open_backend(url: &str, options: &[String]) -> anyhow::Result<Arc<dyn Backend>> {
+/// `backend` in a [`restash_backend::RetryBackend`] with `retry`'s budget, if it is a
+/// network store's.
+fn with_retries(
+    backend: Arc<dyn Backend>,
+    retry: Option<restash_backend::BackendOptions>,
+) -> Arc<dyn Backend> {
+    match retry {
+        Some(opts) => Arc::new(restash_backend::RetryBackend::new(backend, &opts)),
+        None => backend,
+    }
+}
+
+/// The store a restic repository URL names, without layers, and for a network store the
+/// options its retries are to use. A local directory is not retried: its failures are
+/// not the passing kind a retry cures.
+fn open_store(
+    url: &str,
+    options: &[String],
+) -> anyhow::Result<(Arc<dyn Backend>, Option<restash_backend::BackendOptions>)> {
     let with_options = |scheme: &str| -> anyhow::Result<restash_backend::BackendOptions> {
         let mut o = restash_backend::BackendOptions::from_env(scheme)?;
         for kv in options {
@@ -322,16 +346,18 @@ pub fn open_backend(url: &str, options: &[String]) -> anyhow::Result<Arc<dyn Bac
         Ok(o)
     };
     if let Some(rest) = url.strip_prefix("local:") {
-        return Ok(Arc::new(LocalBackend::new(rest)));
+        return Ok((Arc::new(LocalBackend::new(rest)), None));
     }
     // Backend options: RESTASH_* variables, then restic's `-o key=value` flags on top.
     if url.starts_with("s3:") {
         let opts = with_options("s3")?;
-        return Ok(Arc::new(restash_backend::S3Backend::open(url, opts)?));
+        let store = restash_backend::S3Backend::open(url, opts.clone())?;
+        return Ok((Arc::new(store), Some(opts)));
     }
     if url.starts_with("rest:") {
         let opts = with_options("rest")?;
-        return Ok(Arc::new(restash_backend::RestBackend::open(url, opts)?));
+        let store = restash_backend::RestBackend::open(url, opts.clone())?;
+        return Ok((Arc::new(store), Some(opts)));
     }
     for scheme in ["sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:"] {
         if url.starts_with(scheme) {
@@ -342,7 +368,7 @@ pub fn open_backend(url: &str, options: &[String]) -> anyhow::Result<Arc<dyn Bac
             .into());
         }
     }
-    Ok(Arc::new(LocalBackend::new(url)))
+    Ok((Arc::new(LocalBackend::new(url)), None))
 }
 
 #[cfg(test)]
