@@ -333,6 +333,17 @@ impl CachedBackend {
     }
 }
 
+impl CachedBackend {
+    /// Caches a file just written to the store.
+    fn keep(&self, h: &Handle, data: &[u8]) {
+        if let Some(path) = self.cache_path(h) {
+            if hash_matches(data, &h.name) {
+                self.store(&path, data);
+            }
+        }
+    }
+}
+
 fn write_tag(base: &Path) -> Result<(), BackendError> {
     let path = base.join("CACHEDIR.TAG");
     let f = fs::OpenOptions::new()
@@ -435,14 +446,16 @@ impl Backend for CachedBackend {
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
         self.inner.write(h, data)?;
         // Only what the store accepted is cached, and only metadata that is read back
-        // whole: a new pack is not read again by the command that wrote it.
+        // whole: a data pack is not read again by the command that wrote it.
         if matches!(h.file_type, FileType::Snapshot | FileType::Index) {
-            if let Some(path) = self.cache_path(h) {
-                if hash_matches(data, &h.name) {
-                    self.store(&path, data);
-                }
-            }
+            self.keep(h, data);
         }
+        Ok(())
+    }
+
+    fn write_metadata(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
+        self.inner.write(h, data)?;
+        self.keep(h, data);
         Ok(())
     }
 

@@ -211,6 +211,13 @@ pub trait Backend: Send + Sync {
     /// Durable when this returns.
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError>;
 
+    /// Like [`Backend::write`], for a pack of tree blobs, which a caching layer keeps
+    /// because the next command that walks a snapshot reads it (see
+    /// [`Backend::read_metadata_range_into`]). Plain stores write it like any file.
+    fn write_metadata(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
+        self.write(h, data)
+    }
+
     /// Size of a file.
     fn stat(&self, h: &Handle) -> Result<u64, BackendError>;
 

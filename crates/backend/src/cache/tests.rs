@@ -207,10 +207,18 @@ fn writes_go_to_the_store_then_the_cache_and_removes_leave_both() {
     be.remove(&h).unwrap();
     assert!(!path.exists());
     assert!(!store.mem.exists(&h).unwrap());
-    // A new pack is not cached on write.
+    // A new data pack is not cached on write; a tree pack is, and is read from there.
     let p = Handle::new(FileType::Pack, hex::encode(Sha256::digest(b"pack")));
     be.write(&p, b"pack").unwrap();
     assert!(!be.cache_path(&p).unwrap().exists());
+    let t = Handle::new(FileType::Pack, hex::encode(Sha256::digest(b"trees")));
+    be.write_metadata(&t, b"trees").unwrap();
+    assert_eq!(store.mem.read(&t).unwrap(), b"trees");
+    assert_eq!(fs::read(be.cache_path(&t).unwrap()).unwrap(), b"trees");
+    let mut buf = Vec::new();
+    be.read_metadata_range_into(&t, 1, 3, &mut buf).unwrap();
+    assert_eq!(buf, b"ree");
+    assert_eq!(store.reads(), 0);
 }
 
 #[test]

@@ -160,7 +160,7 @@ impl<'a> Saver<'a> {
             BlobType::Tree => self.stats.tree_blobs.fetch_add(1, Ordering::Relaxed),
         };
         if pack.len() >= self.pack_size {
-            self.upload(pack)?;
+            self.upload(pack, t)?;
         } else {
             pool.lock().expect("packers").push(pack);
         }
@@ -180,14 +180,21 @@ impl<'a> Saver<'a> {
         }
     }
 
-    fn upload(&self, pack: PackBuilder) -> Result<()> {
+    /// Stores a pack of blobs of type `t` (packs never mix types, as in restic).
+    fn upload(&self, pack: PackBuilder, t: BlobType) -> Result<()> {
         if pack.is_empty() {
             return Ok(());
         }
         let (bytes, id, entries) = pack.finish(self.repo.key());
         if !self.dry_run {
             let h = Handle::new(FileType::Pack, id.to_string());
-            match self.repo.backend().write(&h, &bytes) {
+            // Tree packs are read by the next command that walks a snapshot: a cache
+            // keeps them from the start.
+            let written = match t {
+                BlobType::Tree => self.repo.backend().write_metadata(&h, &bytes),
+                BlobType::Data => self.repo.backend().write(&h, &bytes),
+            };
+            match written {
                 Ok(()) => {}
                 // Same content, same name: another run stored this exact pack already.
                 Err(restash_backend::BackendError::AlreadyExists(_)) => {}
@@ -227,7 +234,7 @@ impl<'a> Saver<'a> {
     /// Uploads the partly filled packs and writes the index for everything uploaded.
     /// Called at the end of a backup and when it is interrupted.
     pub fn flush(&self) -> Result<()> {
-        for pool in [&self.data, &self.tree] {
+        for (pool, t) in [(&self.data, BlobType::Data), (&self.tree, BlobType::Tree)] {
             let mut packs = std::mem::take(&mut *pool.lock().expect("packers"));
             // Workers that saved at the same moment each filled their own pack; joined,
             // the run ends with as few packs as restic's single packer leaves.
@@ -240,14 +247,14 @@ impl<'a> Saver<'a> {
                         cur
                     }
                     Some(full) => {
-                        self.upload(full)?;
+                        self.upload(full, t)?;
                         pack
                     }
                     None => pack,
                 });
             }
             if let Some(last) = open {
-                self.upload(last)?;
+                self.upload(last, t)?;
             }
         }
         let file = take_pending(&mut self.pending.lock().expect("pending index"));
