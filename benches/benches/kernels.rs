@@ -1,6 +1,6 @@
 //! Per-blob kernels of the backup and restore pipelines: authenticated encryption
-//! (AES-256-CTR + Poly1305-AES), SHA-256 blob ids, zstd blob (de)compression, and the
-//! Go-exact tree JSON codec.
+//! (AES-256-CTR + Poly1305-AES), SHA-256 blob ids, zstd blob (de)compression, the
+//! Go-exact tree JSON codec, and the scrypt key derivation every command starts with.
 //!
 //! `cargo bench -p restash-benches --bench kernels`
 
@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use restash_benches::{random_input, text_input};
-use restash_crypto::Key;
+use restash_crypto::{derive_key, KdfParams, Key};
 use restash_format::{compress_blob, decompress_blob, BlobId, GoTime, Node, NodeType, Tree};
 use sha2::{Digest, Sha256};
 
@@ -148,5 +148,45 @@ fn bench_tree(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_crypto, bench_hash, bench_zstd, bench_tree);
+/// restic's key-file parameters (N = 2^15, r = 8): p = 3 is what its calibration picks on
+/// typical machines, p = 1 isolates one lane from the parallelism across lanes. The
+/// `scrypt` crate, which `derive_key` used before it had its own, runs in the same process
+/// as the reference: on a shared machine, numbers from separate runs do not compare.
+fn bench_kdf(c: &mut Criterion) {
+    let salt = random_input(64, 0x5a17);
+    let mut g = c.benchmark_group("kdf");
+    // One derivation costs a tenth of a second or more: criterion's default 100 samples
+    // would not fit any reasonable measurement time.
+    g.sample_size(10);
+    for p in [3, 1] {
+        let params = KdfParams { n: 32768, r: 8, p };
+        g.bench_function(format!("derive_key/N32768-r8-p{p}"), |b| {
+            b.iter(|| derive_key(black_box(b"password"), black_box(&salt), params).unwrap())
+        });
+        let reference = scrypt::Params::new(15, 8, p, 64).unwrap();
+        g.bench_function(format!("scrypt-crate/N32768-r8-p{p}"), |b| {
+            b.iter(|| {
+                let mut dk = [0u8; 64];
+                scrypt::scrypt(
+                    black_box(b"password"),
+                    black_box(&salt),
+                    &reference,
+                    &mut dk,
+                )
+                .unwrap();
+                dk
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_crypto,
+    bench_hash,
+    bench_zstd,
+    bench_tree,
+    bench_kdf
+);
 criterion_main!(benches);

@@ -67,11 +67,11 @@ pub fn derive_key(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Key
         )));
     }
     let log_n = params.validate()?;
-    let sp = scrypt::Params::new(log_n, params.r, params.p, 64)
-        .map_err(|e| CryptoError::InvalidKdfParams(e.to_string()))?;
+    crate::scrypt::check_params(log_n, params.r, params.p)
+        .map_err(CryptoError::InvalidKdfParams)?;
     let mut dk = [0u8; 64];
-    scrypt::scrypt(password, salt, &sp, &mut dk)
-        .map_err(|e| CryptoError::InvalidKdfParams(e.to_string()))?;
+    crate::scrypt::scrypt(password, salt, log_n, params.r, params.p, &mut dk)
+        .map_err(CryptoError::InvalidKdfParams)?;
     let key = Key::from_kdf_output(&dk);
     dk.zeroize();
     Ok(key)

@@ -18,6 +18,7 @@
 mod error;
 mod kdf;
 mod key;
+mod scrypt;
 
 pub use error::CryptoError;
 pub use kdf::{derive_key, KdfParams};
