@@ -53,7 +53,7 @@ fn store_pack(repo: &Repository, t: BlobType, blobs: &[Vec<u8>]) -> IndexPack {
     }
     let (bytes, id, entries) = pb.finish(repo.key());
     repo.backend()
-        .write(&Handle::new(FileType::Pack, id.to_string()), &bytes)
+        .write(&Handle::new(FileType::Pack, id), &bytes)
         .unwrap();
     IndexPack {
         id,

@@ -38,7 +38,7 @@ fn is_used(i: usize) -> bool {
 fn upload(repo: &Repository, pack: PackBuilder, index: &mut IndexFile) {
     let (bytes, id, entries) = pack.finish(repo.key());
     repo.backend()
-        .write(&Handle::new(FileType::Pack, id.to_string()), &bytes)
+        .write(&Handle::new(FileType::Pack, id), &bytes)
         .expect("write pack");
     index.packs.push(IndexPack {
         id,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::backup::assert_latest_restores;
 use common::*;
 use restash_backend::{
-    conformance, Backend, BackendError, BackendOptions, FileType, Handle, S3Backend, S3Layout,
+    conformance, Backend, BackendError, BackendOptions, FileType, Handle, Id, S3Backend, S3Layout,
 };
 use servers::{
     ceph_rgw, fault_bin, restash_s3, restic_s3, seaweedfs, unique_name, FaultProxy, S3Server,
@@ -72,8 +72,8 @@ fn backend(sw: &S3Server, path: &str) -> S3Backend {
     open(sw, path, BackendOptions::default(), &sw.env())
 }
 
-fn id(n: u32) -> String {
-    format!("{:064x}", 0xabcd_0000_0000u64 + n as u64)
+fn id(n: u32) -> Id {
+    Id::parse(&format!("{:064x}", 0xabcd_0000_0000u64 + n as u64)).unwrap()
 }
 
 fn conformance_suite(sw: &S3Server) {
@@ -89,8 +89,10 @@ fn conformance_suite(sw: &S3Server) {
     let other = backend(sw, &format!("{bucket}/other"));
     other.create().unwrap();
     assert!(other.list(FileType::Pack).unwrap().is_empty());
-    // Names that are not ids are skipped by list, as restic does.
-    be.write(&Handle::new(FileType::Key, "README"), b"not a key")
+    // Names that are not ids are skipped by list, as restic does. A handle always names
+    // a file by id, except the config's: one a level down puts `keys/config` in place.
+    backend(sw, &format!("{bucket}/some/prefix/keys"))
+        .write(&Handle::config(), b"not a key")
         .unwrap();
     let keys = be.list(FileType::Key).unwrap();
     assert_eq!(keys.len(), 1, "only the suite's key: {keys:?}");
@@ -183,7 +185,7 @@ fn legacy_layout_is_detected(sw: &S3Server) {
         Handle::new(FileType::Lock, id(5)),
     ];
     for h in &files {
-        legacy.write(h, h.name.as_bytes()).unwrap();
+        legacy.write(h, h.name().as_bytes()).unwrap();
     }
     // Forced default layout sees none of them (they are in key/, snapshot/, data/<id>…).
     let forced = BackendOptions {
@@ -200,8 +202,8 @@ fn legacy_layout_is_detected(sw: &S3Server) {
     let auto = backend(sw, &bucket);
     assert_eq!(auto.layout().unwrap(), S3Layout::S3Legacy);
     for h in &files {
-        assert_eq!(auto.read(h).unwrap(), h.name.as_bytes(), "{h}");
-        assert_eq!(auto.list(h.file_type).unwrap().len(), 1, "{h}");
+        assert_eq!(auto.read(h).unwrap(), h.name().as_bytes(), "{h}");
+        assert_eq!(auto.list(h.file_type()).unwrap().len(), 1, "{h}");
     }
     assert_eq!(auto.read(&Handle::config()).unwrap(), b"cfg");
 

@@ -20,11 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-
 use crate::{
     copy_range, is_id_name, is_leftover_name, short_read, Backend, BackendError, FileInfo,
-    FileType, Handle, Leftover,
+    FileType, Handle, Id, Leftover,
 };
 
 /// The content of restic's `CACHEDIR.TAG` (<https://bford.info/cachedir/>): backup tools
@@ -57,14 +55,9 @@ fn type_dir(t: FileType) -> Option<&'static str> {
     }
 }
 
-/// The name of `h` as cached and remembered (restic writes lower case; listings may not).
-fn key(h: &Handle) -> String {
-    h.name.to_ascii_lowercase()
-}
-
-/// Whether `data` is what a file named `name` must hold.
-fn hash_matches(data: &[u8], name: &str) -> bool {
-    hex::encode(Sha256::digest(data)).eq_ignore_ascii_case(name)
+/// Whether `data` is what the file of `h` must hold: its id is the hash of its bytes.
+fn hash_matches(data: &[u8], h: &Handle) -> bool {
+    h.id() == Some(Id::hash(data))
 }
 
 /// Identifies one version of a cached file on disk: a pack verified once in this process
@@ -112,7 +105,7 @@ pub struct CachedBackend {
     base: PathBuf,
     dir: PathBuf,
     fills: Vec<Mutex<()>>,
-    verified: Mutex<HashMap<String, Stamp>>,
+    verified: Mutex<HashMap<Handle, Stamp>>,
 }
 
 impl std::fmt::Debug for CachedBackend {
@@ -199,21 +192,17 @@ impl CachedBackend {
         &self.dir
     }
 
-    /// Where `h` is cached, if files of its type are and its name is an id (any other
-    /// name is passed to the store untouched).
+    /// Where `h` is cached, if files of its type are (any other file is passed to the
+    /// store untouched).
     pub fn cache_path(&self, h: &Handle) -> Option<PathBuf> {
-        let sub = type_dir(h.file_type)?;
-        if !is_id_name(&h.name) {
-            return None;
-        }
-        let name = h.name.to_ascii_lowercase();
+        let sub = type_dir(h.file_type())?;
+        let name = h.name();
         Some(self.dir.join(sub).join(&name[..2]).join(name))
     }
 
-    fn fill_lock(&self, name: &str) -> MutexGuard<'_, ()> {
-        let slot = name
-            .bytes()
-            .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+    fn fill_lock(&self, h: &Handle) -> MutexGuard<'_, ()> {
+        // Ids are hashes: any byte of one spreads handles evenly over the locks.
+        let slot = h.id().map_or(0, |id| usize::from(id.0[0]));
         lock(&self.fills[slot % FILL_LOCKS])
     }
 
@@ -221,7 +210,7 @@ impl CachedBackend {
     /// that cannot be read is a miss.
     fn load_whole(&self, h: &Handle, path: &Path) -> Option<Vec<u8>> {
         let data = fs::read(path).ok()?;
-        if hash_matches(&data, &h.name) {
+        if hash_matches(&data, h) {
             return Some(data);
         }
         let _ = fs::remove_file(path);
@@ -270,7 +259,7 @@ impl CachedBackend {
             return Ok(false);
         };
         let stamp = Stamp::of(&meta);
-        let known = lock(&self.verified).get(&key(h)).copied();
+        let known = lock(&self.verified).get(h).copied();
         if known == Some(stamp) {
             match offset.checked_add(length) {
                 Some(end) if end <= stamp.len => {}
@@ -287,12 +276,12 @@ impl CachedBackend {
         if f.read_to_end(&mut data).is_err() {
             return Ok(false);
         }
-        if !hash_matches(&data, &h.name) {
-            lock(&self.verified).remove(&key(h));
+        if !hash_matches(&data, h) {
+            lock(&self.verified).remove(h);
             let _ = fs::remove_file(path);
             return Ok(false);
         }
-        lock(&self.verified).insert(key(h), stamp);
+        lock(&self.verified).insert(*h, stamp);
         copy_range(h, &data, offset, length, buf)?;
         Ok(true)
     }
@@ -303,10 +292,9 @@ impl CachedBackend {
     /// Failures only leave files behind.
     fn drop_gone(&self, t: FileType, listing: &[FileInfo]) {
         let Some(sub) = type_dir(t) else { return };
-        let sizes: HashMap<String, u64> = listing
-            .iter()
-            .map(|f| (f.name.to_ascii_lowercase(), f.size))
-            .collect();
+        // Keyed by the names this cache writes (lower-case hex): an entry under any other
+        // name is never read, so it goes too.
+        let sizes: HashMap<String, u64> = listing.iter().map(|f| (f.id.to_hex(), f.size)).collect();
         let Ok(subdirs) = fs::read_dir(self.dir.join(sub)) else {
             return;
         };
@@ -326,7 +314,9 @@ impl CachedBackend {
                         .is_some_and(|age| age > STALE_TEMP);
                 if gone || stale {
                     let _ = fs::remove_file(e.path());
-                    lock(&self.verified).remove(&name);
+                    if let Ok(id) = Id::parse(&name) {
+                        lock(&self.verified).remove(&Handle::new(t, id));
+                    }
                 }
             }
         }
@@ -337,7 +327,7 @@ impl CachedBackend {
     /// Caches a file just written to the store.
     fn keep(&self, h: &Handle, data: &[u8]) {
         if let Some(path) = self.cache_path(h) {
-            if hash_matches(data, &h.name) {
+            if hash_matches(data, h) {
                 self.store(&path, data);
             }
         }
@@ -373,13 +363,13 @@ impl Backend for CachedBackend {
     fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
         // Whole packs are read by check, prune and copy, which must see the store.
         let path = match self.cache_path(h) {
-            Some(p) if h.file_type != FileType::Pack => p,
+            Some(p) if h.file_type() != FileType::Pack => p,
             _ => return self.inner.read(h),
         };
         if let Some(data) = self.load_whole(h, &path) {
             return Ok(data);
         }
-        let _fill = self.fill_lock(&h.name);
+        let _fill = self.fill_lock(h);
         // Another thread may have filled it while this one waited.
         if let Some(data) = self.load_whole(h, &path) {
             return Ok(data);
@@ -387,7 +377,7 @@ impl Backend for CachedBackend {
         let data = self.inner.read(h)?;
         // Bytes that do not match their name are returned for the caller to report, but
         // never cached.
-        if hash_matches(&data, &h.name) {
+        if hash_matches(&data, h) {
             self.store(&path, &data);
         }
         Ok(data)
@@ -415,21 +405,21 @@ impl Backend for CachedBackend {
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
         let path = match self.cache_path(h) {
-            Some(p) if h.file_type == FileType::Pack => p,
+            Some(p) if h.file_type() == FileType::Pack => p,
             _ => return self.inner.read_metadata_range_into(h, offset, length, buf),
         };
         if self.range_from_cache(h, &path, offset, length, buf)? {
             return Ok(());
         }
-        let _fill = self.fill_lock(&h.name);
+        let _fill = self.fill_lock(h);
         if self.range_from_cache(h, &path, offset, length, buf)? {
             return Ok(());
         }
         // The whole pack once, so that every later tree in it is a local read.
         let data = self.inner.read(h)?;
-        if hash_matches(&data, &h.name) {
+        if hash_matches(&data, h) {
             if let Some(stamp) = self.store(&path, &data) {
-                lock(&self.verified).insert(key(h), stamp);
+                lock(&self.verified).insert(*h, stamp);
             }
         }
         copy_range(h, &data, offset, length, buf)
@@ -447,7 +437,7 @@ impl Backend for CachedBackend {
         self.inner.write(h, data)?;
         // Only what the store accepted is cached, and only metadata that is read back
         // whole: a data pack is not read again by the command that wrote it.
-        if matches!(h.file_type, FileType::Snapshot | FileType::Index) {
+        if matches!(h.file_type(), FileType::Snapshot | FileType::Index) {
             self.keep(h, data);
         }
         Ok(())
@@ -468,7 +458,7 @@ impl Backend for CachedBackend {
         let Some(path) = self.cache_path(h) else {
             return Ok(());
         };
-        lock(&self.verified).remove(&key(h));
+        lock(&self.verified).remove(h);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

@@ -1,5 +1,5 @@
 //! Where repository files live. A [`Backend`] stores opaque bytes under a
-//! (file type, name) handle; it knows nothing of encryption or the format.
+//! (file type, id) handle; it knows nothing of encryption or the format.
 //!
 //! Content-addressed files are written once and never overwritten: `write` is create-only,
 //! and a crash leaves either no file or the whole file (local writes go through a temporary
@@ -12,15 +12,17 @@
 //! locally.
 //!
 //! ```
-//! use restash_backend::{Backend, FileType, Handle, LocalBackend};
+//! use restash_backend::{Backend, FileType, Handle, Id, LocalBackend};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let be = LocalBackend::new(dir.path());
 //! be.create().unwrap();
-//! let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+//! let id = Id::hash(b"bytes");
+//! let h = Handle::new(FileType::Snapshot, id);
+//! assert_eq!(h.to_string(), format!("snapshots/{id}"));
 //! be.write(&h, b"bytes").unwrap();
 //! assert_eq!(be.read(&h).unwrap(), b"bytes");
-//! assert_eq!(be.list(FileType::Snapshot).unwrap().len(), 1);
+//! assert_eq!(be.list(FileType::Snapshot).unwrap()[0].id, id);
 //! ```
 #![forbid(unsafe_code)]
 
@@ -52,6 +54,10 @@ pub use options::{BackendOptions, S3Layout};
 pub use rest::RestBackend;
 pub use retry_layer::RetryBackend;
 pub use s3::S3Backend;
+
+/// The content id that names repository files, re-exported for callers that have no use
+/// for the format crate.
+pub use restash_id::Id;
 
 /// The kinds of file in a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,44 +100,76 @@ impl FileType {
     ];
 }
 
-/// A file in the repository: its type and name (64 hex digits, or `config`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A file in the repository: the `config`, or a file of another type named by its id.
+///
+/// The two cannot be confused: only [`Handle::config`] makes the config's handle, and every
+/// other handle holds the id its file is named by, so no handle names a file outside the
+/// repository's layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle {
-    /// Which directory.
-    pub file_type: FileType,
-    /// The file name.
-    pub name: String,
+    file_type: FileType,
+    // `None` exactly for the config, the one file not named by the hash of its contents.
+    id: Option<Id>,
 }
 
 impl Handle {
-    /// A handle of `file_type` named `name`.
-    pub fn new(file_type: FileType, name: impl Into<String>) -> Handle {
+    /// The file of `file_type` named by `id` (an [`Id`] or one of the format's typed ids).
+    ///
+    /// # Panics
+    ///
+    /// For [`FileType::Config`]: the config has no id; use [`Handle::config`].
+    pub fn new(file_type: FileType, id: impl Into<Id>) -> Handle {
+        assert!(
+            file_type != FileType::Config,
+            "the config is not named by an id: use Handle::config()"
+        );
         Handle {
             file_type,
-            name: name.into(),
+            id: Some(id.into()),
         }
     }
 
     /// The `config` handle.
     pub fn config() -> Handle {
-        Handle::new(FileType::Config, "config")
+        Handle {
+            file_type: FileType::Config,
+            id: None,
+        }
+    }
+
+    /// Which kind of file, and so which directory.
+    pub fn file_type(&self) -> FileType {
+        self.file_type
+    }
+
+    /// The id the file is named by; `None` for the config.
+    pub fn id(&self) -> Option<Id> {
+        self.id
+    }
+
+    /// The stored file name: the id in lower-case hex, or `config`.
+    pub fn name(&self) -> String {
+        match self.id {
+            Some(id) => id.to_hex(),
+            None => "config".into(),
+        }
     }
 }
 
 impl std::fmt::Display for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.file_type {
-            FileType::Config => f.write_str("config"),
-            t => write!(f, "{}/{}", t.dir(), self.name),
+        match self.id {
+            None => f.write_str("config"),
+            Some(id) => write!(f, "{}/{id}", self.file_type.dir()),
         }
     }
 }
 
 /// A listed file and its size.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileInfo {
-    /// Name within its type's directory.
-    pub name: String,
+    /// The id the file is named by.
+    pub id: Id,
     /// Size in bytes.
     pub size: u64,
 }
@@ -225,7 +263,8 @@ pub trait Backend: Send + Sync {
     fn remove(&self, h: &Handle) -> Result<(), BackendError>;
 
     /// Lists the files of a type (packs across all `data/xx/` subdirectories).
-    /// Names that are not valid ids are skipped, as restic does.
+    /// Names that are not valid ids are skipped, as restic does; so is the config, which
+    /// has none: listing [`FileType::Config`] is empty ([`Backend::exists`] finds it).
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError>;
 
     /// Files left by writes that never finished (see [`Leftover`]). Stores whose writes
@@ -259,20 +298,6 @@ pub(crate) fn network_runtime(name: &str) -> Result<tokio::runtime::Runtime, Bac
         .enable_all()
         .build()
         .map_err(BackendError::io(format!("starting the {name} runtime")))
-}
-
-/// Listing `FileType::Config` on a store without directories: the config, if `stat` found it.
-pub(crate) fn config_listing(
-    stat: Result<u64, BackendError>,
-) -> Result<Vec<FileInfo>, BackendError> {
-    match stat {
-        Ok(size) => Ok(vec![FileInfo {
-            name: "config".into(),
-            size,
-        }]),
-        Err(BackendError::NotFound(_)) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
 }
 
 /// The error for a range that does not lie within a file of `size` bytes.
@@ -316,4 +341,30 @@ pub fn is_leftover_name(name: &str) -> bool {
 /// True for 64 lower- or upper-case hex digits: the only names restic lists.
 pub fn is_id_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_print_and_name_as_stored() {
+        let id = Id::parse(&"AB".repeat(32)).unwrap();
+        let h = Handle::new(FileType::Pack, id);
+        assert_eq!(h.to_string(), format!("data/{}", "ab".repeat(32)));
+        assert_eq!(h.name(), "ab".repeat(32));
+        assert_eq!((h.file_type(), h.id()), (FileType::Pack, Some(id)));
+        let c = Handle::config();
+        assert_eq!(
+            (c.to_string(), c.name()),
+            ("config".into(), "config".into())
+        );
+        assert_eq!((c.file_type(), c.id()), (FileType::Config, None));
+    }
+
+    #[test]
+    #[should_panic(expected = "Handle::config()")]
+    fn the_config_has_no_id() {
+        Handle::new(FileType::Config, Id::default());
+    }
 }

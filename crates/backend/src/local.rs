@@ -3,9 +3,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::{
-    is_id_name, is_leftover_name, Backend, BackendError, FileInfo, FileType, Handle, Leftover,
-};
+use crate::{is_leftover_name, Backend, BackendError, FileInfo, FileType, Handle, Id, Leftover};
 
 /// A repository in a local directory, in restic's default layout (`data/ab/<id>`).
 #[derive(Debug, Clone)]
@@ -20,13 +18,11 @@ impl LocalBackend {
     }
 
     fn path(&self, h: &Handle) -> PathBuf {
-        match h.file_type {
-            FileType::Config => self.root.join("config"),
-            FileType::Pack => {
-                let prefix = h.name.get(..2).unwrap_or("00");
-                self.root.join("data").join(prefix).join(&h.name)
-            }
-            t => self.root.join(t.dir()).join(&h.name),
+        let name = h.name();
+        match h.file_type() {
+            FileType::Config => self.root.join(name),
+            FileType::Pack => self.root.join("data").join(&name[..2]).join(name),
+            t => self.root.join(t.dir()).join(name),
         }
     }
 
@@ -53,16 +49,15 @@ impl LocalBackend {
         for entry in entries {
             let entry = entry.map_err(BackendError::io(dir.display().to_string()))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !is_id_name(name) {
+            let Some(id) = name.to_str().and_then(|n| Id::parse(n).ok()) else {
                 continue;
-            }
+            };
             let meta = entry
                 .metadata()
                 .map_err(BackendError::io(entry.path().display().to_string()))?;
             if meta.is_file() {
                 out.push(FileInfo {
-                    name: name.to_string(),
+                    id,
                     size: meta.len(),
                 });
             }
@@ -176,7 +171,7 @@ impl Backend for LocalBackend {
             fs::create_dir_all(dir)
                 .map_err(BackendError::io(format!("mkdir {}", dir.display())))?;
         }
-        let tmp = dir.join(format!("{}-tmp-{:016x}", h.name, rand::random::<u64>()));
+        let tmp = dir.join(format!("{}-tmp-{:016x}", h.name(), rand::random::<u64>()));
         let ctx = || format!("write {}", path.display());
         let result = (|| -> std::io::Result<()> {
             let mut f = File::options().write(true).create_new(true).open(&tmp)?;
@@ -227,14 +222,7 @@ impl Backend for LocalBackend {
         }
         let mut out = Vec::new();
         match t {
-            FileType::Config => {
-                if let Ok(m) = fs::metadata(self.path(&Handle::config())) {
-                    out.push(FileInfo {
-                        name: "config".into(),
-                        size: m.len(),
-                    });
-                }
-            }
+            FileType::Config => {}
             FileType::Pack => {
                 let data = self.root.join("data");
                 // Flat files too: repositories from very old restic versions.
@@ -342,9 +330,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let be = LocalBackend::new(dir.path().join("repo"));
         be.create().unwrap();
-        let id = "ab".repeat(32);
-        be.write(&Handle::new(FileType::Pack, id.clone()), b"pack")
-            .unwrap();
+        let id = Id([0xab; 32]);
+        be.write(&Handle::new(FileType::Pack, id), b"pack").unwrap();
         let pack_tmp = format!("data/ab/{id}-tmp-0123456789abcdef");
         let snap_tmp = format!("snapshots/{id}-tmp-1");
         for p in [&pack_tmp, &snap_tmp, &"data/ab/not-a-leftover".to_string()] {

@@ -1,13 +1,13 @@
 //! A repository held in memory, for tests that need a [`Backend`] without a disk or a
 //! server. It behaves like the other backends where the conformance suite looks: writes
-//! are create-only, reads past the end fail, listings skip names that are not ids.
+//! are create-only, reads past the end fail, listings hold ids (the config has none).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::{is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+use crate::{Backend, BackendError, FileInfo, FileType, Handle};
 
-type Files = BTreeMap<(FileType, String), Vec<u8>>;
+type Files = BTreeMap<Handle, Vec<u8>>;
 
 /// An in-memory [`Backend`]; every clone of an `Arc` of it sees the same files.
 #[derive(Debug, Default)]
@@ -26,10 +26,6 @@ impl MemoryBackend {
     fn files(&self) -> MutexGuard<'_, Files> {
         self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    fn key(h: &Handle) -> (FileType, String) {
-        (h.file_type, h.name.clone())
-    }
 }
 
 impl Backend for MemoryBackend {
@@ -39,7 +35,7 @@ impl Backend for MemoryBackend {
 
     // Nothing to lay out; only an existing config makes this a second `init`.
     fn create(&self) -> Result<(), BackendError> {
-        if self.files().contains_key(&Self::key(&Handle::config())) {
+        if self.files().contains_key(&Handle::config()) {
             return Err(BackendError::AlreadyExists("config file in memory:".into()));
         }
         Ok(())
@@ -47,7 +43,7 @@ impl Backend for MemoryBackend {
 
     fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
         self.files()
-            .get(&Self::key(h))
+            .get(h)
             .cloned()
             .ok_or_else(|| BackendError::NotFound(h.to_string()))
     }
@@ -71,30 +67,29 @@ impl Backend for MemoryBackend {
     ) -> Result<(), BackendError> {
         let files = self.files();
         let data = files
-            .get(&Self::key(h))
+            .get(h)
             .ok_or_else(|| BackendError::NotFound(h.to_string()))?;
         crate::copy_range(h, data, offset, length, buf)
     }
 
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
         let mut files = self.files();
-        let key = Self::key(h);
-        if files.contains_key(&key) {
+        if files.contains_key(h) {
             return Err(BackendError::AlreadyExists(h.to_string()));
         }
-        files.insert(key, data.to_vec());
+        files.insert(*h, data.to_vec());
         Ok(())
     }
 
     fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
         self.files()
-            .get(&Self::key(h))
+            .get(h)
             .map(|d| d.len() as u64)
             .ok_or_else(|| BackendError::NotFound(h.to_string()))
     }
 
     fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        self.files().remove(&Self::key(h));
+        self.files().remove(h);
         Ok(())
     }
 
@@ -102,16 +97,12 @@ impl Backend for MemoryBackend {
         let files = self.files();
         let out = files
             .iter()
-            .filter(|((ft, name), _)| {
-                *ft == t
-                    && match t {
-                        FileType::Config => name == "config",
-                        _ => is_id_name(name),
-                    }
-            })
-            .map(|((_, name), data)| FileInfo {
-                name: name.clone(),
-                size: data.len() as u64,
+            .filter(|(h, _)| h.file_type() == t)
+            .filter_map(|(h, data)| {
+                Some(FileInfo {
+                    id: h.id()?,
+                    size: data.len() as u64,
+                })
             })
             .collect();
         Ok(out)
@@ -121,6 +112,7 @@ impl Backend for MemoryBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Id;
 
     #[test]
     fn memory_backend_conforms() {
@@ -128,28 +120,9 @@ mod tests {
     }
 
     #[test]
-    fn listing_skips_names_that_are_not_ids() {
-        let be = MemoryBackend::new();
-        let id = "ab".repeat(32);
-        be.write(&Handle::new(FileType::Pack, id.clone()), b"p")
-            .unwrap();
-        be.write(&Handle::new(FileType::Pack, "junk"), b"j")
-            .unwrap();
-        be.write(&Handle::new(FileType::Pack, format!("{id}-tmp-1")), b"t")
-            .unwrap();
-        let names: Vec<_> = be
-            .list(FileType::Pack)
-            .unwrap()
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
-        assert_eq!(names, [id]);
-    }
-
-    #[test]
     fn ranges_that_overflow_or_pass_the_end_are_short_reads() {
         let be = MemoryBackend::new();
-        let h = Handle::new(FileType::Pack, "cd".repeat(32));
+        let h = Handle::new(FileType::Pack, Id([0xcd; 32]));
         be.write(&h, b"0123456789").unwrap();
         let mut buf = b"old contents".to_vec();
         be.read_range_into(&h, 10, 0, &mut buf).unwrap();

@@ -24,7 +24,7 @@ use url::Url;
 use crate::options::BackendOptions;
 use crate::retry::{describe_reqwest, reqwest_is_transient, status_is_transient};
 use crate::s3_creds::Secret;
-use crate::{config_listing, is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+use crate::{Backend, BackendError, FileInfo, FileType, Handle, Id};
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
 
@@ -146,12 +146,16 @@ impl RestBackend {
     }
 
     fn url(&self, h: &Handle) -> Url {
-        let rel = match h.file_type {
-            FileType::Config => "config".to_string(),
-            t => format!("{}/{}", t.dir(), h.name),
+        let rel = match h.file_type() {
+            FileType::Config => h.name(),
+            t => format!("{}/{}", t.dir(), h.name()),
         };
+        self.rel_url(&rel)
+    }
+
+    fn rel_url(&self, rel: &str) -> Url {
         self.base
-            .join(&rel)
+            .join(rel)
             .expect("relative path joins onto the base")
     }
 
@@ -221,9 +225,13 @@ impl RestBackend {
     }
 
     async fn head(&self, h: &Handle) -> Result<u64, BackendError> {
-        let what = h.to_string();
+        self.head_at(h.to_string(), &self.url(h)).await
+    }
+
+    /// The size of the file at `url`, named `what` in errors.
+    async fn head_at(&self, what: String, url: &Url) -> Result<u64, BackendError> {
         let r = self
-            .call("stat", &what, Method::HEAD, &self.url(h), &[], None)
+            .call("stat", &what, Method::HEAD, url, &[], None)
             .await?;
         match r.status {
             s if s.is_success() => r
@@ -371,13 +379,10 @@ impl Backend for RestBackend {
 
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
         if t == FileType::Config {
-            return config_listing(self.stat(&Handle::config()));
+            return Ok(Vec::new());
         }
         let what = format!("{}/", t.dir());
-        let url = self
-            .base
-            .join(&what)
-            .expect("relative path joins onto the base");
+        let url = self.rel_url(&what);
         let accept = [(ACCEPT, V2.to_string())];
         let r = self
             .rt
@@ -396,17 +401,19 @@ impl Backend for RestBackend {
                 serde_json::Value::Object(m) => {
                     let name = m.get("name").and_then(|n| n.as_str()).unwrap_or_default();
                     let size = m.get("size").and_then(|s| s.as_u64());
-                    if let (true, Some(size)) = (is_id_name(name), size) {
-                        out.push(FileInfo {
-                            name: name.to_string(),
-                            size,
-                        });
+                    if let (Ok(id), Some(size)) = (Id::parse(name), size) {
+                        out.push(FileInfo { id, size });
                     }
                 }
-                // v1: names only, sizes by HEAD.
-                serde_json::Value::String(name) if is_id_name(&name) => {
-                    let size = self.stat(&Handle::new(t, name.clone()))?;
-                    out.push(FileInfo { name, size });
+                // v1: names only, sizes by HEAD of the name as listed: a handle's
+                // lower-case name would miss a file listed in upper case.
+                serde_json::Value::String(name) => {
+                    let Ok(id) = Id::parse(&name) else { continue };
+                    let rel = format!("{what}{name}");
+                    let size = self
+                        .rt
+                        .block_on(self.head_at(rel.clone(), &self.rel_url(&rel)))?;
+                    out.push(FileInfo { id, size });
                 }
                 _ => {}
             }
@@ -444,17 +451,17 @@ mod tests {
     fn handle_urls() {
         let be =
             RestBackend::open("rest:http://127.0.0.1:1/r/", BackendOptions::default()).unwrap();
-        let id = "ab".repeat(32);
+        let id = Id([0xab; 32]);
         assert_eq!(
             be.url(&Handle::config()).as_str(),
             "http://127.0.0.1:1/r/config"
         );
         assert_eq!(
-            be.url(&Handle::new(FileType::Pack, id.clone())).as_str(),
+            be.url(&Handle::new(FileType::Pack, id)).as_str(),
             format!("http://127.0.0.1:1/r/data/{id}")
         );
         assert_eq!(
-            be.url(&Handle::new(FileType::Key, id.clone())).as_str(),
+            be.url(&Handle::new(FileType::Key, id)).as_str(),
             format!("http://127.0.0.1:1/r/keys/{id}")
         );
     }

@@ -42,7 +42,7 @@ use crate::retry::{describe_reqwest, reqwest_is_transient};
 use crate::s3_config::{object_key, parse_s3_url, type_dir, S3Location};
 use crate::s3_creds::{resolve, CredentialSource, Credentials};
 use crate::s3_error::{analyze, xml_tag, S3Failure};
-use crate::{config_listing, is_id_name, Backend, BackendError, FileInfo, FileType, Handle};
+use crate::{Backend, BackendError, FileInfo, FileType, Handle, Id};
 
 /// A restic repository in an S3 bucket (AWS or any S3-compatible server).
 pub struct S3Backend {
@@ -215,7 +215,7 @@ impl S3Backend {
 
     fn path(&self, h: &Handle) -> Result<Path, BackendError> {
         // The config's key is the same in every layout: no detection needed to open.
-        let layout = match h.file_type {
+        let layout = match h.file_type() {
             FileType::Config => S3Layout::Default,
             _ => self.layout()?,
         };
@@ -570,7 +570,7 @@ impl Backend for S3Backend {
 
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
         if t == FileType::Config {
-            return config_listing(self.stat(&Handle::config()));
+            return Ok(Vec::new());
         }
         let dir = type_dir(self.layout()?, t);
         let prefix = self.key_path(dir);
@@ -580,13 +580,11 @@ impl Backend for S3Backend {
             let mut out = Vec::new();
             while let Some(item) = stream.next().await {
                 let meta = item.map_err(|e| self.fail("list", &format!("{dir}/"), e))?;
-                if let Some(name) = meta.location.filename() {
-                    if is_id_name(name) {
-                        out.push(FileInfo {
-                            name: name.to_string(),
-                            size: meta.size,
-                        });
-                    }
+                if let Some(id) = meta.location.filename().and_then(|n| Id::parse(n).ok()) {
+                    out.push(FileInfo {
+                        id,
+                        size: meta.size,
+                    });
                 }
             }
             Ok(out)

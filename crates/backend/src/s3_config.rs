@@ -148,19 +148,18 @@ pub(crate) fn type_dir(layout: S3Layout, t: FileType) -> &'static str {
 /// The object key of a file (no prefix): `config`, `keys/<id>`, `data/ab/<id>`,
 /// or in the legacy layout `key/<id>`, `data/<id>`…
 pub(crate) fn object_key(layout: S3Layout, h: &Handle) -> String {
-    match (layout, h.file_type) {
-        (_, FileType::Config) => "config".into(),
-        (S3Layout::Default, FileType::Pack) => {
-            let sub = h.name.get(..2).unwrap_or("00");
-            format!("data/{sub}/{}", h.name)
-        }
-        (layout, t) => format!("{}/{}", type_dir(layout, t), h.name),
+    let name = h.name();
+    match (layout, h.file_type()) {
+        (_, FileType::Config) => name,
+        (S3Layout::Default, FileType::Pack) => format!("data/{}/{name}", &name[..2]),
+        (layout, t) => format!("{}/{name}", type_dir(layout, t)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Id;
 
     fn parse(s: &str, region: Option<&str>) -> S3Location {
         let region = region.map(String::from);
@@ -217,15 +216,15 @@ mod tests {
     #[test]
     fn layouts() {
         let id = "ab".repeat(32);
-        let p = Handle::new(FileType::Pack, id.clone());
+        let p = Handle::new(FileType::Pack, Id([0xab; 32]));
         assert_eq!(object_key(S3Layout::Default, &p), format!("data/ab/{id}"));
         assert_eq!(object_key(S3Layout::S3Legacy, &p), format!("data/{id}"));
-        let k = Handle::new(FileType::Key, id.clone());
+        let k = Handle::new(FileType::Key, Id([0xab; 32]));
         assert_eq!(object_key(S3Layout::Default, &k), format!("keys/{id}"));
         assert_eq!(object_key(S3Layout::S3Legacy, &k), format!("key/{id}"));
-        let s = Handle::new(FileType::Snapshot, id.clone());
+        let s = Handle::new(FileType::Snapshot, Id([0xab; 32]));
         assert_eq!(object_key(S3Layout::S3Legacy, &s), format!("snapshot/{id}"));
-        let i = Handle::new(FileType::Index, id.clone());
+        let i = Handle::new(FileType::Index, Id([0xab; 32]));
         assert_eq!(object_key(S3Layout::S3Legacy, &i), format!("index/{id}"));
         assert_eq!(object_key(S3Layout::S3Legacy, &Handle::config()), "config");
     }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use restash_backend::{
-    Backend, BackendError, BackendOptions, FileType, Handle, RestBackend, RetryBackend, S3Backend,
-    S3Layout,
+    Backend, BackendError, BackendOptions, FileType, Handle, Id, RestBackend, RetryBackend,
+    S3Backend, S3Layout,
 };
 
 /// One request as the server saw it: method, path and query, lower-case headers.
@@ -175,7 +175,7 @@ fn s3_does_not_retry_4xx() {
         assert_eq!(count(&seen), 1, "{code}");
     }
     let (addr, seen) = serve(vec![(404, s3_error("NoSuchKey"))]);
-    let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+    let h = Handle::new(FileType::Snapshot, Id([0xab; 32]));
     assert!(matches!(s3(&addr).read(&h), Err(BackendError::NotFound(_))));
     assert_eq!(count(&seen), 1);
 }
@@ -194,7 +194,7 @@ fn s3_refused_head_names_the_code() {
 
 #[test]
 fn s3_create_only_put() {
-    let h = Handle::new(FileType::Index, "cd".repeat(32));
+    let h = Handle::new(FileType::Index, Id([0xcd; 32]));
     let (addr, seen) = serve(vec![(412, s3_error("PreconditionFailed"))]);
     assert!(matches!(
         s3(&addr).write(&h, b"x"),
@@ -207,7 +207,7 @@ fn s3_create_only_put() {
 
 #[test]
 fn s3_without_conditional_put_uses_head_then_put() {
-    let h = Handle::new(FileType::Index, "cd".repeat(32));
+    let h = Handle::new(FileType::Index, Id([0xcd; 32]));
     // The first 501 says it all: not retried, and the backend gives up on If-None-Match
     // for the rest of the process.
     let (addr, seen) = serve(vec![
@@ -219,7 +219,7 @@ fn s3_without_conditional_put_uses_head_then_put() {
     ]);
     let be = s3(&addr);
     be.write(&h, b"x").unwrap();
-    be.write(&Handle::new(FileType::Index, "ce".repeat(32)), b"y")
+    be.write(&Handle::new(FileType::Index, Id([0xce; 32])), b"y")
         .unwrap();
     assert_eq!(methods(&seen), ["PUT", "HEAD", "PUT", "HEAD", "PUT"]);
     let seen = seen.lock().unwrap();
@@ -269,7 +269,7 @@ fn rest_retry_policy() {
 #[test]
 fn rest_range_and_listing() {
     let (addr, seen) = serve(vec![(206, "abc")]);
-    let h = Handle::new(FileType::Pack, "ef".repeat(32));
+    let h = Handle::new(FileType::Pack, Id([0xef; 32]));
     assert_eq!(rest(&addr).read_range(&h, 10, 3).unwrap(), b"abc");
     assert_eq!(seen.lock().unwrap()[0].header("range"), Some("bytes=10-12"));
 
@@ -282,7 +282,7 @@ fn rest_range_and_listing() {
     let listing: &'static str = Box::leak(
         format!(
             "[{{\"name\":\"{}\",\"size\":7}},{{\"name\":\"junk\",\"size\":1}}]",
-            "ef".repeat(32)
+            Id([0xef; 32])
         )
         .into_boxed_str(),
     );
@@ -302,7 +302,7 @@ fn rest_range_and_listing() {
 fn s3_put_resent_after_a_lost_answer_is_not_a_conflict() {
     // The first PUT lands but its answer is lost; the re-sent PUT gets 412. The object
     // holds these bytes (HEAD for the size, then GET): it is this write.
-    let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+    let h = Handle::new(FileType::Snapshot, Id([0xab; 32]));
     let (addr, seen) = serve(vec![
         (0, ""),
         (412, s3_error("PreconditionFailed")),
@@ -348,7 +348,7 @@ fn s3_put_resent_after_a_lost_answer_is_not_a_conflict() {
 fn rest_post_resent_after_a_lost_answer_is_not_a_conflict() {
     // HEAD: missing; POST lands but its answer is lost; the retry's HEAD finds the file,
     // and the check (HEAD, GET) finds these bytes.
-    let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+    let h = Handle::new(FileType::Snapshot, Id([0xab; 32]));
     let (addr, seen) = serve(vec![(404, ""), (0, ""), (200, "x")]);
     rest(&addr).write(&h, b"x").unwrap();
     assert_eq!(methods(&seen), ["HEAD", "POST", "HEAD", "HEAD", "GET"]);
@@ -383,7 +383,7 @@ fn s3_failed_multipart_upload_is_aborted() {
     let be = S3Backend::open_with_env(&format!("s3:http://{addr}/bucket"), opts, &env).unwrap();
     let err = be
         .write(
-            &Handle::new(FileType::Pack, "ab".repeat(32)),
+            &Handle::new(FileType::Pack, Id([0xab; 32])),
             b"0123456789ab",
         )
         .unwrap_err();

@@ -71,7 +71,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         }
         "key" => {
             let id = resolve_id(&repo, FileType::Key, &need_id()?)?;
-            let data = repo.backend().read(&Handle::new(FileType::Key, id.to_hex()))?;
+            let data = repo.backend().read(&Handle::new(FileType::Key, id))?;
             writeln!(out, "{}", pretty(&KeyFile::from_json(&data)?)?)?
         }
         "snapshot" => {
@@ -89,7 +89,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         }
         "pack" => {
             let id = resolve_id(&repo, FileType::Pack, &need_id()?)?;
-            out.write_all(&repo.backend().read(&Handle::new(FileType::Pack, id.to_hex()))?)?
+            out.write_all(&repo.backend().read(&Handle::new(FileType::Pack, id))?)?
         }
         "blob" => {
             repo.load_index()?;

@@ -246,7 +246,7 @@ pub fn forget_host(
         out.removed.extend(r.remove.iter().map(|(id, _)| *id));
     }
     for id in &out.removed {
-        let h = Handle::new(FileType::Snapshot, id.to_string());
+        let h = Handle::new(FileType::Snapshot, *id);
         repo.backend()
             .remove(&h)
             .with_context(|| format!("forget: remove {h}"))?;
@@ -330,7 +330,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         } else {
             let start = Instant::now();
             for id in &remove_ids {
-                let h = Handle::new(FileType::Snapshot, id.to_string());
+                let h = Handle::new(FileType::Snapshot, *id);
                 if let Err(e) = repo.backend().remove(&h) {
                     if !g.json {
                         eprintln!("unable to remove {h} from the repository");

@@ -56,7 +56,7 @@ fn describe(g: &GlobalOpts, repo: &restash_engine::Repository, id: &restash_form
     if g.quiet {
         return;
     }
-    let h = restash_backend::Handle::new(restash_backend::FileType::Key, id.to_string());
+    let h = restash_backend::Handle::new(restash_backend::FileType::Key, *id);
     match repo
         .backend()
         .read(&h)

@@ -73,7 +73,7 @@ fn save_changed(repo: &Repository, id: &SnapshotId, s: &mut Snapshot) -> anyhow:
     }
     repo.save_unpacked(FileType::Snapshot, &s.to_json())
         .context("save snapshot")?;
-    let h = Handle::new(FileType::Snapshot, id.to_string());
+    let h = Handle::new(FileType::Snapshot, *id);
     repo.backend()
         .remove(&h)
         .with_context(|| format!("remove {h}"))?;

@@ -55,19 +55,19 @@ pub fn filtered_snapshots(
     if ids.is_empty() {
         // restic visits snapshots in the backend's listing order (directory order for a
         // local repository); `find` prints them in that order.
-        let order: std::collections::HashMap<String, usize> = repo
+        let order: std::collections::HashMap<restash_format::Id, usize> = repo
             .backend()
             .list(restash_backend::FileType::Snapshot)?
             .into_iter()
             .enumerate()
-            .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
+            .map(|(i, f)| (f.id, i))
             .collect();
         let mut v: Vec<SnapshotEntry> = all
             .into_readable()
             .into_iter()
             .filter(|(_, s)| f.matches(s))
             .collect();
-        v.sort_by_cached_key(|(id, _)| order.get(&id.to_string()).copied());
+        v.sort_by_cached_key(|(id, _)| order.get(&id.0).copied());
         return Ok(v);
     }
     let has_filter =

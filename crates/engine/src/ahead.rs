@@ -139,14 +139,14 @@ impl Backend for ListAhead {
     }
     fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
         // A listing started before this write may miss the new file.
-        drop(self.take(h.file_type));
+        drop(self.take(h.file_type()));
         self.inner.write(h, data)
     }
     fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
         self.inner.stat(h)
     }
     fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        drop(self.take(h.file_type));
+        drop(self.take(h.file_type()));
         self.inner.remove(h)
     }
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
@@ -173,7 +173,7 @@ mod tests {
     use restash_backend::MemoryBackend;
 
     fn snap(n: u8) -> Handle {
-        Handle::new(FileType::Snapshot, format!("{n:02x}").repeat(32))
+        Handle::new(FileType::Snapshot, restash_format::Id([n; 32]))
     }
 
     #[test]

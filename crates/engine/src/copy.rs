@@ -169,7 +169,7 @@ fn read_span(
         .max()
         .unwrap_or(last.0.offset as u64);
     let pack = src.index().pack_id(first.0.pack);
-    let h = Handle::new(FileType::Pack, pack.to_string());
+    let h = Handle::new(FileType::Pack, pack);
     let bytes = src
         .backend()
         .read_range(&h, start as u64, end - start as u64)

@@ -118,9 +118,7 @@ impl Finder {
             if wanted.is_empty() {
                 break;
             }
-            let Ok(id) = PackId::parse(&info.name) else {
-                continue;
-            };
+            let id = PackId(info.id);
             if !wanted.remove(&id.to_string()) && !wanted.remove(&id.short()) {
                 continue;
             }

@@ -3,15 +3,15 @@
 
 use restash_backend::{Backend, FileType, Handle};
 use restash_crypto::KdfParams;
-use restash_format::{Id, KeyFile, KeyId};
+use restash_format::{KeyFile, KeyId};
 
 use crate::{whoami, EngineError, Repository, Result};
 
 /// A key file that cannot be used, and why.
 #[derive(Debug)]
 pub struct UnreadableKey {
-    /// Its file name (normally the key's id).
-    pub name: String,
+    /// The key file's id (its name).
+    pub id: KeyId,
     /// Why it cannot be used.
     pub error: EngineError,
 }
@@ -23,28 +23,28 @@ impl std::fmt::Display for UnreadableKey {
     }
 }
 
-/// Reads and decodes the key file `name`. Whether its name is the hash of its bytes, as
+/// Reads and decodes the key file `id`. Whether its name is the hash of its bytes, as
 /// restic names key files, is [`verify_key_file`]'s question: opening a repository needs
 /// only a key that opens.
-pub fn load_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
-    read_key_file(backend, name, false)
+pub fn load_key_file(backend: &dyn Backend, id: KeyId) -> Result<KeyFile> {
+    read_key_file(backend, id, false)
 }
 
 /// Everything `check` can tell about a key file without its password: it decodes, and its
 /// name is the hash of its bytes.
-pub fn verify_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
-    read_key_file(backend, name, true)
+pub fn verify_key_file(backend: &dyn Backend, id: KeyId) -> Result<KeyFile> {
+    read_key_file(backend, id, true)
 }
 
-fn read_key_file(backend: &dyn Backend, name: &str, check_name: bool) -> Result<KeyFile> {
-    let h = Handle::new(FileType::Key, name);
+fn read_key_file(backend: &dyn Backend, id: KeyId, check_name: bool) -> Result<KeyFile> {
+    let h = Handle::new(FileType::Key, id);
     let bytes = backend
         .read(&h)
         .map_err(EngineError::backend(format!("read {h}")))?;
-    let kf = KeyFile::from_json(&bytes).map_err(EngineError::format(format!("key {name}")))?;
-    if check_name && Id::parse(name).ok() != Some(Id::hash(&bytes)) {
+    let kf = KeyFile::from_json(&bytes).map_err(EngineError::format(format!("key {id}")))?;
+    if check_name && id != KeyId::hash(&bytes) {
         return Err(EngineError::Corrupt(format!(
-            "key {name}: content does not match its name (damaged)"
+            "key {id}: content does not match its name (damaged)"
         )));
     }
     Ok(kf)
@@ -58,10 +58,10 @@ pub fn load_all_keys(repo: &Repository) -> Result<(Vec<KeyEntry>, Vec<Unreadable
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for id in repo.list_ids(FileType::Key)? {
-        let name = id.to_hex();
-        match load_key_file(repo.backend().as_ref(), &name) {
-            Ok(kf) => good.push((KeyId(id), kf)),
-            Err(error) => bad.push(UnreadableKey { name, error }),
+        let id = KeyId(id);
+        match load_key_file(repo.backend().as_ref(), id) {
+            Ok(kf) => good.push((id, kf)),
+            Err(error) => bad.push(UnreadableKey { id, error }),
         }
     }
     Ok((good, bad))
@@ -91,7 +91,7 @@ pub fn add_key(
         .map_err(|e| EngineError::Usage(format!("creating new key failed: {e}")))?;
     let bytes = kf.to_json();
     let id = KeyId::hash(&bytes);
-    let h = Handle::new(FileType::Key, id.to_string());
+    let h = Handle::new(FileType::Key, id);
     repo.backend()
         .write(&h, &bytes)
         .map_err(EngineError::backend("creating new key failed"))?;
@@ -105,7 +105,7 @@ pub fn add_key(
 }
 
 fn verify_key(repo: &Repository, id: &KeyId, password: &[u8]) -> Result<()> {
-    let kf = load_key_file(repo.backend().as_ref(), &id.to_string())?;
+    let kf = load_key_file(repo.backend().as_ref(), *id)?;
     let key = kf
         .open(password)
         .map_err(EngineError::format(format!("key {}", id.short())))?;
@@ -142,7 +142,7 @@ pub fn remove_key(repo: &Repository, id: &KeyId) -> Result<()> {
             "refusing to remove key currently used to access repository".into(),
         ));
     }
-    let h = Handle::new(FileType::Key, id.to_string());
+    let h = Handle::new(FileType::Key, *id);
     repo.backend()
         .remove(&h)
         .map_err(EngineError::backend(format!("remove {h}")))
@@ -152,7 +152,7 @@ pub fn remove_key(repo: &Repository, id: &KeyId) -> Result<()> {
 /// key in use is removed. Returns the new key's id.
 pub fn change_password(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
     let id = add_key(repo, password, "", "", kdf)?;
-    let old = Handle::new(FileType::Key, repo.key_id().to_string());
+    let old = Handle::new(FileType::Key, repo.key_id());
     repo.backend()
         .remove(&old)
         .map_err(EngineError::backend(format!("remove {old}")))?;

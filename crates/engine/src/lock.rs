@@ -123,9 +123,7 @@ impl RepoLock {
             std::thread::sleep(Duration::from_millis(200));
         }
         if let Err(e) = conflicts(Some(&id)) {
-            let _ = repo
-                .backend()
-                .remove(&Handle::new(FileType::Lock, id.to_hex()));
+            let _ = repo.backend().remove(&Handle::new(FileType::Lock, id));
             return Err(e);
         }
         let shared = Arc::new(Shared {
@@ -159,9 +157,7 @@ impl RepoLock {
         *self.shared.stop.lock().expect("lock state") = true;
         self.shared.wake.notify_all();
         let id = *self.shared.id.lock().expect("lock id");
-        let _ = self
-            .backend
-            .remove(&Handle::new(FileType::Lock, id.to_hex()));
+        let _ = self.backend.remove(&Handle::new(FileType::Lock, id));
     }
 }
 
@@ -217,11 +213,11 @@ fn refresh_loop(
         ));
         let new_id = Id::hash(&sealed);
         if backend
-            .write(&Handle::new(FileType::Lock, new_id.to_hex()), &sealed)
+            .write(&Handle::new(FileType::Lock, new_id), &sealed)
             .is_ok()
         {
             let mut id = shared.id.lock().expect("lock id");
-            let _ = backend.remove(&Handle::new(FileType::Lock, id.to_hex()));
+            let _ = backend.remove(&Handle::new(FileType::Lock, *id));
             *id = new_id;
         }
     }
@@ -234,14 +230,14 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
     let (locks, damaged) = other_locks(repo, None)?;
     for (id, _) in damaged {
         repo.backend()
-            .remove(&Handle::new(FileType::Lock, id.to_hex()))
+            .remove(&Handle::new(FileType::Lock, id))
             .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
         n += 1;
     }
     for (id, l) in locks {
         if all || is_stale(&l) {
             repo.backend()
-                .remove(&Handle::new(FileType::Lock, id.to_hex()))
+                .remove(&Handle::new(FileType::Lock, id))
                 .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
             n += 1;
         }
@@ -257,7 +253,7 @@ pub fn remove_stale(repo: &Repository) -> Result<Vec<String>> {
     let (locks, damaged) = other_locks(repo, None)?;
     for (id, e) in damaged {
         repo.backend()
-            .remove(&Handle::new(FileType::Lock, id.to_hex()))
+            .remove(&Handle::new(FileType::Lock, id))
             .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
         removed.push(format!("lock {}: damaged ({e})", id.short()));
     }
@@ -276,7 +272,7 @@ pub fn remove_stale(repo: &Repository) -> Result<Vec<String>> {
             format!("its process {} on this host is gone", l.pid)
         };
         repo.backend()
-            .remove(&Handle::new(FileType::Lock, id.to_hex()))
+            .remove(&Handle::new(FileType::Lock, id))
             .map_err(EngineError::backend(format!("remove lock {}", id.short())))?;
         removed.push(format!("{}: {why}", describe(&id, &l)));
     }

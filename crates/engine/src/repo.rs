@@ -107,9 +107,9 @@ impl Repository {
             Err(e) => return Err(EngineError::backend("read config")(e)),
         };
         let mut keys = keys.map_err(EngineError::backend("list keys"))?;
-        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        keys.sort_by_key(|k| k.id);
         if let Some(hint) = key_hint {
-            if let Some(pos) = keys.iter().position(|k| k.name.starts_with(hint)) {
+            if let Some(pos) = keys.iter().position(|k| k.id.to_hex().starts_with(hint)) {
                 let k = keys.remove(pos);
                 keys.insert(0, k);
             }
@@ -117,11 +117,9 @@ impl Repository {
         let mut opened = None;
         let mut unreadable = Vec::new();
         for info in keys.iter().take(MAX_KEYS) {
-            let bad = |error| UnreadableKey {
-                name: info.name.clone(),
-                error,
-            };
-            let kf = match load_key_file(backend.as_ref(), &info.name) {
+            let id = KeyId(info.id);
+            let bad = |error| UnreadableKey { id, error };
+            let kf = match load_key_file(backend.as_ref(), id) {
                 Ok(kf) => kf,
                 Err(e) => {
                     unreadable.push(bad(e));
@@ -129,13 +127,10 @@ impl Repository {
                 }
             };
             match kf.open(password) {
-                Ok(key) => match KeyId::parse(&info.name) {
-                    Ok(id) => {
-                        opened = Some((key, id));
-                        break;
-                    }
-                    Err(e) => unreadable.push(bad(EngineError::format("key file name")(e))),
-                },
+                Ok(key) => {
+                    opened = Some((key, id));
+                    break;
+                }
                 Err(e) => {
                     if let Some(err) = map_key_error(e) {
                         unreadable.push(bad(err));
@@ -200,7 +195,7 @@ impl Repository {
         let kbytes = kf.to_json();
         let key_id = KeyId::hash(&kbytes);
         backend
-            .write(&Handle::new(FileType::Key, key_id.to_string()), &kbytes)
+            .write(&Handle::new(FileType::Key, key_id), &kbytes)
             .map_err(EngineError::backend("write key"))?;
         backend
             .write(&Handle::config(), &key.seal(&config.to_json()))
@@ -222,7 +217,7 @@ impl Repository {
         let plain = restash_format::encode_unpacked(self.config.version, json);
         let sealed = self.key.seal(&plain);
         let id = Id::hash(&sealed);
-        let h = Handle::new(t, id.to_hex());
+        let h = Handle::new(t, id);
         self.backend
             .write(&h, &sealed)
             .map_err(EngineError::backend(format!("save {h}")))?;
@@ -285,7 +280,7 @@ impl Repository {
 
     /// The stored bytes of an unpacked file, as they are (see [`Self::open_unpacked`]).
     pub fn read_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
-        let h = Handle::new(t, id.to_hex());
+        let h = Handle::new(t, *id);
         self.backend
             .read(&h)
             .map_err(EngineError::backend(format!("load {h}")))
@@ -295,7 +290,7 @@ impl Repository {
     /// of [`Self::load_unpacked`], for callers that download in parallel but decode on one
     /// thread.
     pub fn open_unpacked(&self, t: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
-        let h = Handle::new(t, id.to_hex());
+        let h = Handle::new(t, *id);
         if Id::hash(data) != *id {
             return Err(EngineError::Corrupt(format!(
                 "load {h}: invalid data returned (hash does not match the name)"
@@ -315,7 +310,7 @@ impl Repository {
             .list(t)
             .map_err(EngineError::backend(format!("list {}", t.dir())))?
             .into_iter()
-            .filter_map(|f| Id::parse(&f.name).ok())
+            .map(|f| f.id)
             .collect();
         ids.sort();
         Ok(ids)
@@ -454,7 +449,7 @@ impl Repository {
         let mut raw = Vec::new();
         for loc in locs {
             let pack = self.index.pack_id(loc.pack);
-            let h = Handle::new(FileType::Pack, pack.to_string());
+            let h = Handle::new(FileType::Pack, pack);
             let (offset, length) = (loc.offset as u64, loc.length as u64);
             // Packs with trees are read by every command that walks a snapshot, so a
             // caching backend keeps them whole; data packs are read once, by restore.
@@ -482,7 +477,7 @@ impl Repository {
 
     /// Reads, verifies and parses the header of a pack of `size` bytes.
     pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
-        let h = Handle::new(FileType::Pack, id.to_string());
+        let h = Handle::new(FileType::Pack, *id);
         let ctx = || format!("pack {}", id.short());
         let tail_len = size.min(HEADER_TAIL_READ);
         let tail = self

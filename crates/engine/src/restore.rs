@@ -424,7 +424,7 @@ fn restore_pack(
 ) -> Vec<String> {
     blobs.sort_by_key(|b| b.loc.offset);
     let pack_id = repo.index().pack_id(pack);
-    let handle = Handle::new(FileType::Pack, pack_id.to_string());
+    let handle = Handle::new(FileType::Pack, pack_id);
     let mut errors = Vec::new();
     // Largest single read from the pack; bigger requests are split (a lone blob may
     // exceed it).

@@ -13,8 +13,8 @@ pub enum FormatError {
         source: serde_json::Error,
     },
     /// A hex id that is not 64 hex digits.
-    #[error("invalid id {0:?}")]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(#[from] restash_id::InvalidId),
     /// A pack header or trailer that cannot be right.
     #[error("invalid pack header: {0}")]
     PackHeader(String),

@@ -1,72 +1,14 @@
+//! Typed wrappers around [`Id`] (moved to `restash-id` so that backends can name files
+//! by id without this crate): a blob id cannot be passed where a pack id is meant.
+
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
+
+pub use restash_id::Id;
 
 use crate::FormatError;
-
-/// A SHA-256 content address: of a blob's plaintext, or of a stored file's bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Id(pub [u8; 32]);
-
-impl Id {
-    /// SHA-256 of `data`.
-    pub fn hash(data: &[u8]) -> Id {
-        Id(Sha256::digest(data).into())
-    }
-
-    /// The 8-hex-digit form restic prints.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
-    }
-
-    /// Full lower-case hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses 64 hex digits (either case, as Go's decoder accepts).
-    pub fn parse(s: &str) -> Result<Id, FormatError> {
-        let mut out = [0u8; 32];
-        if s.len() != 64 || hex::decode_to_slice(s, &mut out).is_err() {
-            return Err(FormatError::InvalidId(s.to_string()));
-        }
-        Ok(Id(out))
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({})", self.short())
-    }
-}
-
-impl FromStr for Id {
-    type Err = FormatError;
-    fn from_str(s: &str) -> Result<Id, FormatError> {
-        Id::parse(s)
-    }
-}
-
-impl Serialize for Id {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Id::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
 
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -86,7 +28,11 @@ macro_rules! typed_id {
             }
             /// Parses 64 hex digits.
             pub fn parse(s: &str) -> Result<Self, FormatError> {
-                Id::parse(s).map($name)
+                Ok($name(Id::parse(s)?))
+            }
+            /// Full lower-case hex.
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
             }
         }
         impl fmt::Display for $name {
@@ -108,6 +54,11 @@ macro_rules! typed_id {
         impl From<Id> for $name {
             fn from(id: Id) -> Self {
                 $name(id)
+            }
+        }
+        impl From<$name> for Id {
+            fn from(id: $name) -> Id {
+                id.0
             }
         }
     };

@@ -70,7 +70,7 @@ impl Backend for Counting {
 
 /// A file stored under the hash of its bytes, as restic names snapshots, indexes and packs.
 fn put(store: &dyn Backend, t: FileType, data: &[u8]) -> Handle {
-    let h = Handle::new(t, hex::encode(Sha256::digest(data)));
+    let h = Handle::new(t, Id::hash(data));
     store.write(&h, data).unwrap();
     h
 }
@@ -114,17 +114,14 @@ fn layout_is_restics() {
     be.read(&snap).unwrap();
     be.read(&idx).unwrap();
     for (h, sub) in [(&snap, "snapshots"), (&idx, "index")] {
-        let p = be.dir().join(sub).join(&h.name[..2]).join(&h.name);
+        let p = be.dir().join(sub).join(&h.name()[..2]).join(h.name());
         assert_eq!(be.cache_path(h).unwrap(), p);
         assert!(p.is_file(), "{p:?}");
     }
-    // Not cached: keys, locks, the config, names that are not ids.
+    // Not cached: keys, locks, the config.
     assert!(be.cache_path(&Handle::config()).is_none());
     assert!(be
-        .cache_path(&Handle::new(FileType::Key, "ab".repeat(32)))
-        .is_none());
-    assert!(be
-        .cache_path(&Handle::new(FileType::Snapshot, "../../etc"))
+        .cache_path(&Handle::new(FileType::Key, Id([0xab; 32])))
         .is_none());
 }
 
@@ -180,7 +177,7 @@ fn damaged_entry_is_refetched_and_replaced() {
 #[test]
 fn bytes_that_do_not_match_their_name_are_returned_but_not_cached() {
     let (_dir, store, be) = setup(Duration::ZERO);
-    let h = Handle::new(FileType::Snapshot, "ab".repeat(32));
+    let h = Handle::new(FileType::Snapshot, Id([0xab; 32]));
     store.write(&h, b"not what the name says").unwrap();
     assert_eq!(be.read(&h).unwrap(), b"not what the name says");
     assert!(!be.cache_path(&h).unwrap().exists());
@@ -192,7 +189,7 @@ fn bytes_that_do_not_match_their_name_are_returned_but_not_cached() {
 fn writes_go_to_the_store_then_the_cache_and_removes_leave_both() {
     let (_dir, store, be) = setup(Duration::ZERO);
     let data = b"new snapshot";
-    let h = Handle::new(FileType::Snapshot, hex::encode(Sha256::digest(data)));
+    let h = Handle::new(FileType::Snapshot, Id::hash(data));
     be.write(&h, data).unwrap();
     assert_eq!(store.mem.read(&h).unwrap(), data);
     let path = be.cache_path(&h).unwrap();
@@ -208,10 +205,10 @@ fn writes_go_to_the_store_then_the_cache_and_removes_leave_both() {
     assert!(!path.exists());
     assert!(!store.mem.exists(&h).unwrap());
     // A new data pack is not cached on write; a tree pack is, and is read from there.
-    let p = Handle::new(FileType::Pack, hex::encode(Sha256::digest(b"pack")));
+    let p = Handle::new(FileType::Pack, Id::hash(b"pack"));
     be.write(&p, b"pack").unwrap();
     assert!(!be.cache_path(&p).unwrap().exists());
-    let t = Handle::new(FileType::Pack, hex::encode(Sha256::digest(b"trees")));
+    let t = Handle::new(FileType::Pack, Id::hash(b"trees"));
     be.write_metadata(&t, b"trees").unwrap();
     assert_eq!(store.mem.read(&t).unwrap(), b"trees");
     assert_eq!(fs::read(be.cache_path(&t).unwrap()).unwrap(), b"trees");
@@ -269,8 +266,8 @@ fn stale_temporary_files_are_removed_at_listing_and_fresh_ones_kept() {
     let h = put(store.as_ref(), FileType::Snapshot, b"s");
     be.read(&h).unwrap();
     let sub = be.cache_path(&h).unwrap().parent().unwrap().to_path_buf();
-    let old = sub.join(format!("{}-tmp-0123", h.name));
-    let fresh = sub.join(format!("{}-tmp-4567", h.name));
+    let old = sub.join(format!("{}-tmp-0123", h.name()));
+    let fresh = sub.join(format!("{}-tmp-4567", h.name()));
     fs::write(&old, b"half").unwrap();
     fs::write(&fresh, b"half").unwrap();
     let f = fs::File::options().write(true).open(&old).unwrap();
@@ -292,7 +289,7 @@ fn concurrent_readers_of_an_uncached_file_both_get_its_bytes() {
     let start = Arc::new(Barrier::new(2));
     let threads: Vec<_> = (0..2)
         .map(|_| {
-            let (be, h, start) = (be.clone(), h.clone(), start.clone());
+            let (be, h, start) = (be.clone(), h, start.clone());
             std::thread::spawn(move || {
                 start.wait();
                 be.read(&h).unwrap()
@@ -348,7 +345,7 @@ fn metadata_ranges_fetch_a_pack_once_and_verify_it() {
     }
     assert_eq!(store.reads(), 1, "one whole read of the pack");
     let path = be.cache_path(&h).unwrap();
-    assert!(path.starts_with(be.dir().join("data").join(&h.name[..2])));
+    assert!(path.starts_with(be.dir().join("data").join(&h.name()[..2])));
     assert!(matches!(
         be.read_metadata_range_into(&h, 99_990, 100, &mut buf),
         Err(BackendError::ShortRead { .. })
@@ -384,7 +381,7 @@ fn metadata_ranges_fetch_a_pack_once_and_verify_it() {
 #[test]
 fn a_pack_that_does_not_match_its_name_is_served_but_not_cached() {
     let (_dir, store, be) = setup(Duration::ZERO);
-    let h = Handle::new(FileType::Pack, "cd".repeat(32));
+    let h = Handle::new(FileType::Pack, Id([0xcd; 32]));
     store.write(&h, b"0123456789").unwrap();
     let mut buf = Vec::new();
     be.read_metadata_range_into(&h, 2, 3, &mut buf).unwrap();

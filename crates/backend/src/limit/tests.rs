@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use super::*;
+use crate::Id;
 use crate::{LocalBackend, MemoryBackend};
 
 /// A memory backend that counts requests in flight, can be slow, and answers every
@@ -95,7 +96,7 @@ fn leftover() -> Leftover {
 }
 
 fn pack(n: u8) -> Handle {
-    Handle::new(FileType::Pack, format!("{n:02x}").repeat(32))
+    Handle::new(FileType::Pack, Id([n; 32]))
 }
 
 fn rate_kib(upload: u64, download: u64) -> Limits {

@@ -3,6 +3,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
+use crate::Id;
 use crate::MemoryBackend;
 
 /// Tiny backoffs, so that tests that retry take milliseconds.
@@ -153,7 +154,7 @@ impl Backend for Flaky {
 }
 
 fn pack(n: u8) -> Handle {
-    Handle::new(FileType::Pack, format!("{n:02x}").repeat(32))
+    Handle::new(FileType::Pack, Id([n; 32]))
 }
 
 #[test]

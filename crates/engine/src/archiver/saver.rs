@@ -187,7 +187,7 @@ impl<'a> Saver<'a> {
         }
         let (bytes, id, entries) = pack.finish(self.repo.key());
         if !self.dry_run {
-            let h = Handle::new(FileType::Pack, id.to_string());
+            let h = Handle::new(FileType::Pack, id);
             // Tree packs are read by the next command that walks a snapshot: a cache
             // keeps them from the start.
             let written = match t {
@@ -281,9 +281,7 @@ pub fn adopt_orphan_packs(repo: &mut Repository) -> Result<usize> {
         .map_err(EngineError::backend("list packs"))?;
     let mut file = IndexFile::default();
     for info in listing {
-        let Ok(id) = PackId::parse(&info.name) else {
-            continue;
-        };
+        let id = PackId(info.id);
         if indexed.contains(&id) {
             continue;
         }

@@ -95,7 +95,7 @@ pub fn check(
     // restic does not look at key files here, but a damaged one locks out whoever's
     // password it holds: better learnt now than at restore time.
     for id in repo.list_ids(restash_backend::FileType::Key)? {
-        if let Err(e) = crate::keys::verify_key_file(repo.backend().as_ref(), &id.to_hex()) {
+        if let Err(e) = crate::keys::verify_key_file(repo.backend().as_ref(), KeyId(id)) {
             rep.warn(&format!("error: {e}"));
             out.errors_found = true;
             out.damaged_keys.push(KeyId(id));
@@ -160,10 +160,8 @@ pub fn check(
         .backend()
         .list(restash_backend::FileType::Pack)
         .map_err(crate::EngineError::backend("list packs"))?;
-    let mut on_disk: HashMap<PackId, u64> = listed
-        .into_iter()
-        .filter_map(|f| PackId::parse(&f.name).ok().map(|id| (id, f.size)))
-        .collect();
+    let mut on_disk: HashMap<PackId, u64> =
+        listed.into_iter().map(|f| (PackId(f.id), f.size)).collect();
     for id in sorted_ids(packs.keys().copied()) {
         let size = packs[&id].size;
         match on_disk.remove(&id) {

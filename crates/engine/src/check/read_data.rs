@@ -88,7 +88,7 @@ pub(crate) fn check_pack(
         errs.push("Index for pack contains gaps / overlapping blobs".to_string());
     }
 
-    let h = Handle::new(FileType::Pack, id.to_string());
+    let h = Handle::new(FileType::Pack, *id);
     let failed = |e: String| vec![format!("pack {id} failed to download: {e}")];
     let mut hasher = Sha256::new();
     let (mut buf, mut scratch, mut plain) = (Vec::new(), Vec::new(), Vec::new());
@@ -268,7 +268,7 @@ mod tests {
             }
         }
         let (bytes, id, entries) = pb.finish(repo.key());
-        let h = Handle::new(FileType::Pack, id.to_string());
+        let h = Handle::new(FileType::Pack, id);
         repo.backend().write(&h, &bytes).unwrap();
         (id, bytes.len() as u64, entries)
     }

@@ -209,7 +209,7 @@ impl BlobIndex {
     /// Reads one copy of a blob.
     pub fn read(&self, repo: &Repository, e: &Entry) -> Result<Vec<u8>> {
         let pack = self.packs[e.pack as usize];
-        let h = Handle::new(FileType::Pack, pack.to_string());
+        let h = Handle::new(FileType::Pack, pack);
         let raw = repo
             .backend()
             .read_range(&h, e.offset as u64, e.length as u64)

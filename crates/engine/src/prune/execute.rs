@@ -142,7 +142,7 @@ fn repack_one(
     entries: &[usize],
 ) -> Result<()> {
     let pid = idx.packs[pack as usize];
-    let h = Handle::new(FileType::Pack, pid.to_string());
+    let h = Handle::new(FileType::Pack, pid);
     let first = &idx.entries[entries[0]];
     let last = &idx.entries[*entries.last().expect("not empty")];
     let start = first.offset as u64;
@@ -291,7 +291,7 @@ fn delete_files(
     let results: Vec<(Id, Result<()>)> = ids
         .par_iter()
         .map(|id| {
-            let h = Handle::new(t, id.to_hex());
+            let h = Handle::new(t, *id);
             let r = match repo.backend().remove(&h) {
                 Ok(()) => Ok(()),
                 Err(e) if Repository::is_not_found(&e) => Ok(()),

@@ -151,7 +151,7 @@ pub(crate) fn plan(
         .backend()
         .list(FileType::Pack)
         .map_err(EngineError::backend("list packs"))?;
-    listing.sort_by(|a, b| a.name.cmp(&b.name));
+    listing.sort_by_key(|f| f.id);
 
     let mut plan = Plan {
         remove_first: Vec::new(),
@@ -167,9 +167,7 @@ pub(crate) fn plan(
     let mut candidates: Vec<(u32, PackInfo)> = Vec::new();
     let mut small: Vec<(u32, PackInfo)> = Vec::new();
     for f in &listing {
-        let Ok(id) = PackId::parse(&f.name) else {
-            continue;
-        };
+        let id = PackId(f.id);
         let Some(&n) = idx.pack_numbers.get(&id) else {
             out(Msg::Detail(format!(
                 "will remove pack {} as it is unused and not indexed",

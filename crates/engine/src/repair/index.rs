@@ -90,7 +90,7 @@ pub fn repair_index(
         .list(FileType::Pack)
         .map_err(EngineError::backend("list packs"))?
         .into_iter()
-        .filter_map(|f| PackId::parse(&f.name).ok().map(|id| (id, f.size)))
+        .map(|f| (PackId(f.id), f.size))
         .collect();
     listed.sort();
     let mut to_read = Vec::new();
@@ -147,7 +147,7 @@ pub fn repair_index(
             continue;
         }
         repo.backend()
-            .remove(&Handle::new(FileType::Index, id.to_string()))
+            .remove(&Handle::new(FileType::Index, id))
             .map_err(EngineError::backend(format!("remove index {}", id.short())))?;
         stats.deleted.push(id);
     }

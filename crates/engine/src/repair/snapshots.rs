@@ -64,7 +64,7 @@ impl TreeSaver {
             return Ok(());
         }
         let (bytes, id, entries) = pack.finish(repo.key());
-        let h = Handle::new(FileType::Pack, id.to_string());
+        let h = Handle::new(FileType::Pack, id);
         match repo.backend().write(&h, &bytes) {
             Ok(()) | Err(restash_backend::BackendError::AlreadyExists(_)) => {}
             Err(e) => return Err(EngineError::backend(format!("save {h}"))(e)),
@@ -230,7 +230,7 @@ impl<'a> SnapshotRepairer<'a> {
         if !self.opts.dry_run {
             self.saver.flush(self.repo)?;
         }
-        let h = Handle::new(FileType::Snapshot, id.to_string());
+        let h = Handle::new(FileType::Snapshot, *id);
         let Some(root) = new_root else {
             if self.opts.dry_run {
                 rep.info(1, "would delete empty snapshot");
