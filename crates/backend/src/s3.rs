@@ -572,7 +572,22 @@ impl Backend for S3Backend {
         if t == FileType::Config {
             return Ok(Vec::new());
         }
-        let dir = type_dir(self.layout()?, t);
+        if t == FileType::Key && self.layout.get().is_none() {
+            // Detection's first question is whether `keys/` holds anything: the listing
+            // of `keys/` answers it, one round trip less when a command opens.
+            let keys = self.list_dir(type_dir(S3Layout::Default, t))?;
+            if !keys.is_empty() {
+                let _ = self.layout.set(S3Layout::Default);
+                return Ok(keys);
+            }
+        }
+        self.list_dir(type_dir(self.layout()?, t))
+    }
+}
+
+impl S3Backend {
+    /// Every file with an id name under `dir`.
+    fn list_dir(&self, dir: &str) -> Result<Vec<FileInfo>, BackendError> {
         let prefix = self.key_path(dir);
         self.rt.block_on(async {
             // Recursive listing (no delimiter): data/ab/<id> and legacy data/<id> alike.

@@ -57,13 +57,18 @@ fn other_locks(
 ) -> Result<(Vec<(Id, Lock)>, Vec<(Id, EngineError)>)> {
     let mut out = Vec::new();
     let mut damaged = Vec::new();
-    for id in repo.list_ids(FileType::Lock)? {
-        if Some(&id) == own {
-            continue;
-        }
-        let loaded = repo.load_unpacked(FileType::Lock, &id).and_then(|data| {
+    let ids: Vec<Id> = repo
+        .list_ids(FileType::Lock)?
+        .into_iter()
+        .filter(|id| Some(id) != own)
+        .collect();
+    // A repository shared by many Jobs holds as many locks: read together, not in turn.
+    let all = crate::ahead::map_io(&ids, |id| {
+        repo.load_unpacked(FileType::Lock, id).and_then(|data| {
             Lock::from_json(&data).map_err(EngineError::format(format!("lock {}", id.short())))
-        });
+        })
+    });
+    for (id, loaded) in ids.into_iter().zip(all) {
         match loaded {
             Ok(l) => out.push((id, l)),
             Err(EngineError::Backend {
@@ -114,8 +119,25 @@ impl RepoLock {
             }
             Ok(())
         };
-        conflicts(None)?;
-        let id = write_lock(repo, exclusive)?;
+        // restic looks for conflicting locks before it writes its own; both at once cost
+        // one round trip instead of two, and a conflict found removes the lock again.
+        let (id, sealed) = repo.seal_unpacked(&lock_json(exclusive));
+        let (first_look, written) = std::thread::scope(|s| {
+            let first_look = s.spawn(|| conflicts(Some(&id)));
+            let written = repo.write_sealed(FileType::Lock, &id, &sealed);
+            match first_look.join() {
+                Ok(r) => (r, written),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        match (first_look, written) {
+            (Ok(()), Ok(())) => {}
+            (Err(e), Ok(())) => {
+                let _ = repo.backend().remove(&Handle::new(FileType::Lock, id));
+                return Err(e);
+            }
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+        }
         // Two processes locking at once each see the other's lock in their second look,
         // once the store lists what was written: at once on a local file system, after a
         // moment (restic waits 200 ms) on object stores.
@@ -183,10 +205,6 @@ fn lock_json(exclusive: bool) -> Vec<u8> {
         gid,
     }
     .to_json()
-}
-
-fn write_lock(repo: &Repository, exclusive: bool) -> Result<Id> {
-    repo.save_unpacked(FileType::Lock, &lock_json(exclusive))
 }
 
 fn refresh_loop(

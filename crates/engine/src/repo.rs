@@ -214,14 +214,25 @@ impl Repository {
 
     /// Encrypts (and in v2 compresses) an unpacked file and stores it under its hash.
     pub fn save_unpacked(&self, t: FileType, json: &[u8]) -> Result<Id> {
+        let (id, sealed) = self.seal_unpacked(json);
+        self.write_sealed(t, &id, &sealed)?;
+        Ok(id)
+    }
+
+    /// The first half of [`Self::save_unpacked`]: the stored bytes and their id, for a
+    /// caller that needs the id before the file is written.
+    pub fn seal_unpacked(&self, json: &[u8]) -> (Id, Vec<u8>) {
         let plain = restash_format::encode_unpacked(self.config.version, json);
         let sealed = self.key.seal(&plain);
-        let id = Id::hash(&sealed);
-        let h = Handle::new(t, id);
+        (Id::hash(&sealed), sealed)
+    }
+
+    /// The second half of [`Self::save_unpacked`].
+    pub fn write_sealed(&self, t: FileType, id: &Id, sealed: &[u8]) -> Result<()> {
+        let h = Handle::new(t, *id);
         self.backend
-            .write(&h, &sealed)
-            .map_err(EngineError::backend(format!("save {h}")))?;
-        Ok(id)
+            .write(&h, sealed)
+            .map_err(EngineError::backend(format!("save {h}")))
     }
 
     /// The backend.
