@@ -3,7 +3,9 @@
 //! another try ([`BackendError::is_retryable`]); this layer decides when to try again,
 //! with the policy of [`crate::retry`] (backoff with jitter, bounded by `max-retries` and
 //! `retry-timeout`). Each retry is logged at debug level as `…; retry N in D`, and an error
-//! that outlives the budget says `(gave up after N retries in D)`.
+//! that outlives the budget says `(gave up after N retries in D)`. Every attempt is logged
+//! at debug level too, with its duration (`RESTASH_DEBUG=1`): the requests a command makes
+//! and the round trips it waits for.
 //!
 //! Every call is retried as a whole, so a retried call starts from a clean slate (a ranged
 //! read refills its buffer from the start, a listing is fetched again). A create-only
@@ -15,6 +17,7 @@
 //! a file with other content stays `AlreadyExists`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::debug;
 
@@ -45,14 +48,20 @@ impl RetryBackend {
         &self.inner
     }
 
-    /// Runs `call` until it succeeds, fails for good, or the budget is spent.
+    /// Runs `call` (`op` on `what`, for the debug log) until it succeeds, fails for good,
+    /// or the budget is spent.
     fn retry<T>(
         &self,
+        op: &str,
+        what: &dyn std::fmt::Display,
         mut call: impl FnMut(&dyn Backend) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
         let mut state = RetryState::new(&self.opts);
         loop {
-            match call(self.inner.as_ref()) {
+            let start = Instant::now();
+            let outcome = call(self.inner.as_ref());
+            log_attempt(op, what, start, &outcome);
+            match outcome {
                 Err(e) if e.is_retryable() => pause(&mut state, e)?,
                 done => return done,
             }
@@ -66,6 +75,21 @@ impl RetryBackend {
             return Ok(false);
         }
         Ok(self.inner.read(h)? == data)
+    }
+}
+
+/// With `RESTASH_DEBUG`, every call that reaches the store is one line: where a command's
+/// requests go and how long each round trip takes.
+fn log_attempt<T>(
+    op: &str,
+    what: &dyn std::fmt::Display,
+    start: Instant,
+    outcome: &Result<T, BackendError>,
+) {
+    let took = start.elapsed();
+    match outcome {
+        Ok(_) => debug!("{op} {what}: ok in {took:.1?}"),
+        Err(e) => debug!("{op} {what}: failed in {took:.1?}: {e}"),
     }
 }
 
@@ -125,15 +149,15 @@ impl Backend for RetryBackend {
     // `create` writes no file (the config comes later), so an `AlreadyExists` after a
     // retry is a real existing repository.
     fn create(&self) -> Result<(), BackendError> {
-        self.retry(|be| be.create())
+        self.retry("create", &self.inner.location(), |be| be.create())
     }
 
     fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
-        self.retry(|be| be.read(h))
+        self.retry("read", h, |be| be.read(h))
     }
 
     fn read_range(&self, h: &Handle, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
-        self.retry(|be| be.read_range(h, offset, length))
+        self.retry("read range", h, |be| be.read_range(h, offset, length))
     }
 
     // A failed attempt may have filled part of `buf`; the next one replaces it whole.
@@ -144,7 +168,7 @@ impl Backend for RetryBackend {
         length: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
-        self.retry(|be| {
+        self.retry("read range", h, |be| {
             buf.clear();
             be.read_range_into(h, offset, length, buf)
         })
@@ -157,7 +181,7 @@ impl Backend for RetryBackend {
         length: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
-        self.retry(|be| {
+        self.retry("read range", h, |be| {
             buf.clear();
             be.read_metadata_range_into(h, offset, length, buf)
         })
@@ -176,7 +200,10 @@ impl Backend for RetryBackend {
         // Whether an earlier attempt failed in a way that may have stored the file.
         let mut may_have_landed = false;
         loop {
-            let e = match self.inner.write(h, data) {
+            let start = Instant::now();
+            let outcome = self.inner.write(h, data);
+            log_attempt("write", h, start, &outcome);
+            let e = match outcome {
                 Ok(()) => return Ok(()),
                 Err(BackendError::AlreadyExists(what)) if may_have_landed => {
                     match self.holds(h, data) {
@@ -207,27 +234,31 @@ impl Backend for RetryBackend {
     }
 
     fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
-        self.retry(|be| be.stat(h))
+        self.retry("stat", h, |be| be.stat(h))
     }
 
     fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        self.retry(|be| be.remove(h))
+        self.retry("remove", h, |be| be.remove(h))
     }
 
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
-        self.retry(|be| be.list(t))
+        self.retry("list", &format_args!("{}/", t.dir()), |be| be.list(t))
     }
 
     fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
-        self.retry(|be| be.list_leftovers())
+        self.retry("list leftovers", &self.inner.location(), |be| {
+            be.list_leftovers()
+        })
     }
 
     fn remove_leftover(&self, leftover: &Leftover) -> Result<(), BackendError> {
-        self.retry(|be| be.remove_leftover(leftover))
+        self.retry("remove leftover", &leftover.path, |be| {
+            be.remove_leftover(leftover)
+        })
     }
 
     fn exists(&self, h: &Handle) -> Result<bool, BackendError> {
-        self.retry(|be| be.exists(h))
+        self.retry("stat", h, |be| be.exists(h))
     }
 }
 
