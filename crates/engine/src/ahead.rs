@@ -60,6 +60,23 @@ where
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Runs `a` on another thread while `b` runs on this one, and returns both results: two
+/// waits on the store that do not depend on each other cost one round trip. A panic in
+/// `a` is raised here.
+pub(crate) fn both<A, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B)
+where
+    A: Send,
+{
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let b = b();
+        match a.join() {
+            Ok(a) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 type Listing = Result<Vec<FileInfo>, BackendError>;
 
 /// A layer that lists some file types ahead: [`ListAhead::start`] begins a listing on its

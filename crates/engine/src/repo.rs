@@ -8,7 +8,7 @@ use restash_format::{
     HEADER_TAIL_READ,
 };
 
-use crate::ahead::{map_io, ListAhead};
+use crate::ahead::{both, map_io, ListAhead};
 use crate::index::{BlobLocation, MasterIndex};
 use crate::keys::{load_key_file, UnreadableKey};
 use crate::snapshots::{Snapshots, UnreadableSnapshot};
@@ -90,15 +90,10 @@ impl Repository {
         ahead.start(FileType::Snapshot);
         ahead.start(FileType::Index);
         let backend: Arc<dyn Backend> = ahead.clone();
-        let (sealed, keys) = std::thread::scope(|s| {
-            let config = s.spawn(|| backend.read(&Handle::config()));
-            let keys = backend.list(FileType::Key);
-            let config = match config.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            (config, keys)
-        });
+        let (sealed, keys) = both(
+            || backend.read(&Handle::config()),
+            || backend.list(FileType::Key),
+        );
         let sealed = match sealed {
             Ok(data) => data,
             Err(BackendError::NotFound(_) | BackendError::NoRepository(_)) => {
@@ -363,14 +358,7 @@ impl Repository {
     /// Returns `work`'s result and then the index's: a caller reports `work`'s error first.
     pub fn load_index_with<T>(&mut self, work: impl FnOnce(&Repository) -> T) -> (T, Result<()>) {
         let this = &*self;
-        let (out, index) = std::thread::scope(|s| {
-            let index = s.spawn(|| this.read_index());
-            let out = work(this);
-            match index.join() {
-                Ok(index) => (out, index),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        });
+        let (index, out) = both(|| this.read_index(), || work(this));
         let loaded = index.map(|index| self.index = index);
         (out, loaded)
     }
