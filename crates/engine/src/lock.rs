@@ -122,20 +122,14 @@ impl RepoLock {
         // restic looks for conflicting locks before it writes its own; both at once cost
         // one round trip instead of two, and a conflict found removes the lock again.
         let (id, sealed) = repo.seal_unpacked(&lock_json(exclusive));
-        let (first_look, written) = std::thread::scope(|s| {
-            let first_look = s.spawn(|| conflicts(Some(&id)));
-            let written = repo.write_sealed(FileType::Lock, &id, &sealed);
-            match first_look.join() {
-                Ok(r) => (r, written),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        });
+        let (first_look, written) = crate::ahead::both(
+            || conflicts(Some(&id)),
+            || repo.write_sealed(FileType::Lock, &id, &sealed),
+        );
         match (first_look, written) {
             (Ok(()), Ok(())) => {}
-            (Err(e), Ok(())) => {
-                let _ = repo.backend().remove(&Handle::new(FileType::Lock, id));
-                return Err(e);
-            }
+            (Err(e), Ok(())) => return Err(withdraw(repo, &id, e)),
+            // Ours was not written: the conflict is what the user must hear first.
             (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
         }
         // Two processes locking at once each see the other's lock in their second look,
@@ -145,8 +139,7 @@ impl RepoLock {
             std::thread::sleep(Duration::from_millis(200));
         }
         if let Err(e) = conflicts(Some(&id)) {
-            let _ = repo.backend().remove(&Handle::new(FileType::Lock, id));
-            return Err(e);
+            return Err(withdraw(repo, &id, e));
         }
         let shared = Arc::new(Shared {
             id: Mutex::new(id),
@@ -205,6 +198,22 @@ fn lock_json(exclusive: bool) -> Vec<u8> {
         gid,
     }
     .to_json()
+}
+
+/// Removes our lock after `conflict` refused it. A lock that cannot be removed stays in
+/// the way of every later exclusive command until it goes stale, so the user hears of it
+/// with the conflict.
+fn withdraw(repo: &Repository, id: &Id, conflict: EngineError) -> EngineError {
+    match repo.backend().remove(&Handle::new(FileType::Lock, *id)) {
+        Ok(()) => conflict,
+        Err(e) => match conflict {
+            EngineError::Locked(msg) => EngineError::Locked(format!(
+                "{msg}; and our own lock {} could not be removed: {e}; `unlock` removes it",
+                id.short()
+            )),
+            other => other,
+        },
+    }
 }
 
 fn refresh_loop(
