@@ -58,9 +58,13 @@ pub enum EngineError {
     /// The operation finished but some parts failed; the messages name them.
     #[error("There were {} errors", .0.len())]
     Partial(Vec<String>),
-    /// Stopped by a signal.
+    /// Stopped by SIGINT (or [`crate::events::Cancel::interrupt`]).
     #[error("interrupted")]
     Interrupted,
+    /// Stopped by SIGTERM (or [`crate::events::Cancel::terminate`]): the caller is going
+    /// away; what was saved is consistent and a later run reuses it.
+    #[error("terminated")]
+    Terminated,
 }
 
 impl EngineError {
@@ -72,6 +76,7 @@ impl EngineError {
             EngineError::WrongPassword => 12,
             EngineError::Partial(_) => 3,
             EngineError::Interrupted => 130,
+            EngineError::Terminated => 143,
             _ => 1,
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use restash_backend::{FileType, Handle};
 use restash_format::{GoTime, Id, Lock};
 
+use crate::events::{Control, Event, Phase};
 use crate::{whoami, EngineError, Repository, Result};
 
 /// restic refreshes its locks this often.
@@ -88,6 +89,23 @@ struct Shared {
     wake: Condvar,
 }
 
+/// How an operation takes its lock: restic's `--no-lock` and `--retry-lock`, and the
+/// in-pod agent's handling of locks that pods killed on vanished nodes left behind.
+#[derive(Debug, Clone, Default)]
+pub struct LockPolicy {
+    /// Take no lock at all (`--no-lock`).
+    pub skip: bool,
+    /// How long to wait for other processes' locks to go; zero fails at once.
+    pub wait: Duration,
+    /// Remove other processes' stale locks before locking (each is reported).
+    pub remove_stale: bool,
+    /// Stale locks of other processes do not conflict.
+    pub ignore_stale: bool,
+}
+
+/// How often a waiting lock looks again, at most.
+const RETRY_EVERY: Duration = Duration::from_secs(5);
+
 /// A held lock. Dropping it (or [`RepoLock::release`]) removes the lock file.
 pub struct RepoLock {
     backend: Arc<dyn restash_backend::Backend>,
@@ -97,6 +115,44 @@ pub struct RepoLock {
 }
 
 impl RepoLock {
+    /// Takes the lock `policy` asks for (none with `skip`), as phase [`Phase::Lock`]:
+    /// removes stale locks first if asked (an [`Event::ItemDone`] for each), then retries
+    /// while another process holds a conflicting lock, for up to `policy.wait` (an
+    /// [`Event::Blocked`] for each wait). A cancelled wait stops with the cancel's error.
+    pub fn take(
+        repo: &Repository,
+        exclusive: bool,
+        policy: &LockPolicy,
+        ctl: &Control,
+    ) -> Result<Option<RepoLock>> {
+        if policy.skip {
+            return Ok(None);
+        }
+        ctl.phase(Phase::Lock, || {
+            if policy.remove_stale {
+                for removed in remove_stale(repo)? {
+                    ctl.emit(Event::ItemDone {
+                        kind: "lock",
+                        action: "removed stale",
+                        name: &removed,
+                    });
+                }
+            }
+            let deadline = std::time::Instant::now() + policy.wait;
+            loop {
+                match RepoLock::acquire(repo, exclusive, policy.ignore_stale) {
+                    Ok(l) => return Ok(Some(l)),
+                    Err(EngineError::Locked(why)) if std::time::Instant::now() < deadline => {
+                        ctl.emit(Event::Blocked { reason: &why });
+                        ctl.cancel.check()?;
+                        std::thread::sleep(RETRY_EVERY.min(policy.wait));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    }
+
     /// Takes a lock like restic: refuse if a conflicting lock exists, write ours, wait
     /// 200 ms (not on a local file system), look again. With `ignore_stale`, stale locks
     /// of other processes do not conflict (restash's agent mode clears them; plain restic
