@@ -1,13 +1,12 @@
-use anyhow::Context;
 use clap::Args as ClapArgs;
-use restash_engine::{find_subtree, EngineError, PatternSet, RestoreOptions};
+use restash_engine::restore::{self, RestoreJob};
+use restash_engine::{EngineError, PatternSet, RestoreOptions};
 
-use crate::agent::metrics::Sample;
-use crate::agent::termlog::Report;
-use crate::agent::{failure, Agent, AgentArgs};
+use crate::agent::{Agent, AgentArgs};
 use crate::cmd_snapshots::FilterArgs;
-use crate::display::go_time_string;
+use crate::exit::{self, Done};
 use crate::global::GlobalOpts;
+use crate::ui::{self, Ui};
 
 /// `restash restore`
 #[derive(ClapArgs, Debug)]
@@ -38,164 +37,75 @@ pub struct Args {
     pub agent: AgentArgs,
 }
 
-/// What the report says about the restore before it is done: the snapshot and its host.
-#[derive(Default, Clone)]
-struct Chosen {
-    id: Option<String>,
-    host: Option<String>,
-}
-
-/// A SIGTERM or SIGINT during a reported restore still leaves a termination log and
-/// metrics (status `interrupted`) before the process ends with 143 or 130.
-fn report_signals(agent: &Agent, chosen: &std::sync::Arc<std::sync::Mutex<Chosen>>) {
+/// A SIGTERM or SIGINT during a reported restore stops it after the packs being written,
+/// and still leaves a termination log and metrics (status `interrupted`).
+fn signals(cancel: &restash_engine::events::Cancel) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
-        return;
-    };
-    let agent = agent.clone();
-    let chosen = chosen.clone();
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let code = if sig == SIGTERM { 143 } else { 130 };
-            let c = chosen.lock().map(|c| c.clone()).unwrap_or_default();
-            agent.finish(
-                Report {
-                    exit_code: code,
-                    host: c.host,
-                    snapshot_id: c.id,
-                    fatal: Some("interrupted: the target holds a partial restore".into()),
-                    ..Default::default()
-                },
-                &[],
-            );
-            std::process::exit(code);
-        }
-    });
+    let (stop, term) = cancel.flags();
+    signal_hook::flag::register(SIGINT, stop.clone())?;
+    signal_hook::flag::register(SIGTERM, stop)?;
+    signal_hook::flag::register(SIGTERM, term)?;
+    Ok(())
 }
 
-pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<()> {
-    let agent = Agent::new("restore", g, &a.agent);
+fn stopped(cancel: &restash_engine::events::Cancel) -> Done {
+    if cancel.is_terminated() {
+        Done::Terminated
+    } else {
+        Done::Interrupted
+    }
+}
+
+fn job(a: &Args) -> anyhow::Result<RestoreJob> {
+    let mut options = RestoreOptions::new(&a.target);
+    options.include = PatternSet::parse(&a.include)?;
+    options.include.add_insensitive(&a.iinclude)?;
+    options.exclude = PatternSet::parse(&a.exclude)?;
+    options.exclude.add_insensitive(&a.iexclude)?;
+    Ok(RestoreJob {
+        snapshot: a.snapshot.clone(),
+        filter: a.filter.to_filter(),
+        options,
+    })
+}
+
+pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<Done> {
+    let agent = Agent::new("restore", &a.agent);
     if a.filter.hosts.is_empty() {
         if let Some(pvc) = &a.agent.pvc {
             a.filter.hosts.push(pvc.clone());
         }
     }
-    let chosen = std::sync::Arc::new(std::sync::Mutex::new(Chosen {
-        id: None,
-        host: a.filter.hosts.first().cloned(),
-    }));
+    let ui = Ui::new(g, "restore", agent.on);
+    *ui.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(a.target.clone());
+    let ctl = ui.control();
     if agent.reports() {
-        report_signals(&agent, &chosen);
+        signals(&ctl.cancel)?;
     }
-    let result = restore_run(g, &a, &agent, &chosen);
-    let c = chosen.lock().map(|c| c.clone()).unwrap_or_default();
-    let mut report = Report {
-        host: c.host,
-        snapshot_id: c.id,
-        ..Default::default()
+    let result = job(&a).and_then(|job| {
+        let mut repo = g.open()?;
+        Ok(restore::run(&mut repo, &job, &ctl)?)
+    });
+    let host = a.filter.hosts.first().cloned();
+    let outcome = match &result {
+        Ok(s) => Ok(s),
+        Err(_) if ctl.cancel.is_cancelled() => Err((
+            stopped(&ctl.cancel).code() as i32,
+            "interrupted: the target holds a partial restore".to_string(),
+        )),
+        Err(e) => Err((exit::error_code(e) as i32, exit::message(e))),
     };
-    let mut samples = Vec::new();
-    match &result {
-        Ok(stats) => {
-            report.exit_code = if stats.errors.is_empty() { 0 } else { 3 };
-            report.counters = vec![
-                ("files_restored", stats.files),
-                ("dirs_restored", stats.dirs),
-                ("others_restored", stats.others),
-                ("bytes_restored", stats.bytes),
-            ];
-            report.errors = stats.errors.clone();
-            samples = vec![
-                Sample::new("files", "Files the last restore wrote.", stats.files as f64),
-                Sample::new(
-                    "bytes",
-                    "Content bytes the last restore wrote.",
-                    stats.bytes as f64,
-                ),
-            ];
-        }
-        Err(e) => {
-            let (code, msg) = failure(e);
-            report.exit_code = code;
-            report.fatal = Some(msg);
-        }
+    let (report, samples) = ui::restore::report(&ui, host, outcome);
+    if let Ok(s) = &result {
+        ui::restore::summary(&ui, s);
     }
-    if let Ok(stats) = &result {
-        for e in &stats.errors {
-            if agent.json_logs() {
-                agent
-                    .log
-                    .error("cannot restore", serde_json::json!({ "error": e }));
-            } else {
-                eprintln!("ignoring error: {e}");
-            }
-        }
-        if g.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "message_type": "summary",
-                    "total_files": stats.files,
-                    "total_dirs": stats.dirs,
-                    "total_bytes": stats.bytes,
-                    "errors": stats.errors.len(),
-                })
-            );
-        } else if agent.json_logs() {
-            agent.log.info("restore finished", serde_json::Value::Null);
-        }
+    agent.finish(&ui, report, &samples);
+    let summary = match result {
+        Err(_) if ctl.cancel.is_cancelled() => return Ok(stopped(&ctl.cancel)),
+        r => r?,
+    };
+    if !summary.stats.errors.is_empty() {
+        return Err(EngineError::Partial(summary.stats.errors).into());
     }
-    agent.finish(report, &samples);
-    let stats = result?;
-    if !stats.errors.is_empty() {
-        return Err(EngineError::Partial(stats.errors).into());
-    }
-    Ok(())
-}
-
-fn restore_run(
-    g: &GlobalOpts,
-    a: &Args,
-    agent: &Agent,
-    chosen: &std::sync::Mutex<Chosen>,
-) -> anyhow::Result<restash_engine::RestoreStats> {
-    let mut repo = g.open()?;
-    let (spec, sub) = a.snapshot.split_once(':').unwrap_or((&a.snapshot, ""));
-    let (selected, index) =
-        repo.load_index_with(|repo| crate::snapsel::resolve(repo, spec, &a.filter.to_filter()));
-    let (id, snap) = selected?;
-    if let Ok(mut c) = chosen.lock() {
-        c.id = Some(id.to_string());
-        c.host = Some(snap.hostname.clone());
-    }
-    index.context("loading index")?;
-    let root = find_subtree(&repo, &snap.tree, sub)?;
-    let mut opts = RestoreOptions::new(&a.target);
-    opts.include = PatternSet::parse(&a.include)?;
-    opts.include.add_insensitive(&a.iinclude)?;
-    opts.exclude = PatternSet::parse(&a.exclude)?;
-    opts.exclude.add_insensitive(&a.iexclude)?;
-    if agent.json_logs() {
-        agent.log.info(
-            "restore started",
-            serde_json::json!({
-                "snapshot_id": id.to_string(),
-                "host": snap.hostname,
-                "paths": snap.paths,
-                "time": snap.time.to_string(),
-                "target": a.target,
-            }),
-        );
-    } else if !g.quiet && !g.json {
-        eprintln!(
-            "restoring <Snapshot {} of [{}] at {} by {}@{}> to {}",
-            id.short(),
-            snap.paths.join(" "),
-            go_time_string(&snap.time),
-            snap.username,
-            snap.hostname,
-            a.target
-        );
-    }
-    Ok(restash_engine::restore(&repo, &root, &opts)?)
+    Ok(Done::Ok)
 }

@@ -252,7 +252,7 @@ impl GlobalOpts {
             }
             Err(e) => eprintln!(
                 "warning: unable to open cache: {}; continuing without it",
-                crate::message(&e)
+                crate::exit::message(&e)
             ),
         }
     }

@@ -24,14 +24,16 @@ mod cmd_snapshots;
 mod cmd_stats;
 mod cmd_tag;
 mod display;
+mod exit;
 mod global;
 mod snapsel;
+mod ui;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use restash_engine::EngineError;
 
+use crate::exit::Done;
 use crate::global::GlobalOpts;
 
 /// Fast, restic-compatible backups.
@@ -92,16 +94,16 @@ enum Command {
     Cache(cmd_cache::Args),
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<Done> {
     let g = &cli.global;
-    match cli.command {
+    let done = match cli.command {
+        Command::Backup(a) => return cmd_backup::run(g, *a),
+        Command::Restore(a) => return cmd_restore::run(g, a),
         Command::Init(a) => cmd_init::run(g, a),
-        Command::Backup(a) => cmd_backup::run(g, *a),
         Command::Snapshots(a) => cmd_snapshots::run(g, a),
         Command::Ls(a) => cmd_ls::run(g, a),
         Command::Cat(a) => cmd_cat::run(g, a),
         Command::Dump(a) => cmd_cat::dump(g, a),
-        Command::Restore(a) => cmd_restore::run(g, a),
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
@@ -117,43 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diff(a) => cmd_diff::run(g, a),
         Command::Copy(a) => cmd_copy::run(g, a),
         Command::Cache(a) => cmd_cache::run(g, a),
-    }
-}
-
-/// The exit code restic would use for this error (doc/075_scripting.rst).
-pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<EngineError>() {
-            return e.exit_code() as u8;
-        }
-    }
-    1
-}
-
-/// The error and its causes, each said once: engine errors already include their cause in
-/// their own text.
-pub(crate) fn message(err: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in err.chain() {
-        let s = cause.to_string();
-        if msg.contains(&s) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&s);
-    }
-    msg
-}
-
-/// A closed stdout (`restash ls | head`) ends the command quietly, as it does for
-/// ripgrep and cat: the reader has all it wanted.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    };
+    done.map(|()| Done::Ok)
 }
 
 /// The command line: `backup --forget` takes forget's keep flags, whose `-H`
@@ -173,12 +140,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The one place a command's outcome becomes restic's exit code.
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(done) => ExitCode::from(done.code()),
+        Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Fatal: {}", message(&e));
-            ExitCode::from(exit_code(&e))
+            eprintln!("Fatal: {}", exit::message(&e));
+            ExitCode::from(exit::error_code(&e))
         }
     }
 }

@@ -65,6 +65,17 @@ pub enum EngineError {
     /// away; what was saved is consistent and a later run reuses it.
     #[error("terminated")]
     Terminated,
+    /// Stopped by SIGTERM, and uploads still under way after the grace period were left
+    /// behind so that the process can end before its pod is killed.
+    #[error(
+        "terminated by SIGTERM; uploads still in flight after {} s were abandoned \
+         (the next backup adopts what arrived)",
+        grace.as_secs()
+    )]
+    Abandoned {
+        /// The grace period that ran out.
+        grace: std::time::Duration,
+    },
 }
 
 impl EngineError {
@@ -76,7 +87,7 @@ impl EngineError {
             EngineError::WrongPassword => 12,
             EngineError::Partial(_) => 3,
             EngineError::Interrupted => 130,
-            EngineError::Terminated => 143,
+            EngineError::Terminated | EngineError::Abandoned { .. } => 143,
             _ => 1,
         }
     }

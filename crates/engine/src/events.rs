@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use restash_format::{Snapshot, SnapshotId};
+
 use crate::{EngineError, Result};
 
 /// A stage of an operation, in the words restic prints for it.
@@ -128,6 +130,13 @@ pub enum Event<'a> {
         /// Its name (a path, a short id).
         name: &'a str,
     },
+    /// The snapshot the operation works on was chosen (from `latest` or an id prefix).
+    Selected {
+        /// Its id.
+        id: &'a SnapshotId,
+        /// Its contents.
+        snapshot: &'a Snapshot,
+    },
     /// The operation waits for something outside it (another process's lock).
     Blocked {
         /// What it waits for.
@@ -135,13 +144,9 @@ pub enum Event<'a> {
     },
     /// Something the user should know; the operation goes on unharmed.
     Warning(&'a str),
-    /// Something failed for one item; the operation goes on and its summary counts it.
-    Error {
-        /// The item (path, id) that failed.
-        item: &'a str,
-        /// Why.
-        message: &'a str,
-    },
+    /// Something failed for one item (the message names it); the operation goes on and
+    /// its summary counts it.
+    Error(&'a str),
 }
 
 /// Receives an operation's events. Called from the operation's threads, so it must be

@@ -37,7 +37,7 @@ mod lock;
 pub mod prune;
 pub mod repair;
 mod repo;
-mod restore;
+pub mod restore;
 mod snapshots;
 pub mod stats;
 mod tree_ahead;

@@ -6,24 +6,18 @@
 //! termination log and metrics are written whenever asked for (or, for the termination
 //! log, whenever `/dev/termination-log` is writable), in either mode.
 
-pub mod logging;
 pub mod metrics;
 pub mod termlog;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args as ClapArgs;
 use serde_json::json;
 
-use crate::global::GlobalOpts;
-use logging::Log;
+use crate::ui::Ui;
 use metrics::Sample;
 use termlog::Report;
-
-/// How often a JSON progress line is logged.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Flags of the agent mode, shared by `backup` and `restore`.
 #[derive(ClapArgs, Debug, Default, Clone)]
@@ -52,15 +46,13 @@ pub struct AgentArgs {
     pub metrics_push: Option<String>,
 }
 
-/// One run's agent context: how to log, where to report.
+/// One run's agent context: where to report.
 #[derive(Clone)]
 pub struct Agent {
     /// The flags.
     pub args: AgentArgs,
     /// Agent mode on.
     pub on: bool,
-    /// Log lines.
-    pub log: Log,
     /// When the run started.
     pub started: Instant,
     /// `backup` or `restore`.
@@ -69,25 +61,13 @@ pub struct Agent {
 
 impl Agent {
     /// The context for `command` with these flags.
-    pub fn new(command: &'static str, g: &GlobalOpts, args: &AgentArgs) -> Agent {
-        let on = args.agent || args.pvc.is_some();
-        let json = g.json || (on && !std::io::stdout().is_terminal());
+    pub fn new(command: &'static str, args: &AgentArgs) -> Agent {
         Agent {
             args: args.clone(),
-            on,
-            log: Log {
-                json,
-                to_stderr: g.json,
-                quiet: g.quiet,
-            },
+            on: args.agent || args.pvc.is_some(),
             started: Instant::now(),
             command,
         }
-    }
-
-    /// Whether log lines are JSON on stdout (agent mode without `--json`, no terminal).
-    pub fn json_logs(&self) -> bool {
-        self.log.json && !self.log.to_stderr
     }
 
     /// Whether the end of the run is reported anywhere (summary line, termination log,
@@ -100,38 +80,39 @@ impl Agent {
     }
 
     /// Writes the termination log and metrics, pushes them, and prints the summary as the
-    /// last stdout line in agent mode. Failures here are warnings: the run's outcome stands.
-    pub fn finish(&self, mut report: Report, extra: &[Sample]) {
+    /// last stdout line in agent mode. Failures here are warnings (through `ui`): the run's
+    /// outcome stands.
+    pub fn finish(&self, ui: &Ui, mut report: Report, extra: &[Sample]) {
         report.command = self.command;
         report.pvc = self.args.pvc.clone();
         report.duration = self.started.elapsed().as_secs_f64();
         let summary = report.to_json();
         let failed = termlog::Status::of(report.exit_code) == termlog::Status::Failed;
-        if let (Some(fatal), true) = (&report.fatal, failed && self.json_logs()) {
+        if let (Some(fatal), true) = (&report.fatal, failed && ui.agent_json()) {
             // main() still says `Fatal:` on stderr, as restic does; this is the same as a
             // log line for collectors that parse stdout.
-            self.log.error(
+            ui.log.error(
                 &format!("{} failed", self.command),
                 json!({ "error": fatal, "exit_code": report.exit_code }),
             );
         }
         if let Some(path) = termlog::resolve(self.args.termination_log.as_deref()) {
             if let Err(e) = termlog::write(&path, &summary) {
-                self.log.warn(
+                ui.log.warn(
                     "cannot write the termination log",
                     json!({"path": path.display().to_string(), "error": e.to_string()}),
                 );
             }
         }
         if self.args.metrics_file.is_some() || self.args.metrics_push.is_some() {
-            self.metrics(&report, extra);
+            self.metrics(ui, &report, extra);
         }
         if self.on {
             println!("{summary}");
         }
     }
 
-    fn metrics(&self, report: &Report, extra: &[Sample]) {
+    fn metrics(&self, ui: &Ui, report: &Report, extra: &[Sample]) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -149,7 +130,7 @@ impl Agent {
         let text = metrics::render(report, extra, now, last_success);
         if let Some(path) = &self.args.metrics_file {
             if let Err(e) = metrics::write_atomic(path, &text) {
-                self.log.warn(
+                ui.log.warn(
                     "cannot write the metrics file",
                     json!({"path": path.display().to_string(), "error": e.to_string()}),
                 );
@@ -158,17 +139,12 @@ impl Agent {
         if let Some(url) = &self.args.metrics_push {
             let host = report.host.as_deref().unwrap_or("");
             match metrics::push(url, host, &text, last_success.is_some()) {
-                Ok(()) => self.log.info("metrics pushed", serde_json::Value::Null),
-                Err(e) => self.log.warn(
+                Ok(()) => ui.log.info("metrics pushed", serde_json::Value::Null),
+                Err(e) => ui.log.warn(
                     "cannot push metrics (the run's result is unchanged)",
                     json!({"error": format!("{e:#}")}),
                 ),
             }
         }
     }
-}
-
-/// The exit code and message main() would give this error.
-pub fn failure(err: &anyhow::Error) -> (i32, String) {
-    (crate::exit_code(err) as i32, crate::message(err))
 }

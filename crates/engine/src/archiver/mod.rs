@@ -3,6 +3,7 @@
 //! fill and indexed every few seconds; the snapshot is written last and is the commit point.
 
 mod fsnode;
+mod job;
 mod plan;
 pub(crate) mod saver;
 mod walker;
@@ -11,8 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use restash_backend::FileType;
@@ -22,10 +22,12 @@ use restash_format::{
 };
 
 pub use fsnode::{go_mode, local_time, NodeMaker};
+pub use job::{run, JobOptions};
 pub use saver::adopt_orphan_packs;
 pub use saver::Saver;
 use walker::{read_content, ReadCtx, TargetSpec};
 
+use crate::events::{Control, Event, Phase};
 use crate::{whoami, EngineError, PatternSet, Repository, Result};
 
 /// Where the data comes from.
@@ -39,20 +41,6 @@ pub enum Source {
         /// The data.
         reader: Box<dyn Read + Send>,
     },
-}
-
-/// Live counters of a running backup, for status lines and progress bars. The walk runs
-/// ahead of the readers, so `*_seen` grows while the backup runs.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Files found so far.
-    pub files_seen: AtomicU64,
-    /// Bytes in the files found so far.
-    pub bytes_seen: AtomicU64,
-    /// Files finished (read or unchanged).
-    pub files_done: AtomicU64,
-    /// Bytes finished.
-    pub bytes_done: AtomicU64,
 }
 
 /// restic's backup flags.
@@ -89,10 +77,6 @@ pub struct BackupOptions {
     pub chunker: Option<ChunkerParams>,
     /// Reader threads.
     pub workers: usize,
-    /// Set from a signal handler: stop reading, save what was uploaded, return Interrupted.
-    pub interrupt: Arc<AtomicBool>,
-    /// Counters the caller may watch.
-    pub progress: Arc<Progress>,
 }
 
 impl BackupOptions {
@@ -115,8 +99,6 @@ impl BackupOptions {
             with_atime: false,
             chunker: None,
             workers: cores.clamp(2, 8),
-            interrupt: Arc::new(AtomicBool::new(false)),
-            progress: Arc::new(Progress::default()),
         }
     }
 }
@@ -184,6 +166,7 @@ pub fn backup(
     repo: &mut Repository,
     source: Source,
     opts: &BackupOptions,
+    ctl: &Control,
 ) -> Result<BackupSummary> {
     let start = Instant::now();
     let time = GoTime::now_local();
@@ -207,17 +190,25 @@ pub fn backup(
     };
     let maker = NodeMaker::new(opts.with_atime);
     let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
+    let meter = ctl.meter(Phase::Backup);
+    let read = ReadCtx {
+        saver: &saver,
+        chunker: &chunker,
+        cancel: &ctl.cancel,
+        progress: &meter,
+    };
+    ctl.emit(Event::PhaseStarted(Phase::Backup));
     let (paths, built, parent) = match source {
         Source::Paths(paths) => {
             let plan = plan::plan(&paths)?;
             let parent = find_parent(repo, opts, &plan.paths)?;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
             let paths = plan.paths.clone();
-            let built = backup_paths(repo, opts, &maker, &saver, &chunker, plan, parent_tree);
+            let built = backup_paths(repo, opts, &maker, &read, plan, parent_tree);
             (paths, built, parent.map(|(id, _)| id))
         }
         Source::Stdin { name, reader } => {
-            let built = backup_stdin(repo, opts, &saver, &chunker, &name, reader, time);
+            let built = backup_stdin(&read, &name, reader, time);
             (vec![format!("/{name}")], built, None)
         }
     };
@@ -226,11 +217,21 @@ pub fn backup(
         Err(e) => {
             // Keep what was uploaded: it is indexed and the next run reuses it.
             let _ = saver.flush();
+            meter.flush();
+            ctl.emit(Event::PhaseFinished(Phase::Backup));
             return Err(e);
         }
     };
     saver.flush()?;
+    meter.flush();
+    ctl.emit(Event::PhaseFinished(Phase::Backup));
     summary.warnings.extend(maker.take_warnings());
+    for w in &summary.warnings {
+        ctl.emit(Event::Warning(w));
+    }
+    for e in &summary.errors {
+        ctl.emit(Event::Error(e));
+    }
     summary.parent = parent;
     summary.data_blobs = saver.stats.data_blobs.load(Ordering::Relaxed);
     summary.tree_blobs = saver.stats.tree_blobs.load(Ordering::Relaxed);
@@ -291,8 +292,7 @@ fn backup_paths(
     repo: &Repository,
     opts: &BackupOptions,
     maker: &NodeMaker,
-    saver: &Saver,
-    chunker: &ChunkerParams,
+    read: &ReadCtx,
     mut plan: plan::Plan,
     parent_root: Option<BlobId>,
 ) -> Result<(BlobId, BackupSummary)> {
@@ -321,7 +321,7 @@ fn backup_paths(
     let walked = repo.prefetching_trees(parent_root.as_slice(), || {
         plan_above(&mut ctx, &plan.top, &mut root);
         let (specs, errors, warnings) = (ctx.specs, ctx.errors, ctx.warnings);
-        walker::run(repo, opts, maker, saver, chunker, specs).map(|r| (r, errors, warnings))
+        walker::run(repo, opts, maker, read, specs).map(|r| (r, errors, warnings))
     });
     let ((nodes, mut summary), errors, warnings) = walked?;
     summary.errors.splice(0..0, errors);
@@ -337,7 +337,7 @@ fn backup_paths(
         }
         return Err(EngineError::Usage(msg));
     }
-    let root = save_above(saver, &root, &nodes, &mut summary)?;
+    let root = save_above(read.saver, &root, &nodes, &mut summary)?;
     Ok((root, summary))
 }
 
@@ -440,23 +440,13 @@ fn save_above(
 }
 
 fn backup_stdin(
-    repo: &Repository,
-    opts: &BackupOptions,
-    saver: &Saver,
-    chunker: &ChunkerParams,
+    ctx: &ReadCtx,
     name: &str,
     reader: Box<dyn Read + Send>,
     time: GoTime,
 ) -> Result<(BlobId, BackupSummary)> {
-    let _ = repo;
-    let ctx = ReadCtx {
-        saver,
-        chunker,
-        interrupt: &opts.interrupt,
-        progress: &opts.progress,
-    };
-    let mut sc = restash_chunker::StreamChunker::new(reader, chunker.chunker());
-    let (content, size) = read_content(&ctx, &mut sc, Path::new(name))?;
+    let mut sc = restash_chunker::StreamChunker::new(reader, ctx.chunker.chunker());
+    let (content, size) = read_content(ctx, &mut sc, Path::new(name))?;
     let now = fsnode::local_time(time.unix_secs(), time.nanos() as i64);
     let node = Node {
         name: name.as_bytes().to_vec(),
@@ -474,7 +464,7 @@ fn backup_stdin(
     let tree = Tree { nodes: vec![node] };
     let bytes = tree.to_bytes();
     let id = BlobId::hash(&bytes);
-    saver.save(BlobType::Tree, id, &bytes)?;
+    ctx.saver.save(BlobType::Tree, id, &bytes)?;
     let summary = BackupSummary {
         files_new: 1,
         total_files_processed: 1,

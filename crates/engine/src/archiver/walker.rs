@@ -10,7 +10,6 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
@@ -20,6 +19,7 @@ use restash_format::{BlobId, BlobType, Node, NodeType, Tree};
 use super::fsnode::NodeMaker;
 use super::saver::Saver;
 use super::{BackupOptions, BackupSummary};
+use crate::events::{Cancel, Meter};
 use crate::{EngineError, Repository, Result};
 
 /// Files queued for the readers at most; the walk waits when they fall behind.
@@ -90,10 +90,10 @@ pub struct ReadCtx<'a> {
     pub saver: &'a Saver<'a>,
     /// Chunker parameters of this backup.
     pub chunker: &'a ChunkerParams,
-    /// Stop flag.
-    pub interrupt: &'a AtomicBool,
+    /// Stops the readers.
+    pub cancel: &'a Cancel,
     /// Live counters.
-    pub progress: &'a super::Progress,
+    pub progress: &'a Meter,
 }
 
 /// Reads one stream into data blobs; returns the content list and the byte count.
@@ -105,9 +105,7 @@ pub fn read_content(
     let mut content = Vec::new();
     let mut size = 0u64;
     loop {
-        if ctx.interrupt.load(Ordering::Relaxed) {
-            return Err(EngineError::Interrupted);
-        }
+        ctx.cancel.check()?;
         let chunk = match sc.next_chunk() {
             Ok(Some(c)) => c,
             Ok(None) => break,
@@ -117,9 +115,7 @@ pub fn read_content(
         ctx.saver.save(BlobType::Data, id, chunk)?;
         content.push(id);
         size += chunk.len() as u64;
-        ctx.progress
-            .bytes_done
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        ctx.progress.done(0, chunk.len() as u64);
     }
     Ok((content, size))
 }
@@ -167,6 +163,7 @@ fn reader(ctx: &ReadCtx, tasks: Receiver<FileTask>, done: Sender<FileDone>) -> R
 pub struct Walker<'a> {
     repo: &'a Repository,
     opts: &'a BackupOptions,
+    read: &'a ReadCtx<'a>,
     maker: &'a NodeMaker,
     saver: &'a Saver<'a>,
     tasks: Option<Sender<FileTask>>,
@@ -300,16 +297,14 @@ impl<'a> Walker<'a> {
             NodeType::Socket => self.deliver(up, Slot::Dropped),
             NodeType::Dir => self.dir(path, node, pnode, up, root_dev, meta.dev()),
             NodeType::File if meta.file_type().is_file() => {
-                let progress = &self.opts.progress;
-                progress.files_seen.fetch_add(1, Ordering::Relaxed);
-                progress.bytes_seen.fetch_add(meta.len(), Ordering::Relaxed);
+                let progress = self.read.progress;
+                progress.found(1, meta.len());
                 let had_parent = pnode.is_some();
                 if let Some(p) = pnode.filter(|p| self.unchanged(p, &node)) {
                     let mut node = node;
                     node.content = p.content;
                     self.summary.files_unmodified += 1;
-                    progress.files_done.fetch_add(1, Ordering::Relaxed);
-                    progress.bytes_done.fetch_add(node.size, Ordering::Relaxed);
+                    progress.done(1, node.size);
                     self.summary.total_files_processed += 1;
                     self.summary.total_bytes_processed += node.size;
                     return self.deliver(up, Slot::Ready(Box::new(node)));
@@ -333,9 +328,7 @@ impl<'a> Walker<'a> {
         let tx = self.tasks.clone().expect("queue open during the walk");
         let mut task = task;
         loop {
-            if self.opts.interrupt.load(Ordering::Relaxed) {
-                return Err(EngineError::Interrupted);
-            }
+            self.read.cancel.check()?;
             match tx.send_timeout(task, std::time::Duration::from_millis(20)) {
                 Ok(()) => return Ok(()),
                 Err(crossbeam_channel::SendTimeoutError::Timeout(t)) => {
@@ -344,7 +337,7 @@ impl<'a> Walker<'a> {
                     self.drain(false)?;
                 }
                 Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
-                    return Err(EngineError::Interrupted)
+                    return Err(self.read.cancel.error())
                 }
             }
         }
@@ -483,10 +476,7 @@ impl<'a> Walker<'a> {
     }
 
     fn apply(&mut self, done: FileDone) -> Result<()> {
-        self.opts
-            .progress
-            .files_done
-            .fetch_add(1, Ordering::Relaxed);
+        self.read.progress.done(1, 0);
         match done.result {
             Ok(node) => {
                 if done.had_parent {
@@ -549,22 +539,15 @@ pub fn run(
     repo: &Repository,
     opts: &BackupOptions,
     maker: &NodeMaker,
-    saver: &Saver,
-    chunker: &ChunkerParams,
+    ctx: &ReadCtx,
     targets: Vec<TargetSpec>,
 ) -> Result<(Vec<Option<Node>>, BackupSummary)> {
     let (task_tx, task_rx) = crossbeam_channel::bounded::<FileTask>(QUEUE);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<FileDone>();
-    let ctx = ReadCtx {
-        saver,
-        chunker,
-        interrupt: &opts.interrupt,
-        progress: &opts.progress,
-    };
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         for i in 0..opts.workers.max(1) {
-            let (rx, tx, ctx) = (task_rx.clone(), done_tx.clone(), &ctx);
+            let (rx, tx) = (task_rx.clone(), done_tx.clone());
             let h = std::thread::Builder::new()
                 .name(format!("reader-{i}"))
                 .spawn_scoped(s, move || reader(ctx, rx, tx))
@@ -576,8 +559,9 @@ pub fn run(
         let mut w = Walker {
             repo,
             opts,
+            read: ctx,
             maker,
-            saver,
+            saver: ctx.saver,
             tasks: Some(task_tx),
             done: done_rx,
             dirs: HashMap::new(),

@@ -83,7 +83,14 @@ fn repo_with_snapshot(dir: &std::path::Path) -> (Repository, restash_format::Blo
     };
     let mut repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", 2, kdf).unwrap();
     let opts = BackupOptions::new("host");
-    let summary = backup(&mut repo, Source::Paths(vec![dir.to_path_buf()]), &opts).unwrap();
+    let ctl = crate::events::Control::default();
+    let summary = backup(
+        &mut repo,
+        Source::Paths(vec![dir.to_path_buf()]),
+        &opts,
+        &ctl,
+    )
+    .unwrap();
     let snap = repo.load_snapshot(&summary.snapshot_id.unwrap()).unwrap();
     (repo, snap.tree)
 }

@@ -13,6 +13,11 @@ use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
 use restash_format::{BlobId, BlobType, Node, NodeType};
 
+mod job;
+
+pub use job::{run, RestoreJob, RestoreSummary};
+
+use crate::events::{Cancel, Control, Event, Phase};
 use crate::fsmeta::{self, DirMaker, Meta};
 use crate::index::BlobLocation;
 use crate::{EngineError, PatternSet, Repository, Result};
@@ -320,8 +325,32 @@ impl Planner<'_> {
 
 /// Restores the tree `root` below `opts.target`. Problems with single entries are
 /// collected in [`RestoreStats::errors`] and the rest is restored; only failures that make
-/// the whole restore impossible are returned as `Err`.
-pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Result<RestoreStats> {
+/// the whole restore impossible are returned as `Err`; each collected problem is also sent
+/// as an [`Event::Error`]. A cancelled restore stops after the packs being written and
+/// returns the cancel's error: the target then holds a partial restore.
+pub fn restore(
+    repo: &Repository,
+    root: &BlobId,
+    opts: &RestoreOptions,
+    ctl: &Control,
+) -> Result<RestoreStats> {
+    ctl.emit(Event::PhaseStarted(Phase::Restore));
+    let result = restore_tree(repo, root, opts, &ctl.cancel);
+    ctl.emit(Event::PhaseFinished(Phase::Restore));
+    if let Ok(stats) = &result {
+        for e in &stats.errors {
+            ctl.emit(Event::Error(e));
+        }
+    }
+    result
+}
+
+fn restore_tree(
+    repo: &Repository,
+    root: &BlobId,
+    opts: &RestoreOptions,
+    cancel: &Cancel,
+) -> Result<RestoreStats> {
     if !opts.include.is_empty() && !opts.exclude.is_empty() {
         return Err(EngineError::Usage(
             "exclude and include patterns are mutually exclusive".into(),
@@ -353,11 +382,13 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
     let errors: Vec<String> = pool.install(|| {
         packs
             .par_iter_mut()
+            .filter(|_| !cancel.is_cancelled())
             .flat_map_iter(|(pack, blobs)| {
                 BUFFERS.with(|b| restore_pack(repo, *pack, blobs, files, opts, &mut b.borrow_mut()))
             })
             .collect()
     });
+    cancel.check()?;
     plan.stats.errors.extend(errors);
 
     for (path, primary) in &plan.hardlinks {

@@ -1,0 +1,175 @@
+//! How a backup's results look: restic's summary text, its `--json` summary, the agent's
+//! log lines, and the agent's termination report and metrics.
+
+use crate::cmd_forget::Retention;
+use restash_engine::archiver::BackupSummary;
+use serde_json::{json, Value};
+
+use super::{human, Style, Ui};
+use crate::agent::metrics::Sample;
+use crate::agent::termlog::Report;
+
+/// restic's `--json` summary message.
+fn summary_json(s: &BackupSummary, dry_run: bool) -> Value {
+    let mut v = json!({
+        "message_type": "summary",
+        "files_new": s.files_new,
+        "files_changed": s.files_changed,
+        "files_unmodified": s.files_unmodified,
+        "dirs_new": s.dirs_new,
+        "dirs_changed": s.dirs_changed,
+        "dirs_unmodified": s.dirs_unmodified,
+        "data_blobs": s.data_blobs,
+        "tree_blobs": s.tree_blobs,
+        "data_added": s.data_added,
+        "data_added_packed": s.data_added_packed,
+        "total_files_processed": s.total_files_processed,
+        "total_bytes_processed": s.total_bytes_processed,
+        "total_duration": s.total_duration,
+        "snapshot_id": s.snapshot_id.map(|id| id.short()),
+        "errors": s.errors.len(),
+    });
+    let obj = v.as_object_mut().expect("object");
+    if dry_run {
+        obj.insert("dry_run".into(), true.into());
+    }
+    if s.snapshot_id.is_none() {
+        obj.remove("snapshot_id");
+    }
+    v
+}
+
+/// The end of a backup that ran to completion (its warnings and errors were events).
+pub fn summary(ui: &Ui, s: &BackupSummary, dry_run: bool) {
+    match ui.style {
+        Style::ResticJson => ui.json_message(&summary_json(s, dry_run)),
+        Style::AgentJson => ui.log.info("backup finished", Value::Null),
+        Style::Text if ui.quiet => {}
+        Style::Text => {
+            println!(
+                "\nFiles:       {:5} new, {:5} changed, {:5} unmodified",
+                s.files_new, s.files_changed, s.files_unmodified
+            );
+            println!(
+                "Dirs:        {:5} new, {:5} changed, {:5} unmodified",
+                s.dirs_new, s.dirs_changed, s.dirs_unmodified
+            );
+            println!(
+                "Added to the repository: {} ({} stored)\n",
+                human(s.data_added),
+                human(s.data_added_packed)
+            );
+            println!(
+                "processed {} files, {} in {:.0}:{:02}",
+                s.total_files_processed,
+                human(s.total_bytes_processed),
+                (s.total_duration / 60.0).floor(),
+                (s.total_duration as u64) % 60
+            );
+            match s.snapshot_id {
+                Some(id) => println!("snapshot {} saved", id.short()),
+                None => println!("would have saved a snapshot (dry run)"),
+            }
+        }
+    }
+}
+
+/// restic's closing line of a backup that could not read everything.
+pub fn partial(ui: &Ui) {
+    if !ui.agent_json() {
+        eprintln!("Warning: at least one source file could not be read");
+    }
+}
+
+/// The result of `--forget` after a backup.
+pub fn retention(ui: &Ui, host: &str, r: &Retention) {
+    let removed: Vec<String> = r.removed.iter().map(|id| id.short()).collect();
+    match ui.style {
+        Style::AgentJson => ui.log.info(
+            "forget finished",
+            json!({"host": host, "kept": r.kept, "removed": removed}),
+        ),
+        Style::ResticJson => ui.json_message(
+            &json!({"message_type": "forget", "host": host, "kept": r.kept, "removed": removed}),
+        ),
+        Style::Text if ui.quiet => {}
+        Style::Text => println!(
+            "forget: kept {} snapshots of host {host}, removed {}{}",
+            r.kept,
+            removed.len(),
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", removed.join(" "))
+            }
+        ),
+    }
+}
+
+/// The agent report and metrics of a finished backup.
+pub fn report(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>) {
+    let report = Report {
+        exit_code: code,
+        host: Some(host.to_string()),
+        snapshot_id: s.snapshot_id.map(|id| id.to_string()),
+        counters: vec![
+            ("files_new", s.files_new),
+            ("files_changed", s.files_changed),
+            ("files_unmodified", s.files_unmodified),
+            ("dirs_new", s.dirs_new),
+            ("dirs_changed", s.dirs_changed),
+            ("dirs_unmodified", s.dirs_unmodified),
+            ("data_added", s.data_added),
+            ("data_added_packed", s.data_added_packed),
+            ("total_files_processed", s.total_files_processed),
+            ("total_bytes_processed", s.total_bytes_processed),
+        ],
+        errors: s.errors.clone(),
+        ..Default::default()
+    };
+    let state = |name: &'static str, help: &'static str, st: &str, v: u64| Sample {
+        labels: vec![("state", st.to_string())],
+        ..Sample::new(name, help, v as f64)
+    };
+    const FILES: &str = "Files of the last backup by state.";
+    const DIRS: &str = "Directories of the last backup by state.";
+    let samples = vec![
+        Sample::new(
+            "bytes_added",
+            "Bytes of new data the last backup added (before compression).",
+            s.data_added as f64,
+        ),
+        Sample::new(
+            "bytes_added_packed",
+            "Bytes the last backup added to the repository as stored.",
+            s.data_added_packed as f64,
+        ),
+        Sample::new(
+            "bytes_processed",
+            "Bytes in the files of the last snapshot.",
+            s.total_bytes_processed as f64,
+        ),
+        state("files", FILES, "new", s.files_new),
+        state("files", FILES, "changed", s.files_changed),
+        state("files", FILES, "unmodified", s.files_unmodified),
+        state("dirs", DIRS, "new", s.dirs_new),
+        state("dirs", DIRS, "changed", s.dirs_changed),
+        state("dirs", DIRS, "unmodified", s.dirs_unmodified),
+    ];
+    (report, samples)
+}
+
+/// The agent report of a backup stopped by SIGTERM, with how far it got.
+pub fn terminated_report(ui: &Ui, host: &str, why: &str) -> Report {
+    let counts = ui.counts();
+    Report {
+        exit_code: 143,
+        host: Some(host.to_string()),
+        counters: vec![
+            ("files_done", counts.items_done),
+            ("bytes_done", counts.bytes_done),
+        ],
+        fatal: Some(why.to_string()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,303 @@
+//! The one place where the command line turns an operation's events into output, in one
+//! of three styles: terminal text (with a progress line on an interactive stderr),
+//! restic's `--json` messages, and the in-pod agent's JSON log lines. Commands print their
+//! results (tables, summaries) through the functions here too, so no command branches on
+//! the output style itself.
+
+pub mod backup;
+pub mod log;
+pub mod restore;
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use restash_engine::events::{Control, Counts, Event, EventSink, Phase};
+use serde_json::{json, Value};
+
+use crate::global::GlobalOpts;
+pub use log::Log;
+
+/// How often the agent logs a progress line.
+const AGENT_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// How often restic's `--json` prints a status line.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How often the terminal progress line is redrawn.
+const BAR_EVERY: Duration = Duration::from_millis(250);
+
+/// Which output a run produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Text for a person.
+    Text,
+    /// restic's `--json`: JSON messages on stdout.
+    ResticJson,
+    /// The agent's JSON log lines on stdout (agent mode, stdout not a terminal).
+    AgentJson,
+}
+
+/// Renders one command's events.
+pub struct Ui {
+    /// Log lines (text on stderr, or JSON lines).
+    pub log: Log,
+    /// The output style.
+    pub style: Style,
+    /// `-q`.
+    pub quiet: bool,
+    /// Whose events these are: it words lock waits and errors.
+    command: &'static str,
+    bar: bool,
+    progress_every: Option<Duration>,
+    last_progress: Mutex<Instant>,
+    counts: Mutex<Counts>,
+    /// A log line said when the given phase starts (the agent's "backup started").
+    announce: Mutex<Option<(Phase, String, Value)>>,
+    /// What the agent's start line and the termination log say about the snapshot.
+    selected: Mutex<Option<(String, String)>>,
+    /// The directory a restore writes to, for its first line.
+    pub target: Mutex<Option<String>>,
+}
+
+impl Ui {
+    /// The renderer for `command` under the global flags; `agent` is agent mode.
+    pub fn new(g: &GlobalOpts, command: &'static str, agent: bool) -> Arc<Ui> {
+        let log = Log {
+            json: g.json || (agent && !std::io::stdout().is_terminal()),
+            to_stderr: g.json,
+            quiet: g.quiet,
+        };
+        let style = if g.json {
+            Style::ResticJson
+        } else if log.json {
+            Style::AgentJson
+        } else {
+            Style::Text
+        };
+        let bar = style == Style::Text && !g.quiet && std::io::stderr().is_terminal();
+        let progress_every = match style {
+            Style::ResticJson if !g.quiet => Some(STATUS_EVERY),
+            Style::ResticJson => None,
+            Style::AgentJson => Some(AGENT_PROGRESS_EVERY),
+            Style::Text => bar.then_some(BAR_EVERY),
+        };
+        Arc::new(Ui {
+            log,
+            style,
+            quiet: g.quiet,
+            command,
+            bar,
+            progress_every,
+            last_progress: Mutex::new(Instant::now()),
+            counts: Mutex::new(Counts::default()),
+            announce: Mutex::new(None),
+            selected: Mutex::new(None),
+            target: Mutex::new(None),
+        })
+    }
+
+    /// The same output settings for another command's step (`backup --forget`).
+    pub fn step(&self, command: &'static str) -> Arc<Ui> {
+        Arc::new(Ui {
+            log: self.log,
+            style: self.style,
+            quiet: self.quiet,
+            command,
+            bar: false,
+            progress_every: None,
+            last_progress: Mutex::new(Instant::now()),
+            counts: Mutex::new(Counts::default()),
+            announce: Mutex::new(None),
+            selected: Mutex::new(None),
+            target: Mutex::new(None),
+        })
+    }
+
+    /// A control whose events come here.
+    pub fn control(self: &Arc<Self>) -> Control {
+        Control::new(self.clone())
+    }
+
+    /// Whether log lines are the agent's JSON on stdout.
+    pub fn agent_json(&self) -> bool {
+        self.style == Style::AgentJson
+    }
+
+    /// Logs `msg` with `fields` when `phase` starts.
+    pub fn announce(&self, phase: Phase, msg: &str, fields: Value) {
+        *lock(&self.announce) = Some((phase, msg.to_string(), fields));
+    }
+
+    /// The last progress counts seen.
+    pub fn counts(&self) -> Counts {
+        *lock(&self.counts)
+    }
+
+    /// The chosen snapshot's (id, host), once chosen.
+    pub fn selected(&self) -> Option<(String, String)> {
+        lock(&self.selected).clone()
+    }
+
+    /// A restic `--json` message on stdout.
+    pub fn json_message(&self, v: &Value) {
+        println!("{v}");
+    }
+
+    /// Something the user should know that is not an error, in the run's style.
+    pub fn notice(&self, msg: &str) {
+        if self.agent_json() {
+            self.log.warn(msg, Value::Null);
+        } else {
+            eprintln!("{msg}");
+        }
+    }
+
+    fn progress(&self, counts: Counts, elapsed: Duration) {
+        *lock(&self.counts) = counts;
+        let Some(every) = self.progress_every else {
+            return;
+        };
+        {
+            let mut last = lock(&self.last_progress);
+            if last.elapsed() < every {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let percent = if counts.bytes_total == 0 {
+            0.0
+        } else {
+            (counts.bytes_done as f64 / counts.bytes_total as f64).min(1.0)
+        };
+        let fields = json!({
+            "seconds_elapsed": elapsed.as_secs(),
+            "percent_done": percent,
+            "total_files": counts.items_total,
+            "files_done": counts.items_done,
+            "total_bytes": counts.bytes_total,
+            "bytes_done": counts.bytes_done,
+        });
+        match self.style {
+            Style::ResticJson => {
+                let mut v = json!({"message_type": "status"});
+                merge(&mut v, fields);
+                self.json_message(&v);
+            }
+            Style::AgentJson => self.log.info("progress", fields),
+            Style::Text => {
+                let secs = elapsed.as_secs();
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "\r\x1b[2K[{}:{:02}] {:5.1}%  {} / {} files  {} / {}",
+                    secs / 60,
+                    secs % 60,
+                    percent * 100.0,
+                    counts.items_done,
+                    counts.items_total,
+                    human(counts.bytes_done),
+                    human(counts.bytes_total),
+                );
+                let _ = err.flush();
+            }
+        }
+    }
+
+    fn phase_started(&self, phase: Phase) {
+        let mut announce = lock(&self.announce);
+        if announce.as_ref().is_some_and(|(p, _, _)| *p == phase) {
+            if let Some((_, msg, fields)) = announce.take() {
+                self.log.info(&msg, fields);
+            }
+        }
+    }
+
+    fn phase_finished(&self, _phase: Phase) {
+        if self.bar {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
+    fn error(&self, msg: &str) {
+        match (self.command, self.style) {
+            ("backup", Style::AgentJson) => self.log.error("cannot read", json!({ "error": msg })),
+            ("backup", Style::ResticJson) => eprintln!(
+                "{}",
+                json!({"message_type": "error", "error": {"message": msg}, "during": "archival"})
+            ),
+            ("backup", Style::Text) => eprintln!("error: {msg}"),
+            ("restore", Style::AgentJson) => {
+                self.log.error("cannot restore", json!({ "error": msg }))
+            }
+            ("restore", _) => eprintln!("ignoring error: {msg}"),
+            (_, Style::AgentJson) => self.log.error(msg, Value::Null),
+            _ => eprintln!("error: {msg}"),
+        }
+    }
+}
+
+impl EventSink for Ui {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::PhaseStarted(p) => self.phase_started(*p),
+            Event::PhaseFinished(p) => self.phase_finished(*p),
+            Event::Progress {
+                counts, elapsed, ..
+            } => self.progress(*counts, *elapsed),
+            Event::Selected { id, snapshot } => {
+                *lock(&self.selected) = Some((id.to_string(), snapshot.hostname.clone()));
+                if self.command == "restore" {
+                    restore::started(self, id, snapshot);
+                }
+            }
+            Event::ItemDone {
+                kind: "lock",
+                action: "removed stale",
+                name,
+            } => self.log.warn("removed stale lock", json!({ "lock": name })),
+            Event::ItemDone { .. } => {}
+            Event::Blocked { reason } => {
+                let what = format!("{} waits for a lock", self.command);
+                if self.agent_json() {
+                    self.log.info(&what, json!({ "lock": reason }));
+                } else if !self.quiet {
+                    eprintln!("{what}: {reason}");
+                }
+            }
+            Event::Warning(w) => {
+                if self.agent_json() {
+                    self.log.warn(w, json!({}));
+                } else {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Event::Error(e) => self.error(e),
+            _ => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+/// restic's `humanize`-style sizes: 1.234 MiB.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", UNITS[u])
+    }
+}
