@@ -10,10 +10,10 @@ use restash_engine::events::{Cancel, Event, EventSink, Phase};
 use restash_engine::{EngineError, LockPolicy, PatternSet};
 use serde_json::json;
 
-use crate::agent::termlog::Report;
-use crate::agent::{Agent, AgentArgs};
 use crate::exit::{self, Done};
 use crate::global::GlobalOpts;
+use crate::ui::agent::{Agent, AgentArgs};
+use crate::ui::termlog::Report;
 use crate::ui::{self, Ui};
 
 /// `restash backup`

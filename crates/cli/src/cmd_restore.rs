@@ -2,10 +2,10 @@ use clap::Args as ClapArgs;
 use restash_engine::restore::{self, RestoreJob};
 use restash_engine::{EngineError, PatternSet, RestoreOptions};
 
-use crate::agent::{Agent, AgentArgs};
 use crate::cmd_snapshots::FilterArgs;
 use crate::exit::{self, Done};
 use crate::global::GlobalOpts;
+use crate::ui::agent::{Agent, AgentArgs};
 use crate::ui::{self, Ui};
 
 /// `restash restore`

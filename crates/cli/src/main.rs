@@ -2,7 +2,6 @@
 //! variables and exit codes are restic's, so restic users need no new manual.
 #![forbid(unsafe_code)]
 
-mod agent;
 mod cmd_backup;
 mod cmd_cache;
 mod cmd_cat;

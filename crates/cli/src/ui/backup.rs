@@ -6,8 +6,8 @@ use restash_engine::archiver::BackupSummary;
 use serde_json::{json, Value};
 
 use super::{human, Style, Ui};
-use crate::agent::metrics::Sample;
-use crate::agent::termlog::Report;
+use super::metrics::Sample;
+use super::termlog::Report;
 
 /// restic's `--json` summary message.
 fn summary_json(s: &BackupSummary, dry_run: bool) -> Value {

@@ -4,9 +4,12 @@
 //! results (tables, summaries) through the functions here too, so no command branches on
 //! the output style itself.
 
+pub mod agent;
 pub mod backup;
 pub mod log;
+pub mod metrics;
 pub mod restore;
+pub mod termlog;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};

@@ -5,8 +5,8 @@ use restash_format::{Snapshot, SnapshotId};
 use serde_json::{json, Value};
 
 use super::{lock, Style, Ui};
-use crate::agent::metrics::Sample;
-use crate::agent::termlog::Report;
+use super::metrics::Sample;
+use super::termlog::Report;
 use crate::display::go_time_string;
 
 /// The first line, once the snapshot is chosen.

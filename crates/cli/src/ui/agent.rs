@@ -6,18 +6,15 @@
 //! termination log and metrics are written whenever asked for (or, for the termination
 //! log, whenever `/dev/termination-log` is writable), in either mode.
 
-pub mod metrics;
-pub mod termlog;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args as ClapArgs;
 use serde_json::json;
 
-use crate::ui::Ui;
-use metrics::Sample;
-use termlog::Report;
+use super::metrics::{self, Sample};
+use super::termlog::{self, Report};
+use super::Ui;
 
 /// Flags of the agent mode, shared by `backup` and `restore`.
 #[derive(ClapArgs, Debug, Default, Clone)]
