@@ -1,21 +1,52 @@
-//! Repository operations on top of the format, crypto, chunker and backend crates:
-//! open a repository, load its index and snapshots, walk trees, restore.
+//! restash's repository operations, on top of the format, crypto, chunker and backend
+//! crates. Each operation (backup, restore, check, prune, forget, …) is a function that
+//! takes an options struct and a [`events::Control`] — a cancel token and the sink that
+//! receives the operation's [`events::Event`]s — and returns a typed summary or an
+//! [`EngineError`] that knows restic's exit code.
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use restash_backend::LocalBackend;
-//! use restash_engine::{Repository, SnapshotFilter};
+//! A backup of a folder into a repository held in memory, and its restore:
 //!
-//! let backend = Arc::new(LocalBackend::new("/srv/restic-repo"));
-//! let mut repo = Repository::open(backend, b"password", None).unwrap();
-//! repo.load_index().unwrap();
-//! let snapshots = repo.load_snapshots().unwrap();
-//! for bad in snapshots.unreadable() {
-//!     eprintln!("{bad}");
-//! }
-//! // An error, not an older snapshot, while any snapshot file is unreadable.
-//! let latest = snapshots.latest(&SnapshotFilter::default()).unwrap();
-//! println!("{:?}", latest.map(|(id, _)| id.short()));
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use restash_backend::MemoryBackend;
+//! use restash_engine::archiver::{backup, BackupOptions, Source};
+//! use restash_engine::events::{Control, Event};
+//! use restash_engine::{restore, Repository, RestoreOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let home = tempfile::tempdir_in("/tmp")?;
+//! std::fs::write(home.path().join("notes.txt"), "measurements, day 1\n")?;
+//!
+//! // A light key derivation keeps the example fast; real repositories use restic's.
+//! let kdf = restash_crypto::KdfParams { n: 1024, r: 8, p: 1 };
+//! let mut repo = Repository::init(Arc::new(MemoryBackend::new()), b"secret", 2, kdf)?;
+//!
+//! // Every event of the operation comes here; a command line renders them instead.
+//! let warnings = Arc::new(Mutex::new(Vec::new()));
+//! let seen = warnings.clone();
+//! let ctl = Control::new(Arc::new(move |e: &Event<'_>| {
+//!     if let Event::Warning(w) = e {
+//!         seen.lock().unwrap().push(w.to_string());
+//!     }
+//! }));
+//!
+//! let source = Source::Paths(vec![home.path().to_path_buf()]);
+//! let summary = backup(&mut repo, source, &BackupOptions::new("laptop"), &ctl)?;
+//! assert_eq!(summary.files_new, 1);
+//! assert!(warnings.lock().unwrap().is_empty());
+//!
+//! // Reading needs the index, which the backup wrote but did not load.
+//! repo.load_index()?;
+//! let snapshot = repo.load_snapshot(&summary.snapshot_id.unwrap())?;
+//! let target = tempfile::tempdir()?;
+//! let stats = restore(&repo, &snapshot.tree, &RestoreOptions::new(target.path()), &ctl)?;
+//! assert_eq!((stats.files, stats.errors.len()), (1, 0));
+//! // restic keeps a target's absolute path: /tmp/xyz is stored as tmp/xyz.
+//! let name = home.path().file_name().unwrap();
+//! let restored = target.path().join("tmp").join(name).join("notes.txt");
+//! assert_eq!(std::fs::read_to_string(restored)?, "measurements, day 1\n");
+//! # Ok(())
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 
