@@ -37,17 +37,6 @@ pub struct Args {
     pub agent: AgentArgs,
 }
 
-/// A SIGTERM or SIGINT during a reported restore stops it after the packs being written,
-/// and still leaves a termination log and metrics (status `interrupted`).
-fn signals(cancel: &restash_engine::events::Cancel) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let (stop, term) = cancel.flags();
-    signal_hook::flag::register(SIGINT, stop.clone())?;
-    signal_hook::flag::register(SIGTERM, stop)?;
-    signal_hook::flag::register(SIGTERM, term)?;
-    Ok(())
-}
-
 fn stopped(cancel: &restash_engine::events::Cancel) -> Done {
     if cancel.is_terminated() {
         Done::Terminated
@@ -80,7 +69,8 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<Done> {
     *ui.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(a.target.clone());
     let ctl = ui.control();
     if agent.reports() {
-        signals(&ctl.cancel)?;
+        // The report is written even when a signal stops the restore.
+        crate::signals::cancel_on(&ctl.cancel, false)?;
     }
     let result = job(&a).and_then(|job| {
         let mut repo = g.open()?;

@@ -25,6 +25,8 @@ mod cmd_tag;
 mod display;
 mod exit;
 mod global;
+mod select_args;
+mod signals;
 mod snapsel;
 mod ui;
 

@@ -3,11 +3,12 @@
 
 use crate::cmd_forget::Retention;
 use restash_engine::archiver::BackupSummary;
+use restash_engine::EngineError;
 use serde_json::{json, Value};
 
-use super::{human, Style, Ui};
 use super::metrics::Sample;
 use super::termlog::Report;
+use super::{human, Style, Ui};
 
 /// restic's `--json` summary message.
 fn summary_json(s: &BackupSummary, dry_run: bool) -> Value {
@@ -159,8 +160,22 @@ pub fn report(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>)
     (report, samples)
 }
 
-/// The agent report of a backup stopped by SIGTERM, with how far it got.
-pub fn terminated_report(ui: &Ui, host: &str, why: &str) -> Report {
+/// A backup stopped by SIGTERM: what happened to its uploads, and the agent report with
+/// how far it got.
+pub fn stopped(ui: &Ui, host: &str, e: &EngineError) -> Report {
+    let why = match e {
+        EngineError::Abandoned { .. } => {
+            let why = e.to_string();
+            ui.log.warn(&why, Value::Null);
+            why
+        }
+        _ => {
+            ui.notice(
+                "terminated: uploaded data was indexed and will be reused by the next backup",
+            );
+            "terminated by SIGTERM".to_string()
+        }
+    };
     let counts = ui.counts();
     Report {
         exit_code: 143,
@@ -169,7 +184,7 @@ pub fn terminated_report(ui: &Ui, host: &str, why: &str) -> Report {
             ("files_done", counts.items_done),
             ("bytes_done", counts.bytes_done),
         ],
-        fatal: Some(why.to_string()),
+        fatal: Some(why),
         ..Default::default()
     }
 }

@@ -4,9 +4,9 @@ use restash_engine::restore::RestoreSummary;
 use restash_format::{Snapshot, SnapshotId};
 use serde_json::{json, Value};
 
-use super::{lock, Style, Ui};
 use super::metrics::Sample;
 use super::termlog::Report;
+use super::{lock, Style, Ui};
 use crate::display::go_time_string;
 
 /// The first line, once the snapshot is chosen.

@@ -6,6 +6,7 @@ mod fsnode;
 mod job;
 mod plan;
 pub(crate) mod saver;
+pub mod sources;
 mod walker;
 
 use std::collections::{BTreeMap, HashMap};
