@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use restash_backend::{Backend, CachedBackend, LimitedBackend, Limits, LocalBackend};
+use restash_backend::{Backend, LimitedBackend, Limits, LocalBackend};
 use restash_engine::{EngineError, Repository};
 
 /// Options every command accepts.
@@ -239,16 +239,14 @@ impl GlobalOpts {
     /// it, as restic does: this is not a fallback to other data, because the cache only
     /// ever holds verified copies of the repository's own files.
     fn use_cache(&self, repo: &mut Repository) {
-        let opened = self.cache_base().and_then(|base| {
-            CachedBackend::new(repo.backend().clone(), &base, repo.id())
-                .with_context(|| format!("cache directory {}", base.display()))
-        });
+        let opened = self
+            .cache_base()
+            .and_then(|base| Ok(restash_engine::cache::attach(repo, &base)?));
         match opened {
-            Ok(cached) => {
+            Ok(dir) => {
                 if self.verbose > 1 {
-                    eprintln!("using cache {}", cached.dir().display());
+                    eprintln!("using cache {}", dir.display());
                 }
-                repo.wrap_backend(|_| Arc::new(cached));
             }
             Err(e) => eprintln!(
                 "warning: unable to open cache: {}; continuing without it",

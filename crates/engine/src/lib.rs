@@ -52,6 +52,7 @@
 
 mod ahead;
 pub mod archiver;
+pub mod cache;
 pub mod check;
 pub mod copy;
 pub mod diff;
