@@ -1,6 +1,8 @@
 use std::fmt;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Offset, TimeZone, Timelike};
+use chrono::{
+    DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A Go `time.Time` as restic stores it: an instant plus the zone offset it was written in.
@@ -11,6 +13,42 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct GoTime(pub DateTime<FixedOffset>);
 
 impl GoTime {
+    /// A time as a person types it for restic's `find --oldest/--newest`: a date or a
+    /// date and time, in the local zone unless the format has an offset.
+    pub fn parse_local(s: &str) -> Result<GoTime, String> {
+        let local = |n: NaiveDateTime| -> Option<GoTime> {
+            Local
+                .from_local_datetime(&n)
+                .earliest()
+                .map(|t| GoTime(t.fixed_offset()))
+        };
+        for f in ["%Y-%m-%d", "%d.%m.%Y"] {
+            if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+                if let Some(t) = d.and_hms_opt(0, 0, 0).and_then(local) {
+                    return Ok(t);
+                }
+            }
+        }
+        for f in [
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%d %H:%M:%S",
+            "%d.%m.%Y %H:%M",
+            "%d.%m.%Y %H:%M:%S",
+        ] {
+            if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+                if let Some(t) = local(n) {
+                    return Ok(t);
+                }
+            }
+        }
+        for f in ["%Y-%m-%d %H:%M:%S %z", "%d.%m.%Y %H:%M:%S %z"] {
+            if let Ok(t) = DateTime::parse_from_str(s, f) {
+                return Ok(GoTime(t));
+            }
+        }
+        Err(format!("unable to parse time: {s:?}"))
+    }
+
     /// Go's zero time, `0001-01-01T00:00:00Z`: what a missing field decodes to.
     pub fn zero() -> GoTime {
         let utc = FixedOffset::east_opt(0).expect("zero offset");
@@ -117,6 +155,18 @@ impl<'de> Deserialize<'de> for GoTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_times_in_restic_formats() {
+        let with_zone = GoTime::parse_local("2024-02-03 04:05:06 +0200").unwrap();
+        assert_eq!(with_zone.0.to_rfc3339(), "2024-02-03T04:05:06+02:00");
+        for s in ["2024-02-03", "03.02.2024", "2024-02-03 04:05", "03.02.2024 04:05:06"] {
+            let t = GoTime::parse_local(s).unwrap();
+            assert_eq!((t.0.year(), t.0.month(), t.0.day()), (2024, 2, 3), "{s}");
+        }
+        let err = GoTime::parse_local("yesterday").unwrap_err();
+        assert_eq!(err, "unable to parse time: \"yesterday\"");
+    }
 
     #[test]
     fn go_formatting() {

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backup;
+pub mod find;
 pub mod log;
 pub mod metrics;
 pub mod restore;
