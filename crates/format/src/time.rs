@@ -160,7 +160,12 @@ mod tests {
     fn find_times_in_restic_formats() {
         let with_zone = GoTime::parse_local("2024-02-03 04:05:06 +0200").unwrap();
         assert_eq!(with_zone.0.to_rfc3339(), "2024-02-03T04:05:06+02:00");
-        for s in ["2024-02-03", "03.02.2024", "2024-02-03 04:05", "03.02.2024 04:05:06"] {
+        for s in [
+            "2024-02-03",
+            "03.02.2024",
+            "2024-02-03 04:05",
+            "03.02.2024 04:05:06",
+        ] {
             let t = GoTime::parse_local(s).unwrap();
             assert_eq!((t.0.year(), t.0.month(), t.0.day()), (2024, 2, 3), "{s}");
         }
