@@ -162,7 +162,11 @@ fn parse_pack_size_error(n: usize) -> EngineError {
 }
 
 /// Runs a backup and writes the snapshot (unless dry run). Files that cannot be read are
-/// reported in [`BackupSummary::errors`] and left out; the snapshot is still written.
+/// reported in [`BackupSummary::errors`] (and as [`Event::Error`]s) and left out; the
+/// snapshot is still written. `repo` must have its index loaded. The blobs this run saved
+/// are in the index files it wrote, not in `repo`'s loaded index (which would cost a
+/// backup of many small files memory it never uses): load the index again before using
+/// `repo` to read them or for another backup.
 pub fn backup(
     repo: &mut Repository,
     source: Source,
