@@ -115,6 +115,8 @@ pub enum Event<'a> {
     Progress {
         /// The phase.
         phase: Phase,
+        /// What is counted ("files", "packs", "snapshots").
+        unit: &'static str,
         /// Its totals.
         counts: Counts,
         /// Time since the [`Control`] was made.
@@ -136,6 +138,14 @@ pub enum Event<'a> {
         id: &'a SnapshotId,
         /// Its contents.
         snapshot: &'a Snapshot,
+    },
+    /// Text the user reads as the operation goes (restic prints it on stdout): `level` 0
+    /// is always shown, 1 unless `--quiet`, 2 with `-vv`.
+    Message {
+        /// The verbosity it needs.
+        level: u8,
+        /// The text.
+        text: &'a str,
     },
     /// The operation waits for something outside it (another process's lock).
     Blocked {
@@ -295,10 +305,16 @@ impl Control {
         self.started.elapsed()
     }
 
-    /// A meter for `phase` that reports through this control.
-    pub fn meter(&self, phase: Phase) -> Meter {
+    /// Sends text at a verbosity level (see [`Event::Message`]).
+    pub fn say(&self, level: u8, text: &str) {
+        self.emit(Event::Message { level, text });
+    }
+
+    /// A meter for `phase`, counting `unit`s, that reports through this control.
+    pub fn meter(&self, phase: Phase, unit: &'static str) -> Meter {
         Meter {
             phase,
+            unit,
             control: self.clone(),
             items_total: AtomicU64::new(0),
             items_done: AtomicU64::new(0),
@@ -318,6 +334,7 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Meter {
     phase: Phase,
+    unit: &'static str,
     control: Control,
     items_total: AtomicU64,
     items_done: AtomicU64,
@@ -376,6 +393,7 @@ impl Meter {
         }
         self.control.emit(Event::Progress {
             phase: self.phase,
+            unit: self.unit,
             counts: self.counts(),
             elapsed,
         });
@@ -399,7 +417,7 @@ mod tests {
     #[test]
     fn meter_sends_first_update_and_thins_the_rest() {
         let (ctl, seen) = recorder();
-        let m = ctl.meter(Phase::Backup);
+        let m = ctl.meter(Phase::Backup, "files");
         for _ in 0..1000 {
             m.found(1, 10);
         }

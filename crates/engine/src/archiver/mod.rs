@@ -195,7 +195,7 @@ pub fn backup(
     };
     let maker = NodeMaker::new(opts.with_atime);
     let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
-    let meter = ctl.meter(Phase::Backup);
+    let meter = ctl.meter(Phase::Backup, "files");
     let read = ReadCtx {
         saver: &saver,
         chunker: &chunker,
