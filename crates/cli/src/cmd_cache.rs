@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use restash_engine::EngineError;
 
-use crate::cmd_stats::format_bytes;
 use crate::global::GlobalOpts;
+use restash_engine::units::format_bytes_above;
 
 /// `restash cache`
 #[derive(ClapArgs, Debug)]
@@ -179,7 +179,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         if !a.no_size {
             row.push(format!(
                 "{:>11}",
-                format_bytes(dir_size(&base.join(&d.name))?)
+                format_bytes_above(dir_size(&base.join(&d.name))?)
             ));
         }
         rows.push(row);

@@ -6,8 +6,8 @@ use restash_engine::diff::{diff_trees, DiffStat};
 use restash_engine::{RepoLock, Repository};
 use restash_format::write_go_string;
 
-use crate::cmd_stats::format_bytes;
 use crate::global::GlobalOpts;
+use restash_engine::units::format_bytes_above;
 
 /// `restash diff`
 #[derive(ClapArgs, Debug)]
@@ -119,7 +119,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         "Tree Blobs:  {:5} new, {:5} removed",
         ad.tree_blobs, rm.tree_blobs
     )?;
-    writeln!(out, "  Added:   {:<5}", format_bytes(ad.bytes))?;
-    writeln!(out, "  Removed: {:<5}", format_bytes(rm.bytes))?;
+    writeln!(out, "  Added:   {:<5}", format_bytes_above(ad.bytes))?;
+    writeln!(out, "  Removed: {:<5}", format_bytes_above(rm.bytes))?;
     Ok(())
 }

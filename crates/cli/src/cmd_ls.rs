@@ -1,5 +1,7 @@
+use std::collections::HashSet;
+
 use clap::Args as ClapArgs;
-use restash_engine::walk_tree;
+use restash_engine::treewalk::{enter_if, walk_from};
 use restash_format::{Node, NodeType};
 use serde_json::json;
 
@@ -106,24 +108,29 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         Vec::new()
     };
     repo.prefetching_trees(&roots, || {
-        walk_tree(&repo, &snap.tree, b"", &mut |path, node| {
-            let p = String::from_utf8_lossy(path).into_owned();
-            let (list, descend) = wanted(&a.dirs, a.recursive, &p);
-            if list {
-                let line = if g.json {
-                    node_json(&p, node).to_string()
-                } else if a.long {
-                    crate::display::node_long_line(&p, node)
-                } else {
-                    p.clone()
-                };
-                writeln!(out, "{line}").map_err(|e| restash_engine::EngineError::Io {
-                    context: "write to stdout".into(),
-                    source: e,
-                })?;
-            }
-            Ok(descend)
-        })
+        walk_from(
+            &repo,
+            "",
+            &snap.tree,
+            &mut HashSet::new(),
+            &mut |_, p, node| {
+                let (list, descend) = wanted(&a.dirs, a.recursive, p);
+                if list {
+                    let line = if g.json {
+                        node_json(p, node).to_string()
+                    } else if a.long {
+                        crate::display::node_long_line(p, node)
+                    } else {
+                        p.to_string()
+                    };
+                    writeln!(out, "{line}").map_err(|e| restash_engine::EngineError::Io {
+                        context: "write to stdout".into(),
+                        source: e,
+                    })?;
+                }
+                Ok(enter_if(descend, node))
+            },
+        )
     })?;
     Ok(())
 }

@@ -4,7 +4,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Args as ClapArgs;
-use restash_engine::prune::{parse_size, prune_locked, MaxUnused, Msg, PruneOptions};
+use restash_engine::prune::{prune_locked, MaxUnused, Msg, PruneOptions};
+use restash_engine::units::parse_size;
 use restash_engine::EngineError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 

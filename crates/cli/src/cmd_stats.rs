@@ -1,5 +1,6 @@
 use clap::Args as ClapArgs;
 use restash_engine::stats::{StatsCounter, StatsMode};
+use restash_engine::units::format_bytes_above;
 use restash_engine::RepoLock;
 
 use crate::cmd_snapshots::FilterArgs;
@@ -16,22 +17,6 @@ pub struct Args {
     pub mode: String,
     #[command(flatten)]
     pub filter: FilterArgs,
-}
-
-/// restic's `formatBytes`.
-pub fn format_bytes(c: u64) -> String {
-    let b = c as f64;
-    if c > 1 << 40 {
-        format!("{:.3} TiB", b / (1u64 << 40) as f64)
-    } else if c > 1 << 30 {
-        format!("{:.3} GiB", b / (1u64 << 30) as f64)
-    } else if c > 1 << 20 {
-        format!("{:.3} MiB", b / (1u64 << 20) as f64)
-    } else if c > 1 << 10 {
-        format!("{:.3} KiB", b / (1u64 << 10) as f64)
-    } else {
-        format!("{c} B")
-    }
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
@@ -74,6 +59,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     if t.total_file_count > 0 {
         println!("   Total File Count:   {}", t.total_file_count);
     }
-    println!("         Total Size:   {:<5}", format_bytes(t.total_size));
+    println!(
+        "         Total Size:   {:<5}",
+        format_bytes_above(t.total_size)
+    );
     Ok(())
 }

@@ -38,7 +38,7 @@ pub fn describe(l: &Leftover, now: SystemTime) -> String {
     format!(
         "{} ({}, written {age} ago)",
         l.path,
-        crate::prune::format_bytes(l.size)
+        crate::units::format_bytes(l.size)
     )
 }
 

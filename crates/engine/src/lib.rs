@@ -66,6 +66,7 @@ mod index;
 pub mod keys;
 pub mod leftovers;
 mod lock;
+mod pack;
 pub mod prune;
 pub mod repair;
 mod repo;
@@ -74,18 +75,21 @@ mod snapshots;
 pub mod stats;
 mod tree_ahead;
 pub mod treewalk;
+pub mod units;
 mod walk;
 pub mod whoami;
 
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
-pub use index::{BlobLocation, MasterIndex};
+pub use index::{BlobLocation, IndexEntry, MasterIndex};
 pub use lock::remove_stale;
 pub use lock::{is_stale, unlock, LockPolicy, RepoLock, STALE_AFTER};
 pub use repo::Repository;
 pub use restore::{restore, RestoreOptions, RestoreStats};
 pub use snapshots::{SnapshotEntry, SnapshotFilter, Snapshots, UnreadableSnapshot};
-pub use walk::{dump_file, dump_tar, find_node, find_subtree, walk_tree};
+#[cfg(test)]
+pub(crate) use walk::walk_tree;
+pub use walk::{dump_file, dump_tar, find_node, find_subtree};
 
 /// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").
 pub fn check_polynomial(pol: u64) -> Result<()> {

@@ -3,14 +3,14 @@ use std::sync::Arc;
 use restash_backend::{Backend, BackendError, FileType, Handle};
 use restash_crypto::{CryptoError, Key};
 use restash_format::{
-    decode_unpacked, decompress_blob, parse_header, parse_trailer, BlobId, BlobType, Config,
-    FormatError, Id, IndexFile, KeyFile, KeyId, PackEntry, PackId, Snapshot, SnapshotId, Tree,
-    HEADER_TAIL_READ,
+    decode_unpacked, BlobId, BlobType, Config, FormatError, Id, IndexFile, KeyFile, KeyId,
+    PackEntry, PackId, Snapshot, SnapshotId, Tree, HEADER_TAIL_READ,
 };
 
 use crate::ahead::{both, map_io, ListAhead};
-use crate::index::{BlobLocation, MasterIndex};
+use crate::index::{BlobLocation, IndexEntry, MasterIndex};
 use crate::keys::{load_key_file, UnreadableKey};
+use crate::pack::{header_length, open_header, HeaderFault};
 use crate::snapshots::{Snapshots, UnreadableSnapshot};
 use crate::tree_ahead::TreeAhead;
 use crate::{EngineError, Result};
@@ -373,6 +373,14 @@ impl Repository {
                 .map_err(EngineError::format(format!("index {}", id.short())))
         });
         let mut index = MasterIndex::new();
+        index.reserve(
+            files
+                .iter()
+                .flatten()
+                .flat_map(|(f, _)| &f.packs)
+                .map(|p| p.blobs.len())
+                .sum(),
+        );
         for f in files {
             let (file, old) = f?;
             if self.config.version < 2
@@ -387,6 +395,7 @@ impl Repository {
             }
             index.add_file(&file, old);
         }
+        index.finish();
         Ok(index)
     }
 
@@ -412,32 +421,22 @@ impl Repository {
         scratch: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let pack = self.index.pack_id(loc.pack);
-        let ctx = || format!("blob {} in pack {}", id.short(), pack.short());
-        if loc.is_compressed() {
-            self.key
-                .open_into(raw, scratch)
-                .map_err(|e| EngineError::Corrupt(format!("{}: {e}", ctx())))?;
-            decompress_blob(scratch, loc.uncompressed_length as usize, out)
-                .map_err(|e| EngineError::Corrupt(format!("{}: {e}", ctx())))?;
-        } else {
-            self.key
-                .open_into(raw, out)
-                .map_err(|e| EngineError::Corrupt(format!("{}: {e}", ctx())))?;
-        }
-        if BlobId::hash(out) != *id {
-            return Err(EngineError::Corrupt(format!(
-                "{}: content does not match its id",
-                ctx()
-            )));
-        }
-        Ok(())
+        crate::pack::open_blob(&self.key, id, loc.uncompressed_length, raw, scratch, out).map_err(
+            |fault| {
+                let pack = self.index.pack_id(loc.pack);
+                EngineError::Corrupt(format!(
+                    "blob {} in pack {}: {fault}",
+                    id.short(),
+                    pack.short()
+                ))
+            },
+        )
     }
 
     /// Loads a blob by id, trying every copy the index knows.
     pub fn load_blob(&self, id: &BlobId, t: BlobType) -> Result<Vec<u8>> {
-        let locs = self.index.all(id, t);
-        if locs.is_empty() {
+        let copies = self.index.copies(id, t);
+        if copies.is_empty() {
             return Err(EngineError::Corrupt(format!(
                 "{} blob {} not found in index",
                 t.as_str(),
@@ -446,7 +445,7 @@ impl Repository {
         }
         let mut last = None;
         let mut raw = Vec::new();
-        for loc in locs {
+        for loc in copies.iter().map(IndexEntry::location) {
             let pack = self.index.pack_id(loc.pack);
             let h = Handle::new(FileType::Pack, pack);
             let (offset, length) = (loc.offset as u64, loc.length as u64);
@@ -483,10 +482,11 @@ impl Repository {
             .backend
             .read_range(&h, size - tail_len, tail_len)
             .map_err(EngineError::backend(ctx()))?;
-        let last4: [u8; 4] = tail[tail.len().saturating_sub(4)..]
-            .try_into()
-            .map_err(|_| EngineError::Corrupt(format!("{}: too short", ctx())))?;
-        let hl = parse_trailer(last4, size).map_err(EngineError::format(ctx()))? as u64;
+        let fault = |f: HeaderFault| match f {
+            HeaderFault::Length(e) | HeaderFault::Parse(e) => EngineError::format(ctx())(e),
+            f => EngineError::Corrupt(format!("{}: {f}", ctx())),
+        };
+        let hl = header_length(&tail, size).map_err(fault)?;
         let header = if hl + 4 <= tail_len {
             tail[(tail_len - 4 - hl) as usize..(tail_len - 4) as usize].to_vec()
         } else {
@@ -494,11 +494,7 @@ impl Repository {
                 .read_range(&h, size - 4 - hl, hl)
                 .map_err(EngineError::backend(ctx()))?
         };
-        let plain = self
-            .key
-            .open(&header)
-            .map_err(|e| EngineError::Corrupt(format!("{}: header: {e}", ctx())))?;
-        parse_header(&plain).map_err(EngineError::format(ctx()))
+        open_header(&self.key, &header).map_err(fault)
     }
 
     /// Loads and decodes a tree (taking it from the trees loaded ahead of a walk when it

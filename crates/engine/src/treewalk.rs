@@ -1,6 +1,7 @@
-//! restic's `walker.Walk`: visits nodes sorted by name with Go's `path.Join` paths and the
-//! "ignore" protocol (a subtree whose nodes were all ignored is not visited again), which
-//! `stats` and `find` depend on for their exact counts and matches.
+//! The engine's one tree walker, restic's `walker.Walk`: visits nodes sorted by name with
+//! Go's `path.Join` paths and the "ignore" protocol (a subtree whose nodes were all ignored
+//! is not visited again), which `stats` and `find` depend on for their exact counts and
+//! matches; `ls` and `dump` use it without ignoring anything.
 
 use std::collections::HashSet;
 
@@ -31,7 +32,29 @@ pub fn walk_restic(
     ignore_trees: &mut HashSet<BlobId>,
     f: &mut WalkFn<'_>,
 ) -> Result<()> {
-    walk(repo, "/", root, ignore_trees, f).map(|_| ())
+    walk_from(repo, "/", root, ignore_trees, f)
+}
+
+/// [`walk_restic`] with the paths below `prefix` instead of `/` (a subtree's own path, for
+/// `dump`): its nodes are `prefix/name` (`/name` for an empty prefix).
+pub fn walk_from(
+    repo: &Repository,
+    prefix: &str,
+    root: &BlobId,
+    ignore_trees: &mut HashSet<BlobId>,
+    f: &mut WalkFn<'_>,
+) -> Result<()> {
+    walk(repo, prefix, root, ignore_trees, f).map(|_| ())
+}
+
+/// The visit of a walker that ignores nothing and only chooses which directories to enter:
+/// `descend` matters for directories alone (a `Skip` on another node would end its tree).
+pub fn enter_if(descend: bool, node: &Node) -> Visit {
+    if descend || node.node_type != NodeType::Dir {
+        Visit::Continue(false)
+    } else {
+        Visit::Skip(false)
+    }
 }
 
 /// Go's `path.Join(prefix, name)` for a clean prefix and a single-component name.
@@ -97,7 +120,12 @@ fn walk(
 
 #[cfg(test)]
 mod tests {
-    use super::join;
+    use std::sync::Arc;
+
+    use restash_backend::MemoryBackend;
+
+    use super::*;
+    use crate::archiver::{backup, BackupOptions, Source};
 
     #[test]
     fn joins_like_go_path_join() {
@@ -105,5 +133,111 @@ mod tests {
         assert_eq!(join("/a", "b"), "/a/b");
         assert_eq!(join("/a/", "b"), "/a/b");
         assert_eq!(join("/", ""), "/");
+        assert_eq!(join("", "a"), "/a");
+        assert_eq!(join("sub/dir", "a"), "sub/dir/a");
+    }
+
+    /// A snapshot of: a/{x, y}, b/{z}, c (file), with a and b holding different files.
+    fn snapshot() -> (Repository, BlobId, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for (p, data) in [("a/x", "1"), ("a/y", "2"), ("b/z", "3"), ("c", "4")] {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, data).unwrap();
+        }
+        let kdf = restash_crypto::KdfParams {
+            n: 1024,
+            r: 8,
+            p: 1,
+        };
+        let mut repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", 2, kdf).unwrap();
+        let opts = BackupOptions::new("host");
+        let summary = backup(&mut repo, Source::Paths(vec![root.clone()]), &opts).unwrap();
+        let snap = repo.load_snapshot(&summary.snapshot_id.unwrap()).unwrap();
+        repo.load_index().unwrap();
+        // The snapshot's tree holds the absolute path; start at the backed-up directory.
+        let sub = crate::find_subtree(&repo, &snap.tree, root.to_str().unwrap()).unwrap();
+        (repo, sub, dir)
+    }
+
+    fn visited(
+        repo: &Repository,
+        root: &BlobId,
+        ignore: &mut HashSet<BlobId>,
+        mut f: impl FnMut(&str, &Node) -> Visit,
+    ) -> Vec<String> {
+        let mut seen = Vec::new();
+        walk_restic(repo, root, ignore, &mut |_, path, node| {
+            seen.push(path.to_string());
+            Ok(f(path, node))
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn ignored_subtrees_are_not_walked_again() {
+        let (repo, root, _dir) = snapshot();
+        let mut ignore = HashSet::new();
+        let all = visited(&repo, &root, &mut ignore, |_, _| Visit::Continue(false));
+        assert_eq!(all, ["/a", "/a/x", "/a/y", "/b", "/b/z", "/c"]);
+        assert!(ignore.is_empty());
+
+        // Everything below `a` ignored: `a` is remembered, `b` (with a node kept) is not.
+        let first = visited(&repo, &root, &mut ignore, |p, _| {
+            Visit::Continue(p.starts_with("/a/"))
+        });
+        assert_eq!(first, all);
+        let second = visited(&repo, &root, &mut ignore, |_, _| Visit::Continue(false));
+        assert_eq!(second, ["/b", "/b/z", "/c"]);
+
+        // A directory skipped with the ignore mark is remembered without being entered.
+        let mut ignore = HashSet::new();
+        let skipped = visited(&repo, &root, &mut ignore, |p, node| match p {
+            "/b" => Visit::Skip(true),
+            _ => enter_if(true, node),
+        });
+        assert_eq!(skipped, ["/a", "/a/x", "/a/y", "/b", "/c"]);
+        assert_eq!(ignore.len(), 1);
+
+        // Skip on a file ends its tree; Stop ends the walk.
+        let mut none = HashSet::new();
+        let cut = visited(&repo, &root, &mut none, |p, _| {
+            if p == "/a/x" {
+                Visit::Skip(false)
+            } else {
+                Visit::Continue(false)
+            }
+        });
+        assert_eq!(cut, ["/a", "/a/x", "/b", "/b/z", "/c"]);
+        // As in restic, a tree cut short before any node was kept counts as ignored.
+        assert_eq!(none.len(), 1);
+        let stopped = visited(&repo, &root, &mut HashSet::new(), |p, _| {
+            if p == "/b" {
+                Visit::Stop
+            } else {
+                Visit::Continue(false)
+            }
+        });
+        assert_eq!(stopped, ["/a", "/a/x", "/a/y", "/b"]);
+    }
+
+    #[test]
+    fn walks_below_a_prefix_and_enters_only_chosen_dirs() {
+        let (repo, root, _dir) = snapshot();
+        let mut seen = Vec::new();
+        walk_from(
+            &repo,
+            "sub/dir/",
+            &root,
+            &mut HashSet::new(),
+            &mut |_, path, node| {
+                seen.push(path.to_string());
+                Ok(enter_if(!path.ends_with("/a"), node))
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, ["sub/dir/a", "sub/dir/b", "sub/dir/b/z", "sub/dir/c"]);
     }
 }

@@ -1,35 +1,36 @@
+//! Paths in a snapshot: finding a node by its path, and writing files and trees out.
+
+use std::collections::HashSet;
 use std::io::Write;
 
 use restash_format::{BlobId, BlobType, Node, NodeType};
 
+use crate::treewalk::{walk_from, Visit};
 use crate::{EngineError, Repository, Result};
 
-/// Visits every node below `tree` depth-first in tree order. `prefix` is the path of the
-/// tree itself (`""` for a snapshot root). The callback gets the slash-joined path and the
-/// node, and returns whether to descend into a directory.
-pub fn walk_tree(
+// TODO(lead): only `tree_ahead/tests.rs` still calls this; once it uses
+// `treewalk::walk_restic` (with `treewalk::enter_if`), delete it.
+/// The old byte-path walker's signature over the one walker ([`walk_from`]).
+#[cfg(test)]
+pub(crate) fn walk_tree(
     repo: &Repository,
     tree: &BlobId,
     prefix: &[u8],
     visit: &mut dyn FnMut(&[u8], &Node) -> Result<bool>,
 ) -> Result<()> {
-    let t = repo.load_tree(tree)?;
-    for node in &t.nodes {
-        let mut path = prefix.to_vec();
-        path.push(b'/');
-        path.extend_from_slice(&node.name);
-        let descend = visit(&path, node)?;
-        if descend && node.node_type == NodeType::Dir {
-            let sub = node.subtree.ok_or_else(|| {
-                EngineError::Corrupt(format!(
-                    "dir {} has no subtree",
-                    String::from_utf8_lossy(&path)
-                ))
-            })?;
-            walk_tree(repo, &sub, &path, visit)?;
-        }
-    }
-    Ok(())
+    let prefix = String::from_utf8_lossy(prefix);
+    walk_from(
+        repo,
+        &prefix,
+        tree,
+        &mut HashSet::new(),
+        &mut |_, path, node| {
+            Ok(crate::treewalk::enter_if(
+                visit(path.as_bytes(), node)?,
+                node,
+            ))
+        },
+    )
 }
 
 fn components(path: &str) -> impl Iterator<Item = &str> {
@@ -94,13 +95,13 @@ pub fn dump_tar(repo: &Repository, tree: &BlobId, prefix: &str, out: &mut dyn Wr
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let io = |e| EngineError::io("write tar")(e);
-    walk_tree(
+    walk_from(
         repo,
+        prefix,
         tree,
-        prefix.trim_end_matches('/').as_bytes(),
-        &mut |path, node| {
-            let name =
-                String::from_utf8_lossy(path.strip_prefix(b"/").unwrap_or(path)).into_owned();
+        &mut HashSet::new(),
+        &mut |_, path, node| {
+            let name = path.strip_prefix('/').unwrap_or(path).to_string();
             let mut header = tar::Header::new_gnu();
             header.set_mode(node.unix_permissions());
             header.set_uid(node.uid as u64);
@@ -136,7 +137,7 @@ pub fn dump_tar(repo: &Repository, tree: &BlobId, prefix: &str, out: &mut dyn Wr
                 }
                 _ => {}
             }
-            Ok(true)
+            Ok(Visit::Continue(false))
         },
     )?;
     builder.finish().map_err(io)?;

@@ -19,16 +19,11 @@ fn batch() -> usize {
     4 * rayon::current_num_threads().max(1)
 }
 
-/// The constant part of a pack header: length field plus crypto overhead.
-pub(crate) const HEADER_OVERHEAD: u64 = 4 + restash_crypto::OVERHEAD as u64;
+pub(crate) use crate::pack::HEADER_OVERHEAD;
 
 /// Size of one header entry, as restic's `pack.CalculateEntrySize`.
 pub(crate) fn entry_size(e: &PackEntry) -> u64 {
-    if e.uncompressed_length.is_some() {
-        41
-    } else {
-        37
-    }
+    crate::pack::header_entry_size(e.uncompressed_length.is_some())
 }
 
 /// Decodes the stored bytes of one index file: checks its name, opens and decodes it, and
@@ -111,64 +106,48 @@ impl LoadedIndex {
                 if old {
                     out.old_format.push(id);
                 }
-                out.add_file(id, &file, keep_blobs);
+                out.add_file(id, &file);
                 out.good.push(id);
             }
             Err(e) => out.bad.push((id, e)),
         })?;
+        out.finish(keep_blobs);
         Ok(out)
     }
 
-    /// Whether an identical entry (same pack and place) is known already: restic's merge
-    /// drops such copies, so they count once towards the pack size.
-    fn has_identical(&self, pack: &PackId, e: &PackEntry) -> bool {
-        let Some(first) = self.index.get(&e.id, e.blob_type) else {
-            return false;
-        };
-        let same = |l: &crate::BlobLocation| {
-            self.index.pack_id(l.pack) == *pack
-                && l.offset == e.offset
-                && l.length == e.length
-                && l.uncompressed_length == e.uncompressed_length.unwrap_or(0)
-        };
-        same(&first) || self.index.all(&e.id, e.blob_type).iter().any(same)
+    /// Adds an index file; the packs' sizes and entries are known after [`Self::finish`].
+    pub(crate) fn add_file(&mut self, id: IndexId, file: &IndexFile) {
+        for p in &file.packs {
+            if p.blobs.is_empty() {
+                // restic attributes a pack to an index file only through its blobs.
+                continue;
+            }
+            let has = |t| p.blobs.iter().any(|b| b.blob_type == t);
+            let info = self.packs.entry(p.id).or_default();
+            if !info.indexes.contains(&id) {
+                info.indexes.push(id);
+            }
+            info.mixed |= has(BlobType::Data) && has(BlobType::Tree);
+        }
+        self.index.add_file(file, false);
     }
 
-    pub(crate) fn add_file(&mut self, id: IndexId, file: &IndexFile, keep_blobs: bool) {
-        for p in &file.packs {
-            let (mut data, mut tree) = (false, false);
-            for b in &p.blobs {
-                let e = PackEntry {
-                    blob_type: b.blob_type,
-                    id: b.id,
-                    offset: b.offset,
-                    length: b.length,
-                    uncompressed_length: b.uncompressed_length,
-                };
-                match e.blob_type {
-                    BlobType::Data => data = true,
-                    BlobType::Tree => tree = true,
-                }
-                let dup = self.has_identical(&p.id, &e);
-                let info = self.packs.entry(p.id).or_default();
-                if dup {
-                    continue;
-                }
-                if info.size == 0 {
-                    info.size = HEADER_OVERHEAD;
-                }
-                info.size += e.length as u64 + entry_size(&e);
-                if keep_blobs {
-                    info.blobs.push(e);
-                }
-                self.index.insert(p.id, &e);
+    /// Merges the entries like restic's master index, whose merge drops identical copies
+    /// (so they count once towards a pack's size), and computes each pack's size; with
+    /// `keep_blobs` each pack keeps its distinct entries.
+    pub(crate) fn finish(&mut self, keep_blobs: bool) {
+        self.index.finish();
+        for e in self.index.entries() {
+            let info = self
+                .packs
+                .get_mut(&self.index.pack_id(e.pack))
+                .expect("every indexed pack has its info");
+            if info.size == 0 {
+                info.size = HEADER_OVERHEAD;
             }
-            // restic attributes a pack to an index file only through its blobs.
-            if let Some(info) = self.packs.get_mut(&p.id) {
-                if !p.blobs.is_empty() && !info.indexes.contains(&id) {
-                    info.indexes.push(id);
-                }
-                info.mixed |= data && tree;
+            info.size += e.length as u64 + e.header_size();
+            if keep_blobs {
+                info.blobs.push(e.pack_entry());
             }
         }
     }

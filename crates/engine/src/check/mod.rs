@@ -21,7 +21,7 @@ pub(crate) use index_files::{
 };
 pub(crate) use structure::load_tree;
 pub use structure::TreeError;
-pub use subset::{parse_size, ReadDataSubset, TOTAL_BUCKETS_MAX};
+pub use subset::{ReadDataSubset, TOTAL_BUCKETS_MAX};
 
 use crate::{Repository, Result};
 

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
-use restash_format::{decompress_blob, parse_header, BlobId, PackEntry, PackId, MAX_HEADER_SIZE};
+use restash_format::{PackEntry, PackId, MAX_HEADER_SIZE};
 use sha2::{Digest, Sha256};
 
 use super::index_files::{entry_size, HEADER_OVERHEAD};
 use super::{worker_pool, Reporter};
+use crate::pack::{header_length, open_blob, open_header, BlobFault, HeaderFault};
 use crate::Repository;
 
 /// Bytes read per request: large enough for few round trips, small enough that the
@@ -40,24 +41,16 @@ fn verify_blob(
             handle(e)
         ));
     }
-    let key = repo.key();
-    match e.uncompressed_length {
-        None => key.open_into(raw, out).map_err(|err| err.to_string())?,
-        Some(len) => {
-            key.open_into(raw, scratch).map_err(|err| err.to_string())?;
-            decompress_blob(scratch, len as usize, out)
-                .map_err(|err| format!("decompressing blob {} failed: {err}", handle(e)))?;
-        }
-    }
-    let got = BlobId::hash(out);
-    if got != e.id {
-        return Err(format!(
+    let ulen = e.uncompressed_length.unwrap_or(0);
+    open_blob(repo.key(), &e.id, ulen, raw, scratch, out).map_err(|fault| match fault {
+        BlobFault::Open(err) => err.to_string(),
+        BlobFault::Decompress(err) => format!("decompressing blob {} failed: {err}", handle(e)),
+        BlobFault::Mismatch(got) => format!(
             "read blob {} from {}: wrong data returned, hash is {got}",
             handle(e),
             pack.short()
-        ));
-    }
-    Ok(())
+        ),
+    })
 }
 
 fn go_list(errs: &[String]) -> String {
@@ -190,17 +183,12 @@ pub(crate) fn check_pack(
 /// size on disk (length field included) and its entries.
 fn parse_pack_header(repo: &Repository, tail: &[u8]) -> Result<(u64, Vec<PackEntry>), String> {
     let n = tail.len();
-    if n < 4 {
-        return Err("readHeader: file is too small".into());
-    }
-    let last4: [u8; 4] = tail[n - 4..].try_into().expect("4 bytes");
-    let hl = restash_format::parse_trailer(last4, n as u64).map_err(|e| e.to_string())? as usize;
-    let sealed = &tail[n - 4 - hl..n - 4];
-    let plain = repo
-        .key()
-        .open(sealed)
-        .map_err(|e| format!("header: {e}"))?;
-    let entries = parse_header(&plain).map_err(|e| e.to_string())?;
+    let fault = |f: HeaderFault| match f {
+        HeaderFault::TooShort => "readHeader: file is too small".to_string(),
+        f => f.to_string(),
+    };
+    let hl = header_length(tail, n as u64).map_err(fault)? as usize;
+    let entries = open_header(repo.key(), &tail[n - 4 - hl..n - 4]).map_err(fault)?;
     Ok((hl as u64 + 4, entries))
 }
 
@@ -241,7 +229,7 @@ mod tests {
     use std::sync::Arc;
 
     use restash_backend::LocalBackend;
-    use restash_format::{compress_blob, BlobType, PackBuilder};
+    use restash_format::{compress_blob, BlobId, BlobType, PackBuilder};
 
     use super::*;
 

@@ -42,24 +42,6 @@ fn int_slice(s: &str) -> Option<Vec<u64>> {
         .collect()
 }
 
-/// restic's `parseSizeStr`: a number with an optional b/k/m/g/t suffix (powers of 1024).
-pub fn parse_size(s: &str) -> Option<i64> {
-    let last = *s.as_bytes().last()?;
-    let (num, unit): (&str, i64) = match last {
-        b'b' | b'B' => (&s[..s.len() - 1], 1),
-        b'k' | b'K' => (&s[..s.len() - 1], 1 << 10),
-        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
-        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
-        b't' | b'T' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    let digits = num.strip_prefix(['+', '-']).unwrap_or(num);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    num.parse::<i64>().ok()?.checked_mul(unit)
-}
-
 impl ReadDataSubset {
     /// Parses `--read-data-subset` with restic's rules and messages.
     pub fn parse(s: &str) -> Result<ReadDataSubset> {
@@ -98,7 +80,9 @@ impl ReadDataSubset {
             }
             return Ok(ReadDataSubset::Percent(p));
         }
-        let size = parse_size(s).ok_or_else(invalid)?;
+        // restic 0.14's parseSizeStr reads a signed number: a negative size is refused below,
+        // with the message for sizes, not as an unknown form.
+        let size: i64 = crate::units::parse_bytes(s).map_err(|_| invalid())?;
         if size <= 0 {
             return Err(EngineError::Usage(
                 "check flag --read-data-subset=n n must be above 0".into(),

@@ -80,7 +80,7 @@ pub(crate) fn execute(
         .iter()
         .enumerate()
         .filter(|(_, a)| matches!(a, Action::Remove | Action::Repack))
-        .map(|(n, _)| idx.packs[n].0)
+        .map(|(n, _)| idx.pack_id(n as u32).0)
         .collect();
     opts.check_interrupt()?;
     if !doomed.is_empty() {
@@ -108,7 +108,7 @@ fn repack(
         .filter(|(_, a)| **a == Action::Repack)
         .map(|(n, _)| n as u32)
         .collect();
-    packs.sort_by_key(|n| idx.packs[*n as usize]);
+    packs.sort_by_key(|n| idx.pack_id(*n));
     let total = packs.len() as u64;
     let saver = Saver::new(repo, opts.compression, opts.pack_size, false);
     let chunk = rayon::current_num_threads().max(1) * 2;
@@ -141,10 +141,10 @@ fn repack_one(
     pack: u32,
     entries: &[usize],
 ) -> Result<()> {
-    let pid = idx.packs[pack as usize];
+    let pid = idx.pack_id(pack);
     let h = Handle::new(FileType::Pack, pid);
-    let first = &idx.entries[entries[0]];
-    let last = &idx.entries[*entries.last().expect("not empty")];
+    let first = &idx.entries()[entries[0]];
+    let last = &idx.entries()[*entries.last().expect("not empty")];
     let start = first.offset as u64;
     let end = last.offset as u64 + last.length as u64;
     // One read from the first to the last needed blob, as restic's StreamPack does.
@@ -153,7 +153,7 @@ fn repack_one(
         .read_range(&h, start, end - start)
         .map_err(EngineError::backend(format!("repack: read {h}")))?;
     for &i in entries {
-        let e = &idx.entries[i];
+        let e = &idx.entries()[i];
         let from = (e.offset as u64 - start) as usize;
         let slice = raw.get(from..from + e.length as usize);
         let decoded = match slice {
@@ -166,19 +166,17 @@ fn repack_one(
         let plain = match decoded {
             Ok(p) => p,
             Err(err) => {
-                let others: Vec<usize> = idx
-                    .range(e.blob_type(), &e.id)
-                    .filter(|j| *j != i)
-                    .collect();
+                let others: Vec<usize> =
+                    idx.range(e.blob_type, &e.id).filter(|j| *j != i).collect();
                 match others
                     .iter()
-                    .find_map(|j| idx.read(repo, &idx.entries[*j]).ok())
+                    .find_map(|j| idx.read(repo, &idx.entries()[*j]).ok())
                 {
                     Some(p) => p,
                     None => {
                         return Err(EngineError::Corrupt(format!(
                             "repack: {} blob {} in pack {}: {err}",
-                            e.blob_type().as_str(),
+                            e.blob_type.as_str(),
                             e.id,
                             pid
                         )))
@@ -186,7 +184,7 @@ fn repack_one(
                 }
             }
         };
-        saver.save(e.blob_type(), e.id, &plain)?;
+        saver.save(e.blob_type, e.id, &plain)?;
     }
     Ok(())
 }
@@ -206,11 +204,11 @@ fn write_index(
     } else {
         INDEX_BLOBS_V1
     };
-    let mut order: Vec<u32> = (0..idx.entries.len() as u32)
-        .filter(|&i| plan.actions[idx.entries[i as usize].pack as usize] == Action::Keep)
+    let mut order: Vec<u32> = (0..idx.entries().len() as u32)
+        .filter(|&i| plan.actions[idx.entries()[i as usize].pack as usize] == Action::Keep)
         .collect();
     order.par_sort_unstable_by_key(|&i| {
-        let e = &idx.entries[i as usize];
+        let e = &idx.entries()[i as usize];
         (e.pack, e.offset)
     });
     let total = plan.count(Action::Keep) as u64 + new_packs.len() as u64;
@@ -247,21 +245,21 @@ fn write_index(
     };
     let mut i = 0;
     while i < order.len() {
-        let pack = idx.entries[order[i] as usize].pack;
+        let pack = idx.entries()[order[i] as usize].pack;
         let mut blobs = Vec::new();
-        while i < order.len() && idx.entries[order[i] as usize].pack == pack {
-            let e = &idx.entries[order[i] as usize];
+        while i < order.len() && idx.entries()[order[i] as usize].pack == pack {
+            let e = &idx.entries()[order[i] as usize];
             blobs.push(IndexBlob {
                 id: e.id,
-                blob_type: e.blob_type(),
+                blob_type: e.blob_type,
                 offset: e.offset,
                 length: e.length,
-                uncompressed_length: (e.ulen != 0).then_some(e.ulen),
+                uncompressed_length: (e.uncompressed_length != 0).then_some(e.uncompressed_length),
             });
             i += 1;
         }
         let p = IndexPack {
-            id: idx.packs[pack as usize],
+            id: idx.pack_id(pack),
             blobs,
         };
         push(&mut file, p, &mut blobs_in_file, stats)?;

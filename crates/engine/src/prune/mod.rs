@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use restash_format::{BlobId, Compression, SnapshotId};
 
+use crate::units::{format_bytes, parse_size};
 use crate::{EngineError, RepoLock, Repository, Result};
 
 /// How much unused space may stay behind (restic's `--max-unused`).
@@ -74,24 +75,6 @@ impl MaxUnused {
             MaxUnused::Bytes(b) => b,
         }
     }
-}
-
-/// restic's size strings: digits with an optional b/k/m/g/t suffix (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, shift) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
-        Some('k') => (&s[..s.len() - 1], 10),
-        Some('m') => (&s[..s.len() - 1], 20),
-        Some('g') => (&s[..s.len() - 1], 30),
-        Some('t') => (&s[..s.len() - 1], 40),
-        Some('b') => (&s[..s.len() - 1], 0),
-        _ => (s, 0),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|e| EngineError::Usage(format!("invalid size {s:?}: {e}")))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| EngineError::Usage(format!("size {s:?} is too large")))
 }
 
 /// restic's prune flags.
@@ -329,7 +312,7 @@ pub fn prune(
                     .iter()
                     .enumerate()
                     .filter(|(_, x)| **x == a)
-                    .map(|(n, _)| idx.packs[n].short()),
+                    .map(|(n, _)| idx.pack_id(n as u32).short()),
             )
         };
         out(Msg::Detail(format!(
@@ -382,22 +365,6 @@ fn id_list(ids: impl Iterator<Item = String>) -> String {
     let mut v: Vec<String> = ids.collect();
     v.sort();
     format!("{{{}}}", v.join(" "))
-}
-
-/// restic's `ui.FormatBytes`.
-pub fn format_bytes(n: u64) -> String {
-    let b = n as f64;
-    if n >= 1 << 40 {
-        format!("{:.3} TiB", b / (1u64 << 40) as f64)
-    } else if n >= 1 << 30 {
-        format!("{:.3} GiB", b / (1u64 << 30) as f64)
-    } else if n >= 1 << 20 {
-        format!("{:.3} MiB", b / (1u64 << 20) as f64)
-    } else if n >= 1 << 10 {
-        format!("{:.3} KiB", b / (1u64 << 10) as f64)
-    } else {
-        format!("{n} B")
-    }
 }
 
 fn format_percent(num: u64, den: u64) -> String {
@@ -526,12 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_percentages_are_formatted_like_restic() {
-        assert_eq!(format_bytes(0), "0 B");
-        assert_eq!(format_bytes(1023), "1023 B");
-        assert_eq!(format_bytes(1024), "1.000 KiB");
-        assert_eq!(format_bytes(5 << 20), "5.000 MiB");
-        assert_eq!(format_bytes(3 << 30), "3.000 GiB");
+    fn percentages_are_formatted_like_restic() {
         assert_eq!(format_percent(1, 3), "33.33%");
         assert_eq!(format_percent(0, 0), "");
         assert_eq!(format_percent(5, 4), "100.00%");

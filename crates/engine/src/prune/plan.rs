@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use restash_backend::FileType;
 use restash_format::{BlobType, PackId};
 
-use super::blobs::{BlobIndex, USED};
+use super::blobs::BlobIndex;
 use super::{Msg, PruneOptions, PruneStats};
 use crate::{EngineError, Repository, Result};
 
-/// Pack header overhead: length field plus the header's IV and MAC.
-const HEADER_BASE: u64 = 4 + restash_crypto::OVERHEAD as u64;
+use crate::pack::HEADER_OVERHEAD;
 
 /// What happens to an indexed pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +62,17 @@ fn pack_infos(idx: &mut BlobIndex, stats: &mut PruneStats) -> Vec<PackInfo> {
         PackInfo {
             used_blobs: 0,
             unused_blobs: 0,
-            used_size: HEADER_BASE,
+            used_size: HEADER_OVERHEAD,
             unused_size: 0,
             tpe: PackType::Unset,
             uncompressed: false,
         };
-        idx.packs.len()
+        idx.pack_count()
     ];
-    for e in &idx.entries {
+    for e in idx.entries() {
         let p = &mut infos[e.pack as usize];
         p.used_size += e.header_size();
-        let t = match e.blob_type() {
+        let t = match e.blob_type {
             BlobType::Data => PackType::Data,
             BlobType::Tree => PackType::Tree,
         };
@@ -82,16 +81,16 @@ fn pack_infos(idx: &mut BlobIndex, stats: &mut PruneStats) -> Vec<PackInfo> {
         } else if p.tpe != t {
             p.tpe = PackType::Mixed;
         }
-        if e.ulen == 0 {
+        if e.uncompressed_length == 0 {
             p.uncompressed = true;
         }
     }
     // First pass: statistics, and the plain used/unused blobs.
     let mut duplicates = Vec::new();
     for r in idx.groups() {
-        let used = idx.entries[r.start].flags & USED != 0;
+        let used = idx.entries()[r.start].used;
         for (k, i) in r.clone().enumerate() {
-            let e = &idx.entries[i];
+            let e = &idx.entries()[i];
             let size = e.length as u64;
             if used && k == 0 {
                 stats.size.used += size;
@@ -121,7 +120,7 @@ fn pack_infos(idx: &mut BlobIndex, stats: &mut PruneStats) -> Vec<PackInfo> {
     for r in duplicates {
         let mut count = r.len().min(255);
         for i in r {
-            let e = &idx.entries[i];
+            let e = &idx.entries()[i];
             let size = e.length as u64;
             let p = &mut infos[e.pack as usize];
             if count != 0 && (p.used_blobs > 0 || count == 1) {
@@ -155,9 +154,9 @@ pub(crate) fn plan(
 
     let mut plan = Plan {
         remove_first: Vec::new(),
-        actions: vec![Action::Ignore; idx.packs.len()],
+        actions: vec![Action::Ignore; idx.pack_count()],
     };
-    let mut seen = vec![false; idx.packs.len()];
+    let mut seen = vec![false; idx.pack_count()];
     let pack_size = opts.pack_size as u64;
     let target = if opts.repack_small {
         pack_size / 5 * 4
@@ -168,7 +167,7 @@ pub(crate) fn plan(
     let mut small: Vec<(u32, PackInfo)> = Vec::new();
     for f in &listing {
         let id = PackId(f.id);
-        let Some(&n) = idx.pack_numbers.get(&id) else {
+        let Some(n) = idx.pack_number(&id) else {
             out(Msg::Detail(format!(
                 "will remove pack {} as it is unused and not indexed",
                 id.short()
@@ -224,7 +223,7 @@ pub(crate) fn plan(
     let listed = seen.iter().filter(|s| **s).count() as u64;
     out(Msg::Progress(
         listed,
-        idx.packs.len() as u64,
+        idx.pack_count() as u64,
         "packs processed",
     ));
 
@@ -236,11 +235,11 @@ pub(crate) fn plan(
             continue;
         }
         if p.used_blobs == 0 {
-            ignored.push(idx.packs[n]);
+            ignored.push(idx.pack_id(n as u32));
             stats.blobs.remove += p.unused_blobs;
             stats.size.remove += p.unused_size;
         } else {
-            missing_needed.push(idx.packs[n]);
+            missing_needed.push(idx.pack_id(n as u32));
         }
     }
     if !missing_needed.is_empty() {
@@ -318,28 +317,28 @@ pub(crate) fn plan(
 pub(crate) fn blobs_to_repack(idx: &BlobIndex, plan: &Plan) -> Result<HashMap<u32, Vec<usize>>> {
     let mut out: HashMap<u32, Vec<usize>> = HashMap::new();
     for r in idx.groups() {
-        if idx.entries[r.start].flags & USED == 0 {
+        if !idx.entries()[r.start].used {
             continue;
         }
-        let action = |i: usize| plan.actions[idx.entries[i].pack as usize];
+        let action = |i: usize| plan.actions[idx.entries()[i].pack as usize];
         if r.clone().any(|i| action(i) == Action::Keep) {
             continue;
         }
         match r.clone().find(|&i| action(i) == Action::Repack) {
-            Some(i) => out.entry(idx.entries[i].pack).or_default().push(i),
+            Some(i) => out.entry(idx.entries()[i].pack).or_default().push(i),
             None => {
-                let e = &idx.entries[r.start];
+                let e = &idx.entries()[r.start];
                 return Err(EngineError::Corrupt(format!(
                     "internal error: used {} blob {} would be deleted with its pack {}",
-                    e.blob_type().as_str(),
+                    e.blob_type.as_str(),
                     e.id,
-                    idx.packs[e.pack as usize]
+                    idx.pack_id(e.pack)
                 )));
             }
         }
     }
     for v in out.values_mut() {
-        v.sort_by_key(|&i| idx.entries[i].offset);
+        v.sort_by_key(|&i| idx.entries()[i].offset);
     }
     Ok(out)
 }

@@ -61,11 +61,12 @@ pub fn repair_index(
         rep.info(1, "loading indexes...");
         for_all_index_files(repo, |id, r| {
             match r {
-                Ok((file, _)) => loaded.add_file(id, &file, true),
+                Ok((file, _)) => loaded.add_file(id, &file),
                 Err(e) => rep.warn(&format!("removing invalid index {id}: {e}")),
             }
             obsolete.push(id);
         })?;
+        loaded.finish(true);
     }
     let mut kept: HashMap<PackId, Vec<PackEntry>> = loaded
         .packs
