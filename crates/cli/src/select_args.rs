@@ -69,7 +69,7 @@ impl SelectArgs {
         o.exclude_larger_than = self
             .exclude_larger_than
             .as_deref()
-            .map(restash_engine::prune::parse_size)
+            .map(restash_engine::units::parse_size)
             .transpose()?;
         o.one_file_system = self.one_file_system;
         Ok(())

@@ -87,8 +87,6 @@ pub use lock::{is_stale, unlock, LockPolicy, RepoLock, STALE_AFTER};
 pub use repo::Repository;
 pub use restore::{restore, RestoreOptions, RestoreStats};
 pub use snapshots::{SnapshotEntry, SnapshotFilter, Snapshots, UnreadableSnapshot};
-#[cfg(test)]
-pub(crate) use walk::walk_tree;
 pub use walk::{dump_file, dump_tar, find_node, find_subtree};
 
 /// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").

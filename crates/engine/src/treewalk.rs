@@ -153,7 +153,8 @@ mod tests {
         };
         let mut repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", 2, kdf).unwrap();
         let opts = BackupOptions::new("host");
-        let summary = backup(&mut repo, Source::Paths(vec![root.clone()]), &opts).unwrap();
+        let ctl = crate::events::Control::default();
+        let summary = backup(&mut repo, Source::Paths(vec![root.clone()]), &opts, &ctl).unwrap();
         let snap = repo.load_snapshot(&summary.snapshot_id.unwrap()).unwrap();
         repo.load_index().unwrap();
         // The snapshot's tree holds the absolute path; start at the backed-up directory.

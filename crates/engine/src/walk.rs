@@ -8,31 +8,6 @@ use restash_format::{BlobId, BlobType, Node, NodeType};
 use crate::treewalk::{walk_from, Visit};
 use crate::{EngineError, Repository, Result};
 
-// TODO(lead): only `tree_ahead/tests.rs` still calls this; once it uses
-// `treewalk::walk_restic` (with `treewalk::enter_if`), delete it.
-/// The old byte-path walker's signature over the one walker ([`walk_from`]).
-#[cfg(test)]
-pub(crate) fn walk_tree(
-    repo: &Repository,
-    tree: &BlobId,
-    prefix: &[u8],
-    visit: &mut dyn FnMut(&[u8], &Node) -> Result<bool>,
-) -> Result<()> {
-    let prefix = String::from_utf8_lossy(prefix);
-    walk_from(
-        repo,
-        &prefix,
-        tree,
-        &mut HashSet::new(),
-        &mut |_, path, node| {
-            Ok(crate::treewalk::enter_if(
-                visit(path.as_bytes(), node)?,
-                node,
-            ))
-        },
-    )
-}
-
 fn components(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|c| !c.is_empty() && *c != ".")
 }

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 use super::metrics::Sample;
 use super::termlog::Report;
-use super::{human, Style, Ui};
+use restash_engine::units::format_bytes;
+
+use super::{Style, Ui};
 
 /// restic's `--json` summary message.
 fn summary_json(s: &BackupSummary, dry_run: bool) -> Value {
@@ -57,13 +59,13 @@ pub fn summary(ui: &Ui, s: &BackupSummary, dry_run: bool) {
             );
             println!(
                 "Added to the repository: {} ({} stored)\n",
-                human(s.data_added),
-                human(s.data_added_packed)
+                format_bytes(s.data_added),
+                format_bytes(s.data_added_packed)
             );
             println!(
                 "processed {} files, {} in {:.0}:{:02}",
                 s.total_files_processed,
-                human(s.total_bytes_processed),
+                format_bytes(s.total_bytes_processed),
                 (s.total_duration / 60.0).floor(),
                 (s.total_duration as u64) % 60
             );

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use restash_engine::events::{Control, Counts, Event, EventSink, Phase};
+use restash_engine::units::format_bytes;
 use serde_json::{json, Value};
 
 use crate::global::GlobalOpts;
@@ -198,8 +199,8 @@ impl Ui {
                     percent * 100.0,
                     counts.items_done,
                     counts.items_total,
-                    human(counts.bytes_done),
-                    human(counts.bytes_total),
+                    format_bytes(counts.bytes_done),
+                    format_bytes(counts.bytes_total),
                 );
                 let _ = err.flush();
             }
@@ -287,21 +288,5 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn merge(into: &mut Value, from: Value) {
     if let (Some(a), Value::Object(b)) = (into.as_object_mut(), from) {
         a.extend(b);
-    }
-}
-
-/// restic's `humanize`-style sizes: 1.234 MiB.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.3} {}", UNITS[u])
     }
 }

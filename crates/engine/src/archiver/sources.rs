@@ -87,7 +87,7 @@ pub fn chunker_from_spec(spec: &str) -> Result<Option<ChunkerParams>> {
         "fastcdc" => {
             let v: Vec<u64> = sizes
                 .split(',')
-                .map(crate::prune::parse_size)
+                .map(crate::units::parse_size)
                 .collect::<Result<_>>()?;
             let [min, avg, max] = v[..] else {
                 return Err(EngineError::Usage(

@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -5,7 +6,8 @@ use std::time::Duration;
 use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle, MemoryBackend};
 
 use crate::archiver::{backup, BackupOptions, Source};
-use crate::{walk_tree, Repository};
+use crate::treewalk::{enter_if, walk_restic};
+use crate::Repository;
 
 /// Counts tree reads and how many were in flight at once; each takes a little while, as
 /// a read from a distant store does.
@@ -97,9 +99,9 @@ fn repo_with_snapshot(dir: &std::path::Path) -> (Repository, restash_format::Blo
 
 fn listing(repo: &Repository, root: &restash_format::BlobId) -> Vec<Vec<u8>> {
     let mut paths = Vec::new();
-    walk_tree(repo, root, b"", &mut |p, _| {
-        paths.push(p.to_vec());
-        Ok(true)
+    walk_restic(repo, root, &mut HashSet::new(), &mut |_, p, node| {
+        paths.push(p.as_bytes().to_vec());
+        Ok(enter_if(true, node))
     })
     .unwrap();
     paths

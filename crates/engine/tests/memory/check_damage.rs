@@ -58,7 +58,7 @@ fn pack_with(repo: &Repository, t: BlobType) -> (PackId, BlobId, u32) {
         .index()
         .iter()
         .filter(|(_, bt, _)| *bt == t)
-        .map(|(id, _, loc)| (*id, *loc))
+        .map(|(id, _, loc)| (*id, loc))
         .max_by_key(|(_, loc)| loc.length)
         .expect("a blob of the type");
     (repo.index().pack_id(loc.pack), id, loc.offset)
