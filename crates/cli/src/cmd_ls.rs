@@ -3,7 +3,7 @@ use restash_engine::walk_tree;
 use restash_format::{Node, NodeType};
 use serde_json::json;
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::display::{go_time_string, mode_string, snapshot_json};
 use crate::global::GlobalOpts;
 

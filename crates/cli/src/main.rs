@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod args;
 mod cmd_backup;
 mod cmd_cache;
 mod cmd_cat;
@@ -14,7 +15,6 @@ mod cmd_forget;
 mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
-mod cmd_key_edit;
 mod cmd_ls;
 mod cmd_misc;
 mod cmd_prune;
