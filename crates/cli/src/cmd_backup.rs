@@ -5,7 +5,8 @@ use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_engine::archiver::sources::{chunker_from_spec, targets};
 use restash_engine::archiver::{BackupOptions, JobOptions, Source};
-use restash_engine::events::{Event, EventSink, Phase};
+use restash_engine::events::Phase;
+use restash_engine::forget::{retain_host, Retention};
 use restash_engine::{EngineError, LockPolicy};
 use serde_json::json;
 
@@ -64,7 +65,7 @@ pub struct Args {
     #[arg(long = "forget-lock-wait", default_value = "300")]
     pub forget_lock_wait: u64,
     #[command(flatten)]
-    pub keep: crate::cmd_forget::KeepArgs,
+    pub keep: crate::args::KeepArgs,
 }
 
 /// The snapshot host: `--host`, else the PVC's name (never the pod's host name, which
@@ -144,12 +145,19 @@ fn retention(
     agent: &Agent,
     ui: &Ui,
     host: &str,
-) -> anyhow::Result<crate::cmd_forget::Retention> {
+) -> anyhow::Result<Retention> {
     let repo = g.open()?;
-    let wait = Duration::from_secs(a.forget_lock_wait);
-    let step = ui.step("forget");
-    let r = crate::cmd_forget::forget_host(&repo, host, &a.keep, agent.on, wait, |why| {
-        step.event(&Event::Blocked { reason: why })
+    let lock = LockPolicy {
+        wait: Duration::from_secs(a.forget_lock_wait),
+        ignore_stale: agent.on,
+        ..LockPolicy::default()
+    };
+    let ctl = ui.step("forget").control();
+    let r = retain_host(&repo, host, &a.keep.policy(), &lock, &ctl).map_err(|e| match e {
+        e @ EngineError::Locked(_) => {
+            anyhow::Error::new(e).context("forget: cannot lock the repository exclusively")
+        }
+        e => e.into(),
     })?;
     ui::backup::retention(ui, host, &r);
     Ok(r)

@@ -2,11 +2,12 @@ use std::io::Write;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use restash_backend::{FileType, Handle};
-use restash_engine::{dump_file, dump_tar, find_subtree, EngineError, SnapshotFilter};
-use restash_format::{master_key_json, BlobId, BlobType, Id, KeyFile, Lock, NodeType, Tree};
+use restash_backend::FileType;
+use restash_engine::cat::{find_file, read_blob, read_lock, read_raw, read_tree};
+use restash_engine::{dump_file, dump_tar, EngineError, SnapshotFilter};
+use restash_format::{master_key_json, BlobId, Id, KeyId, NodeType};
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
 use crate::snapsel::resolve;
 
@@ -37,25 +38,6 @@ fn pretty(v: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(v)?)
 }
 
-fn resolve_id(repo: &restash_engine::Repository, t: FileType, prefix: &str) -> anyhow::Result<Id> {
-    if let Ok(id) = Id::parse(prefix) {
-        return Ok(id);
-    }
-    let ids = repo.list_ids(t)?;
-    let mut m = ids
-        .iter()
-        .filter(|i| i.to_hex().starts_with(&prefix.to_ascii_lowercase()));
-    match (m.next(), m.next()) {
-        (Some(id), None) => Ok(*id),
-        (Some(_), Some(_)) => {
-            Err(EngineError::NotFound(format!("multiple IDs with prefix {prefix:?}")).into())
-        }
-        _ => {
-            Err(EngineError::NotFound(format!("no matching ID found for prefix {prefix:?}")).into())
-        }
-    }
-}
-
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let mut repo = g.open()?;
     let need_id = || {
@@ -70,41 +52,37 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             writeln!(out, "{}", pretty(&v)?)?
         }
         "key" => {
-            let id = resolve_id(&repo, FileType::Key, &need_id()?)?;
-            let data = repo.backend().read(&Handle::new(FileType::Key, id))?;
-            writeln!(out, "{}", pretty(&KeyFile::from_json(&data)?)?)?
+            let id = find_file(&repo, FileType::Key, &need_id()?)?;
+            let key = restash_engine::keys::read_key(&repo, KeyId(id))?;
+            writeln!(out, "{}", pretty(&key)?)?
         }
         "snapshot" => {
             let (_, s) = resolve(&repo, &need_id()?, &SnapshotFilter::default())?;
             writeln!(out, "{}", pretty(&s)?)?
         }
         "lock" => {
-            let id = resolve_id(&repo, FileType::Lock, &need_id()?)?;
-            let data = repo.load_unpacked(FileType::Lock, &id)?;
-            writeln!(out, "{}", pretty(&Lock::from_json(&data)?)?)?
+            let id = find_file(&repo, FileType::Lock, &need_id()?)?;
+            writeln!(out, "{}", pretty(&read_lock(&repo, &id)?)?)?
         }
         "index" => {
-            let id = resolve_id(&repo, FileType::Index, &need_id()?)?;
+            let id = find_file(&repo, FileType::Index, &need_id()?)?;
             out.write_all(&repo.load_unpacked(FileType::Index, &id)?)?
         }
         "pack" => {
-            let id = resolve_id(&repo, FileType::Pack, &need_id()?)?;
-            out.write_all(&repo.backend().read(&Handle::new(FileType::Pack, id))?)?
+            let id = find_file(&repo, FileType::Pack, &need_id()?)?;
+            out.write_all(&read_raw(&repo, FileType::Pack, &id)?)?
         }
         "blob" => {
             repo.load_index()?;
             let id = BlobId(Id::parse(&need_id()?)?);
-            let t = if repo.index().has(&id, BlobType::Data) { BlobType::Data } else { BlobType::Tree };
-            out.write_all(&repo.load_blob(&id, t)?)?
+            out.write_all(&read_blob(&repo, &id)?)?
         }
         "tree" => {
             repo.load_index()?;
             let spec = need_id()?;
             let (snap, path) = spec.split_once(':').unwrap_or((&spec, ""));
             let (_, s) = resolve(&repo, snap, &SnapshotFilter::default())?;
-            let tree_id = find_subtree(&repo, &s.tree, path)?;
-            let raw = repo.load_blob(&tree_id, BlobType::Tree)?;
-            Tree::from_bytes(&raw)?;
+            let raw = read_tree(&repo, &s.tree, path)?;
             let v: serde_json::Value = serde_json::from_slice(&raw)?;
             writeln!(out, "{}", pretty(&v)?)?
         }

@@ -6,7 +6,7 @@ use restash_engine::archiver::Saver;
 use restash_engine::copy::{already_copied, by_original, copy_tree, save_copy, CopyState};
 use restash_engine::{RepoLock, Repository};
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::display::go_time_string;
 use crate::global::{GlobalOpts, Secret};
 use crate::snapsel::filtered_snapshots;

@@ -4,7 +4,7 @@ use restash_engine::find::{FindHit, FindOptions, Finder};
 use restash_engine::RepoLock;
 use restash_format::{BlobType, GoTime};
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
 use crate::snapsel::filtered_snapshots;
 use crate::ui::find::{object_pack, Output};

@@ -1,6 +1,4 @@
 use clap::Args as ClapArgs;
-use restash_crypto::KdfParams;
-use restash_engine::Repository;
 
 use crate::global::GlobalOpts;
 
@@ -18,16 +16,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         "2" | "latest" | "stable" => 2,
         other => anyhow::bail!("unsupported repository version {other:?} (use 1 or 2)"),
     };
-    let backend = g.backend()?;
-    // The backend's own description: credentials in the URL are never shown.
-    let location = backend.location();
-    let password = g.new_password()?;
-    let repo = Repository::init(
-        backend,
-        password.0.as_bytes(),
-        version,
-        KdfParams::calibrate(),
-    )?;
+    let (repo, location) = g.init(version)?;
     if g.json {
         println!(
             "{}",

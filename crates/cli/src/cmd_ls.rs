@@ -5,7 +5,7 @@ use restash_engine::treewalk::{enter_if, walk_from};
 use restash_format::{Node, NodeType};
 use serde_json::json;
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::display::{go_time_string, mode_string, snapshot_json};
 use crate::global::GlobalOpts;
 

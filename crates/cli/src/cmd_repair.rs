@@ -1,16 +1,14 @@
 //! `restash repair index|snapshots` and restic 0.14's name `rebuild-index`.
 
 use clap::{Args as ClapArgs, Subcommand};
-use restash_engine::check::Reporter;
 use restash_engine::repair::{
-    repair_index, RepairIndexOptions, RepairSnapshotsOptions, SnapshotRepairer,
+    repair_index, repair_snapshots, RepairIndexOptions, RepairSnapshotsJob, RepairSnapshotsOptions,
 };
-use restash_engine::RepoLock;
+use restash_engine::{LockPolicy, RepoLock};
 
-use crate::cmd_check::CliReporter;
-use crate::cmd_snapshots::FilterArgs;
-use crate::display::go_time_string;
+use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
+use crate::ui::Ui;
 
 /// `restash repair`
 #[derive(ClapArgs, Debug)]
@@ -59,75 +57,35 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
 }
 
 pub fn index(g: &GlobalOpts, a: IndexArgs) -> anyhow::Result<()> {
-    let rep = CliReporter::new(g);
+    let ctl = Ui::new(g, "repair", false).control();
     let repo = g.open()?;
-    let _lock = RepoLock::acquire(&repo, true, false)?;
+    let _lock = RepoLock::take(&repo, true, &LockPolicy::default(), &ctl)?;
     let opts = RepairIndexOptions {
         read_all_packs: a.read_all_packs,
     };
-    repair_index(&repo, &opts, &rep)?;
+    repair_index(&repo, &opts, &ctl)?;
     Ok(())
 }
 
 pub fn snapshots(g: &GlobalOpts, a: SnapshotsArgs) -> anyhow::Result<()> {
-    let rep = CliReporter::new(g);
+    let ctl = Ui::new(g, "repair", false).control();
     let mut repo = g.open()?;
-    let _lock = if a.dry_run {
-        None
-    } else {
-        Some(RepoLock::acquire(&repo, true, false)?)
+    let job = RepairSnapshotsJob {
+        ids: a.ids,
+        filter: a.filter.to_filter(),
+        options: RepairSnapshotsOptions {
+            dry_run: a.dry_run,
+            forget: a.forget,
+        },
     };
-    let all = repo.load_snapshots()?;
-    for bad in all.unreadable() {
-        rep.warn(&format!(
-            "could not load snapshot {}: {}",
-            bad.id.short(),
-            bad.error
-        ));
-    }
-    repo.load_index()?;
-    let filter = a.filter.to_filter();
-    let chosen: Vec<_> = if a.ids.is_empty() {
-        all.readable()
-            .iter()
-            .filter(|(_, s)| filter.matches(s))
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for spec in &a.ids {
-            v.push(all.find(spec, &filter)?);
-        }
-        v
-    };
-    let opts = RepairSnapshotsOptions {
-        dry_run: a.dry_run,
-        forget: a.forget,
-    };
-    let mut repairer = SnapshotRepairer::new(&repo, opts);
-    let mut changed = 0;
-    for (id, snap) in chosen {
-        rep.info(
-            1,
-            &format!(
-                "\nsnapshot {} of [{}] at {})",
-                id.short(),
-                snap.paths.join(" "),
-                go_time_string(&snap.time)
-            ),
-        );
-        match repairer.repair(id, snap, &rep) {
-            Ok(true) => changed += 1,
-            Ok(false) => {}
-            Err(e) => anyhow::bail!("unable to rewrite snapshot ID {:?}: {e}", id.short()),
-        }
-    }
-    rep.info(1, "");
+    let changed = repair_snapshots(&mut repo, &job, &ctl)?;
+    ctl.say(1, "");
     let msg = match (changed, a.dry_run) {
         (0, false) => "no snapshots were modified".to_string(),
         (0, true) => "no snapshots would be modified".to_string(),
         (n, false) => format!("modified {n} snapshots"),
         (n, true) => format!("would modify {n} snapshots"),
     };
-    rep.info(1, &msg);
+    ctl.say(1, &msg);
     Ok(())
 }

@@ -2,7 +2,7 @@ use clap::Args as ClapArgs;
 use restash_engine::restore::{self, RestoreJob};
 use restash_engine::{EngineError, PatternSet, RestoreOptions};
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::exit::{self, Done};
 use crate::global::GlobalOpts;
 use crate::ui::agent::{Agent, AgentArgs};

@@ -1,6 +1,7 @@
 use clap::Args as ClapArgs;
-use restash_engine::SnapshotFilter;
 
+// Re-exported for the commands that still name the filter flags by this path.
+use crate::args::FilterArgs;
 use crate::display::snapshot_json;
 use crate::global::GlobalOpts;
 
@@ -19,48 +20,11 @@ pub struct Args {
     pub compact: bool,
 }
 
-/// restic's snapshot filter flags.
-#[derive(ClapArgs, Debug, Default)]
-pub struct FilterArgs {
-    /// Only consider snapshots of this host (repeatable).
-    #[arg(short = 'H', long = "host")]
-    pub hosts: Vec<String>,
-    /// Only consider snapshots with these tags (comma-separated: all of them; repeat: any).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// Only consider snapshots including this absolute path (repeatable).
-    #[arg(long = "path")]
-    pub paths: Vec<String>,
-}
-
-impl FilterArgs {
-    /// As an engine filter.
-    pub fn to_filter(&self) -> SnapshotFilter {
-        SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: self.paths.clone(),
-        }
-    }
-}
-
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let repo = g.open()?;
-    let all = crate::snapsel::load_all(&repo)?;
-    let filter = a.filter.to_filter();
-    let mut snaps: Vec<_> = if a.ids.is_empty() {
-        all.readable()
-            .iter()
-            .filter(|(_, s)| filter.matches(s))
-            .cloned()
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for spec in &a.ids {
-            v.push(all.find(spec, &filter)?.clone());
-        }
-        v
-    };
+    let mut snaps = crate::snapsel::filtered_snapshots(&repo, &a.filter, &a.ids)?;
+    // restic lists oldest first, whatever order the snapshots were chosen in.
+    snaps.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
     if let Some(n) = a.latest {
         let skip = snaps.len().saturating_sub(n);
         snaps.drain(..skip);

@@ -3,7 +3,7 @@ use restash_engine::stats::{StatsCounter, StatsMode};
 use restash_engine::units::format_bytes_above;
 use restash_engine::RepoLock;
 
-use crate::cmd_snapshots::FilterArgs;
+use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
 use crate::snapsel::filtered_snapshots;
 

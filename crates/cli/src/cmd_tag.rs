@@ -1,17 +1,13 @@
-//! `restash tag`: add, remove or set snapshot tags, as restic 0.14 does it: the changed
-//! snapshot is saved as a new file that remembers its first id in `original`, then the old
-//! file is removed.
+//! `restash tag`: add, remove or set snapshot tags, as restic 0.14 does it.
 
-use anyhow::{bail, Context};
+use std::sync::Arc;
+
 use clap::Args as ClapArgs;
-use restash_backend::{FileType, Handle};
-use restash_engine::forget::{flatten_tag_lists, TagList};
-use restash_engine::{RepoLock, Repository};
-use restash_format::{Snapshot, SnapshotId};
+use restash_engine::events::{Control, Event};
+use restash_engine::tag::{modify, TagOptions};
+use restash_engine::{LockPolicy, SnapshotFilter, TagList};
 
-use crate::cmd_forget::find_filtered;
 use crate::global::GlobalOpts;
-use crate::snapsel::load_all;
 
 /// `restash tag`
 #[derive(ClapArgs, Debug)]
@@ -39,85 +35,39 @@ pub struct Args {
     pub paths: Vec<String>,
 }
 
-fn flat(v: &[String]) -> Vec<String> {
-    let lists: Vec<TagList> = v.iter().map(|t| TagList::parse(t)).collect();
-    flatten_tag_lists(&lists)
-}
-
-/// restic's `changeTags` on a snapshot in memory; true if anything changed. The removal
-/// order (swap with the last tag) is restic's, so the resulting tag order matches.
-pub fn change_tags(s: &mut Snapshot, set: &[String], add: &[String], remove: &[String]) -> bool {
-    if !set.is_empty() {
-        s.tags = set.to_vec();
-        return true;
-    }
-    let mut changed = false;
-    for t in add {
-        if !s.has_tag(t) {
-            s.tags.push(t.clone());
-            changed = true;
-        }
-    }
-    for t in remove {
-        if let Some(i) = s.tags.iter().position(|x| x == t) {
-            s.tags.swap_remove(i);
-            changed = true;
-        }
-    }
-    changed
-}
-
-fn save_changed(repo: &Repository, id: &SnapshotId, s: &mut Snapshot) -> anyhow::Result<()> {
-    if s.original.is_none() {
-        s.original = Some(*id);
-    }
-    repo.save_unpacked(FileType::Snapshot, &s.to_json())
-        .context("save snapshot")?;
-    let h = Handle::new(FileType::Snapshot, *id);
-    repo.backend()
-        .remove(&h)
-        .with_context(|| format!("remove {h}"))?;
-    Ok(())
+fn lists(v: &[String]) -> Vec<TagList> {
+    v.iter().map(|t| TagList::parse(t)).collect()
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
-    if a.set.is_empty() && a.add.is_empty() && a.remove.is_empty() {
-        bail!("nothing to do!");
-    }
-    if !a.set.is_empty() && (!a.add.is_empty() || !a.remove.is_empty()) {
-        bail!("--set and --add/--remove cannot be given at the same time");
-    }
+    let opts = TagOptions {
+        filter: SnapshotFilter::new(&a.hosts, &a.tags, &a.paths),
+        ids: a.ids,
+        set: lists(&a.set),
+        add: lists(&a.add),
+        remove: lists(&a.remove),
+        lock: LockPolicy {
+            skip: g.no_lock,
+            ..LockPolicy::default()
+        },
+    };
+    opts.check()?;
     let repo = g.open()?;
     let verbose = !g.quiet;
-    let _lock = if g.no_lock {
-        None
-    } else {
-        if verbose {
-            println!("create exclusive lock for repository");
-        }
-        Some(RepoLock::acquire(&repo, true, false)?)
-    };
-    let tags: Vec<TagList> = a.tags.iter().map(|t| TagList::parse(t)).collect();
-    let all = load_all(&repo)?;
-    // Flattening drops empty tags, so `--set ''` changes nothing in restic 0.14.
-    let (set, add, remove) = (flat(&a.set), flat(&a.add), flat(&a.remove));
-    let mut changed = 0;
-    for (id, mut s) in find_filtered(&all, &a.hosts, &tags, &a.paths, &a.ids) {
-        if !change_tags(&mut s, &set, &add, &remove) {
-            continue;
-        }
-        match save_changed(&repo, &id, &mut s) {
-            Ok(()) => changed += 1,
-            Err(e) => {
-                eprintln!("unable to modify the tags for snapshot ID \"{id}\", ignoring: {e:#}")
-            }
-        }
+    if verbose && !g.no_lock {
+        println!("create exclusive lock for repository");
     }
+    let ctl = Control::new(Arc::new(|e: &Event<'_>| match e {
+        Event::Warning(w) => eprintln!("{w}"),
+        Event::Error(e) => eprintln!("{e}"),
+        _ => {}
+    }));
+    let summary = modify(&repo, &opts, &ctl)?;
     if verbose {
-        if changed == 0 {
+        if summary.changed.is_empty() {
             println!("no snapshots were modified");
         } else {
-            println!("modified tags on {changed} snapshots");
+            println!("modified tags on {} snapshots", summary.changed.len());
         }
     }
     Ok(())

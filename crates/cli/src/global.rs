@@ -192,6 +192,17 @@ impl GlobalOpts {
         Arc::new(LimitedBackend::new(backend, limits))
     }
 
+    /// Creates the repository named by the flags with a new password; returns it and its
+    /// location as the backend describes it (credentials in the URL are never shown).
+    pub fn init(&self, version: u32) -> anyhow::Result<(Repository, String)> {
+        let backend = self.backend()?;
+        let location = backend.location();
+        let password = self.new_password()?;
+        let kdf = restash_crypto::KdfParams::calibrate();
+        let repo = Repository::init(backend, password.0.as_bytes(), version, kdf)?;
+        Ok((repo, location))
+    }
+
     /// Opens the repository named by the flags, with the local cache unless `--no-cache`;
     /// does not load the index.
     pub fn open(&self) -> anyhow::Result<Repository> {

@@ -2,6 +2,7 @@
 //! variables and exit codes are restic's, so restic users need no new manual.
 #![forbid(unsafe_code)]
 
+mod args;
 mod cmd_backup;
 mod cmd_cache;
 mod cmd_cat;
@@ -13,7 +14,6 @@ mod cmd_forget;
 mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
-mod cmd_key_edit;
 mod cmd_ls;
 mod cmd_misc;
 mod cmd_prune;

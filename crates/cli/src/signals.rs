@@ -17,3 +17,14 @@ pub fn cancel_on(cancel: &Cancel, second_ends: bool) -> anyhow::Result<()> {
     signal_hook::flag::register(SIGTERM, term)?;
     Ok(())
 }
+
+/// Cancels `cancel` as an interrupt on SIGINT and SIGTERM alike (prune stops at a safe
+/// point either way and exits 130, as restic does); a second signal ends the process.
+pub fn interrupt_on(cancel: &Cancel) -> anyhow::Result<()> {
+    let (stop, _) = cancel.flags();
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(())
+}

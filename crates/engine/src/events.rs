@@ -292,6 +292,26 @@ impl Control {
         self.emit(Event::Warning(message));
     }
 
+    /// Sends an error of one item (see [`Event::Error`]).
+    pub fn error(&self, message: &str) {
+        self.emit(Event::Error(message));
+    }
+
+    /// Sends how far `phase` is when the caller counts itself: `done` of `total` (0:
+    /// unknown) `unit`s. Renderers thin these out.
+    pub fn progress(&self, phase: Phase, unit: &'static str, done: u64, total: u64) {
+        self.emit(Event::Progress {
+            phase,
+            unit,
+            counts: Counts {
+                items_total: total,
+                items_done: done,
+                ..Counts::default()
+            },
+            elapsed: self.elapsed(),
+        });
+    }
+
     /// Runs `f` as `phase`, between its started and finished events.
     pub fn phase<T>(&self, phase: Phase, f: impl FnOnce() -> T) -> T {
         self.emit(Event::PhaseStarted(phase));

@@ -1,6 +1,8 @@
-//! restic 0.14's `forget` policy: which snapshots of a group to keep, and why.
+//! restic 0.14's `forget`: which snapshots of a group to keep, and why, and the
+//! operations that remove the others ([`forget()`], and [`retain_host`] for
+//! `backup --forget`).
 //!
-//! Pure logic, no I/O. The semantics follow restic's `internal/restic/snapshot_policy.go`
+//! The policy is pure logic, no I/O. Its semantics follow restic's `internal/restic/snapshot_policy.go`
 //! and `snapshot_group.go` closely, including their quirks: buckets use the wall clock of
 //! the offset a snapshot was written in, a negative count keeps nothing (but still makes the
 //! policy non-empty), `--keep-within*` are measured from the newest snapshot that is not in
@@ -14,7 +16,12 @@ use chrono::{NaiveDateTime, TimeZone, Timelike, Utc};
 use restash_format::Snapshot;
 use serde::Serialize;
 
+pub use crate::snapshots::{flatten_tag_lists, TagList};
 use crate::{EngineError, Result, SnapshotEntry};
+
+#[path = "forget_op.rs"]
+mod op;
+pub use op::{forget, retain_host, ForgetGroup, ForgetOptions, ForgetSummary, Retention};
 
 /// restic's calendar duration (`1y5m7d2h`): each unit is kept separately, as Go's `AddDate`
 /// applies them.
@@ -140,54 +147,6 @@ fn add_date(
     let off2 = chrono::Local.offset_from_utc_datetime(&guess).fix();
     let utc: NaiveDateTime = wall - ChronoDuration::seconds(off2.local_minus_utc().into());
     off2.from_utc_datetime(&utc)
-}
-
-/// A comma-separated tag list (`--keep-tag a,b`, `--tag a,b`): a snapshot matches if it
-/// has all the tags; an empty entry matches a snapshot without tags.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagList(pub Vec<String>);
-
-impl TagList {
-    /// Splits at commas and trims each tag, like restic's `splitTagList`.
-    pub fn parse(s: &str) -> TagList {
-        TagList(s.split(',').map(|t| t.trim().to_string()).collect())
-    }
-
-    /// restic's `Snapshot.HasTags`.
-    pub fn matches(&self, s: &Snapshot) -> bool {
-        for tag in &self.0 {
-            if tag.is_empty() && s.tags.is_empty() {
-                return true;
-            }
-            if !s.has_tag(tag) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-impl fmt::Display for TagList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}]", self.0.join(", "))
-    }
-}
-
-/// All non-empty tags of several lists, in order (restic's `TagLists.Flatten`).
-pub fn flatten_tag_lists(lists: &[TagList]) -> Vec<String> {
-    lists
-        .iter()
-        .flat_map(|l| l.0.iter().filter(|t| !t.is_empty()).cloned())
-        .collect()
-}
-
-/// restic's snapshot selection for `forget` and `tag`: host is any of `hosts`, at least one
-/// of `tags` matches, and every one of `paths` is among the snapshot's paths. Empty lists
-/// select everything.
-pub fn matches_filter(s: &Snapshot, hosts: &[String], tags: &[TagList], paths: &[String]) -> bool {
-    (hosts.is_empty() || hosts.contains(&s.hostname))
-        && (tags.is_empty() || tags.iter().any(|l| l.matches(s)))
-        && paths.iter().all(|p| s.paths.contains(p))
 }
 
 /// Which snapshots to keep (restic's `ExpirePolicy`). Counts are Go ints: 0 turns a rule
@@ -543,6 +502,30 @@ pub struct GroupKey {
     pub paths: Option<Vec<String>>,
     /// Sorted tags, `None` unless grouped by tags or the snapshot has none.
     pub tags: Option<Vec<String>>,
+}
+
+impl GroupKey {
+    /// Whether no field separates this group (no grouping at all).
+    pub fn is_empty(&self) -> bool {
+        self.hostname.is_empty() && self.tags.is_none() && self.paths.is_none()
+    }
+}
+
+/// As restic names a group in `forget -v`: `host [h], tags [a, b], paths [/x, /y]`.
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut info = Vec::new();
+        if !self.hostname.is_empty() {
+            info.push(format!("host [{}]", self.hostname));
+        }
+        if let Some(t) = &self.tags {
+            info.push(format!("tags [{}]", t.join(", ")));
+        }
+        if let Some(p) = &self.paths {
+            info.push(format!("paths [{}]", p.join(", ")));
+        }
+        f.write_str(&info.join(", "))
+    }
 }
 
 /// restic's `GroupSnapshots`. Like restic, each snapshot's paths are sorted in place (and

@@ -1,11 +1,13 @@
-//! restic's `key add|remove|passwd`: key files sealing the same master key under other
-//! passwords.
+//! restic's `key list|add|remove|passwd`: key files sealing the same master key under
+//! other passwords. [`add`], [`remove`] and [`passwd`] are the operations, each under
+//! restic's lock (shared for adding, exclusive for the others).
 
 use restash_backend::{Backend, FileType, Handle};
 use restash_crypto::KdfParams;
 use restash_format::{KeyFile, KeyId};
 
-use crate::{whoami, EngineError, Repository, Result};
+use crate::events::Control;
+use crate::{whoami, EngineError, LockPolicy, RepoLock, Repository, Result};
 
 /// A key file that cannot be used, and why.
 #[derive(Debug)]
@@ -50,6 +52,11 @@ fn read_key_file(backend: &dyn Backend, id: KeyId, check_name: bool) -> Result<K
     Ok(kf)
 }
 
+/// Reads and decodes the key file `id` of `repo` (`cat key`).
+pub fn read_key(repo: &Repository, id: KeyId) -> Result<KeyFile> {
+    load_key_file(repo.backend().as_ref(), id)
+}
+
 /// A decoded key file with its id.
 pub type KeyEntry = (KeyId, KeyFile);
 
@@ -77,6 +84,17 @@ pub fn add_key(
     host: &str,
     kdf: KdfParams,
 ) -> Result<KeyId> {
+    add_key_file(repo, password, user, host, kdf).map(|(id, _)| id)
+}
+
+/// [`add_key`], returning the new key file as it was read back.
+fn add_key_file(
+    repo: &Repository,
+    password: &[u8],
+    user: &str,
+    host: &str,
+    kdf: KdfParams,
+) -> Result<KeyEntry> {
     let user = if user.is_empty() {
         whoami::user_name()
     } else {
@@ -95,16 +113,18 @@ pub fn add_key(
     repo.backend()
         .write(&h, &bytes)
         .map_err(EngineError::backend("creating new key failed"))?;
-    if let Err(e) = verify_key(repo, &id, password) {
-        let _ = repo.backend().remove(&h);
-        return Err(EngineError::Corrupt(format!(
-            "failed to access repository with new key: {e}"
-        )));
+    match verify_key(repo, &id, password) {
+        Ok(kf) => Ok((id, kf)),
+        Err(e) => {
+            let _ = repo.backend().remove(&h);
+            Err(EngineError::Corrupt(format!(
+                "failed to access repository with new key: {e}"
+            )))
+        }
     }
-    Ok(id)
 }
 
-fn verify_key(repo: &Repository, id: &KeyId, password: &[u8]) -> Result<()> {
+fn verify_key(repo: &Repository, id: &KeyId, password: &[u8]) -> Result<KeyFile> {
     let kf = load_key_file(repo.backend().as_ref(), *id)?;
     let key = kf
         .open(password)
@@ -115,7 +135,7 @@ fn verify_key(repo: &Repository, id: &KeyId, password: &[u8]) -> Result<()> {
         .map_err(EngineError::backend("read config"))?;
     key.open(&sealed)
         .map_err(|e| EngineError::Corrupt(format!("config: {e}")))?;
-    Ok(())
+    Ok(kf)
 }
 
 /// Resolves a key id prefix like restic's `restic.Find`.
@@ -151,10 +171,130 @@ pub fn remove_key(repo: &Repository, id: &KeyId) -> Result<()> {
 /// restic's `key passwd`: a new key for `password` (current user and host), then the
 /// key in use is removed. Returns the new key's id.
 pub fn change_password(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
-    let id = add_key(repo, password, "", "", kdf)?;
+    change_password_file(repo, password, kdf).map(|(id, _)| id)
+}
+
+fn change_password_file(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<KeyEntry> {
+    let added = add_key_file(repo, password, "", "", kdf)?;
     let old = Handle::new(FileType::Key, repo.key_id());
     repo.backend()
         .remove(&old)
         .map_err(EngineError::backend(format!("remove {old}")))?;
+    Ok(added)
+}
+
+/// Who a new key is for and how its password is stretched.
+#[derive(Debug, Clone)]
+pub struct NewKeyOptions {
+    /// The user name recorded in the key file (empty: the current user).
+    pub user: String,
+    /// The host name recorded in the key file (empty: this host).
+    pub host: String,
+    /// The scrypt parameters (`KdfParams::calibrate()` for restic's).
+    pub kdf: KdfParams,
+    /// How the lock is taken.
+    pub lock: LockPolicy,
+}
+
+/// The new password, asked for only once the lock is held (as restic asks), so nobody
+/// types a password for a repository that then turns out to be locked.
+pub type PasswordSource<'a> = &'a mut dyn FnMut() -> Result<Vec<u8>>;
+
+/// Runs `f` with the password from `password`, which is overwritten afterwards.
+fn with_password<T>(password: PasswordSource<'_>, f: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    let mut pw = password()?;
+    let out = f(&pw);
+    pw.iter_mut().for_each(|b| *b = 0);
+    std::hint::black_box(&pw);
+    out
+}
+
+/// restic's `key add` under a shared lock: a new key file for the password `password`
+/// gives, sealing the repository's master key. Returns the new key, read back and checked.
+pub fn add(
+    repo: &Repository,
+    opts: &NewKeyOptions,
+    password: PasswordSource<'_>,
+    ctl: &Control,
+) -> Result<KeyEntry> {
+    let _lock = RepoLock::take(repo, false, &opts.lock, ctl)?;
+    with_password(password, |pw| {
+        add_key_file(repo, pw, &opts.user, &opts.host, opts.kdf)
+    })
+}
+
+/// restic's `key passwd` under an exclusive lock: a key for the new password (current
+/// user and host, whatever `opts` says, as restic), then the key in use is removed.
+pub fn passwd(
+    repo: &Repository,
+    opts: &NewKeyOptions,
+    password: PasswordSource<'_>,
+    ctl: &Control,
+) -> Result<KeyEntry> {
+    let _lock = RepoLock::take(repo, true, &opts.lock, ctl)?;
+    with_password(password, |pw| change_password_file(repo, pw, opts.kdf))
+}
+
+/// restic's `key remove` under an exclusive lock: the key named by the id prefix `prefix`,
+/// never the one in use. Returns the removed key's id.
+pub fn remove(repo: &Repository, prefix: &str, lock: &LockPolicy, ctl: &Control) -> Result<KeyId> {
+    let _lock = RepoLock::take(repo, true, lock, ctl)?;
+    let id = find_key(repo, prefix)?;
+    remove_key(repo, &id)?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshots::testing::memory_repo;
+
+    fn opts() -> NewKeyOptions {
+        NewKeyOptions {
+            user: "u".into(),
+            host: "h".into(),
+            kdf: KdfParams {
+                n: 1024,
+                r: 8,
+                p: 1,
+            },
+            lock: LockPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn keys_are_added_changed_and_removed_under_locks() {
+        let repo = memory_repo();
+        let ctl = Control::default();
+        let (id, kf) = add(&repo, &opts(), &mut || Ok(b"second".to_vec()), &ctl).expect("add");
+        assert_eq!((kf.username.as_str(), kf.hostname.as_str()), ("u", "h"));
+        assert_eq!(read_key(&repo, id).expect("read").username, "u");
+        let (all, bad) = load_all_keys(&repo).expect("list");
+        assert_eq!((all.len(), bad.len()), (2, 0));
+
+        // The password is asked for only once the lock is held.
+        let other = RepoLock::acquire(&repo, false, false).expect("lock");
+        let mut asked = false;
+        let err = passwd(
+            &repo,
+            &opts(),
+            &mut || {
+                asked = true;
+                Ok(b"third".to_vec())
+            },
+            &ctl,
+        )
+        .expect_err("locked");
+        assert!(matches!(err, EngineError::Locked(_)) && !asked, "{err}");
+        let err = remove(&repo, &id.to_hex()[..8], &LockPolicy::default(), &ctl);
+        assert!(matches!(err, Err(EngineError::Locked(_))));
+        other.release();
+
+        let current = repo.key_id().to_hex();
+        let err = remove(&repo, &current, &LockPolicy::default(), &ctl).expect_err("in use");
+        assert!(err.to_string().contains("refusing"), "{err}");
+        let gone = remove(&repo, &id.to_hex()[..8], &LockPolicy::default(), &ctl).expect("rm");
+        assert_eq!(gone, id);
+        assert_eq!(load_all_keys(&repo).expect("list").0.len(), 1);
+    }
 }

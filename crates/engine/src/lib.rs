@@ -53,6 +53,7 @@
 mod ahead;
 pub mod archiver;
 pub mod cache;
+pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod diff;
@@ -73,6 +74,7 @@ mod repo;
 pub mod restore;
 mod snapshots;
 pub mod stats;
+pub mod tag;
 mod tree_ahead;
 pub mod treewalk;
 pub mod units;
@@ -86,7 +88,10 @@ pub use lock::remove_stale;
 pub use lock::{is_stale, unlock, LockPolicy, RepoLock, STALE_AFTER};
 pub use repo::Repository;
 pub use restore::{restore, RestoreOptions, RestoreStats};
-pub use snapshots::{SnapshotEntry, SnapshotFilter, Snapshots, UnreadableSnapshot};
+pub use snapshots::{
+    flatten_tag_lists, select_snapshots, Ignored, Selection, SnapshotEntry, SnapshotFilter,
+    Snapshots, TagList, UnreadableSnapshot,
+};
 pub use walk::{dump_file, dump_tar, find_node, find_subtree};
 
 /// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").

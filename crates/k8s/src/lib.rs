@@ -1,5 +1,7 @@
 //! Kubernetes manifests that run restash for JupyterHub user volumes, as JSON values, and a
-//! small YAML emitter for them. Pure functions: no I/O, no clock, no cluster access.
+//! small YAML emitter for them. The builders are pure functions: no I/O, no clock, no
+//! cluster access. A [`request::Request`] (the flags of `restash k8s …`) builds them with
+//! each job's defaults, reading only the PVC lists and secret files it names.
 //!
 //! * [`secret`]: the Secret holding `RESTIC_PASSWORD`, `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY` (and optionally `RESTIC_REPOSITORY`).
@@ -38,9 +40,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod build;
 mod manifests;
 mod names;
 mod pod;
+pub mod request;
 mod schedule;
 #[cfg(test)]
 mod tests;
@@ -115,6 +119,28 @@ pub enum K8sError {
     /// Nothing to generate.
     #[error("no PVC given")]
     NoVolumes,
+    /// A request that cannot be carried out as given (flags that contradict or lack
+    /// something); the message says what to give instead.
+    #[error("{0}")]
+    Usage(String),
+    /// A file the request names could not be read.
+    #[error("{context}: {source}")]
+    Input {
+        /// What was being read.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PVC list holds an entry that is not a PVC.
+    #[error("in PVC list {list}: {source}")]
+    InList {
+        /// The list's file name (`-`: stdin).
+        list: String,
+        /// What is wrong with the entry.
+        #[source]
+        source: Box<K8sError>,
+    },
 }
 
 /// Which identity the job's process has.

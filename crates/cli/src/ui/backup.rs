@@ -1,8 +1,8 @@
 //! How a backup's results look: restic's summary text, its `--json` summary, the agent's
 //! log lines, and the agent's termination report and metrics.
 
-use crate::cmd_forget::Retention;
 use restash_engine::archiver::BackupSummary;
+use restash_engine::forget::Retention;
 use restash_engine::EngineError;
 use serde_json::{json, Value};
 

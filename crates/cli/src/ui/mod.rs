@@ -8,6 +8,7 @@ pub mod agent;
 pub mod backup;
 pub mod find;
 pub mod log;
+mod maint;
 pub mod metrics;
 pub mod restore;
 pub mod termlog;
@@ -61,6 +62,13 @@ pub struct Ui {
     selected: Mutex<Option<(String, String)>>,
     /// The directory a restore writes to, for its first line.
     pub target: Mutex<Option<String>>,
+    /// restic's verbosity: 0 with `-q`, 1 by default, 2 with `-v`.
+    verbosity: u8,
+    /// Check's live progress line on an interactive stderr.
+    live_line: bool,
+    line: Mutex<maint::Line>,
+    /// When the current step of a maintenance command began (its last message).
+    phase_start: Mutex<Instant>,
 }
 
 impl Ui {
@@ -92,6 +100,10 @@ impl Ui {
             command,
             bar,
             progress_every,
+            verbosity: if g.quiet { 0 } else { 1 + g.verbose },
+            live_line: !g.quiet && !g.json && std::io::stderr().is_terminal(),
+            line: Mutex::new(maint::Line::default()),
+            phase_start: Mutex::new(Instant::now()),
             last_progress: Mutex::new(Instant::now()),
             counts: Mutex::new(Counts::default()),
             announce: Mutex::new(None),
@@ -109,6 +121,10 @@ impl Ui {
             command,
             bar: false,
             progress_every: None,
+            verbosity: self.verbosity,
+            live_line: self.live_line,
+            line: Mutex::new(maint::Line::default()),
+            phase_start: Mutex::new(Instant::now()),
             last_progress: Mutex::new(Instant::now()),
             counts: Mutex::new(Counts::default()),
             announce: Mutex::new(None),
@@ -242,6 +258,28 @@ impl Ui {
 
 impl EventSink for Ui {
     fn event(&self, event: &Event<'_>) {
+        if maint::is_maintenance(self.command) {
+            match event {
+                Event::Message { level, text } => maint::message(self, *level, text),
+                Event::Warning(t) | Event::Error(t) => maint::problem(self, t),
+                Event::Progress { unit, counts, .. } => {
+                    maint::progress(self, unit, counts.items_done, counts.items_total)
+                }
+                Event::PhaseFinished(_) => maint::phase_finished(self),
+                Event::Selected { id, snapshot } => maint::message(
+                    self,
+                    1,
+                    &format!(
+                        "\nsnapshot {} of [{}] at {})",
+                        id.short(),
+                        snapshot.paths.join(" "),
+                        crate::display::go_time_string(&snapshot.time)
+                    ),
+                ),
+                _ => {}
+            }
+            return;
+        }
         match event {
             Event::PhaseStarted(p) => self.phase_started(*p),
             Event::PhaseFinished(p) => self.phase_finished(*p),
@@ -268,6 +306,7 @@ impl EventSink for Ui {
                     eprintln!("{what}: {reason}");
                 }
             }
+            Event::Message { level, text } if self.verbosity >= *level => println!("{text}"),
             Event::Warning(w) => {
                 if self.agent_json() {
                     self.log.warn(w, json!({}));

@@ -4,7 +4,7 @@
 //! every blob and header.
 //!
 //! Messages are restic's, so scripts and people reading them need nothing new. They go to
-//! a [`Reporter`]: the CLI decides where each one is printed.
+//! the run's [`Control`] as events: the CLI decides where each one is printed.
 
 mod index_files;
 mod read_data;
@@ -23,21 +23,8 @@ pub(crate) use structure::load_tree;
 pub use structure::TreeError;
 pub use subset::{ReadDataSubset, TOTAL_BUCKETS_MAX};
 
+use crate::events::Control;
 use crate::{Repository, Result};
-
-/// Where `check` and `repair` send their messages. restic prints some always (`Printf`),
-/// some only when not quiet (`Verbosef`, level 1) or with `-vv` (level 2), and errors and
-/// warnings on stderr.
-pub trait Reporter: Sync {
-    /// Normal output (stdout), shown at verbosity `level` and above (0 = always).
-    fn info(&self, level: u8, msg: &str);
-    /// A problem (stderr).
-    fn warn(&self, msg: &str);
-    /// Progress of a phase: `done` of `total` (0 = unknown) items of `unit`.
-    fn progress(&self, _unit: &str, _done: u64, _total: u64) {}
-    /// The current progress phase is over.
-    fn progress_done(&self) {}
-}
 
 /// A thread pool for work that waits on the backend as much as on the CPU, sized like
 /// restic's (connections plus cores). `None` when threads cannot be started; callers then
@@ -85,28 +72,24 @@ fn sorted_ids<T: Ord + Copy>(set: impl IntoIterator<Item = T>) -> Vec<T> {
 
 /// Runs restic's check on `repo` (whose index it loads and keeps). `Err` is returned for
 /// what stops restic early (index files that do not load: "LoadIndex returned errors").
-pub fn check(
-    repo: &mut Repository,
-    opts: &CheckOptions,
-    rep: &dyn Reporter,
-) -> Result<CheckOutcome> {
+pub fn check(repo: &mut Repository, opts: &CheckOptions, rep: &Control) -> Result<CheckOutcome> {
     let mut out = CheckOutcome::default();
     let snapshot_ids = repo.list_ids(restash_backend::FileType::Snapshot)?;
     // restic does not look at key files here, but a damaged one locks out whoever's
     // password it holds: better learnt now than at restore time.
     for id in repo.list_ids(restash_backend::FileType::Key)? {
         if let Err(e) = crate::keys::verify_key_file(repo.backend().as_ref(), KeyId(id)) {
-            rep.warn(&format!("error: {e}"));
+            rep.error(&format!("error: {e}"));
             out.errors_found = true;
             out.damaged_keys.push(KeyId(id));
         }
     }
-    rep.info(1, "load indexes");
+    rep.say(1, "load indexes");
     let loaded = LoadedIndex::load(repo, opts.read_data.is_some())?;
     let mut suggest_rebuild = false;
     let mut mixed = false;
     for id in &loaded.old_format {
-        rep.info(0, &format!("index {id} has old format"));
+        rep.say(0, &format!("index {id} has old format"));
         suggest_rebuild = true;
     }
     for id in sorted_ids(loaded.packs.keys().copied()) {
@@ -116,7 +99,7 @@ pub fn check(
                 .iter()
                 .map(|i| i.short())
                 .collect();
-            rep.info(
+            rep.say(
                 0,
                 &format!(
                     "pack {id} contained in several indexes: {{{}}}",
@@ -126,7 +109,7 @@ pub fn check(
             suggest_rebuild = true;
         }
         if info.mixed {
-            rep.info(
+            rep.say(
                 0,
                 &format!("pack {} contains a mix of tree and data blobs", id.short()),
             );
@@ -134,17 +117,17 @@ pub fn check(
         }
     }
     if suggest_rebuild {
-        rep.info(
+        rep.say(
             0,
             "This is non-critical, you can run `restic rebuild-index' to correct this",
         );
     }
     if mixed {
-        rep.info(0, "Mixed packs with tree and data blobs are non-critical, you can run `restic prune` to correct this.");
+        rep.say(0, "Mixed packs with tree and data blobs are non-critical, you can run `restic prune` to correct this.");
     }
     if !loaded.bad.is_empty() {
         for (id, e) in &loaded.bad {
-            rep.warn(&format!("error: error loading index {id}: {e}"));
+            rep.error(&format!("error: error loading index {id}: {e}"));
         }
         return Err(crate::EngineError::Corrupt(
             "LoadIndex returned errors".into(),
@@ -155,7 +138,7 @@ pub fn check(
     } = loaded;
     repo.set_index(index);
 
-    rep.info(1, "check all packs");
+    rep.say(1, "check all packs");
     let listed = repo
         .backend()
         .list(restash_backend::FileType::Pack)
@@ -166,11 +149,11 @@ pub fn check(
         let size = packs[&id].size;
         match on_disk.remove(&id) {
             None => {
-                rep.warn(&format!("pack {id}: does not exist"));
+                rep.error(&format!("pack {id}: does not exist"));
                 out.broken_packs.push(id);
             }
             Some(s) if s != size => {
-                rep.warn(&format!(
+                rep.error(&format!(
                     "pack {id}: unexpected file size: got {s}, expected {size}"
                 ));
                 out.broken_packs.push(id);
@@ -181,10 +164,10 @@ pub fn check(
     out.errors_found |= !out.broken_packs.is_empty();
     out.orphaned_packs = sorted_ids(on_disk.into_keys());
     for id in &out.orphaned_packs {
-        rep.info(1, &format!("pack {id}: not referenced in any index"));
+        rep.say(1, &format!("pack {id}: not referenced in any index"));
     }
     if !out.orphaned_packs.is_empty() {
-        rep.info(1, &format!("{} additional files were found in the repo, which likely contain duplicate data.\nThis is non-critical, you can run `restic prune` to correct this.", out.orphaned_packs.len()));
+        rep.say(1, &format!("{} additional files were found in the repo, which likely contain duplicate data.\nThis is non-critical, you can run `restic prune` to correct this.", out.orphaned_packs.len()));
     }
 
     out.leftovers = crate::leftovers::list(repo)?;
@@ -195,7 +178,7 @@ pub fn check(
             .iter()
             .map(|l| format!("  {}", crate::leftovers::describe(l, now)))
             .collect();
-        rep.info(
+        rep.say(
             0,
             &format!(
                 "{} temporary files were left by interrupted writes:\n{}\n\
@@ -207,13 +190,13 @@ pub fn check(
         );
     }
 
-    rep.info(1, "check snapshots, trees and blobs");
+    rep.say(1, "check snapshots, trees and blobs");
     let mut roots = Vec::new();
     for id in &snapshot_ids {
         match repo.load_snapshot(&SnapshotId(*id)) {
             Ok(s) => roots.push(s.tree),
             Err(e) => {
-                rep.warn(&format!("error: {e}"));
+                rep.error(&format!("error: {e}"));
                 out.errors_found = true;
             }
         }
@@ -235,7 +218,7 @@ pub fn check(
             .collect();
         unused.sort();
         for (t, id) in &unused {
-            rep.info(1, &format!("unused blob <{}/{}>", t.as_str(), id.short()));
+            rep.say(1, &format!("unused blob <{}/{}>", t.as_str(), id.short()));
         }
         out.errors_found |= !unused.is_empty();
     }
@@ -244,7 +227,7 @@ pub fn check(
     if let Some(subset) = opts.read_data {
         let sizes: HashMap<PackId, u64> = packs.iter().map(|(id, p)| (*id, p.size)).collect();
         let selected = subset.select(&sizes)?;
-        rep.info(1, &subset.describe(selected.len(), sizes.len()));
+        rep.say(1, &subset.describe(selected.len(), sizes.len()));
         let jobs: Vec<_> = selected
             .iter()
             .filter_map(|id| packs.remove(id).map(|p| (*id, p.size, p.blobs)))
@@ -253,7 +236,7 @@ pub fn check(
         out.packs_read = selected;
     }
     if !out.errors_found {
-        rep.info(1, "no errors were found");
+        rep.say(1, "no errors were found");
     }
     Ok(out)
 }

@@ -11,7 +11,8 @@ use restash_format::{PackEntry, PackId, MAX_HEADER_SIZE};
 use sha2::{Digest, Sha256};
 
 use super::index_files::{entry_size, HEADER_OVERHEAD};
-use super::{worker_pool, Reporter};
+use super::worker_pool;
+use crate::events::{Control, Event, Phase};
 use crate::pack::{header_length, open_blob, open_header, BlobFault, HeaderFault};
 use crate::Repository;
 
@@ -197,30 +198,30 @@ fn parse_pack_header(repo: &Repository, tail: &[u8]) -> Result<(u64, Vec<PackEnt
 pub(crate) fn read_packs(
     repo: &Repository,
     packs: Vec<(PackId, u64, Vec<PackEntry>)>,
-    rep: &dyn Reporter,
+    rep: &Control,
 ) -> bool {
     let total = packs.len() as u64;
     let done = AtomicU64::new(0);
     let bad = AtomicU64::new(0);
-    rep.progress("packs", 0, total);
+    rep.progress(Phase::ReadData, "packs", 0, total);
     let run = || {
         packs.into_par_iter().for_each(|(id, size, blobs)| {
             let errs = check_pack(repo, &id, size, blobs);
             if !errs.is_empty() {
                 bad.fetch_add(1, Ordering::Relaxed);
                 for e in errs {
-                    rep.warn(&e);
+                    rep.error(&e);
                 }
             }
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-            rep.progress("packs", d, total);
+            rep.progress(Phase::ReadData, "packs", d, total);
         })
     };
     match worker_pool() {
         Some(pool) => pool.install(run),
         None => run(),
     }
-    rep.progress_done();
+    rep.emit(Event::PhaseFinished(Phase::ReadData));
     bad.load(Ordering::Relaxed) > 0
 }
 

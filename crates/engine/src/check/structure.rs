@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use restash_format::{go_quote, BlobId, BlobType, NodeType, Tree};
 
-use super::{worker_pool, Reporter};
+use super::worker_pool;
+use crate::events::{Control, Event, Phase};
 use crate::Repository;
 
 /// A tree and what is wrong with it, printed as restic's `TreeError`.
@@ -108,7 +109,7 @@ pub(crate) fn load_tree(repo: &Repository, id: &BlobId) -> Result<Tree, String> 
 
 struct Walk<'a> {
     repo: &'a Repository,
-    rep: &'a dyn Reporter,
+    rep: &'a Control,
     seen: Mutex<HashSet<BlobId>>,
     data_refs: Option<&'a Mutex<HashSet<BlobId>>>,
     // Outstanding trees per snapshot: a snapshot is done when its count reaches zero.
@@ -122,7 +123,7 @@ impl Walk<'_> {
     fn root_done(&self, root: usize) {
         if self.outstanding[root].fetch_sub(1, Ordering::AcqRel) == 1 {
             let d = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-            self.rep.progress("snapshots", d, self.total);
+            self.rep.progress(Phase::Check, "snapshots", d, self.total);
         }
     }
 
@@ -144,7 +145,7 @@ impl Walk<'_> {
         };
         if !errors.is_empty() {
             self.errors.fetch_add(1, Ordering::Relaxed);
-            self.rep.warn(&TreeError { id, errors }.render());
+            self.rep.error(&TreeError { id, errors }.render());
         }
         self.root_done(root);
     }
@@ -156,7 +157,7 @@ pub(crate) fn check_trees(
     repo: &Repository,
     roots: &[BlobId],
     data_refs: Option<&Mutex<HashSet<BlobId>>>,
-    rep: &dyn Reporter,
+    rep: &Control,
 ) -> (bool, HashSet<BlobId>) {
     let walk = Walk {
         repo,
@@ -168,7 +169,7 @@ pub(crate) fn check_trees(
         total: roots.len() as u64,
         errors: AtomicU64::new(0),
     };
-    rep.progress("snapshots", 0, walk.total);
+    rep.progress(Phase::Check, "snapshots", 0, walk.total);
     let run = || {
         rayon::scope(|s| {
             for (i, root) in roots.iter().enumerate() {
@@ -187,7 +188,7 @@ pub(crate) fn check_trees(
         Some(pool) => pool.install(run),
         None => run(),
     }
-    rep.progress_done();
+    rep.emit(Event::PhaseFinished(Phase::Check));
     let errors = walk.errors.load(Ordering::Relaxed) > 0;
     (errors, walk.seen.into_inner().expect("seen"))
 }

@@ -118,7 +118,7 @@ impl BlobIndex {
         &mut self,
         repo: &Repository,
         roots: &[BlobId],
-        opts: &super::PruneOptions,
+        cancel: &crate::events::Cancel,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<(BlobType, BlobId)>> {
         let mut missing = Vec::new();
@@ -139,7 +139,7 @@ impl BlobIndex {
             visit_tree(self, root, &mut frontier, &mut missing);
         }
         while !frontier.is_empty() {
-            opts.check_interrupt()?;
+            cancel.check()?;
             let trees: Vec<Result<Tree>> = frontier
                 .par_iter()
                 .map(|r| {

@@ -17,8 +17,9 @@ use restash_format::{Id, IndexBlob, IndexFile, IndexPack};
 
 use super::blobs::BlobIndex;
 use super::plan::{blobs_to_repack, Action, Plan};
-use super::{crash_point, Msg, PruneOptions, PruneStats};
+use super::{crash_point, say, Msg, PruneOptions, PruneStats};
 use crate::archiver::saver::Saver;
+use crate::events::Control;
 use crate::{EngineError, Repository, Result};
 
 /// restic 0.14 starts a new index file after this many blobs (v2; 50 000 in v1).
@@ -31,10 +32,10 @@ pub(crate) fn execute(
     plan: &Plan,
     opts: &PruneOptions,
     stats: &mut PruneStats,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<()> {
     if !plan.remove_first.is_empty() {
-        out(Msg::Info("deleting unreferenced packs".into()));
+        say(out, Msg::Info("deleting unreferenced packs".into()));
         let ids: Vec<Id> = plan.remove_first.iter().map(|p| p.0).collect();
         delete_files(repo, FileType::Pack, &ids, false, stats, out)?;
         crash_point("unref");
@@ -43,7 +44,7 @@ pub(crate) fn execute(
     let mut new_files: Vec<Id> = Vec::new();
     let mut new_packs: Vec<IndexPack> = Vec::new();
     if plan.actions.contains(&Action::Repack) {
-        out(Msg::Info("repacking packs".into()));
+        say(out, Msg::Info("repacking packs".into()));
         repack(repo, idx, plan, opts, out)?;
         // The saver indexed the new packs as it went: pick those index files up so the
         // new full index covers the new packs and the files can be deleted with the rest.
@@ -63,14 +64,14 @@ pub(crate) fn execute(
     }
 
     let dropped = plan.actions.iter().any(|a| *a != Action::Keep);
-    opts.check_interrupt()?;
+    out.cancel.check()?;
     if dropped {
-        out(Msg::Info("rebuilding index".into()));
+        say(out, Msg::Info("rebuilding index".into()));
         let mut obsolete = idx.files.clone();
         obsolete.extend(new_files);
         write_index(repo, idx, plan, &obsolete, new_packs, stats, out)?;
         crash_point("index");
-        out(Msg::Info("deleting obsolete index files".into()));
+        say(out, Msg::Info("deleting obsolete index files".into()));
         delete_files(repo, FileType::Index, &obsolete, true, stats, out)?;
         crash_point("index-delete");
     }
@@ -82,9 +83,12 @@ pub(crate) fn execute(
         .filter(|(_, a)| matches!(a, Action::Remove | Action::Repack))
         .map(|(n, _)| idx.pack_id(n as u32).0)
         .collect();
-    opts.check_interrupt()?;
+    out.cancel.check()?;
     if !doomed.is_empty() {
-        out(Msg::Info(format!("removing {} old packs", doomed.len())));
+        say(
+            out,
+            Msg::Info(format!("removing {} old packs", doomed.len())),
+        );
         delete_files(repo, FileType::Pack, &doomed, false, stats, out)?;
     }
     Ok(())
@@ -98,7 +102,7 @@ fn repack(
     idx: &BlobIndex,
     plan: &Plan,
     opts: &PruneOptions,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<()> {
     let wanted = blobs_to_repack(idx, plan)?;
     let mut packs: Vec<u32> = plan
@@ -115,7 +119,7 @@ fn repack(
     let mut done = 0u64;
     for group in packs.chunks(chunk) {
         // Packs written so far are indexed by the flush below; nothing is deleted yet.
-        if let Err(e) = opts.check_interrupt() {
+        if let Err(e) = out.cancel.check() {
             saver.flush()?;
             return Err(e);
         }
@@ -127,7 +131,7 @@ fn repack(
             })
             .collect::<Result<Vec<()>>>()?;
         done += group.len() as u64;
-        out(Msg::Progress(done, total, "packs repacked"));
+        say(out, Msg::Progress(done, total, "packs repacked"));
         crash_point("repack-chunk");
     }
     saver.flush()?;
@@ -197,7 +201,7 @@ fn write_index(
     obsolete: &[Id],
     new_packs: Vec<IndexPack>,
     stats: &mut PruneStats,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<()> {
     let max = if repo.version() >= 2 {
         INDEX_BLOBS_V2
@@ -271,7 +275,7 @@ fn write_index(
     // index is valid and keeps the record.
     let force = !file.supersedes.is_empty() && stats.index_files_written == 0;
     save(&mut file, force, stats)?;
-    out(Msg::Progress(total, total, "packs processed"));
+    say(out, Msg::Progress(total, total, "packs processed"));
     Ok(())
 }
 
@@ -283,7 +287,7 @@ fn delete_files(
     ids: &[Id],
     checked: bool,
     stats: &mut PruneStats,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<()> {
     let total = ids.len() as u64;
     let results: Vec<(Id, Result<()>)> = ids
@@ -308,11 +312,12 @@ fn delete_files(
         match r {
             Ok(()) => stats.files_deleted += 1,
             Err(e) if checked => return Err(e),
-            Err(e) => out(Msg::Warn(format!(
-                "unable to remove {id} from the repository: {e}"
-            ))),
+            Err(e) => say(
+                out,
+                Msg::Warn(format!("unable to remove {id} from the repository: {e}")),
+            ),
         }
     }
-    out(Msg::Progress(total, total, "files deleted"));
+    say(out, Msg::Progress(total, total, "files deleted"));
     Ok(())
 }

@@ -10,12 +10,10 @@ mod blobs;
 mod execute;
 mod plan;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use rayon::prelude::*;
 use restash_format::{BlobId, Compression, SnapshotId};
 
+use crate::events::{Control, Phase};
 use crate::units::{format_bytes, parse_size};
 use crate::{EngineError, RepoLock, Repository, Result};
 
@@ -99,18 +97,6 @@ pub struct PruneOptions {
     /// Snapshots to leave out although they are still listed: `forget --prune` passes the
     /// ones it just removed (a backend may list deleted files for a while).
     pub ignore_snapshots: Vec<SnapshotId>,
-    /// Set from a signal handler: prune stops at the next point where stopping leaves a
-    /// valid repository and returns [`EngineError::Interrupted`].
-    pub interrupt: Option<Arc<AtomicBool>>,
-}
-
-impl PruneOptions {
-    pub(crate) fn check_interrupt(&self) -> Result<()> {
-        match &self.interrupt {
-            Some(flag) if flag.load(Ordering::SeqCst) => Err(EngineError::Interrupted),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl Default for PruneOptions {
@@ -125,7 +111,6 @@ impl Default for PruneOptions {
             pack_size: 16 << 20,
             compression: Compression::Auto,
             ignore_snapshots: Vec::new(),
-            interrupt: None,
         }
     }
 }
@@ -204,10 +189,11 @@ pub struct PruneStats {
     pub leftovers_removed: u64,
 }
 
-/// Output of a prune run, with restic's verbosity: `Info` is printed by default (restic's
-/// `Verbosef`), `Detail` with `-v` (`Verboseff`), `Warn` always, on stderr.
+/// What prune says, in restic's verbosity levels: `Info` by default (restic's
+/// `Verbosef`), `Detail` with `-v` (`Verboseff`), `Warn` always, on stderr. Each becomes
+/// an event of the run's [`Control`] (see [`say`]).
 #[derive(Debug, Clone)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// Normal output.
     Info(String),
     /// Verbose output.
@@ -218,12 +204,22 @@ pub enum Msg {
     Progress(u64, u64, &'static str),
 }
 
+/// Sends `m` as the event it is.
+pub(crate) fn say(ctl: &Control, m: Msg) {
+    match m {
+        Msg::Info(t) => ctl.say(1, &t),
+        Msg::Detail(t) => ctl.say(2, &t),
+        Msg::Warn(t) => ctl.warn(&t),
+        Msg::Progress(done, total, unit) => ctl.progress(Phase::Prune, unit, done, total),
+    }
+}
+
 /// Prunes like `restic prune` under an exclusive lock taken here (exit code 11 when
 /// another process holds a lock).
 pub fn prune_locked(
     repo: &mut Repository,
     opts: &PruneOptions,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<PruneStats> {
     let lock = RepoLock::acquire(repo, true, false)?;
     let r = prune(repo, opts, out);
@@ -233,11 +229,7 @@ pub fn prune_locked(
 
 /// Prunes like `restic prune`. The caller must hold an exclusive lock (as `forget --prune`
 /// does). The repository's loaded index, if any, is dropped: prune builds its own.
-pub fn prune(
-    repo: &mut Repository,
-    opts: &PruneOptions,
-    out: &mut dyn FnMut(Msg),
-) -> Result<PruneStats> {
+pub fn prune(repo: &mut Repository, opts: &PruneOptions, out: &Control) -> Result<PruneStats> {
     if opts.repack_uncompressed && repo.version() < 2 {
         return Err(EngineError::Usage(
             "compression requires at least repository format version 2".into(),
@@ -251,10 +243,10 @@ pub fn prune(
     // The saver that writes repacked blobs skips blobs the loaded index knows: all of them.
     repo.unload_index();
     let mut stats = PruneStats::default();
-    out(Msg::Info("loading indexes...".into()));
+    say(out, Msg::Info("loading indexes...".into()));
     let mut idx = blobs::BlobIndex::load(repo)?;
 
-    out(Msg::Info("loading all snapshots...".into()));
+    say(out, Msg::Info("loading all snapshots...".into()));
     let ids: Vec<SnapshotId> = repo
         .list_ids(restash_backend::FileType::Snapshot)?
         .into_iter()
@@ -269,42 +261,52 @@ pub fn prune(
                 .map_err(|e| EngineError::Corrupt(format!("failed loading snapshot: {e}")))
         })
         .collect::<Result<_>>()?;
-    out(Msg::Info(format!(
-        "finding data that is still in use for {} snapshots",
-        roots.len()
-    )));
+    say(
+        out,
+        Msg::Info(format!(
+            "finding data that is still in use for {} snapshots",
+            roots.len()
+        )),
+    );
     let total = roots.len() as u64;
-    let missing = idx.mark_used(repo, &roots, opts, |n| {
-        out(Msg::Progress(n as u64, total, "snapshots"));
+    let missing = idx.mark_used(repo, &roots, &out.cancel, |n| {
+        say(out, Msg::Progress(n as u64, total, "snapshots"));
     })?;
     if !missing.is_empty() {
         let list: Vec<String> = missing
             .iter()
             .map(|(t, id)| format!("<{}/{}>", t.as_str(), id.short()))
             .collect();
-        out(Msg::Warn(format!(
-            "{{{}}} not found in the index\n\n\
+        say(
+            out,
+            Msg::Warn(format!(
+                "{{{}}} not found in the index\n\n\
              Integrity check failed: Data seems to be missing.\n\
              Will not start prune to prevent (additional) data loss!\n\
              Please report this error (along with the output of the 'prune' run) at\n\
              https://github.com/restic/restic/issues/new/choose",
-            list.join(" ")
-        )));
+                list.join(" ")
+            )),
+        );
         return Err(EngineError::Corrupt("index is not complete".into()));
     }
 
-    out(Msg::Info("searching used packs...".into()));
-    out(Msg::Info(
-        "collecting packs for deletion and repacking".into(),
-    ));
+    say(out, Msg::Info("searching used packs...".into()));
+    say(
+        out,
+        Msg::Info("collecting packs for deletion and repacking".into()),
+    );
     let plan = plan::plan(repo, &mut idx, opts, &mut stats, out)?;
     print_stats(&stats, out);
     if opts.dry_run {
         if !plan.remove_first.is_empty() {
-            out(Msg::Detail(format!(
-                "Would have removed the following unreferenced packs:\n{}\n",
-                id_list(plan.remove_first.iter().map(|p| p.short()))
-            )));
+            say(
+                out,
+                Msg::Detail(format!(
+                    "Would have removed the following unreferenced packs:\n{}\n",
+                    id_list(plan.remove_first.iter().map(|p| p.short()))
+                )),
+            );
         }
         let packs_with = |a: plan::Action| {
             id_list(
@@ -315,21 +317,27 @@ pub fn prune(
                     .map(|(n, _)| idx.pack_id(n as u32).short()),
             )
         };
-        out(Msg::Detail(format!(
-            "Would have repacked and removed the following packs:\n{}\n",
-            packs_with(plan::Action::Repack)
-        )));
-        out(Msg::Detail(format!(
-            "Would have removed the following no longer used packs:\n{}\n",
-            packs_with(plan::Action::Remove)
-        )));
+        say(
+            out,
+            Msg::Detail(format!(
+                "Would have repacked and removed the following packs:\n{}\n",
+                packs_with(plan::Action::Repack)
+            )),
+        );
+        say(
+            out,
+            Msg::Detail(format!(
+                "Would have removed the following no longer used packs:\n{}\n",
+                packs_with(plan::Action::Remove)
+            )),
+        );
         remove_leftovers(repo, true, &mut stats, out)?;
         return Ok(stats);
     }
-    opts.check_interrupt()?;
+    out.cancel.check()?;
     execute::execute(repo, &idx, &plan, opts, &mut stats, out)?;
     remove_leftovers(repo, false, &mut stats, out)?;
-    out(Msg::Info("done".into()));
+    say(out, Msg::Info("done".into()));
     Ok(stats)
 }
 
@@ -339,7 +347,7 @@ fn remove_leftovers(
     repo: &Repository,
     dry_run: bool,
     stats: &mut PruneStats,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<()> {
     let now = std::time::SystemTime::now();
     let removed = crate::leftovers::remove_stale(repo, now, dry_run)?;
@@ -348,15 +356,18 @@ fn remove_leftovers(
     }
     stats.leftovers_removed = removed.len() as u64;
     let verb = if dry_run { "would remove" } else { "removed" };
-    out(Msg::Info(format!(
-        "{verb} {} temporary files left by interrupted writes",
-        removed.len()
-    )));
+    say(
+        out,
+        Msg::Info(format!(
+            "{verb} {} temporary files left by interrupted writes",
+            removed.len()
+        )),
+    );
     for l in &removed {
-        out(Msg::Detail(format!(
-            "  {}",
-            crate::leftovers::describe(l, now)
-        )));
+        say(
+            out,
+            Msg::Detail(format!("  {}", crate::leftovers::describe(l, now))),
+        );
     }
     Ok(())
 }
@@ -376,9 +387,9 @@ fn format_percent(num: u64, den: u64) -> String {
 }
 
 /// restic's `printPruneStats`, line for line.
-fn print_stats(s: &PruneStats, out: &mut dyn FnMut(Msg)) {
+fn print_stats(s: &PruneStats, out: &Control) {
     let (b, z, p) = (&s.blobs, &s.size, &s.packs);
-    let mut d = |t: String| out(Msg::Detail(t));
+    let d = |t: String| say(out, Msg::Detail(t));
     d(format!(
         "\nused:         {:10} blobs / {}",
         b.used,
@@ -414,7 +425,7 @@ fn print_stats(s: &PruneStats, out: &mut dyn FnMut(Msg)) {
         "unused size: {} of total size",
         format_percent(unused_size, total_size)
     ));
-    let mut i = |t: String| out(Msg::Info(t));
+    let i = |t: String| say(out, Msg::Info(t));
     i(format!(
         "\nto repack:    {:10} blobs / {}",
         b.repack,
@@ -448,7 +459,7 @@ fn print_stats(s: &PruneStats, out: &mut dyn FnMut(Msg)) {
         format_percent(unused_after, total_size.saturating_sub(total_prune))
     ));
     i(String::new());
-    let mut d = |t: String| out(Msg::Detail(t));
+    let d = |t: String| say(out, Msg::Detail(t));
     d(format!("totally used packs: {:10}", p.used));
     d(format!("partly used packs:  {:10}", p.partly_used));
     d(format!("unused packs:       {:10}\n", p.unused));

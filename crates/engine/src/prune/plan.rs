@@ -7,7 +7,8 @@ use restash_backend::FileType;
 use restash_format::{BlobType, PackId};
 
 use super::blobs::BlobIndex;
-use super::{Msg, PruneOptions, PruneStats};
+use super::{say, Msg, PruneOptions, PruneStats};
+use crate::events::Control;
 use crate::{EngineError, Repository, Result};
 
 use crate::pack::HEADER_OVERHEAD;
@@ -143,7 +144,7 @@ pub(crate) fn plan(
     idx: &mut BlobIndex,
     opts: &PruneOptions,
     stats: &mut PruneStats,
-    out: &mut dyn FnMut(Msg),
+    out: &Control,
 ) -> Result<Plan> {
     let infos = pack_infos(idx, stats);
     let mut listing = repo
@@ -168,10 +169,13 @@ pub(crate) fn plan(
     for f in &listing {
         let id = PackId(f.id);
         let Some(n) = idx.pack_number(&id) else {
-            out(Msg::Detail(format!(
-                "will remove pack {} as it is unused and not indexed",
-                id.short()
-            )));
+            say(
+                out,
+                Msg::Detail(format!(
+                    "will remove pack {} as it is unused and not indexed",
+                    id.short()
+                )),
+            );
             plan.remove_first.push(id);
             stats.size.unref += f.size;
             continue;
@@ -179,7 +183,7 @@ pub(crate) fn plan(
         seen[n as usize] = true;
         let mut p = infos[n as usize];
         if p.unused_size + p.used_size != f.size && p.used_blobs != 0 {
-            out(Msg::Warn(format!(
+            say(out, Msg::Warn(format!(
                 "pack {}: calculated size {} does not match real size {}\nRun 'restic rebuild-index'.",
                 id.short(),
                 p.unused_size + p.used_size,
@@ -221,11 +225,10 @@ pub(crate) fn plan(
     }
 
     let listed = seen.iter().filter(|s| **s).count() as u64;
-    out(Msg::Progress(
-        listed,
-        idx.pack_count() as u64,
-        "packs processed",
-    ));
+    say(
+        out,
+        Msg::Progress(listed, idx.pack_count() as u64, "packs processed"),
+    );
 
     // Indexed packs that are not in the repository.
     let mut missing_needed = Vec::new();
@@ -250,17 +253,24 @@ pub(crate) fn plan(
         for id in &missing_needed {
             msg.push_str(&format!("\n  {id}"));
         }
-        out(Msg::Warn(msg));
+        say(out, Msg::Warn(msg));
         return Err(EngineError::Corrupt(
             "packs from index missing in repo".into(),
         ));
     }
     if !ignored.is_empty() {
-        out(Msg::Warn(
-            "Missing but unneeded pack files are referenced in the index, will be repaired".into(),
-        ));
+        say(
+            out,
+            Msg::Warn(
+                "Missing but unneeded pack files are referenced in the index, will be repaired"
+                    .into(),
+            ),
+        );
         for id in &ignored {
-            out(Msg::Warn(format!("will forget missing pack file {id}")));
+            say(
+                out,
+                Msg::Warn(format!("will forget missing pack file {id}")),
+            );
         }
     }
 

@@ -12,7 +12,8 @@ use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
 use restash_format::{IndexFile, IndexId, IndexPack, PackEntry, PackId};
 
-use crate::check::{for_all_index_files, worker_pool, LoadedIndex, Reporter};
+use crate::check::{for_all_index_files, worker_pool, LoadedIndex};
+use crate::events::{Control, Event, Phase};
 use crate::{EngineError, Repository, Result};
 
 /// restic 0.14 starts a new index file after this many blobs (uncompressed repositories)…
@@ -46,7 +47,7 @@ pub struct RepairIndexStats {
 pub fn repair_index(
     repo: &Repository,
     opts: &RepairIndexOptions,
-    rep: &dyn Reporter,
+    rep: &Control,
 ) -> Result<RepairIndexStats> {
     let mut stats = RepairIndexStats::default();
     let mut obsolete: Vec<IndexId> = Vec::new();
@@ -58,7 +59,7 @@ pub fn repair_index(
             .map(IndexId)
             .collect();
     } else {
-        rep.info(1, "loading indexes...");
+        rep.say(1, "loading indexes...");
         for_all_index_files(repo, |id, r| {
             match r {
                 Ok((file, _)) => loaded.add_file(id, &file),
@@ -85,7 +86,7 @@ pub fn repair_index(
         })
         .collect();
 
-    rep.info(1, "getting pack files to read...");
+    rep.say(1, "getting pack files to read...");
     let mut listed: Vec<(PackId, u64)> = repo
         .backend()
         .list(FileType::Pack)
@@ -121,7 +122,7 @@ pub fn repair_index(
     stats.removed_packs = gone;
 
     if !to_read.is_empty() {
-        rep.info(1, "reading pack files");
+        rep.say(1, "reading pack files");
         let read = read_headers(repo, &to_read, rep);
         stats.packs_read = to_read.len();
         for (id, r) in read {
@@ -133,16 +134,16 @@ pub fn repair_index(
                 // the new index would let prune delete its blobs.
                 Err(e @ EngineError::Backend { .. }) => return Err(e),
                 Err(e) => {
-                    rep.info(1, &format!("skipped incomplete pack file: {id}: {e}"));
+                    rep.say(1, &format!("skipped incomplete pack file: {id}: {e}"));
                     stats.invalid_packs.push(id);
                 }
             }
         }
     }
 
-    rep.info(1, "rebuilding index");
+    rep.say(1, "rebuilding index");
     stats.written = write_index_files(repo, kept, &obsolete)?;
-    rep.info(1, "deleting obsolete index files");
+    rep.say(1, "deleting obsolete index files");
     for id in obsolete {
         if stats.written.contains(&id) {
             continue;
@@ -152,7 +153,7 @@ pub fn repair_index(
             .map_err(EngineError::backend(format!("remove index {}", id.short())))?;
         stats.deleted.push(id);
     }
-    rep.info(1, "done");
+    rep.say(1, "done");
     Ok(stats)
 }
 
@@ -160,24 +161,29 @@ pub fn repair_index(
 fn read_headers(
     repo: &Repository,
     packs: &[(PackId, u64)],
-    rep: &dyn Reporter,
+    rep: &Control,
 ) -> Vec<(PackId, crate::Result<Vec<PackEntry>>)> {
     let done = AtomicU64::new(0);
     let total = packs.len() as u64;
     let out = Mutex::new(Vec::with_capacity(packs.len()));
-    rep.progress("packs", 0, total);
+    rep.progress(Phase::Repair, "packs", 0, total);
     let run = || {
         packs.par_iter().for_each(|(id, size)| {
             let r = repo.read_pack_header(id, *size);
             out.lock().expect("headers").push((*id, r));
-            rep.progress("packs", done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            rep.progress(
+                Phase::Repair,
+                "packs",
+                done.fetch_add(1, Ordering::Relaxed) + 1,
+                total,
+            );
         })
     };
     match worker_pool() {
         Some(pool) => pool.install(run),
         None => run(),
     }
-    rep.progress_done();
+    rep.emit(Event::PhaseFinished(Phase::Repair));
     let mut v = out.into_inner().expect("headers");
     v.sort_by_key(|a| a.0);
     v

@@ -4,4 +4,6 @@ mod index;
 mod snapshots;
 
 pub use index::{repair_index, RepairIndexOptions, RepairIndexStats};
-pub use snapshots::{RepairSnapshotsOptions, SnapshotRepairer};
+pub use snapshots::{
+    repair_snapshots, RepairSnapshotsJob, RepairSnapshotsOptions, SnapshotRepairer,
+};

@@ -14,7 +14,7 @@ use restash_format::{
     Snapshot, SnapshotId, Tree,
 };
 
-use crate::check::Reporter;
+use crate::events::Control;
 use crate::{EngineError, Repository, Result};
 
 /// Tree packs are uploaded once they hold this much.
@@ -141,7 +141,7 @@ impl<'a> SnapshotRepairer<'a> {
         path: &str,
         id: BlobId,
         is_root: bool,
-        rep: &dyn Reporter,
+        rep: &Control,
     ) -> Result<Option<BlobId>> {
         if let Some(new) = self.replaces.get(&id) {
             return Ok(Some(*new));
@@ -154,11 +154,11 @@ impl<'a> SnapshotRepairer<'a> {
         let mut tree = match loaded {
             Ok(t) => t,
             Err(_) if is_root => {
-                rep.info(1, &format!("  dir {}: not readable", quote(path)));
+                rep.say(1, &format!("  dir {}: not readable", quote(path)));
                 return Ok(None);
             }
             Err(_) => {
-                rep.info(
+                rep.say(
                     1,
                     &format!("  dir {}: replaced with empty directory", quote(path)),
                 );
@@ -196,7 +196,7 @@ impl<'a> SnapshotRepairer<'a> {
     }
 
     /// Drops the blobs of a file the index lacks and fixes its size; true if it changed.
-    fn fix_file(&self, node: &mut restash_format::Node, path: &str, rep: &dyn Reporter) -> bool {
+    fn fix_file(&self, node: &mut restash_format::Node, path: &str, rep: &Control) -> bool {
         let old = node.content.take().unwrap_or_default();
         let mut content = Vec::with_capacity(old.len());
         let mut size = 0u64;
@@ -211,12 +211,12 @@ impl<'a> SnapshotRepairer<'a> {
             }
         }
         if missing {
-            rep.info(
+            rep.say(
                 1,
                 &format!("  file {}: removed missing content", quote(path)),
             );
         } else if size != node.size {
-            rep.info(1, &format!("  file {}: fixed incorrect size", quote(path)));
+            rep.say(1, &format!("  file {}: fixed incorrect size", quote(path)));
         }
         let changed = missing || size != node.size;
         node.content = Some(content);
@@ -225,7 +225,7 @@ impl<'a> SnapshotRepairer<'a> {
     }
 
     /// Repairs one snapshot; returns whether it was (or with `--dry-run` would be) changed.
-    pub fn repair(&mut self, id: &SnapshotId, snap: &Snapshot, rep: &dyn Reporter) -> Result<bool> {
+    pub fn repair(&mut self, id: &SnapshotId, snap: &Snapshot, rep: &Control) -> Result<bool> {
         let new_root = self.rewrite("/", snap.tree, true, rep)?;
         if !self.opts.dry_run {
             self.saver.flush(self.repo)?;
@@ -233,7 +233,7 @@ impl<'a> SnapshotRepairer<'a> {
         let h = Handle::new(FileType::Snapshot, *id);
         let Some(root) = new_root else {
             if self.opts.dry_run {
-                rep.info(1, "would delete empty snapshot");
+                rep.say(1, "would delete empty snapshot");
             } else {
                 self.repo
                     .backend()
@@ -242,7 +242,7 @@ impl<'a> SnapshotRepairer<'a> {
                         "remove snapshot {}",
                         id.short()
                     )))?;
-                rep.info(1, &format!("removed empty snapshot {}", id.short()));
+                rep.say(1, &format!("removed empty snapshot {}", id.short()));
             }
             return Ok(true);
         };
@@ -250,9 +250,9 @@ impl<'a> SnapshotRepairer<'a> {
             return Ok(false);
         }
         if self.opts.dry_run {
-            rep.info(1, "would save new snapshot");
+            rep.say(1, "would save new snapshot");
             if self.opts.forget {
-                rep.info(1, "would remove old snapshot");
+                rep.say(1, "would remove old snapshot");
             }
             return Ok(true);
         }
@@ -265,7 +265,7 @@ impl<'a> SnapshotRepairer<'a> {
         let new_id = self
             .repo
             .save_unpacked(FileType::Snapshot, &new.to_json())?;
-        rep.info(1, &format!("saved new snapshot {}", new_id.short()));
+        rep.say(1, &format!("saved new snapshot {}", new_id.short()));
         if self.opts.forget {
             self.repo
                 .backend()
@@ -274,8 +274,72 @@ impl<'a> SnapshotRepairer<'a> {
                     "remove snapshot {}",
                     id.short()
                 )))?;
-            rep.info(1, &format!("removed old snapshot {}", id.short()));
+            rep.say(1, &format!("removed old snapshot {}", id.short()));
         }
         Ok(true)
     }
+}
+
+/// Which snapshots `repair snapshots` rewrites.
+#[derive(Debug, Clone, Default)]
+pub struct RepairSnapshotsJob {
+    /// Snapshots by id prefix (`latest` too); empty: every snapshot passing `filter`.
+    pub ids: Vec<String>,
+    /// restic's `--host`, `--tag`, `--path`.
+    pub filter: crate::SnapshotFilter,
+    /// What to do with them.
+    pub options: RepairSnapshotsOptions,
+}
+
+/// restic's `repair snapshots`: rewrites each chosen snapshot without what cannot be read.
+/// Sends [`crate::events::Event::Selected`] before each snapshot and a warning for each
+/// snapshot file that cannot be read; returns how many snapshots were (or would be)
+/// changed.
+pub fn repair_snapshots(
+    repo: &mut Repository,
+    job: &RepairSnapshotsJob,
+    ctl: &Control,
+) -> Result<usize> {
+    let policy = crate::LockPolicy {
+        skip: job.options.dry_run,
+        ..Default::default()
+    };
+    let _lock = crate::RepoLock::take(repo, true, &policy, ctl)?;
+    let all = repo.load_snapshots()?;
+    for bad in all.unreadable() {
+        ctl.warn(&format!(
+            "could not load snapshot {}: {}",
+            bad.id.short(),
+            bad.error
+        ));
+    }
+    repo.load_index()?;
+    let chosen: Vec<_> = if job.ids.is_empty() {
+        all.readable()
+            .iter()
+            .filter(|(_, s)| job.filter.matches(s))
+            .collect()
+    } else {
+        job.ids
+            .iter()
+            .map(|spec| all.find(spec, &job.filter))
+            .collect::<Result<_>>()?
+    };
+    let mut repairer = SnapshotRepairer::new(repo, job.options.clone());
+    let mut changed = 0;
+    for (id, snap) in chosen {
+        ctl.cancel.check()?;
+        ctl.emit(crate::events::Event::Selected { id, snapshot: snap });
+        match repairer.repair(id, snap, ctl) {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                return Err(EngineError::Corrupt(format!(
+                    "unable to rewrite snapshot ID {:?}: {e}",
+                    id.short()
+                )))
+            }
+        }
+    }
+    Ok(changed)
 }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle, Leftover, MemoryBackend};
 use restash_engine::archiver::{backup, BackupOptions, BackupSummary, Source};
-use restash_engine::check::{check, CheckOptions, CheckOutcome, ReadDataSubset, Reporter};
-use restash_engine::events::Control;
+use restash_engine::check::{check, CheckOptions, CheckOutcome, ReadDataSubset};
+use restash_engine::events::{Control, Event, EventSink};
 use restash_engine::{find_subtree, restore, RestoreOptions, Result};
 use restash_engine::{EngineError, Repository};
 use restash_format::SnapshotId;
@@ -309,19 +309,20 @@ pub fn differences(a: &Path, b: &Path) -> Vec<String> {
     diffs
 }
 
-/// A check reporter that keeps what it is told.
+/// An event sink that keeps what a check tells: its messages and its problems.
 #[derive(Default)]
 pub struct Collect {
     info: Mutex<Vec<String>>,
     warn: Mutex<Vec<String>>,
 }
 
-impl Reporter for Collect {
-    fn info(&self, _level: u8, msg: &str) {
-        self.info.lock().unwrap().push(msg.to_owned());
-    }
-    fn warn(&self, msg: &str) {
-        self.warn.lock().unwrap().push(msg.to_owned());
+impl EventSink for Collect {
+    fn event(&self, e: &Event<'_>) {
+        match e {
+            Event::Message { text, .. } => self.info.lock().unwrap().push(text.to_string()),
+            Event::Warning(m) | Event::Error(m) => self.warn.lock().unwrap().push(m.to_string()),
+            _ => {}
+        }
     }
 }
 
@@ -395,8 +396,9 @@ pub fn run_check(be: Arc<dyn Backend>, read_data: bool) -> Checked {
         read_data: read_data.then_some(ReadDataSubset::All),
         check_unused: false,
     };
-    let rep = Collect::default();
-    let result = check(&mut repo, &opts, &rep);
+    let rep = Arc::new(Collect::default());
+    let result = check(&mut repo, &opts, &Control::new(rep.clone()));
+    let rep = Arc::try_unwrap(rep).ok().expect("the check is over");
     Checked {
         result,
         info: rep.info.into_inner().unwrap(),

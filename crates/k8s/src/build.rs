@@ -1,0 +1,363 @@
+//! How a [`Request`] becomes manifests: the defaults of each kind of job, the PVC lists
+//! and secret files it names (the only files this crate reads), and the builders.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::request::{
+    BackupArgs, CommonArgs, CronArgs, PruneArgs, Request, RestoreArgs, SecretArgs,
+};
+use crate::{
+    backup_cronjobs, backup_job, default_image, parse_volume_list, prune_cronjob, restore_job,
+    secret, unique_volumes, BackupOptions, Common, CronSettings, JobSettings, K8sError, Resources,
+    RestoreOptions, RunAs, SecretEntries, Timing, Volume, Window, REPOSITORY_KEY, SECRET_KEYS,
+};
+
+impl Request {
+    /// The manifests asked for. `default_suffix` names one-off Jobs given no
+    /// `--name-suffix` (the command line passes the current UTC time, `YYYYMMDD-HHMMSS`);
+    /// `note` hears what the user should know about a request that is valid.
+    pub fn build(
+        &self,
+        default_suffix: &str,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<Vec<Value>, K8sError> {
+        match self {
+            Request::Secret(s) => Ok(vec![build_secret(s, note)?]),
+            Request::Backup(b) => backup(b, b.one_off, default_suffix, note),
+            Request::Job(b) => backup(b, true, default_suffix, note),
+            Request::Restore(r) => Ok(vec![restore(r, default_suffix)?]),
+            Request::Prune(p) => Ok(vec![prune(p)?]),
+        }
+    }
+}
+
+/// Which job the defaults are for.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Backup,
+    Restore,
+    Prune,
+}
+
+fn usage(msg: String) -> K8sError {
+    K8sError::Usage(msg)
+}
+
+fn limit(flag: Option<&String>, default: Option<String>) -> Option<String> {
+    match flag.map(String::as_str) {
+        Some("none") | Some("") => None,
+        Some(v) => Some(v.to_string()),
+        None => default,
+    }
+}
+
+fn common(a: &CommonArgs, kind: Kind, privileged: bool) -> Result<Common, K8sError> {
+    let image = a.image.clone().unwrap_or_else(default_image);
+    let mut c = Common::new(&a.namespace, &image);
+    c.secret_name = a.secret.clone();
+    c.repository = a.repository.clone();
+    c.run_as = if privileged {
+        RunAs::Root
+    } else {
+        RunAs::Jovyan
+    };
+    let d = if kind == Kind::Prune {
+        Resources::for_prune()
+    } else {
+        Resources::for_volume()
+    };
+    c.resources = Resources {
+        cpu_request: a.cpu.clone().unwrap_or(d.cpu_request),
+        cpu_limit: limit(a.cpu_limit.as_ref(), d.cpu_limit),
+        memory_request: a.memory.clone().unwrap_or(d.memory_request),
+        memory_limit: limit(a.memory_limit.as_ref(), d.memory_limit),
+    };
+    let deadline = match kind {
+        Kind::Backup => 3600,
+        Kind::Restore => 7200,
+        Kind::Prune => 3 * 3600,
+    };
+    c.job = JobSettings {
+        backoff_limit: a.backoff_limit,
+        active_deadline_seconds: a.deadline.unwrap_or(deadline),
+        ttl_seconds_after_finished: a.ttl,
+    };
+    for kv in &a.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(usage(format!("--env {kv:?}: expected NAME=VALUE")));
+        };
+        c.extra_env.push((k.to_string(), v.to_string()));
+    }
+    Ok(c)
+}
+
+fn cron(a: &CronArgs) -> CronSettings {
+    CronSettings {
+        time_zone: a.time_zone.clone(),
+        suspend: a.suspend,
+        starting_deadline_seconds: a.starting_deadline,
+        successful_jobs_history_limit: a.successful_history,
+        failed_jobs_history_limit: a.failed_history,
+    }
+}
+
+fn read_list(path: &str) -> Result<String, K8sError> {
+    let input = |context: String| move |source| K8sError::Input { context, source };
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(input("reading the PVC list from stdin".into()))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(input(format!("reading PVC list {path}")))
+    }
+}
+
+fn volumes(a: &BackupArgs) -> Result<Vec<Volume>, K8sError> {
+    let mut vols = Vec::new();
+    for p in &a.pvc {
+        vols.push(Volume::parse(p)?);
+    }
+    for f in &a.pvc_file {
+        let text = read_list(f)?;
+        vols.extend(parse_volume_list(&text).map_err(|e| K8sError::InList {
+            list: f.clone(),
+            source: Box::new(e),
+        })?);
+    }
+    if vols.is_empty() {
+        return Err(usage(
+            "no PVC given: use --pvc claim-<user> or --pvc-file FILE (- for stdin)".into(),
+        ));
+    }
+    unique_volumes(vols)
+}
+
+fn backup(
+    a: &BackupArgs,
+    one_off: bool,
+    default_suffix: &str,
+    note: &mut dyn FnMut(&str),
+) -> Result<Vec<Value>, K8sError> {
+    let c = common(&a.common, Kind::Backup, a.privileged_read)?;
+    let vols = volumes(a)?;
+    let opts = BackupOptions {
+        excludes: a.exclude.clone(),
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+    };
+    if one_off {
+        let suffix = a.name_suffix.as_deref().unwrap_or(default_suffix);
+        return vols
+            .iter()
+            .map(|v| backup_job(&c, v, &opts, suffix))
+            .collect();
+    }
+    let timing = match &a.schedule {
+        Some(s) => Timing::Schedule(s.clone()),
+        None => {
+            let w = Window::parse(&a.window)?;
+            if vols.len() > usize::from(w.minutes()) {
+                note(&format!(
+                    "{} PVCs in a {}-minute window: some start in the same minute",
+                    vols.len(),
+                    w.minutes()
+                ));
+            }
+            Timing::Window(w)
+        }
+    };
+    backup_cronjobs(&c, &cron(&a.cron), &timing, &vols, &opts)
+}
+
+fn restore(a: &RestoreArgs, default_suffix: &str) -> Result<Value, K8sError> {
+    let c = common(&a.common, Kind::Restore, a.privileged_read)?;
+    let r = RestoreOptions {
+        source: Volume::parse(&a.pvc)?,
+        target: a.target_pvc.as_deref().map(Volume::parse).transpose()?,
+        snapshot: a.snapshot.clone(),
+        path: a.path.clone(),
+    };
+    let suffix = a.name_suffix.as_deref().unwrap_or(default_suffix);
+    restore_job(&c, &r, suffix)
+}
+
+fn prune(a: &PruneArgs) -> Result<Value, K8sError> {
+    let c = common(&a.common, Kind::Prune, false)?;
+    prune_cronjob(&c, &cron(&a.cron), &a.schedule)
+}
+
+/// Secret file contents without trailing newlines (`echo secret > file` adds one).
+fn read_value(path: &Path) -> Result<Vec<u8>, K8sError> {
+    let mut v = std::fs::read(path).map_err(|source| K8sError::Input {
+        context: format!("reading {}", path.display()),
+        source,
+    })?;
+    while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        v.pop();
+    }
+    Ok(v)
+}
+
+fn add_entry(m: &mut BTreeMap<String, Vec<u8>>, key: &str, value: Vec<u8>) -> Result<(), K8sError> {
+    if m.insert(key.to_string(), value).is_some() {
+        return Err(usage(format!("secret key {key} is given twice")));
+    }
+    Ok(())
+}
+
+fn build_secret(a: &SecretArgs, note: &mut dyn FnMut(&str)) -> Result<Value, K8sError> {
+    let mut m = BTreeMap::new();
+    for spec in &a.from_file {
+        if let Some((key, path)) = spec.split_once('=') {
+            add_entry(&mut m, key, read_value(Path::new(path))?)?;
+            continue;
+        }
+        let path = Path::new(spec);
+        if path.is_dir() {
+            // Only the keys the jobs read: a directory may hold other files.
+            let mut found = false;
+            for key in SECRET_KEYS.iter().chain([&REPOSITORY_KEY]) {
+                let f = path.join(key);
+                if f.is_file() {
+                    add_entry(&mut m, key, read_value(&f)?)?;
+                    found = true;
+                }
+            }
+            if !found {
+                return Err(usage(format!(
+                    "directory {spec} holds none of {}, {REPOSITORY_KEY}",
+                    SECRET_KEYS.join(", ")
+                )));
+            }
+        } else {
+            let key = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                usage(format!(
+                    "--from-file {spec:?}: no usable file name; use KEY=PATH"
+                ))
+            })?;
+            add_entry(&mut m, key, read_value(path)?)?;
+        }
+    }
+    if let Some(r) = &a.repository {
+        add_entry(&mut m, REPOSITORY_KEY, r.as_bytes().to_vec())?;
+    }
+    if !m.contains_key(REPOSITORY_KEY) {
+        note(&format!(
+            "the secret has no {REPOSITORY_KEY}: give the jobs --repository, or add \
+             --repository here"
+        ));
+    }
+    secret(&a.namespace, &a.name, &SecretEntries(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        request: Request,
+    }
+
+    fn build(args: &[&str]) -> (Result<Vec<Value>, K8sError>, Vec<String>) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("k8s").chain(args.iter().copied())).expect("flags");
+        let mut notes = Vec::new();
+        let out = cli
+            .request
+            .build("20240101-000000", &mut |n| notes.push(n.to_string()));
+        (out, notes)
+    }
+
+    fn container(doc: &Value) -> &Value {
+        let spec = if doc["kind"] == "CronJob" {
+            &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        } else {
+            &doc["spec"]["template"]["spec"]
+        };
+        &spec["containers"][0]
+    }
+
+    #[test]
+    fn each_kind_of_job_has_its_defaults() {
+        let (docs, notes) = build(&["backup", "--pvc", "claim-a", "--pvc", "claim-b"]);
+        let docs = docs.expect("backup");
+        assert!(notes.is_empty());
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["kind"], "CronJob");
+        let res = &container(&docs[0])["resources"];
+        assert_eq!(res["requests"]["cpu"], "200m");
+        assert_eq!(res["limits"]["memory"], "1Gi");
+
+        let (docs, _) = build(&["prune", "--cpu-limit", "none"]);
+        let docs = docs.expect("prune");
+        let res = &container(&docs[0])["resources"];
+        assert_eq!(res["requests"]["memory"], "512Mi");
+        assert!(res["limits"].get("cpu").is_none(), "{res}");
+
+        let (docs, _) = build(&["job", "--pvc", "claim-a"]);
+        let docs = docs.expect("job");
+        assert_eq!(docs[0]["kind"], "Job");
+        let name = docs[0]["metadata"]["name"].as_str().expect("name");
+        assert!(name.ends_with("20240101-000000"), "{name}");
+        let (docs, _) = build(&["restore", "--pvc", "claim-a", "--name-suffix", "x1"]);
+        let docs = docs.expect("restore");
+        assert_eq!(docs[0]["spec"]["activeDeadlineSeconds"], 7200);
+    }
+
+    #[test]
+    fn requests_that_cannot_be_built_say_why() {
+        let (out, _) = build(&["backup"]);
+        assert!(out
+            .unwrap_err()
+            .to_string()
+            .starts_with("no PVC given: use --pvc"));
+        let (out, _) = build(&["backup", "--pvc", "claim-a", "--env", "NOEQUALS"]);
+        assert!(out.unwrap_err().to_string().contains("expected NAME=VALUE"));
+        let missing = "/nonexistent/restash-k8s-list";
+        let (out, _) = build(&["backup", "--pvc-file", missing]);
+        let err = out.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("reading PVC list {missing}: ")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn crowded_windows_and_secrets_without_a_repository_are_noted() {
+        let pvcs: Vec<String> = (0..3).map(|i| format!("--pvc=claim-{i}")).collect();
+        let mut args = vec!["backup", "--window", "03:00-03:02"];
+        args.extend(pvcs.iter().map(String::as_str));
+        let (out, notes) = build(&args);
+        assert_eq!(out.expect("backup").len(), 3);
+        assert_eq!(
+            notes,
+            ["3 PVCs in a 2-minute window: some start in the same minute"]
+        );
+
+        let dir = std::env::temp_dir().join(format!("restash-k8s-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for key in SECRET_KEYS {
+            std::fs::write(dir.join(key), format!("{key}-value\n")).expect("write");
+        }
+        let d = dir.to_string_lossy().into_owned();
+        let (out, notes) = build(&["secret", "--from-file", &d]);
+        let doc = out.expect("secret").remove(0);
+        assert_eq!(doc["kind"], "Secret");
+        assert!(notes[0].contains("no RESTIC_REPOSITORY"), "{notes:?}");
+        let twice = format!("RESTIC_PASSWORD={d}/RESTIC_PASSWORD");
+        let (out, _) = build(&["secret", "--from-file", &d, "--from-file", &twice]);
+        assert!(out.unwrap_err().to_string().contains("given twice"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

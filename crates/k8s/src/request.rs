@@ -1,0 +1,186 @@
+//! What a user asks for, as the flags of `restash k8s …` (clap derives them, so the
+//! command line and a program build the same requests), and how a request becomes
+//! manifests: defaults per job, inputs read from files, checks.
+
+use clap::{Args as ClapArgs, Subcommand};
+
+/// What to generate: the `restash k8s` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Request {
+    /// The Secret with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and RESTIC_REPOSITORY).
+    Secret(SecretArgs),
+    /// One backup CronJob per PVC, staggered over a daily window (`--one-off`: Jobs).
+    Backup(BackupArgs),
+    /// One-off backup Jobs (the same as `backup --one-off`).
+    Job(BackupArgs),
+    /// A one-off Job restoring a snapshot into a PVC.
+    Restore(RestoreArgs),
+    /// A CronJob running `prune`.
+    Prune(PruneArgs),
+}
+
+/// Options every job manifest takes.
+#[derive(ClapArgs, Debug)]
+pub struct CommonArgs {
+    /// Namespace of the objects.
+    #[arg(long, short = 'n', default_value = "jhub")]
+    pub namespace: String,
+    /// Container image [default: ghcr.io/restash/restash:<this version>].
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Name of the Secret holding the credentials (see `restash k8s secret`).
+    #[arg(long, default_value = "restash")]
+    pub secret: String,
+    /// Repository location as a plain env value (default: the Secret's RESTIC_REPOSITORY
+    /// file). Never put credentials in it.
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// CPU request [default: 200m; prune 500m].
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// CPU limit, or `none` [default: 1; prune 2].
+    #[arg(long)]
+    pub cpu_limit: Option<String>,
+    /// Memory request [default: 256Mi; prune 512Mi].
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory limit, or `none` [default: 1Gi; prune 2Gi].
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Retries after a failed pod (exit codes 3, 10 and 12 are final).
+    #[arg(long, default_value_t = 2)]
+    pub backoff_limit: u32,
+    /// Seconds a job may run before it is stopped [default: 3600; restore 7200; prune 10800].
+    #[arg(long)]
+    pub deadline: Option<u64>,
+    /// Seconds a finished Job (and its pod's log) is kept.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub ttl: u64,
+    /// Extra plain environment variable NAME=VALUE (repeatable), e.g. AWS_DEFAULT_REGION=us-east-1.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+}
+
+/// CronJob options.
+#[derive(ClapArgs, Debug)]
+pub struct CronArgs {
+    /// Time zone of the schedule (IANA name).
+    #[arg(long, default_value = "UTC")]
+    pub time_zone: String,
+    /// Create the CronJobs suspended (no runs until `kubectl patch … suspend: false`).
+    #[arg(long)]
+    pub suspend: bool,
+    /// Skip a run that could not start within this many seconds of its time.
+    #[arg(long, default_value_t = 1800)]
+    pub starting_deadline: u64,
+    /// Successful Jobs kept per CronJob.
+    #[arg(long, default_value_t = 3)]
+    pub successful_history: u32,
+    /// Failed Jobs kept per CronJob.
+    #[arg(long, default_value_t = 3)]
+    pub failed_history: u32,
+}
+
+/// `restash k8s secret`.
+#[derive(ClapArgs, Debug)]
+pub struct SecretArgs {
+    /// Name of the Secret.
+    #[arg(long, default_value = "restash")]
+    pub name: String,
+    /// Namespace of the Secret.
+    #[arg(long, short = 'n', default_value = "jhub")]
+    pub namespace: String,
+    /// KEY=PATH, a file (key = its name) or a directory holding RESTIC_PASSWORD,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and RESTIC_REPOSITORY); repeatable.
+    /// Trailing newlines are removed.
+    #[arg(long = "from-file", value_name = "KEY=PATH|PATH|DIR", required = true)]
+    pub from_file: Vec<String>,
+    /// The repository location, stored as RESTIC_REPOSITORY.
+    #[arg(long)]
+    pub repository: Option<String>,
+}
+
+/// `restash k8s backup` and `restash k8s job`.
+#[derive(ClapArgs, Debug)]
+pub struct BackupArgs {
+    /// PVC to back up, `claim-x` or `claim-x=username` (repeatable).
+    #[arg(long = "pvc", value_name = "PVC[=USER]")]
+    pub pvc: Vec<String>,
+    /// File with one PVC per line (`-`: stdin); `persistentvolumeclaim/claim-x` lines from
+    /// `kubectl get pvc -o name` are accepted.
+    #[arg(long = "pvc-file", value_name = "FILE")]
+    pub pvc_file: Vec<String>,
+    /// Daily window the start times are spread over, in --time-zone.
+    #[arg(long, default_value = "03:00-04:00", conflicts_with = "schedule")]
+    pub window: String,
+    /// One cron schedule for every PVC instead of the window (e.g. `*/10 * * * *` to test).
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// One-off Jobs instead of CronJobs.
+    #[arg(long)]
+    pub one_off: bool,
+    /// Name suffix of one-off Jobs [default: the current UTC time, YYYYMMDD-HHMMSS].
+    #[arg(long)]
+    pub name_suffix: Option<String>,
+    /// Exclude a pattern (repeatable), passed to `backup --exclude`.
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// After the backup, forget this volume's snapshots beyond N daily ones.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// … beyond N weekly ones.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// … beyond N monthly ones.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    /// Run as root with only DAC_READ_SEARCH, to read files jovyan cannot.
+    #[arg(long)]
+    pub privileged_read: bool,
+    /// What every job manifest takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How the CronJobs run.
+    #[command(flatten)]
+    pub cron: CronArgs,
+}
+
+/// `restash k8s restore`.
+#[derive(ClapArgs, Debug)]
+pub struct RestoreArgs {
+    /// PVC whose snapshots are restored (`--host <pvc>`), `claim-x[=username]`.
+    #[arg(long = "pvc", value_name = "PVC[=USER]")]
+    pub pvc: String,
+    /// `latest` or a snapshot id.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Restore into this PVC instead (e.g. a new, empty one), `pvc[=username]`.
+    #[arg(long = "target-pvc", value_name = "PVC[=USER]")]
+    pub target_pvc: Option<String>,
+    /// Restore only this directory of the volume (relative, e.g. `work/project`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Name suffix of the Job [default: the current UTC time, YYYYMMDD-HHMMSS].
+    #[arg(long)]
+    pub name_suffix: Option<String>,
+    /// Run as root with CHOWN, DAC_OVERRIDE, FOWNER, FSETID to restore owners and modes.
+    #[arg(long)]
+    pub privileged_read: bool,
+    /// What every job manifest takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `restash k8s prune`.
+#[derive(ClapArgs, Debug)]
+pub struct PruneArgs {
+    /// Cron schedule of the prune run (in --time-zone).
+    #[arg(long, default_value = "0 5 * * 0")]
+    pub schedule: String,
+    /// What every job manifest takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How the CronJobs run.
+    #[command(flatten)]
+    pub cron: CronArgs,
+}
