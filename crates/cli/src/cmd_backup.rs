@@ -5,12 +5,10 @@ use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_engine::archiver::sources::{chunker_from_spec, targets};
 use restash_engine::archiver::{BackupOptions, JobOptions, Source};
-use restash_engine::events::Phase;
 use restash_engine::forget::{retain_host, Retention};
 use restash_engine::{EngineError, LockPolicy};
-use serde_json::json;
 
-use crate::exit::{self, Done};
+use crate::exit::Done;
 use crate::global::GlobalOpts;
 use crate::select_args::SelectArgs;
 use crate::ui::agent::{Agent, AgentArgs};
@@ -159,7 +157,6 @@ fn retention(
         }
         e => e.into(),
     })?;
-    ui::backup::retention(ui, host, &r);
     Ok(r)
 }
 
@@ -173,15 +170,12 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     }
     let ui = Ui::new(g, "backup", agent.on);
     let host = host(&a);
-    let fail = |e: anyhow::Error| -> anyhow::Error {
+    let fail = |e: anyhow::Error| {
         let report = Report {
-            exit_code: exit::error_code(&e) as i32,
             host: Some(host.clone()),
-            fatal: Some(exit::message(&e)),
             ..Default::default()
         };
-        agent.finish(&ui, report, &[]);
-        e
+        agent.fail(&ui, report, &[], e)
     };
     let opts = options(g, &a).map_err(fail)?;
     let ctl = ui.control();
@@ -189,15 +183,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     let source = source(&a).map_err(fail)?;
     let repo = g.open().map_err(fail)?;
     if agent.on {
-        let paths: Vec<String> = match &source {
-            Source::Paths(p) => p.iter().map(|p| p.display().to_string()).collect(),
-            Source::Stdin { name, .. } => vec![format!("/{name}")],
-        };
-        ui.announce(
-            Phase::Backup,
-            "backup started",
-            json!({"host": opts.host, "tags": opts.tags, "paths": paths}),
-        );
+        ui::backup::announce(&ui, &opts, &source);
     }
     let summary = match restash_engine::archiver::run(repo, source, opts, &job(g, &a, &agent), &ctl)
     {
@@ -218,19 +204,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     let (mut report, samples) = ui::backup::report(&summary, &host, done.code() as i32);
     if a.forget && summary.snapshot_id.is_some() {
         match retention(g, &a, &agent, &ui, &host) {
-            Ok(r) => {
-                report.counters.push(("snapshots_kept", r.kept as u64));
-                report
-                    .counters
-                    .push(("snapshots_removed", r.removed.len() as u64));
-            }
+            Ok(r) => ui::backup::retention(&ui, &host, &r, &mut report),
+            // The snapshot is saved, but the Job did not do all it was asked.
             Err(e) => {
-                // The snapshot is saved, but the Job did not do all it was asked.
                 let e = e.context("snapshot saved, but --forget failed");
-                report.exit_code = exit::error_code(&e) as i32;
-                report.fatal = Some(exit::message(&e));
-                agent.finish(&ui, report, &samples);
-                return Err(e);
+                return Err(agent.fail(&ui, report, &samples, e));
             }
         }
     }

@@ -2,14 +2,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
-use restash_engine::archiver::Saver;
-use restash_engine::copy::{already_copied, by_original, copy_tree, save_copy, CopyState};
-use restash_engine::{RepoLock, Repository};
+use restash_engine::copy::{self, CopyJob};
+use restash_engine::{LockPolicy, Repository};
 
 use crate::args::FilterArgs;
-use crate::display::go_time_string;
 use crate::global::{GlobalOpts, Secret};
-use crate::snapsel::filtered_snapshots;
+use crate::ui::Ui;
 
 /// `restash copy`: the destination is `-r`, the source `--from-repo` (or, with the older
 /// `--repo2`, the source is `-r` and the destination `--repo2`).
@@ -175,63 +173,17 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         let src = g.open()?;
         (src, open_secondary(g, &second)?)
     };
-    let _src_lock = if g.no_lock {
-        None
-    } else {
-        Some(RepoLock::acquire(&src, false, false)?)
+    let job = CopyJob {
+        ids: a.snapshots,
+        filter: a.filter.to_filter(),
+        source_lock: LockPolicy {
+            skip: g.no_lock,
+            ..LockPolicy::default()
+        },
+        compression: g.compression()?,
+        pack_size: g.pack_size()?,
     };
-    let _dst_lock = RepoLock::acquire(&dst, false, false)?;
-    src.load_index()?;
-    dst.load_index()?;
-    let dst_snaps = filtered_snapshots(&dst, &a.filter, &[])?;
-    let copied = by_original(&dst_snaps);
-    let src_snaps = filtered_snapshots(&src, &a.filter, &a.snapshots)?;
-    let verbose = !g.quiet;
-    let saver = Saver::new(&dst, g.compression()?, g.pack_size()?, false);
-    let mut state = CopyState::default();
-    for (id, sn) in &src_snaps {
-        if verbose {
-            println!(
-                "\nsnapshot {} of [{}] at {})",
-                id.short(),
-                sn.paths.join(" "),
-                go_time_string(&sn.time)
-            );
-        }
-        if let Some(existing) = already_copied(&copied, id, sn) {
-            if verbose {
-                println!(
-                    "skipping source snapshot {}, was already copied to snapshot {}",
-                    id.short(),
-                    existing.short()
-                );
-            }
-            continue;
-        }
-        if verbose {
-            println!("  copy started, this may take a while...");
-        }
-        let start = std::time::Instant::now();
-        let counts = copy_tree(&src, &dst, &saver, &mut state, &sn.tree)?;
-        if verbose {
-            // restic's final progress line when stdout is not a terminal.
-            let secs = start.elapsed().as_secs();
-            let t = if secs >= 3600 {
-                format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-            } else {
-                format!("{}:{:02}", secs / 60, secs % 60)
-            };
-            let n = counts.packs;
-            if n == 0 {
-                println!("[{t}]          0 packs copied\n");
-            } else {
-                println!("[{t}] 100.00%  {n} / {n} packs copied\n");
-            }
-        }
-        let new_id = save_copy(&dst, id, sn)?;
-        if verbose {
-            println!("snapshot {} saved", new_id.short());
-        }
-    }
+    let ctl = Ui::new(g, "copy", false).control();
+    copy::run(&mut src, &mut dst, &job, &ctl)?;
     Ok(())
 }

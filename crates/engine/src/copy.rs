@@ -9,8 +9,14 @@ use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
 use restash_format::{BlobId, BlobType, NodeType, Snapshot, SnapshotId};
 
+use restash_format::Compression;
+
 use crate::archiver::Saver;
-use crate::{BlobLocation, EngineError, Repository, Result};
+use crate::events::{Control, Event, Phase};
+use crate::{
+    select_snapshots, BlobLocation, EngineError, LockPolicy, RepoLock, Repository, Result,
+    SnapshotFilter,
+};
 
 /// restic's `similarSnapshots`: everything but `parent` and `original` is the same.
 pub fn similar_snapshots(a: &Snapshot, b: &Snapshot) -> bool {
@@ -188,6 +194,78 @@ pub fn save_copy(dst: &Repository, id: &SnapshotId, sn: &Snapshot) -> Result<Sna
     Ok(SnapshotId(
         dst.save_unpacked(FileType::Snapshot, &s.to_json())?,
     ))
+}
+
+/// Which snapshots `copy` copies, and how the destination writes them.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    /// Source snapshots by id prefix (`latest` too); empty: all passing `filter`.
+    pub ids: Vec<String>,
+    /// restic's `--host`, `--tag`, `--path` (applied to both repositories, as restic does).
+    pub filter: SnapshotFilter,
+    /// How the source is locked (`--no-lock` skips it; the destination is always locked).
+    pub source_lock: LockPolicy,
+    /// Compression of the destination's new blobs.
+    pub compression: Compression,
+    /// Target pack size of the destination.
+    pub pack_size: usize,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default)]
+pub struct CopySummary {
+    /// Snapshots copied: (source id, new destination id).
+    pub copied: Vec<(SnapshotId, SnapshotId)>,
+    /// Source snapshots the destination already had.
+    pub skipped: usize,
+}
+
+/// restic's `copy`. For each chosen source snapshot it sends [`Event::Selected`], then
+/// either an [`Event::ItemDone`] "already copied" naming the destination's snapshot, or
+/// the phase [`Phase::Copy`] with the packs copied as progress and an "saved" item naming
+/// the new snapshot.
+pub fn run(
+    src: &mut Repository,
+    dst: &mut Repository,
+    job: &CopyJob,
+    ctl: &Control,
+) -> Result<CopySummary> {
+    let _src_lock = RepoLock::take(src, false, &job.source_lock, ctl)?;
+    let _dst_lock = RepoLock::take(dst, false, &LockPolicy::default(), ctl)?;
+    src.load_index()?;
+    dst.load_index()?;
+    let copied = by_original(&select_snapshots(dst, &job.filter, &[], ctl)?);
+    let chosen = select_snapshots(src, &job.filter, &job.ids, ctl)?;
+    let saver = Saver::new(dst, job.compression, job.pack_size, false);
+    let mut state = CopyState::default();
+    let mut out = CopySummary::default();
+    for (id, sn) in &chosen {
+        ctl.cancel.check()?;
+        ctl.emit(Event::Selected { id, snapshot: sn });
+        if let Some(existing) = already_copied(&copied, id, sn) {
+            let name = existing.short();
+            ctl.emit(Event::ItemDone {
+                kind: "snapshot",
+                action: "already copied",
+                name: &name,
+            });
+            out.skipped += 1;
+            continue;
+        }
+        ctl.phase(Phase::Copy, || {
+            let counts = copy_tree(src, dst, &saver, &mut state, &sn.tree)?;
+            ctl.progress(Phase::Copy, "packs copied", counts.packs, counts.packs);
+            Ok::<_, EngineError>(())
+        })?;
+        let new_id = save_copy(dst, id, sn)?;
+        ctl.emit(Event::ItemDone {
+            kind: "snapshot",
+            action: "saved",
+            name: &new_id.short(),
+        });
+        out.copied.push((*id, new_id));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

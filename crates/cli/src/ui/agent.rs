@@ -109,6 +109,21 @@ impl Agent {
         }
     }
 
+    /// Reports a run that failed with `e` (its exit code and message as `main` gives
+    /// them), on top of what `report` already says, and hands the error back.
+    pub fn fail(
+        &self,
+        ui: &Ui,
+        mut report: Report,
+        extra: &[Sample],
+        e: anyhow::Error,
+    ) -> anyhow::Error {
+        report.exit_code = crate::exit::error_code(&e) as i32;
+        report.fatal = Some(crate::exit::message(&e));
+        self.finish(ui, report, extra);
+        e
+    }
+
     fn metrics(&self, ui: &Ui, report: &Report, extra: &[Sample]) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -1,7 +1,8 @@
 //! How a backup's results look: restic's summary text, its `--json` summary, the agent's
 //! log lines, and the agent's termination report and metrics.
 
-use restash_engine::archiver::BackupSummary;
+use restash_engine::archiver::{BackupOptions, BackupSummary, Source};
+use restash_engine::events::Phase;
 use restash_engine::forget::Retention;
 use restash_engine::EngineError;
 use serde_json::{json, Value};
@@ -77,6 +78,19 @@ pub fn summary(ui: &Ui, s: &BackupSummary, dry_run: bool) {
     }
 }
 
+/// The agent's first log line, said once the backup holds its lock.
+pub fn announce(ui: &Ui, opts: &BackupOptions, source: &Source) {
+    let paths: Vec<String> = match source {
+        Source::Paths(p) => p.iter().map(|p| p.display().to_string()).collect(),
+        Source::Stdin { name, .. } => vec![format!("/{name}")],
+    };
+    ui.announce(
+        Phase::Backup,
+        "backup started",
+        json!({"host": opts.host, "tags": opts.tags, "paths": paths}),
+    );
+}
+
 /// restic's closing line of a backup that could not read everything.
 pub fn partial(ui: &Ui) {
     if !ui.agent_json() {
@@ -84,8 +98,12 @@ pub fn partial(ui: &Ui) {
     }
 }
 
-/// The result of `--forget` after a backup.
-pub fn retention(ui: &Ui, host: &str, r: &Retention) {
+/// The result of `--forget` after a backup, in the output and in the agent report.
+pub fn retention(ui: &Ui, host: &str, r: &Retention, report: &mut Report) {
+    report.counters.push(("snapshots_kept", r.kept as u64));
+    report
+        .counters
+        .push(("snapshots_removed", r.removed.len() as u64));
     let removed: Vec<String> = r.removed.iter().map(|id| id.short()).collect();
     match ui.style {
         Style::AgentJson => ui.log.info(

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backup;
+mod copy;
 pub mod find;
 pub mod log;
 mod maint;
@@ -258,6 +259,9 @@ impl Ui {
 
 impl EventSink for Ui {
     fn event(&self, event: &Event<'_>) {
+        if self.command == "copy" {
+            return copy::event(self, event);
+        }
         if maint::is_maintenance(self.command) {
             match event {
                 Event::Message { level, text } => maint::message(self, *level, text),
