@@ -66,7 +66,7 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<Done> {
         }
     }
     let ui = Ui::new(g, "restore", agent.on);
-    *ui.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(a.target.clone());
+    ui.set_target(&a.target);
     let ctl = ui.control();
     if agent.reports() {
         // The report is written even when a signal stops the restore.

@@ -75,6 +75,8 @@ pub mod restore;
 mod snapshots;
 pub mod stats;
 pub mod tag;
+#[cfg(test)]
+mod test_util;
 mod tree_ahead;
 pub mod treewalk;
 pub mod units;

@@ -410,21 +410,13 @@ mod tests;
 pub(crate) mod testing {
     use std::sync::{Arc, Mutex};
 
-    use restash_backend::{FileType, MemoryBackend};
+    use restash_backend::FileType;
     use restash_format::{GoTime, Snapshot, SnapshotId};
 
     use crate::events::{Control, Event};
     use crate::Repository;
 
-    /// An empty repository in memory (a cheap key derivation).
-    pub(crate) fn memory_repo() -> Repository {
-        let kdf = restash_crypto::KdfParams {
-            n: 1024,
-            r: 8,
-            p: 1,
-        };
-        Repository::init(Arc::new(MemoryBackend::new()), b"pw", 2, kdf).expect("init")
-    }
+    pub(crate) use crate::test_util::memory_repo;
 
     /// Saves a snapshot of `host` taken at `time` (RFC 3339) of `/x`, with `tags`.
     pub(crate) fn save(repo: &Repository, host: &str, time: &str, tags: &[&str]) -> SnapshotId {

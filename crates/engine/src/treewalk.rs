@@ -120,12 +120,8 @@ fn walk(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use restash_backend::MemoryBackend;
 
     use super::*;
-    use crate::archiver::{backup, BackupOptions, Source};
 
     #[test]
     fn joins_like_go_path_join() {
@@ -146,17 +142,8 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, data).unwrap();
         }
-        let kdf = restash_crypto::KdfParams {
-            n: 1024,
-            r: 8,
-            p: 1,
-        };
-        let mut repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", 2, kdf).unwrap();
-        let opts = BackupOptions::new("host");
-        let ctl = crate::events::Control::default();
-        let summary = backup(&mut repo, Source::Paths(vec![root.clone()]), &opts, &ctl).unwrap();
-        let snap = repo.load_snapshot(&summary.snapshot_id.unwrap()).unwrap();
-        repo.load_index().unwrap();
+        let mut repo = crate::test_util::memory_repo();
+        let snap = crate::test_util::backup_dir(&mut repo, &root);
         // The snapshot's tree holds the absolute path; start at the backed-up directory.
         let sub = crate::find_subtree(&repo, &snap.tree, root.to_str().unwrap()).unwrap();
         (repo, sub, dir)

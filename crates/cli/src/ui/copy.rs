@@ -1,8 +1,6 @@
 //! How `copy` looks as it runs: restic's lines per snapshot on stdout (not with `-q`),
 //! and warnings about snapshots that cannot be chosen on stderr as restic words them.
 
-use std::time::Instant;
-
 use restash_engine::events::{Event, Phase};
 
 use super::{lock, Ui};
@@ -12,7 +10,7 @@ pub(super) fn event(ui: &Ui, e: &Event<'_>) {
     let verbose = ui.verbosity >= 1;
     match e {
         Event::Selected { id, snapshot } => {
-            *lock(&ui.selected) = Some((id.short(), snapshot.hostname.clone()));
+            *lock(&ui.state.selected) = Some((id.short(), snapshot.hostname.clone()));
             if verbose {
                 println!(
                     "\nsnapshot {} of [{}] at {})",
@@ -31,7 +29,7 @@ pub(super) fn event(ui: &Ui, e: &Event<'_>) {
             println!("skipping source snapshot {source}, was already copied to snapshot {name}");
         }
         Event::PhaseStarted(Phase::Copy) => {
-            *lock(&ui.phase_start) = Instant::now();
+            ui.start_step();
             if verbose {
                 println!("  copy started, this may take a while...");
             }
@@ -43,7 +41,7 @@ pub(super) fn event(ui: &Ui, e: &Event<'_>) {
             ..
         } if verbose => {
             // restic's final progress line when stdout is not a terminal.
-            let secs = lock(&ui.phase_start).elapsed().as_secs();
+            let secs = ui.step_started().elapsed().as_secs();
             let t = if secs >= 3600 {
                 format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
             } else {

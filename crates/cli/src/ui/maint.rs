@@ -21,20 +21,22 @@ pub(super) fn is_maintenance(command: &str) -> bool {
 }
 
 pub(super) fn clear(ui: &Ui) {
-    let mut line = lock(&ui.line);
+    let mut line = lock(&ui.state.line);
     if line.shown {
         eprint!("\r\x1b[2K");
         line.shown = false;
     }
 }
 
-/// A message at `level`: prune's bar measures its phase from the last one.
+/// A message at `level`: prune's bar measures its phase from the last default-level one.
 pub(super) fn message(ui: &Ui, level: u8, text: &str) {
     if ui.verbosity < level {
         return;
     }
     clear(ui);
-    *lock(&ui.phase_start) = Instant::now();
+    if level <= 1 {
+        ui.start_step();
+    }
     // A closed stdout must not stop a prune half way: output is best effort.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
@@ -52,7 +54,7 @@ pub(super) fn progress(ui: &Ui, unit: &str, done: u64, total: u64) {
     if ui.command == "prune" {
         // restic shows a finished bar with the time the phase took, then a blank line.
         if ui.verbosity >= 1 && done == total {
-            let secs = lock(&ui.phase_start).elapsed().as_secs();
+            let secs = ui.step_started().elapsed().as_secs();
             let pct = if total == 0 {
                 100.0
             } else {
@@ -71,7 +73,7 @@ pub(super) fn progress(ui: &Ui, unit: &str, done: u64, total: u64) {
     if !ui.live_line {
         return;
     }
-    let mut line = lock(&ui.line);
+    let mut line = lock(&ui.state.line);
     let now = Instant::now();
     if line.last.is_none() {
         line.started = Some(now);
@@ -102,5 +104,5 @@ pub(super) fn progress(ui: &Ui, unit: &str, done: u64, total: u64) {
 /// The phase whose progress was shown is over.
 pub(super) fn phase_finished(ui: &Ui) {
     clear(ui);
-    lock(&ui.line).last = None;
+    lock(&ui.state.line).last = None;
 }

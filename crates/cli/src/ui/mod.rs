@@ -55,21 +55,29 @@ pub struct Ui {
     command: &'static str,
     bar: bool,
     progress_every: Option<Duration>,
-    last_progress: Mutex<Instant>,
+    /// restic's verbosity: 0 with `-q`, 1 by default, 2 with `-v`.
+    verbosity: u8,
+    /// Check's live progress line on an interactive stderr.
+    live_line: bool,
+    /// When the renderer was made: progress is first shown one interval after it.
+    started: Instant,
+    state: State,
+}
+
+/// What a renderer remembers while a command runs.
+#[derive(Default)]
+struct State {
+    last_progress: Mutex<Option<Instant>>,
     counts: Mutex<Counts>,
     /// A log line said when the given phase starts (the agent's "backup started").
     announce: Mutex<Option<(Phase, String, Value)>>,
     /// What the agent's start line and the termination log say about the snapshot.
     selected: Mutex<Option<(String, String)>>,
     /// The directory a restore writes to, for its first line.
-    pub target: Mutex<Option<String>>,
-    /// restic's verbosity: 0 with `-q`, 1 by default, 2 with `-v`.
-    verbosity: u8,
-    /// Check's live progress line on an interactive stderr.
-    live_line: bool,
+    target: Mutex<Option<String>>,
     line: Mutex<maint::Line>,
     /// When the current step of a maintenance command began (its last message).
-    phase_start: Mutex<Instant>,
+    phase_start: Mutex<Option<Instant>>,
 }
 
 impl Ui {
@@ -103,13 +111,8 @@ impl Ui {
             progress_every,
             verbosity: if g.quiet { 0 } else { 1 + g.verbose },
             live_line: !g.quiet && !g.json && std::io::stderr().is_terminal(),
-            line: Mutex::new(maint::Line::default()),
-            phase_start: Mutex::new(Instant::now()),
-            last_progress: Mutex::new(Instant::now()),
-            counts: Mutex::new(Counts::default()),
-            announce: Mutex::new(None),
-            selected: Mutex::new(None),
-            target: Mutex::new(None),
+            started: Instant::now(),
+            state: State::default(),
         })
     }
 
@@ -124,13 +127,8 @@ impl Ui {
             progress_every: None,
             verbosity: self.verbosity,
             live_line: self.live_line,
-            line: Mutex::new(maint::Line::default()),
-            phase_start: Mutex::new(Instant::now()),
-            last_progress: Mutex::new(Instant::now()),
-            counts: Mutex::new(Counts::default()),
-            announce: Mutex::new(None),
-            selected: Mutex::new(None),
-            target: Mutex::new(None),
+            started: Instant::now(),
+            state: State::default(),
         })
     }
 
@@ -146,17 +144,32 @@ impl Ui {
 
     /// Logs `msg` with `fields` when `phase` starts.
     pub fn announce(&self, phase: Phase, msg: &str, fields: Value) {
-        *lock(&self.announce) = Some((phase, msg.to_string(), fields));
+        *lock(&self.state.announce) = Some((phase, msg.to_string(), fields));
+    }
+
+    /// The directory a restore writes to.
+    pub fn set_target(&self, target: &str) {
+        *lock(&self.state.target) = Some(target.to_string());
+    }
+
+    /// When the current step began: its last message or phase start, else the renderer's
+    /// start.
+    fn step_started(&self) -> Instant {
+        lock(&self.state.phase_start).unwrap_or(self.started)
+    }
+
+    fn start_step(&self) {
+        *lock(&self.state.phase_start) = Some(Instant::now());
     }
 
     /// The last progress counts seen.
     pub fn counts(&self) -> Counts {
-        *lock(&self.counts)
+        *lock(&self.state.counts)
     }
 
     /// The chosen snapshot's (id, host), once chosen.
     pub fn selected(&self) -> Option<(String, String)> {
-        lock(&self.selected).clone()
+        lock(&self.state.selected).clone()
     }
 
     /// A restic `--json` message on stdout.
@@ -174,16 +187,16 @@ impl Ui {
     }
 
     fn progress(&self, counts: Counts, elapsed: Duration) {
-        *lock(&self.counts) = counts;
+        *lock(&self.state.counts) = counts;
         let Some(every) = self.progress_every else {
             return;
         };
         {
-            let mut last = lock(&self.last_progress);
-            if last.elapsed() < every {
+            let mut last = lock(&self.state.last_progress);
+            if last.unwrap_or(self.started).elapsed() < every {
                 return;
             }
-            *last = Instant::now();
+            *last = Some(Instant::now());
         }
         let percent = if counts.bytes_total == 0 {
             0.0
@@ -225,7 +238,7 @@ impl Ui {
     }
 
     fn phase_started(&self, phase: Phase) {
-        let mut announce = lock(&self.announce);
+        let mut announce = lock(&self.state.announce);
         if announce.as_ref().is_some_and(|(p, _, _)| *p == phase) {
             if let Some((_, msg, fields)) = announce.take() {
                 self.log.info(&msg, fields);
@@ -291,7 +304,7 @@ impl EventSink for Ui {
                 counts, elapsed, ..
             } => self.progress(*counts, *elapsed),
             Event::Selected { id, snapshot } => {
-                *lock(&self.selected) = Some((id.to_string(), snapshot.hostname.clone()));
+                *lock(&self.state.selected) = Some((id.to_string(), snapshot.hostname.clone()));
                 if self.command == "restore" {
                     restore::started(self, id, snapshot);
                 }

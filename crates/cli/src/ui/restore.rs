@@ -11,7 +11,7 @@ use crate::display::go_time_string;
 
 /// The first line, once the snapshot is chosen.
 pub(super) fn started(ui: &Ui, id: &SnapshotId, snap: &Snapshot) {
-    let target = lock(&ui.target).clone().unwrap_or_default();
+    let target = lock(&ui.state.target).clone().unwrap_or_default();
     match ui.style {
         Style::AgentJson => ui.log.info(
             "restore started",

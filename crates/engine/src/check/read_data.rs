@@ -235,12 +235,7 @@ mod tests {
     use super::*;
 
     fn repo(dir: &std::path::Path) -> Repository {
-        let kdf = restash_crypto::KdfParams {
-            n: 1024,
-            r: 8,
-            p: 1,
-        };
-        Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", 2, kdf).unwrap()
+        crate::test_util::repo_on(Arc::new(LocalBackend::new(dir)))
     }
 
     /// A pack of three blobs (the second compressed), stored; its id, size and entries.

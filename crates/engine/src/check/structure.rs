@@ -205,13 +205,7 @@ mod tests {
     #[test]
     fn node_rules_give_restics_messages() {
         let dir = tempfile::tempdir().unwrap();
-        let kdf = restash_crypto::KdfParams {
-            n: 1024,
-            r: 8,
-            p: 1,
-        };
-        let repo =
-            Repository::init(Arc::new(LocalBackend::new(dir.path())), b"pw", 2, kdf).unwrap();
+        let repo = crate::test_util::repo_on(Arc::new(LocalBackend::new(dir.path())));
         let known = BlobId::hash(b"not stored");
         let node = |name: &str, t: NodeType| Node {
             name: name.as_bytes().to_vec(),

@@ -3,9 +3,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle, MemoryBackend};
+use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle};
 
-use crate::archiver::{backup, BackupOptions, Source};
 use crate::treewalk::{enter_if, walk_restic};
 use crate::Repository;
 
@@ -78,22 +77,8 @@ fn repo_with_snapshot(dir: &std::path::Path) -> (Repository, restash_format::Blo
             }
         }
     }
-    let kdf = restash_crypto::KdfParams {
-        n: 1024,
-        r: 8,
-        p: 1,
-    };
-    let mut repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", 2, kdf).unwrap();
-    let opts = BackupOptions::new("host");
-    let ctl = crate::events::Control::default();
-    let summary = backup(
-        &mut repo,
-        Source::Paths(vec![dir.to_path_buf()]),
-        &opts,
-        &ctl,
-    )
-    .unwrap();
-    let snap = repo.load_snapshot(&summary.snapshot_id.unwrap()).unwrap();
+    let mut repo = crate::test_util::memory_repo();
+    let snap = crate::test_util::backup_dir(&mut repo, dir);
     (repo, snap.tree)
 }
 
