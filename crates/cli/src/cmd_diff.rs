@@ -2,12 +2,13 @@ use std::io::Write;
 
 use anyhow::bail;
 use clap::Args as ClapArgs;
-use restash_engine::diff::{diff_trees, DiffStat};
-use restash_engine::{RepoLock, Repository};
+use restash_engine::diff::{self, DiffJob, DiffStat};
+use restash_engine::units::format_bytes_above;
+use restash_engine::LockPolicy;
 use restash_format::write_go_string;
 
 use crate::global::GlobalOpts;
-use restash_engine::units::format_bytes_above;
+use crate::ui::Ui;
 
 /// `restash diff`
 #[derive(ClapArgs, Debug)]
@@ -34,53 +35,38 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     if a.snapshots.len() != 2 {
         bail!("specify two snapshot IDs");
     }
-    let mut repo: Repository = g.open()?;
-    let _lock = if g.no_lock {
-        None
-    } else {
-        Some(RepoLock::acquire(&repo, false, false)?)
+    let job = DiffJob {
+        from: a.snapshots[0].clone(),
+        to: a.snapshots[1].clone(),
+        metadata: a.metadata,
+        lock: LockPolicy {
+            skip: g.no_lock,
+            ..LockPolicy::default()
+        },
     };
-    // restic 0.14's diff resolves plain id prefixes only (`latest` is not special there).
-    let all = crate::snapsel::load_all(&repo)?;
-    let (id1, sn1) = all.find_prefix(&a.snapshots[0])?.clone();
-    let (id2, sn2) = all.find_prefix(&a.snapshots[1])?.clone();
+    let mut repo = g.open()?;
+    let ctl = Ui::new(g, "diff", false).control();
     let mut out = std::io::stdout().lock();
-    if !g.json && !g.quiet {
-        writeln!(
-            out,
-            "comparing snapshot {} to {}:\n",
-            id1.short(),
-            id2.short()
-        )?;
-    }
-    repo.load_index()?;
     let (json, quiet) = (g.json, g.quiet);
     let mut write_err = None;
-    let stats = diff_trees(
-        &repo,
-        &sn1.tree,
-        &sn2.tree,
-        a.metadata,
-        &mut |path, modifier| {
-            if quiet {
-                return;
-            }
-            let line = if json {
-                let mut s = String::from("{\"message_type\":\"change\",\"path\":");
-                write_go_string(&mut s, path);
-                s.push_str(",\"modifier\":");
-                write_go_string(&mut s, modifier);
-                s.push('}');
-                s
-            } else {
-                format!("{modifier:<5}{path}")
-            };
-            if let Err(e) = writeln!(out, "{line}") {
-                write_err.get_or_insert(e);
-            }
-        },
-        &mut |w| eprintln!("{w}"),
-    )?;
+    let stats = diff::run(&mut repo, &job, &ctl, &mut |path, modifier| {
+        if quiet {
+            return;
+        }
+        let line = if json {
+            let mut s = String::from("{\"message_type\":\"change\",\"path\":");
+            write_go_string(&mut s, path);
+            s.push_str(",\"modifier\":");
+            write_go_string(&mut s, modifier);
+            s.push('}');
+            s
+        } else {
+            format!("{modifier:<5}{path}")
+        };
+        if let Err(e) = writeln!(out, "{line}") {
+            write_err.get_or_insert(e);
+        }
+    })?;
     if let Some(e) = write_err {
         return Err(e.into());
     }

@@ -1,11 +1,11 @@
 use clap::Args as ClapArgs;
-use restash_engine::stats::{StatsCounter, StatsMode};
+use restash_engine::stats::{self, StatsJob, StatsMode};
 use restash_engine::units::format_bytes_above;
-use restash_engine::RepoLock;
+use restash_engine::LockPolicy;
 
 use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
-use crate::snapsel::filtered_snapshots;
+use crate::ui::Ui;
 
 /// `restash stats`
 #[derive(ClapArgs, Debug)]
@@ -20,25 +20,19 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
-    let mode = StatsMode::parse(&a.mode)?;
+    let job = StatsJob {
+        mode: StatsMode::parse(&a.mode)?,
+        ids: a.snapshots,
+        filter: a.filter.to_filter(),
+        lock: LockPolicy {
+            skip: g.no_lock,
+            ..LockPolicy::default()
+        },
+    };
     let mut repo = g.open()?;
-    let (lock, index) = repo.load_index_with(|repo| {
-        (!g.no_lock)
-            .then(|| RepoLock::acquire(repo, false, false))
-            .transpose()
-    });
-    let _lock = lock?;
-    index?;
-    if !g.json {
-        println!("scanning...");
-    }
-    let mut counter = StatsCounter::new(mode);
-    for (_, sn) in filtered_snapshots(&repo, &a.filter, &a.snapshots)? {
-        counter
-            .add_snapshot(&repo, &sn)
-            .map_err(|e| anyhow::anyhow!("error walking snapshot: {e}"))?;
-    }
-    let t = counter.finish(&repo)?;
+    let ui = Ui::new(g, "stats", false);
+    let t = stats::run(&mut repo, &job, &ui.control())?;
+    let mode = job.mode;
     if g.json {
         let mut v = serde_json::json!({
             "total_size": t.total_size,

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use restash_format::{BlobId, BlobType, Node, NodeType};
 
+use crate::events::{Control, Event};
 use crate::treewalk::join;
+use crate::{LockPolicy, RepoLock, Snapshots};
 use crate::{Repository, Result};
 
 /// Counters of one side (`added` or `removed`).
@@ -107,6 +109,43 @@ struct Comparer<'a> {
     before: BlobSet,
     after: BlobSet,
     common: BlobSet,
+}
+
+/// Which two snapshots `diff` compares.
+#[derive(Debug, Clone, Default)]
+pub struct DiffJob {
+    /// The first snapshot's id prefix (restic 0.14's diff gives `latest` no meaning).
+    pub from: String,
+    /// The second snapshot's id prefix.
+    pub to: String,
+    /// Report metadata changes too.
+    pub metadata: bool,
+    /// How to lock (a shared lock unless `--no-lock`).
+    pub lock: LockPolicy,
+}
+
+/// restic's `diff`: sends [`Event::Selected`] for both snapshots, then calls `change`
+/// for each change line in restic's order; unreadable subtrees are warnings.
+pub fn run(
+    repo: &mut Repository,
+    job: &DiffJob,
+    ctl: &Control,
+    change: &mut dyn FnMut(&str, &str),
+) -> Result<DiffStats> {
+    let _lock = RepoLock::take(repo, false, &job.lock, ctl)?;
+    let all = Snapshots::load(repo)?;
+    for w in all.load_warnings() {
+        ctl.warn(&w);
+    }
+    let (id1, sn1) = all.find_prefix(&job.from)?;
+    let (id2, sn2) = all.find_prefix(&job.to)?;
+    for (id, snapshot) in [(id1, sn1), (id2, sn2)] {
+        ctl.emit(Event::Selected { id, snapshot });
+    }
+    repo.load_index()?;
+    diff_trees(repo, &sn1.tree, &sn2.tree, job.metadata, change, &mut |w| {
+        ctl.warn(&w)
+    })
 }
 
 /// Compares two root trees. `change(path, modifier)` is called for each change line in

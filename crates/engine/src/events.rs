@@ -37,6 +37,8 @@ pub enum Phase {
     Lock,
     /// Reading the snapshot files.
     LoadSnapshots,
+    /// Walking snapshots' trees to count or search them (`stats`, `find`).
+    Scan,
     /// Reading the source and saving its blobs.
     Backup,
     /// Writing files into the target.
@@ -61,6 +63,7 @@ impl fmt::Display for Phase {
             Phase::LoadIndex => "load index files",
             Phase::Lock => "lock repository",
             Phase::LoadSnapshots => "load snapshots",
+            Phase::Scan => "scanning",
             Phase::Backup => "backup",
             Phase::Restore => "restore",
             Phase::Forget => "forget",

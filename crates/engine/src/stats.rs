@@ -6,8 +6,11 @@ use std::collections::{HashMap, HashSet};
 
 use restash_format::{BlobId, BlobType, Id, NodeType, Snapshot};
 
+use crate::events::{Control, Phase};
 use crate::treewalk::{walk_restic, Visit};
-use crate::{EngineError, Repository, Result};
+use crate::{
+    select_snapshots, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter,
+};
 
 /// restic's `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,37 @@ pub struct StatsCounter {
     unique_files: HashSet<[u8; 32]>,
     file_blobs: HashMap<String, HashSet<BlobId>>,
     blobs: HashSet<(BlobId, BlobType)>,
+}
+
+/// What `stats` counts, in which snapshots.
+#[derive(Debug, Clone)]
+pub struct StatsJob {
+    /// The counting mode.
+    pub mode: StatsMode,
+    /// Snapshots by id prefix (`latest` too); empty: all passing `filter`.
+    pub ids: Vec<String>,
+    /// restic's `--host`, `--tag`, `--path`.
+    pub filter: SnapshotFilter,
+    /// How to lock (a shared lock unless `--no-lock`).
+    pub lock: LockPolicy,
+}
+
+/// restic's `stats`: takes the lock while the index loads, then counts the chosen
+/// snapshots in phase [`Phase::Scan`].
+pub fn run(repo: &mut Repository, job: &StatsJob, ctl: &Control) -> Result<StatsTotals> {
+    let (lock, index) = repo.load_index_with(|repo| RepoLock::take(repo, false, &job.lock, ctl));
+    let _lock = lock?;
+    index?;
+    ctl.phase(Phase::Scan, || {
+        let mut counter = StatsCounter::new(job.mode);
+        for (_, sn) in select_snapshots(repo, &job.filter, &job.ids, ctl)? {
+            ctl.cancel.check()?;
+            counter
+                .add_snapshot(repo, &sn)
+                .map_err(|e| EngineError::Corrupt(format!("error walking snapshot: {e}")))?;
+        }
+        counter.finish(repo)
+    })
 }
 
 impl StatsCounter {

@@ -238,6 +238,9 @@ impl Ui {
     }
 
     fn phase_started(&self, phase: Phase) {
+        if phase == Phase::Scan && self.command == "stats" && self.style == Style::Text {
+            println!("scanning...");
+        }
         let mut announce = lock(&self.state.announce);
         if announce.as_ref().is_some_and(|(p, _, _)| *p == phase) {
             if let Some((_, msg, fields)) = announce.take() {
@@ -303,6 +306,17 @@ impl EventSink for Ui {
             Event::Progress {
                 counts, elapsed, ..
             } => self.progress(*counts, *elapsed),
+            Event::Selected { id, .. } if self.command == "diff" => {
+                // restic names both snapshots before the first change.
+                let mut first = lock(&self.state.selected);
+                match first.take() {
+                    None => *first = Some((id.short(), String::new())),
+                    Some((from, _)) if self.style == Style::Text && !self.quiet => {
+                        println!("comparing snapshot {from} to {}:\n", id.short())
+                    }
+                    Some(_) => {}
+                }
+            }
             Event::Selected { id, snapshot } => {
                 *lock(&self.state.selected) = Some((id.to_string(), snapshot.hostname.clone()));
                 if self.command == "restore" {
@@ -324,13 +338,10 @@ impl EventSink for Ui {
                 }
             }
             Event::Message { level, text } if self.verbosity >= *level => println!("{text}"),
-            Event::Warning(w) => {
-                if self.agent_json() {
-                    self.log.warn(w, json!({}));
-                } else {
-                    eprintln!("warning: {w}");
-                }
-            }
+            Event::Warning(w) if self.agent_json() => self.log.warn(w, json!({})),
+            // restic prefixes the archiver's warnings; the others say what they are.
+            Event::Warning(w) if self.command == "backup" => eprintln!("warning: {w}"),
+            Event::Warning(w) => eprintln!("{w}"),
             Event::Error(e) => self.error(e),
             _ => {}
         }
