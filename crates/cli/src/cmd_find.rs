@@ -1,13 +1,13 @@
 use anyhow::bail;
 use clap::Args as ClapArgs;
-use restash_engine::find::{FindHit, FindOptions, Finder};
-use restash_engine::RepoLock;
+use restash_engine::find::{self, FindHit, FindJob, FindOptions};
+use restash_engine::LockPolicy;
 use restash_format::{BlobType, GoTime};
 
 use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
-use crate::snapsel::filtered_snapshots;
 use crate::ui::find::{object_pack, Output};
+use crate::ui::Ui;
 
 /// `restash find`
 #[derive(ClapArgs, Debug)]
@@ -68,36 +68,36 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     if [a.blob, a.tree, a.pack].iter().filter(|b| **b).count() > 1 {
         bail!("cannot have several ID types");
     }
-    let mut repo = g.open()?;
-    let (lock, index) = repo.load_index_with(|repo| {
-        (!g.no_lock)
-            .then(|| RepoLock::acquire(repo, false, false))
-            .transpose()
-    });
-    let _lock = lock?;
-    index?;
-    let opts = FindOptions {
-        patterns,
-        ignore_case: a.ignore_case,
-        oldest,
-        newest,
-        blob: a.blob,
-        tree: a.tree,
-        pack: a.pack,
+    let job = FindJob {
+        options: FindOptions {
+            patterns,
+            ignore_case: a.ignore_case,
+            oldest,
+            newest,
+            blob: a.blob,
+            tree: a.tree,
+            pack: a.pack,
+        },
+        ids: a.snapshots,
+        filter: a.filter.to_filter(),
+        lock: LockPolicy {
+            skip: g.no_lock,
+            ..LockPolicy::default()
+        },
     };
-    let (mut finder, from_index) = Finder::new(&repo, &opts)?;
-    if !from_index.is_empty() {
-        let list: Vec<String> = from_index.iter().map(|p| p.to_string()).collect();
-        eprintln!(
-            "some pack files are missing from the repository, getting their blobs from the repository index: [{}]\n",
-            list.join(" ")
-        );
-    }
-    let snaps = filtered_snapshots(&repo, &a.filter, &a.snapshots)?;
+    let mut repo = g.open()?;
+    let ctl = Ui::new(g, "find", false).control();
     let mut out = Output::new(g.json, a.long, !g.quiet);
-    for entry in &snaps {
-        out.snapshot(entry);
-        finder.search(&repo, &entry.1.tree, &mut |hit| match hit {
+    let mut written = Ok(());
+    let finder = find::run(&mut repo, &job, &ctl, &mut |entry, hit| {
+        if written.is_err() {
+            return;
+        }
+        // What one snapshot found is written before the next is searched.
+        if out.snapshot(entry) {
+            written = out.flush();
+        }
+        match hit {
             FindHit::Node { path, node } => out.pattern(path, node),
             FindHit::Object {
                 kind,
@@ -105,9 +105,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
                 path,
                 parent_tree,
             } => out.object(kind, &id, path, parent_tree.as_ref().map(|t| &t.0)),
-        })?;
-        out.flush()?;
-    }
+        }
+    })?;
+    written?;
+    out.flush()?;
     out.finish();
     if a.show_pack_id && finder.by_id() {
         for id in finder.blob_ids.iter().flatten() {

@@ -7,8 +7,12 @@ use std::collections::{BTreeMap, HashSet};
 use restash_backend::FileType;
 use restash_format::{BlobId, GoTime, Node, NodeType, PackId};
 
+use crate::events::{Control, Phase};
 use crate::treewalk::{walk_restic, Visit};
-use crate::{EngineError, Pattern, Repository, Result};
+use crate::{
+    select_snapshots, EngineError, LockPolicy, Pattern, RepoLock, Repository, Result,
+    SnapshotEntry, SnapshotFilter,
+};
 
 /// One hit, handed to the caller's printer.
 #[derive(Debug)]
@@ -50,6 +54,51 @@ pub struct FindOptions {
     pub tree: bool,
     /// Patterns are pack ids.
     pub pack: bool,
+}
+
+/// What `find` looks for, in which snapshots.
+#[derive(Debug)]
+pub struct FindJob {
+    /// Patterns or ids and the time window.
+    pub options: FindOptions,
+    /// Snapshots by id prefix (`latest` too); empty: all passing `filter`.
+    pub ids: Vec<String>,
+    /// restic's `--host`, `--tag`, `--path`.
+    pub filter: SnapshotFilter,
+    /// How to lock (a shared lock unless `--no-lock`).
+    pub lock: LockPolicy,
+}
+
+/// restic's `find`: takes the lock while the index loads, then searches the chosen
+/// snapshots in order, calling `hit` with the snapshot for each match. Returns the
+/// finder, which holds the ids searched for (for `--show-pack-id`).
+pub fn run(
+    repo: &mut Repository,
+    job: &FindJob,
+    ctl: &Control,
+    hit: &mut dyn FnMut(&SnapshotEntry, FindHit<'_>),
+) -> Result<Finder> {
+    let (lock, index) = repo.load_index_with(|repo| RepoLock::take(repo, false, &job.lock, ctl));
+    let _lock = lock?;
+    index?;
+    let (mut finder, from_index) = Finder::new(repo, &job.options)?;
+    if !from_index.is_empty() {
+        let list: Vec<String> = from_index.iter().map(|p| p.to_string()).collect();
+        ctl.warn(&format!(
+            "some pack files are missing from the repository, getting their blobs from the \
+             repository index: [{}]\n",
+            list.join(" ")
+        ));
+    }
+    let chosen = select_snapshots(repo, &job.filter, &job.ids, ctl)?;
+    ctl.phase(Phase::Scan, || {
+        for entry in &chosen {
+            ctl.cancel.check()?;
+            finder.search(repo, &entry.1.tree, &mut |h| hit(entry, h))?;
+        }
+        Ok::<_, EngineError>(())
+    })?;
+    Ok(finder)
 }
 
 /// Search state shared by the snapshots of one `find`.

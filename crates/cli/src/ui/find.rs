@@ -54,18 +54,18 @@ fn node_json(path: &str, n: &Node) -> String {
 }
 
 /// restic's `statefulOutput`: JSON is streamed as one array grouped by snapshot.
-pub struct Output<'a> {
+pub struct Output {
     json: bool,
     long: bool,
     verbose: bool,
     inuse: bool,
-    cur: Option<&'a SnapshotEntry>,
-    old: Option<&'a SnapshotEntry>,
+    cur: Option<SnapshotEntry>,
+    old: Option<SnapshotEntry>,
     hits: usize,
     buf: String,
 }
 
-impl<'a> Output<'a> {
+impl Output {
     /// Output in restic's `--json` or text form; `long` is `-l`, `verbose` not `-q`.
     pub fn new(json: bool, long: bool, verbose: bool) -> Self {
         Output {
@@ -80,9 +80,13 @@ impl<'a> Output<'a> {
         }
     }
 
-    /// The snapshot whose hits follow.
-    pub fn snapshot(&mut self, s: &'a SnapshotEntry) {
-        self.cur = Some(s);
+    /// The snapshot of the hits that follow; whether it is a new one.
+    pub fn snapshot(&mut self, s: &SnapshotEntry) -> bool {
+        if Self::same(self.cur.as_ref(), Some(s)) {
+            return false;
+        }
+        self.cur = Some(s.clone());
+        true
     }
 
     /// Text to print after everything else.
@@ -100,15 +104,15 @@ impl<'a> Output<'a> {
                 self.buf.push('[');
                 self.inuse = true;
             }
-            if !Self::same(self.cur, self.old) {
-                if let Some(old) = self.old {
+            if !Self::same(self.cur.as_ref(), self.old.as_ref()) {
+                if let Some(old) = &self.old {
                     self.buf.push_str(&format!(
                         "],\"hits\":{},\"snapshot\":\"{}\"}},",
                         self.hits, old.0
                     ));
                 }
                 self.buf.push_str("{\"matches\":[");
-                self.old = self.cur;
+                self.old = self.cur.clone();
                 self.hits = 0;
             }
             if self.hits > 0 {
@@ -118,12 +122,12 @@ impl<'a> Output<'a> {
             self.hits += 1;
             return;
         }
-        if !Self::same(self.cur, self.old) {
+        if !Self::same(self.cur.as_ref(), self.old.as_ref()) {
             if self.old.is_some() && self.verbose {
                 self.buf.push('\n');
             }
-            self.old = self.cur;
-            if let (Some((id, sn)), true) = (self.old, self.verbose) {
+            self.old = self.cur.clone();
+            if let (Some((id, sn)), true) = (&self.old, self.verbose) {
                 self.buf.push_str(&format!(
                     "Found matching entries in snapshot {} from {}\n",
                     id.short(),
@@ -141,7 +145,7 @@ impl<'a> Output<'a> {
     }
 
     pub fn object(&mut self, kind: &str, id: &str, path: &str, parent: Option<&Id>) {
-        let Some((sid, sn)) = self.cur else { return };
+        let Some((sid, sn)) = &self.cur else { return };
         if self.json {
             if !self.inuse {
                 self.buf.push('[');
@@ -183,7 +187,7 @@ impl<'a> Output<'a> {
         if !self.json {
             return;
         }
-        if let Some(old) = self.old {
+        if let Some(old) = &self.old {
             self.buf.push_str(&format!(
                 "],\"hits\":{},\"snapshot\":\"{}\"}}",
                 self.hits, old.0
