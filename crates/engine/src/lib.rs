@@ -67,6 +67,7 @@ mod index;
 pub mod keys;
 pub mod leftovers;
 mod lock;
+pub mod ls;
 mod pack;
 pub mod prune;
 pub mod repair;
@@ -91,8 +92,8 @@ pub use lock::{is_stale, unlock, LockPolicy, RepoLock, STALE_AFTER};
 pub use repo::Repository;
 pub use restore::{restore, RestoreOptions, RestoreStats};
 pub use snapshots::{
-    flatten_tag_lists, select_snapshots, Ignored, Selection, SnapshotEntry, SnapshotFilter,
-    Snapshots, TagList, UnreadableSnapshot,
+    flatten_tag_lists, select_one, select_snapshots, Ignored, Selection, SnapshotEntry,
+    SnapshotFilter, Snapshots, TagList, UnreadableSnapshot,
 };
 pub use walk::{dump_file, dump_tar, find_node, find_subtree};
 

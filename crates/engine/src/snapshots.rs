@@ -183,6 +183,23 @@ pub fn select_snapshots(
     Ok(sel.snapshots)
 }
 
+/// One snapshot named by `spec` (`latest`, through `filter`, or an id prefix). On
+/// failure the error names the unreadable snapshot that made the choice impossible; on
+/// success each unreadable one is still a warning, so the user learns of the damage.
+pub fn select_one(
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+    ctl: &Control,
+) -> Result<SnapshotEntry> {
+    let all = ctl.phase(Phase::LoadSnapshots, || Snapshots::load(repo))?;
+    let found = all.find(spec, filter)?.clone();
+    for w in all.load_warnings() {
+        ctl.warn(&w);
+    }
+    Ok(found)
+}
+
 /// A snapshot file that could not be read or decoded, and why.
 #[derive(Debug)]
 pub struct UnreadableSnapshot {

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use restash_backend::FileType;
-use restash_format::SnapshotId;
 
 use super::{backup, BackupOptions, BackupSummary, Source};
 use crate::events::Control;
-use crate::{EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
+use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
 
 /// What a backup run needs besides the archiver's options.
 #[derive(Debug, Clone, Default)]
@@ -61,7 +60,7 @@ pub fn run(
     let held: Held = Arc::new(Mutex::new(lock?.map(Arc::new)));
     let prepared = index.and_then(|()| {
         if let Some(spec) = &job.parent {
-            opts.parent = Some(parent_by_name(&repo, spec, ctl)?);
+            opts.parent = Some(select_one(&repo, spec, &SnapshotFilter::default(), ctl)?.0);
         }
         Ok(())
     });
@@ -103,15 +102,4 @@ pub fn run(
     };
     release(&held);
     result
-}
-
-/// The parent named by `spec`; snapshots that cannot be read are reported even when they
-/// did not matter for the choice.
-fn parent_by_name(repo: &Repository, spec: &str, ctl: &Control) -> Result<SnapshotId> {
-    let all = repo.load_snapshots()?;
-    let (id, _) = all.find(spec, &SnapshotFilter::default())?;
-    for bad in all.unreadable() {
-        ctl.warn(&bad.to_string());
-    }
-    Ok(*id)
 }

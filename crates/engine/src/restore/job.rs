@@ -5,7 +5,7 @@ use restash_format::{Snapshot, SnapshotId};
 
 use super::{restore, RestoreOptions, RestoreStats};
 use crate::events::{Control, Event};
-use crate::{find_subtree, Repository, Result, SnapshotFilter};
+use crate::{find_subtree, select_one, Repository, Result, SnapshotFilter};
 
 /// Which snapshot and which part of it to restore, and how.
 #[derive(Debug, Clone)]
@@ -34,19 +34,7 @@ pub struct RestoreSummary {
 /// [`restore`]).
 pub fn run(repo: &mut Repository, job: &RestoreJob, ctl: &Control) -> Result<RestoreSummary> {
     let (spec, sub) = job.snapshot.split_once(':').unwrap_or((&job.snapshot, ""));
-    let (selected, index) = repo.load_index_with(|repo| {
-        let all = repo.load_snapshots()?;
-        let found = all.find(spec, &job.filter)?.clone();
-        // They did not matter for this choice, but the user should learn of them.
-        for bad in all.unreadable() {
-            ctl.warn(&format!(
-                "could not load snapshot {}: {}",
-                bad.id.short(),
-                bad.error
-            ));
-        }
-        Ok::<_, crate::EngineError>(found)
-    });
+    let (selected, index) = repo.load_index_with(|repo| select_one(repo, spec, &job.filter, ctl));
     let (id, snapshot) = selected?;
     ctl.emit(Event::Selected {
         id: &id,
