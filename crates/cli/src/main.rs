@@ -124,6 +124,13 @@ fn run(cli: Cli) -> anyhow::Result<Done> {
     done.map(|()| Done::Ok)
 }
 
+/// Ends the process now with `done`'s exit code: for a backup whose uploads outlast the
+/// SIGTERM grace period, reported from the watchdog's thread while the main thread still
+/// waits on them.
+pub(crate) fn end_now(done: Done) -> ! {
+    std::process::exit(done.code().into())
+}
+
 /// The command line: `backup --forget` takes forget's keep flags, whose `-H`
 /// (`--keep-hourly`) would clash with backup's `-H` (`--host`); there only the long form.
 fn parse() -> Result<Cli, clap::Error> {

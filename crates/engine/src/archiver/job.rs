@@ -12,8 +12,14 @@ use super::{backup, BackupOptions, BackupSummary, Source};
 use crate::events::Control;
 use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
 
+/// Called when uploads outlast the grace period after SIGTERM, on the watchdog's thread,
+/// with the lock already removed and [`EngineError::Abandoned`]: it reports and ends the
+/// process (the backup's own thread is still waiting on its uploads).
+/// It may also return: the run then ends with that error.
+pub type OnAbandon = Arc<dyn Fn(&EngineError) + Send + Sync>;
+
 /// What a backup run needs besides the archiver's options.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct JobOptions {
     /// How to take the repository lock (never taken for a dry run).
     pub lock: LockPolicy,
@@ -21,12 +27,22 @@ pub struct JobOptions {
     /// the same host and paths.
     pub parent: Option<String>,
     /// After [`crate::events::Cancel::terminate`], how long uploads already under way may
-    /// finish; after that the run returns [`EngineError::Abandoned`] with the lock removed
-    /// (packs that arrived are adopted by the next backup). `None` waits for them.
-    pub term_grace: Option<Duration>,
+    /// finish before the lock is removed and the hook runs; packs that arrived are adopted
+    /// by the next backup. `None` waits for them.
+    pub term_grace: Option<(Duration, OnAbandon)>,
 }
 
-/// How often the waiting caller looks at the cancel token while the backup runs.
+impl std::fmt::Debug for JobOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobOptions")
+            .field("lock", &self.lock)
+            .field("parent", &self.parent)
+            .field("term_grace", &self.term_grace.as_ref().map(|(g, _)| g))
+            .finish()
+    }
+}
+
+/// How often the watchdog looks at the cancel token while the backup runs.
 const WATCH: Duration = Duration::from_millis(100);
 
 type Held = Arc<Mutex<Option<Arc<RepoLock>>>>;
@@ -37,12 +53,20 @@ fn release(held: &Held) {
     }
 }
 
+/// Who ends the run: the backup returning, or the watchdog giving up on it.
+#[derive(Default)]
+struct Ending {
+    finished: bool,
+    abandoned: bool,
+    /// The abandon hook returned instead of ending the process.
+    handed_back: bool,
+}
+
 /// Runs a backup of `source` into `repo`: takes the lock while the index loads (the lock
-/// waits for other processes' new locks to show), resolves the parent, backs up, and
-/// removes the lock. The repository is moved into the run because a run abandoned after
-/// SIGTERM leaves its uploads behind on their own thread.
+/// waits for other processes' new locks to show), resolves the parent, backs up on this
+/// thread (where the key derivation's memory is reused), and removes the lock.
 pub fn run(
-    mut repo: Repository,
+    repo: &mut Repository,
     source: Source,
     mut opts: BackupOptions,
     job: &JobOptions,
@@ -60,7 +84,7 @@ pub fn run(
     let held: Held = Arc::new(Mutex::new(lock?.map(Arc::new)));
     let prepared = index.and_then(|()| {
         if let Some(spec) = &job.parent {
-            opts.parent = Some(select_one(&repo, spec, &SnapshotFilter::default(), ctl)?.0);
+            opts.parent = Some(select_one(repo, spec, &SnapshotFilter::default(), ctl)?.0);
         }
         Ok(())
     });
@@ -68,38 +92,63 @@ pub fn run(
         release(&held);
         return Err(e);
     }
-
-    let (tx, rx) = mpsc::channel();
-    let worker_ctl = ctl.clone();
-    let worker = std::thread::Builder::new()
-        .name("backup".into())
-        .spawn(move || {
-            let r = backup(&mut repo, source, &opts, &worker_ctl);
-            let _ = tx.send(r);
-        })
-        .map_err(EngineError::io("spawn backup thread"))?;
-    let mut terminated_at: Option<Instant> = None;
-    let result = loop {
-        match rx.recv_timeout(WATCH) {
-            Ok(r) => break r,
-            Err(RecvTimeoutError::Disconnected) => match worker.join() {
-                Err(panic) => {
-                    release(&held);
-                    std::panic::resume_unwind(panic)
-                }
-                Ok(()) => break Err(EngineError::Interrupted),
-            },
-            Err(RecvTimeoutError::Timeout) => {
-                let (Some(grace), true) = (job.term_grace, ctl.cancel.is_terminated()) else {
-                    continue;
-                };
-                if terminated_at.get_or_insert_with(Instant::now).elapsed() >= grace {
-                    // The worker goes on with its uploads until the process ends.
-                    break Err(EngineError::Abandoned { grace });
-                }
-            }
+    let ending = Arc::new(Mutex::new(Ending::default()));
+    let (stop_watch, watching) = mpsc::channel::<()>();
+    if let Some((grace, on_abandon)) = job.term_grace.clone() {
+        let (cancel, held, ending) = (ctl.cancel.clone(), held.clone(), ending.clone());
+        std::thread::Builder::new()
+            .name("term-watchdog".into())
+            .spawn(move || watchdog(&watching, &cancel, grace, &held, &ending, &on_abandon))
+            .map_err(EngineError::io("spawn watchdog thread"))?;
+    }
+    let result = backup(repo, source, &opts, ctl);
+    {
+        let mut e = ending.lock().unwrap_or_else(|e| e.into_inner());
+        // The watchdog is reporting and normally ends the process: this run's result no
+        // longer counts.
+        while e.abandoned && !e.handed_back {
+            drop(e);
+            std::thread::park_timeout(WATCH);
+            e = ending.lock().unwrap_or_else(|e| e.into_inner());
         }
-    };
+        if let (true, Some((grace, _))) = (e.abandoned, &job.term_grace) {
+            return Err(EngineError::Abandoned { grace: *grace });
+        }
+        e.finished = true;
+    }
+    drop(stop_watch);
     release(&held);
     result
+}
+
+/// Waits for the backup to end; once the run is terminated, gives its uploads `grace`,
+/// then removes the lock and hands over to `on_abandon`.
+fn watchdog(
+    watching: &mpsc::Receiver<()>,
+    cancel: &crate::events::Cancel,
+    grace: Duration,
+    held: &Held,
+    ending: &Mutex<Ending>,
+    on_abandon: &OnAbandon,
+) {
+    let mut terminated_at: Option<Instant> = None;
+    while let Err(RecvTimeoutError::Timeout) = watching.recv_timeout(WATCH) {
+        if !cancel.is_terminated() {
+            continue;
+        }
+        if terminated_at.get_or_insert_with(Instant::now).elapsed() < grace {
+            continue;
+        }
+        {
+            let mut e = ending.lock().unwrap_or_else(|e| e.into_inner());
+            if e.finished {
+                return;
+            }
+            e.abandoned = true;
+        }
+        release(held);
+        on_abandon(&EngineError::Abandoned { grace });
+        ending.lock().unwrap_or_else(|e| e.into_inner()).handed_back = true;
+        return;
+    }
 }
