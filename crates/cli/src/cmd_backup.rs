@@ -1,11 +1,10 @@
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_engine::archiver::sources::{chunker_from_spec, targets};
-use restash_engine::archiver::{BackupOptions, JobOptions, OnAbandon, Source};
+use restash_engine::archiver::{BackupOptions, JobOptions, Source, Watchdog};
 use restash_engine::forget::{retain_host, Retention};
 use restash_engine::{EngineError, LockPolicy};
 
@@ -122,14 +121,7 @@ fn source(a: &Args) -> anyhow::Result<Source> {
     Ok(Source::Paths(p))
 }
 
-fn job(g: &GlobalOpts, a: &Args, agent: &Agent, ui: &Arc<Ui>, host: &str) -> JobOptions {
-    // Kubernetes kills a pod 30 s after SIGTERM by default: uploads still in flight after
-    // the grace period are given up, the run is reported, and the process ends at once.
-    let (agent2, ui2, host2) = (agent.clone(), ui.clone(), host.to_string());
-    let on_abandon: OnAbandon = Arc::new(move |e| {
-        agent2.finish(&ui2, ui::backup::stopped(&ui2, &host2, e), &[]);
-        crate::end_now(Done::Terminated)
-    });
+fn job(g: &GlobalOpts, a: &Args, agent: &Agent, watchdog: Watchdog) -> JobOptions {
     JobOptions {
         lock: LockPolicy {
             skip: g.no_lock,
@@ -140,7 +132,7 @@ fn job(g: &GlobalOpts, a: &Args, agent: &Agent, ui: &Arc<Ui>, host: &str) -> Job
             ..Default::default()
         },
         parent: a.parent.clone(),
-        term_grace: Some((Duration::from_secs(a.term_grace), on_abandon)),
+        watchdog: Some(watchdog),
     }
 }
 
@@ -188,12 +180,15 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     let opts = options(g, &a).map_err(fail)?;
     let ctl = ui.control();
     crate::signals::cancel_on(&ctl.cancel, true).map_err(fail)?;
+    // Started before the repository is opened (see Watchdog).
+    let grace = Duration::from_secs(a.term_grace);
+    let watchdog = ui::backup::watchdog(&agent, &ui, &host, grace, &ctl).map_err(fail)?;
     let source = source(&a).map_err(fail)?;
     let mut repo = g.open().map_err(fail)?;
     if agent.on {
         ui::backup::announce(&ui, &opts, &source);
     }
-    let job = job(g, &a, &agent, &ui, &host);
+    let job = job(g, &a, &agent, watchdog);
     let summary = match restash_engine::archiver::run(&mut repo, source, opts, &job, &ctl) {
         Ok(s) => s,
         Err(e @ (EngineError::Terminated | EngineError::Abandoned { .. })) => {

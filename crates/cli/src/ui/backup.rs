@@ -1,14 +1,20 @@
 //! How a backup's results look: restic's summary text, its `--json` summary, the agent's
 //! log lines, and the agent's termination report and metrics.
 
-use restash_engine::archiver::{BackupOptions, BackupSummary, Source};
+use std::sync::Arc;
+use std::time::Duration;
+
+use restash_engine::archiver::{BackupOptions, BackupSummary, OnAbandon, Source, Watchdog};
+use restash_engine::events::Control;
 use restash_engine::events::Phase;
 use restash_engine::forget::Retention;
 use restash_engine::EngineError;
 use serde_json::{json, Value};
 
+use super::agent::Agent;
 use super::metrics::Sample;
 use super::termlog::Report;
+use crate::exit::Done;
 use restash_engine::units::format_bytes;
 
 use super::{Style, Ui};
@@ -178,6 +184,23 @@ pub fn report(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>)
         state("dirs", DIRS, "unmodified", s.dirs_unmodified),
     ];
     (report, samples)
+}
+
+/// Kubernetes kills a pod 30 s after SIGTERM by default: uploads still in flight after
+/// `grace` are given up, the run is reported, and the process ends at once.
+pub fn watchdog(
+    agent: &Agent,
+    ui: &Arc<Ui>,
+    host: &str,
+    grace: Duration,
+    ctl: &Control,
+) -> anyhow::Result<Watchdog> {
+    let (agent, ui, host) = (agent.clone(), ui.clone(), host.to_string());
+    let on_abandon: OnAbandon = Arc::new(move |e| {
+        agent.finish(&ui, stopped(&ui, &host, e), &[]);
+        crate::end_now(Done::Terminated)
+    });
+    Ok(Watchdog::start(ctl.cancel.clone(), grace, on_abandon)?)
 }
 
 /// A backup stopped by SIGTERM: what happened to its uploads, and the agent report with

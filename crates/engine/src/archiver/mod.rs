@@ -23,7 +23,7 @@ use restash_format::{
 };
 
 pub use fsnode::{go_mode, local_time, NodeMaker};
-pub use job::{run, JobOptions, OnAbandon};
+pub use job::{run, JobOptions, OnAbandon, Watchdog};
 pub use saver::adopt_orphan_packs;
 pub use saver::Saver;
 use walker::{read_content, ReadCtx, TargetSpec};
