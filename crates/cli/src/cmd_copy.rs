@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use restash_engine::copy::{self, CopyJob};
-use restash_engine::{LockPolicy, Repository};
+use restash_engine::Repository;
 
 use crate::args::FilterArgs;
 use crate::global::{GlobalOpts, Secret};
@@ -176,10 +176,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let job = CopyJob {
         ids: a.snapshots,
         filter: a.filter.to_filter(),
-        source_lock: LockPolicy {
-            skip: g.no_lock,
-            ..LockPolicy::default()
-        },
+        source_lock: g.lock_policy(),
         compression: g.compression()?,
         pack_size: g.pack_size()?,
     };

@@ -4,7 +4,6 @@ use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_engine::diff::{self, DiffJob, DiffStat};
 use restash_engine::units::format_bytes_above;
-use restash_engine::LockPolicy;
 use restash_format::write_go_string;
 
 use crate::global::GlobalOpts;
@@ -39,10 +38,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         from: a.snapshots[0].clone(),
         to: a.snapshots[1].clone(),
         metadata: a.metadata,
-        lock: LockPolicy {
-            skip: g.no_lock,
-            ..LockPolicy::default()
-        },
+        lock: g.lock_policy(),
     };
     let mut repo = g.open()?;
     let ctl = Ui::new(g, "diff", false).control();

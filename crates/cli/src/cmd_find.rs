@@ -1,7 +1,6 @@
 use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_engine::find::{self, FindHit, FindJob, FindOptions};
-use restash_engine::LockPolicy;
 use restash_format::{BlobType, GoTime};
 
 use crate::args::FilterArgs;
@@ -80,10 +79,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         },
         ids: a.snapshots,
         filter: a.filter.to_filter(),
-        lock: LockPolicy {
-            skip: g.no_lock,
-            ..LockPolicy::default()
-        },
+        lock: g.lock_policy(),
     };
     let mut repo = g.open()?;
     let ctl = Ui::new(g, "find", false).control();

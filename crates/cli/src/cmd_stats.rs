@@ -1,7 +1,6 @@
 use clap::Args as ClapArgs;
 use restash_engine::stats::{self, StatsJob, StatsMode};
 use restash_engine::units::format_bytes_above;
-use restash_engine::LockPolicy;
 
 use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
@@ -24,10 +23,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         mode: StatsMode::parse(&a.mode)?,
         ids: a.snapshots,
         filter: a.filter.to_filter(),
-        lock: LockPolicy {
-            skip: g.no_lock,
-            ..LockPolicy::default()
-        },
+        lock: g.lock_policy(),
     };
     let mut repo = g.open()?;
     let ui = Ui::new(g, "stats", false);

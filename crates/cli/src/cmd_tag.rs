@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args as ClapArgs;
 use restash_engine::events::{Control, Event};
 use restash_engine::tag::{modify, TagOptions};
-use restash_engine::{LockPolicy, SnapshotFilter, TagList};
+use restash_engine::{SnapshotFilter, TagList};
 
 use crate::global::GlobalOpts;
 
@@ -46,10 +46,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         set: lists(&a.set),
         add: lists(&a.add),
         remove: lists(&a.remove),
-        lock: LockPolicy {
-            skip: g.no_lock,
-            ..LockPolicy::default()
-        },
+        lock: g.lock_policy(),
     };
     opts.check()?;
     let repo = g.open()?;

@@ -192,6 +192,14 @@ impl GlobalOpts {
         Arc::new(LimitedBackend::new(backend, limits))
     }
 
+    /// The lock a command takes: none with `--no-lock`, else at once or not at all.
+    pub fn lock_policy(&self) -> restash_engine::LockPolicy {
+        restash_engine::LockPolicy {
+            skip: self.no_lock,
+            ..Default::default()
+        }
+    }
+
     /// Creates the repository named by the flags with a new password; returns it and its
     /// location as the backend describes it (credentials in the URL are never shown).
     pub fn init(&self, version: u32) -> anyhow::Result<(Repository, String)> {
