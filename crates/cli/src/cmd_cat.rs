@@ -1,15 +1,17 @@
 use std::io::Write;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args as ClapArgs;
 use restash_backend::FileType;
 use restash_engine::cat::{find_file, read_blob, read_lock, read_raw, read_tree};
-use restash_engine::{dump_file, dump_tar, EngineError, SnapshotFilter};
-use restash_format::{master_key_json, BlobId, Id, KeyId, NodeType};
+use restash_engine::dump::{self, DumpJob};
+use restash_engine::{EngineError, SnapshotFilter};
+use restash_format::{master_key_json, BlobId, Id, KeyId};
 
 use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
 use crate::snapsel::resolve;
+use crate::ui::Ui;
 
 /// `restash cat`
 #[derive(ClapArgs, Debug)]
@@ -98,20 +100,15 @@ pub fn dump(g: &GlobalOpts, a: DumpArgs) -> anyhow::Result<()> {
             a.archive
         );
     }
+    let job = DumpJob {
+        snapshot: a.snapshot,
+        filter: a.filter.to_filter(),
+        path: a.file,
+    };
     let mut repo = g.open()?;
-    let (_, snap) = resolve(&repo, &a.snapshot, &a.filter.to_filter())?;
-    repo.load_index()?;
+    let ctl = Ui::new(g, "dump", false).control();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    let path = a.file.trim_end_matches('/');
-    match restash_engine::find_node(&repo, &snap.tree, path)? {
-        None => dump_tar(&repo, &snap.tree, "", &mut out)?,
-        Some(n) if n.node_type == NodeType::Dir => {
-            let sub = n.subtree.context("directory without subtree")?;
-            dump_tar(&repo, &sub, path, &mut out)?
-        }
-        Some(n) if n.node_type == NodeType::File => dump_file(&repo, &n, &mut out)?,
-        Some(n) => bail!("cannot dump {:?}: it is a {}", a.file, n.node_type.as_str()),
-    }
+    dump::run(&mut repo, &job, &ctl, &mut out)?;
     out.flush()?;
     Ok(())
 }

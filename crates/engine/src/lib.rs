@@ -57,6 +57,7 @@ pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod diff;
+pub mod dump;
 mod error;
 pub mod events;
 mod filter;

@@ -1,0 +1,46 @@
+//! restic's `dump`: a file of a snapshot as it is, or a directory (or the whole snapshot)
+//! as a tar stream.
+
+use std::io::Write;
+
+use restash_format::NodeType;
+
+use crate::events::Control;
+use restash_format::Snapshot;
+
+use crate::{
+    dump_file, dump_tar, find_node, select_one, EngineError, Repository, Result, SnapshotFilter,
+};
+
+/// What `dump` writes.
+#[derive(Debug, Clone, Default)]
+pub struct DumpJob {
+    /// `latest` or an id prefix.
+    pub snapshot: String,
+    /// Narrows `latest` (restic's `--host`, `--tag`, `--path`).
+    pub filter: SnapshotFilter,
+    /// The file or directory in the snapshot (`/` or empty: everything).
+    pub path: String,
+}
+
+/// Writes what `job` names to `out`: a regular file's content, else a tar archive.
+pub fn run(repo: &mut Repository, job: &DumpJob, ctl: &Control, out: &mut dyn Write) -> Result<()> {
+    let (_, snap): (_, Snapshot) = select_one(repo, &job.snapshot, &job.filter, ctl)?;
+    repo.load_index()?;
+    let path = job.path.trim_end_matches('/');
+    match find_node(repo, &snap.tree, path)? {
+        None => dump_tar(repo, &snap.tree, "", out),
+        Some(n) if n.node_type == NodeType::Dir => {
+            let sub = n
+                .subtree
+                .ok_or_else(|| EngineError::Corrupt("directory without subtree".into()))?;
+            dump_tar(repo, &sub, path, out)
+        }
+        Some(n) if n.node_type == NodeType::File => dump_file(repo, &n, out),
+        Some(n) => Err(EngineError::Usage(format!(
+            "cannot dump {:?}: it is a {}",
+            job.path,
+            n.node_type.as_str()
+        ))),
+    }
+}
