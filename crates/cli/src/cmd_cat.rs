@@ -5,12 +5,11 @@ use clap::Args as ClapArgs;
 use restash_backend::FileType;
 use restash_engine::cat::{find_file, read_blob, read_lock, read_raw, read_tree};
 use restash_engine::dump::{self, DumpJob};
-use restash_engine::{EngineError, SnapshotFilter};
+use restash_engine::{select_one, EngineError, SnapshotFilter};
 use restash_format::{master_key_json, BlobId, Id, KeyId};
 
 use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
-use crate::snapsel::resolve;
 use crate::ui::Ui;
 
 /// `restash cat`
@@ -59,7 +58,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             writeln!(out, "{}", pretty(&key)?)?
         }
         "snapshot" => {
-            let (_, s) = resolve(&repo, &need_id()?, &SnapshotFilter::default())?;
+            let (_, s) = select_one(&repo, &need_id()?, &SnapshotFilter::default(), &ctl(g))?;
             writeln!(out, "{}", pretty(&s)?)?
         }
         "lock" => {
@@ -83,7 +82,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
             repo.load_index()?;
             let spec = need_id()?;
             let (snap, path) = spec.split_once(':').unwrap_or((&spec, ""));
-            let (_, s) = resolve(&repo, snap, &SnapshotFilter::default())?;
+            let (_, s) = select_one(&repo, snap, &SnapshotFilter::default(), &ctl(g))?;
             let raw = read_tree(&repo, &s.tree, path)?;
             let v: serde_json::Value = serde_json::from_slice(&raw)?;
             writeln!(out, "{}", pretty(&v)?)?
@@ -111,4 +110,9 @@ pub fn dump(g: &GlobalOpts, a: DumpArgs) -> anyhow::Result<()> {
     dump::run(&mut repo, &job, &ctl, &mut out)?;
     out.flush()?;
     Ok(())
+}
+
+/// Where `cat` reports what it meets on the way (snapshots that cannot be read).
+fn ctl(g: &GlobalOpts) -> restash_engine::events::Control {
+    Ui::new(g, "cat", false).control()
 }

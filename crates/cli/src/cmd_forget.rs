@@ -72,7 +72,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         skip: a.dry_run && g.no_lock,
         ..LockPolicy::default()
     };
-    let ctl = crate::snapsel::warnings_on_stderr();
+    let ctl = crate::ui::Ui::new(g, "forget", false).control();
     // prune runs under forget's exclusive lock, as in restic: then it is taken here.
     let held = match prune_opts {
         Some(_) => RepoLock::take(&repo, true, &lock, &ctl)?,

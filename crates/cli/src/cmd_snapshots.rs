@@ -1,9 +1,10 @@
 use clap::Args as ClapArgs;
+use restash_engine::select_snapshots;
 
-// Re-exported for the commands that still name the filter flags by this path.
 use crate::args::FilterArgs;
 use crate::display::snapshot_json;
 use crate::global::GlobalOpts;
+use crate::ui::Ui;
 
 /// `restash snapshots`
 #[derive(ClapArgs, Debug)]
@@ -22,7 +23,8 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let repo = g.open()?;
-    let mut snaps = crate::snapsel::filtered_snapshots(&repo, &a.filter, &a.ids)?;
+    let ctl = Ui::new(g, "snapshots", false).control();
+    let mut snaps = select_snapshots(&repo, &a.filter.to_filter(), &a.ids, &ctl)?;
     // restic lists oldest first, whatever order the snapshots were chosen in.
     snaps.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
     if let Some(n) = a.latest {

@@ -27,7 +27,6 @@ mod exit;
 mod global;
 mod select_args;
 mod signals;
-mod snapsel;
 mod ui;
 
 use std::process::ExitCode;

@@ -249,8 +249,9 @@ impl Ui {
         }
     }
 
-    fn phase_finished(&self, _phase: Phase) {
-        if self.bar {
+    fn phase_finished(&self, phase: Phase) {
+        // Only the backup draws the terminal progress line.
+        if self.bar && phase == Phase::Backup {
             eprint!("\r\x1b[2K");
         }
     }
