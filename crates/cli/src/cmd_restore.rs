@@ -37,6 +37,15 @@ pub struct Args {
     pub agent: AgentArgs,
 }
 
+/// Whether the restore ended because a signal cancelled it, not because of a failure
+/// that happened to come after the signal (that one is reported as it is).
+fn stopped_by_signal(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<EngineError>(),
+        Some(EngineError::Interrupted | EngineError::Terminated)
+    )
+}
+
 fn stopped(cancel: &restash_engine::events::Cancel) -> Done {
     if cancel.is_terminated() {
         Done::Terminated
@@ -79,7 +88,7 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<Done> {
     let host = a.filter.hosts.first().cloned();
     let outcome = match &result {
         Ok(s) => Ok(s),
-        Err(_) if ctl.cancel.is_cancelled() => Err((
+        Err(e) if stopped_by_signal(e) => Err((
             stopped(&ctl.cancel).code() as i32,
             "interrupted: the target holds a partial restore".to_string(),
         )),
@@ -91,7 +100,7 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<Done> {
     }
     agent.finish(&ui, report, &samples);
     let summary = match result {
-        Err(_) if ctl.cancel.is_cancelled() => return Ok(stopped(&ctl.cancel)),
+        Err(e) if stopped_by_signal(&e) => return Ok(stopped(&ctl.cancel)),
         r => r?,
     };
     if !summary.stats.errors.is_empty() {

@@ -116,9 +116,13 @@ fn add_key_file(
     match verify_key(repo, &id, password) {
         Ok(kf) => Ok((id, kf)),
         Err(e) => {
-            let _ = repo.backend().remove(&h);
+            // A key file nobody can open must not stay behind unnoticed.
+            let left = match repo.backend().remove(&h) {
+                Ok(()) => String::new(),
+                Err(r) => format!("; the unusable key file {h} could not be removed: {r}"),
+            };
             Err(EngineError::Corrupt(format!(
-                "failed to access repository with new key: {e}"
+                "failed to access repository with new key: {e}{left}"
             )))
         }
     }
