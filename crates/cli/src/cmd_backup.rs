@@ -32,6 +32,9 @@ pub struct Args {
     /// Read every file, ignoring the parent.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Skip snapshot creation if identical to parent snapshot.
+    #[arg(long = "skip-if-unchanged")]
+    pub skip_if_unchanged: bool,
     #[command(flatten)]
     pub select: SelectArgs,
     /// Read the data from standard input.
@@ -93,6 +96,7 @@ fn options(g: &GlobalOpts, a: &Args) -> anyhow::Result<BackupOptions> {
     }
     a.select.apply(&mut o)?;
     o.force = a.force;
+    o.skip_if_unchanged = a.skip_if_unchanged;
     o.dry_run = a.dry_run;
     o.with_atime = a.with_atime;
     o.compression = g.compression()?;
@@ -124,12 +128,11 @@ fn source(a: &Args) -> anyhow::Result<Source> {
 fn job(g: &GlobalOpts, a: &Args, agent: &Agent, watchdog: Watchdog) -> JobOptions {
     JobOptions {
         lock: LockPolicy {
-            skip: g.no_lock,
             // A pod killed on a drained node never removes its lock; after restic's
             // stale limit nobody refreshes it, so it is safe to clear.
             remove_stale: agent.on,
             ignore_stale: agent.on,
-            ..Default::default()
+            ..g.lock_policy()
         },
         parent: a.parent.clone(),
         watchdog: Some(watchdog),
@@ -145,10 +148,11 @@ fn retention(
     host: &str,
 ) -> anyhow::Result<Retention> {
     let repo = g.open()?;
+    // `--retry-lock` when it is longer: a Job told to wait for a prune waits here too.
     let lock = LockPolicy {
-        wait: Duration::from_secs(a.forget_lock_wait),
+        wait: Duration::from_secs(a.forget_lock_wait).max(g.retry_lock.unwrap_or_default()),
         ignore_stale: agent.on,
-        ..LockPolicy::default()
+        ..g.write_lock_policy()
     };
     let ctl = ui.step("forget").control();
     let r = retain_host(&repo, host, &a.keep.policy(), &lock, &ctl).map_err(|e| match e {

@@ -103,6 +103,7 @@ pub fn dump(g: &GlobalOpts, a: DumpArgs) -> anyhow::Result<()> {
         snapshot: a.snapshot,
         filter: a.filter.to_filter(),
         path: a.file,
+        lock: g.lock_policy(),
     };
     let mut repo = g.open()?;
     let ctl = Ui::new(g, "dump", false).control();

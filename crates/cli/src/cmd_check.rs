@@ -48,13 +48,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     // check judges the repository's own files, not verified copies of what they once were:
     // restic's check also leaves the cache alone unless asked (`--with-cache`).
     let mut repo = g.open_with_cache(a.with_cache)?;
-    let _lock = if g.no_lock {
-        None
-    } else {
+    if !g.no_lock {
         // restic 0.14 checks under an exclusive lock.
         ctl.say(1, "create exclusive lock for repository");
-        Some(RepoLock::acquire(&repo, true, false)?)
-    };
+    }
+    let _lock = RepoLock::take(&repo, true, &g.lock_policy(), &ctl)?;
     let opts = CheckOptions {
         read_data,
         check_unused: a.check_unused,

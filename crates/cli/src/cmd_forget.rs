@@ -70,7 +70,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     hosts.extend(a.hostnames.iter().cloned());
     let mut lock = LockPolicy {
         skip: a.dry_run && g.no_lock,
-        ..LockPolicy::default()
+        ..g.lock_policy()
     };
     let ctl = crate::ui::Ui::new(g, "forget", false).control();
     // prune runs under forget's exclusive lock, as in restic: then it is taken here.

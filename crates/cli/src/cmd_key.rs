@@ -9,7 +9,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use restash_crypto::KdfParams;
 use restash_engine::events::Control;
 use restash_engine::keys::{self, KeyEntry, NewKeyOptions};
-use restash_engine::{EngineError, LockPolicy};
+use restash_engine::EngineError;
 use serde_json::json;
 
 use crate::display::{go_time_string, local_time};
@@ -135,12 +135,12 @@ fn ask(k: &NewKeyArgs) -> impl FnMut() -> restash_engine::Result<Vec<u8>> + '_ {
     }
 }
 
-fn options(k: &NewKeyArgs) -> NewKeyOptions {
+fn options(g: &GlobalOpts, k: &NewKeyArgs) -> NewKeyOptions {
     NewKeyOptions {
         user: k.user.clone().unwrap_or_default(),
         host: k.host.clone().unwrap_or_default(),
         kdf: KdfParams::calibrate(),
-        lock: LockPolicy::default(),
+        lock: g.write_lock_policy(),
     }
 }
 
@@ -158,7 +158,7 @@ fn describe(g: &GlobalOpts, (_, k): &KeyEntry) {
 pub fn add(g: &GlobalOpts, k: NewKeyArgs) -> anyhow::Result<()> {
     let repo = g.open()?;
     let ctl = Control::default();
-    let added = keys::add(&repo, &options(&k), &mut ask(&k), &ctl)?;
+    let added = keys::add(&repo, &options(g, &k), &mut ask(&k), &ctl)?;
     describe(g, &added);
     Ok(())
 }
@@ -166,7 +166,7 @@ pub fn add(g: &GlobalOpts, k: NewKeyArgs) -> anyhow::Result<()> {
 pub fn remove(g: &GlobalOpts, prefix: &str) -> anyhow::Result<()> {
     let repo = g.open()?;
     let ctl = Control::default();
-    let id = keys::remove(&repo, prefix, &LockPolicy::default(), &ctl)?;
+    let id = keys::remove(&repo, prefix, &g.write_lock_policy(), &ctl)?;
     if !g.quiet {
         println!("removed key {id}");
     }
@@ -176,7 +176,7 @@ pub fn remove(g: &GlobalOpts, prefix: &str) -> anyhow::Result<()> {
 pub fn passwd(g: &GlobalOpts, k: NewKeyArgs) -> anyhow::Result<()> {
     let repo = g.open()?;
     let ctl = Control::default();
-    let added = keys::passwd(&repo, &options(&k), &mut ask(&k), &ctl)?;
+    let added = keys::passwd(&repo, &options(g, &k), &mut ask(&k), &ctl)?;
     describe(g, &added);
     Ok(())
 }

@@ -56,6 +56,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         filter: a.filter.to_filter(),
         dirs: a.dirs,
         recursive: a.recursive,
+        lock: g.lock_policy(),
     };
     let mut repo = g.open()?;
     let ctl = Ui::new(g, "ls", false).control();

@@ -26,7 +26,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     // signal ends the process at once.
     crate::signals::interrupt_on(&ctl.cancel)?;
     let mut repo = g.open()?;
-    match prune_locked(&mut repo, &opts, &ctl) {
+    match prune_locked(&mut repo, &opts, &g.write_lock_policy(), &ctl) {
         Ok(_) => Ok(()),
         // restic's wording; the exit code (11) comes from the engine error in the chain.
         Err(e @ EngineError::Locked(_)) => {

@@ -4,7 +4,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use restash_engine::repair::{
     repair_index, repair_snapshots, RepairIndexOptions, RepairSnapshotsJob, RepairSnapshotsOptions,
 };
-use restash_engine::{LockPolicy, RepoLock};
+use restash_engine::RepoLock;
 
 use crate::args::FilterArgs;
 use crate::global::GlobalOpts;
@@ -59,7 +59,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
 pub fn index(g: &GlobalOpts, a: IndexArgs) -> anyhow::Result<()> {
     let ctl = Ui::new(g, "repair", false).control();
     let repo = g.open()?;
-    let _lock = RepoLock::take(&repo, true, &LockPolicy::default(), &ctl)?;
+    let _lock = RepoLock::take(&repo, true, &g.write_lock_policy(), &ctl)?;
     let opts = RepairIndexOptions {
         read_all_packs: a.read_all_packs,
     };
@@ -77,6 +77,7 @@ pub fn snapshots(g: &GlobalOpts, a: SnapshotsArgs) -> anyhow::Result<()> {
             dry_run: a.dry_run,
             forget: a.forget,
         },
+        lock: g.write_lock_policy(),
     };
     let changed = repair_snapshots(&mut repo, &job, &ctl)?;
     ctl.say(1, "");

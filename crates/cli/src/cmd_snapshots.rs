@@ -1,5 +1,6 @@
 use clap::Args as ClapArgs;
-use restash_engine::select_snapshots;
+use restash_engine::forget::{group_snapshots, GroupBy};
+use restash_engine::{select_snapshots, RepoLock, SnapshotEntry};
 
 use crate::args::FilterArgs;
 use crate::display::snapshot_json;
@@ -13,35 +14,87 @@ pub struct Args {
     pub ids: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Only show the latest N snapshots per group.
-    #[arg(long)]
+    /// Only show the last N snapshots for each host and path (with --group-by: for
+    /// each group).
+    #[arg(long, value_name = "N")]
     pub latest: Option<usize>,
     /// Use compact output format (tags one per line, no paths).
     #[arg(short = 'c', long)]
     pub compact: bool,
+    /// Group snapshots by host, paths and/or tags, separated by comma.
+    #[arg(
+        short = 'g',
+        long = "group-by",
+        value_name = "GROUP",
+        default_value = ""
+    )]
+    pub group_by: String,
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let by = GroupBy::parse(&a.group_by)?;
     let repo = g.open()?;
     let ctl = Ui::new(g, "snapshots", false).control();
-    let mut snaps = select_snapshots(&repo, &a.filter.to_filter(), &a.ids, &ctl)?;
-    // restic lists oldest first, whatever order the snapshots were chosen in.
-    snaps.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
-    if let Some(n) = a.latest {
-        let skip = snaps.len().saturating_sub(n);
-        snaps.drain(..skip);
-    }
+    let _lock = RepoLock::take(&repo, false, &g.lock_policy(), &ctl)?;
+    let snaps = select_snapshots(&repo, &a.filter.to_filter(), &a.ids, &ctl)?;
+    let grouped = by != GroupBy::default();
     // restic 0.14 sorts each snapshot's paths while grouping, so both the table and the
     // JSON show them sorted, whatever order they were stored in.
-    for (_, s) in &mut snaps {
-        s.paths.sort();
+    let mut groups = group_snapshots(snaps, by);
+    for (_, list) in &mut groups {
+        // restic lists oldest first, whatever order the snapshots were chosen in.
+        list.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
+        if let Some(n) = a.latest {
+            *list = if grouped {
+                let skip = list.len().saturating_sub(n);
+                list.split_off(skip)
+            } else {
+                latest_per_host_and_paths(std::mem::take(list), n)
+            };
+        }
     }
     if g.json {
-        let v: Vec<_> = snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+        let json = |l: &[SnapshotEntry]| -> Vec<_> {
+            l.iter().map(|(id, s)| snapshot_json(id, s)).collect()
+        };
+        let v = if grouped {
+            serde_json::Value::Array(
+                groups
+                    .iter()
+                    .map(|(k, l)| serde_json::json!({"group_key": k, "snapshots": json(l)}))
+                    .collect(),
+            )
+        } else {
+            serde_json::Value::Array(groups.iter().flat_map(|(_, l)| json(l)).collect())
+        };
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
     }
-    // restic's table, shared with forget (column widths, multi-line paths).
-    crate::display::print_snapshots(&snaps, None, a.compact);
+    for (key, list) in &groups {
+        if grouped && !key.is_empty() {
+            println!("snapshots for ({key}):");
+        }
+        // restic's table, shared with forget (column widths, multi-line paths).
+        crate::display::print_snapshots(list, None, a.compact);
+    }
     Ok(())
+}
+
+/// restic's `filterLatestSnapshots`: the newest `n` of each host and (sorted) path list,
+/// oldest first like the rest of the table.
+fn latest_per_host_and_paths(list: Vec<SnapshotEntry>, n: usize) -> Vec<SnapshotEntry> {
+    let mut seen: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
+    let mut kept: Vec<SnapshotEntry> = list
+        .into_iter()
+        .rev()
+        .filter(|(_, s)| {
+            let count = seen
+                .entry((s.hostname.clone(), s.paths.clone()))
+                .or_default();
+            *count += 1;
+            *count <= n
+        })
+        .collect();
+    kept.reverse();
+    kept
 }

@@ -30,6 +30,15 @@ pub struct GlobalOpts {
         global = true
     )]
     pub password_file: Option<PathBuf>,
+    /// Shell command to obtain the repository password from (default:
+    /// $RESTIC_PASSWORD_COMMAND).
+    #[arg(
+        long = "password-command",
+        value_name = "COMMAND",
+        env = "RESTIC_PASSWORD_COMMAND",
+        global = true
+    )]
+    pub password_command: Option<String>,
     /// Key ID prefix to try first.
     #[arg(long = "key-hint", env = "RESTIC_KEY_HINT", global = true)]
     pub key_hint: Option<String>,
@@ -39,6 +48,15 @@ pub struct GlobalOpts {
     /// Do not lock the repository (read-only operations).
     #[arg(long = "no-lock", global = true)]
     pub no_lock: bool,
+    /// Retry to lock the repository if it is already locked, takes a value like 5m or 2h
+    /// (default: no retries).
+    #[arg(
+        long = "retry-lock",
+        value_name = "DURATION",
+        global = true,
+        value_parser = parse_retry_lock
+    )]
+    pub retry_lock: Option<std::time::Duration>,
     /// Do not use a local cache.
     #[arg(long = "no-cache", global = true)]
     pub no_cache: bool,
@@ -88,6 +106,10 @@ pub struct GlobalOpts {
     pub limit_download: Option<u64>,
 }
 
+fn parse_retry_lock(s: &str) -> Result<std::time::Duration, String> {
+    restash_engine::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
 /// A `--limit-upload`/`--limit-download` rate: a whole number of KiB/s, 0 for unlimited.
 fn parse_rate_kib(s: &str) -> Result<u64, String> {
     match s.trim().parse::<i128>() {
@@ -111,8 +133,15 @@ impl GlobalOpts {
         bail!("Please specify repository location (-r or --repository-file)")
     }
 
-    /// The password: `--password-file`, `RESTIC_PASSWORD`, or asked for.
+    /// The password, in restic's order: `--password-command` or `--password-file` (not
+    /// both), `RESTIC_PASSWORD`, or asked for.
     pub fn password(&self) -> anyhow::Result<Secret> {
+        if self.password_file.is_some() && self.password_command.is_some() {
+            bail!("Password file and command are mutually exclusive options");
+        }
+        if let Some(cmd) = &self.password_command {
+            return password_from_command(cmd);
+        }
         if let Some(f) = &self.password_file {
             let s = std::fs::read_to_string(f)
                 .with_context(|| format!("Resolving password failed: {}", f.display()))?;
@@ -128,6 +157,7 @@ impl GlobalOpts {
     /// on a terminal.
     pub fn new_password(&self) -> anyhow::Result<Secret> {
         if self.password_file.is_some()
+            || self.password_command.is_some()
             || std::env::var_os("RESTIC_PASSWORD").is_some()
             || !std::io::stdin().is_terminal()
         {
@@ -192,11 +222,22 @@ impl GlobalOpts {
         Arc::new(LimitedBackend::new(backend, limits))
     }
 
-    /// The lock a command takes: none with `--no-lock`, else at once or not at all.
+    /// The lock a command takes: none with `--no-lock`, else waiting up to
+    /// `--retry-lock` for other processes' locks to go.
     pub fn lock_policy(&self) -> restash_engine::LockPolicy {
         restash_engine::LockPolicy {
             skip: self.no_lock,
+            wait: self.retry_lock.unwrap_or_default(),
             ..Default::default()
+        }
+    }
+
+    /// [`Self::lock_policy`] for a command that writes: `--no-lock` does not apply, as
+    /// in restic, which ignores it where a lock protects what the command changes.
+    pub fn write_lock_policy(&self) -> restash_engine::LockPolicy {
+        restash_engine::LockPolicy {
+            skip: false,
+            ..self.lock_policy()
         }
     }
 
@@ -300,6 +341,66 @@ impl Drop for Secret {
     }
 }
 
+/// Runs `--password-command` as restic does: split like a shell would (quotes, no
+/// expansion), run without a shell, stderr passed through, stdout trimmed. Its output
+/// never appears in an error.
+fn password_from_command(cmd: &str) -> anyhow::Result<Secret> {
+    let words = split_shell_words(cmd)
+        .map_err(|e| anyhow::anyhow!("Resolving password failed: --password-command: {e}"))?;
+    let (prog, args) = words.split_first().expect("at least one word");
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("Resolving password failed: running {prog:?}"))?;
+    if !out.status.success() {
+        bail!("Resolving password failed: {prog:?} {}", out.status);
+    }
+    let text = String::from_utf8(out.stdout)
+        .map_err(|_| anyhow::anyhow!("Resolving password failed: {prog:?} printed non-UTF-8"))?;
+    Ok(Secret(text.trim().to_string()))
+}
+
+/// restic's `SplitShellStrings`, quirks included so that a command that works with
+/// restic works here: blanks and backslashes outside quotes separate words, a single or
+/// double quote starts or ends a quoted part and also separates words, and a quote right
+/// after a backslash is kept as it is (backslash too).
+fn split_shell_words(s: &str) -> Result<Vec<String>, &'static str> {
+    let mut words = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut last = '\0';
+    let mut field: Option<String> = None;
+    for c in s.chars() {
+        let mut split = None;
+        if last != '\\' {
+            if quote == Some(c) {
+                quote = None;
+                split = Some(true);
+            } else if quote.is_none() && (c == '"' || c == '\'') {
+                quote = Some(c);
+                split = Some(true);
+            }
+        }
+        let split = split.unwrap_or_else(|| {
+            last = c;
+            quote.is_none() && (c == '\\' || c.is_whitespace())
+        });
+        if split {
+            words.extend(field.take());
+        } else {
+            field.get_or_insert_with(String::new).push(c);
+        }
+    }
+    words.extend(field);
+    match quote {
+        Some('\'') => Err("single-quoted string not terminated"),
+        Some(_) => Err("double-quoted string not terminated"),
+        None if words.is_empty() => Err("command string is empty"),
+        None => Ok(words),
+    }
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
@@ -391,6 +492,35 @@ fn open_store(
 #[cfg(test)]
 mod tests {
     use super::parse_rate_kib;
+
+    #[test]
+    fn shell_words_split_like_restic() {
+        // The cases of restic's shell_split_test.go.
+        let cases: &[(&str, &[&str])] = &[
+            ("foo", &["foo"]),
+            ("'foo'", &["foo"]),
+            ("foo bar baz", &["foo", "bar", "baz"]),
+            ("foo 'bar' baz", &["foo", "bar", "baz"]),
+            ("'bar box' baz", &["bar box", "baz"]),
+            (r#""bar 'box'" baz"#, &["bar 'box'", "baz"]),
+            (r#"'bar "box"' baz"#, &[r#"bar "box""#, "baz"]),
+            (r#"\"bar box baz"#, &[r#""bar"#, "box", "baz"]),
+            (r#""bar/foo/x" "box baz""#, &["bar/foo/x", "box baz"]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&super::split_shell_words(input).unwrap(), want, "{input}");
+        }
+        let invalid = [
+            ("foo'", "single-quoted string not terminated"),
+            ("foo\"", "double-quoted string not terminated"),
+            ("foo 'bar", "single-quoted string not terminated"),
+            ("foo \"bar", "double-quoted string not terminated"),
+            ("", "command string is empty"),
+        ];
+        for (input, err) in invalid {
+            assert_eq!(super::split_shell_words(input), Err(err), "{input}");
+        }
+    }
 
     #[test]
     fn rates_are_whole_non_negative_kib() {

@@ -11,6 +11,7 @@ mod cmd_copy;
 mod cmd_diff;
 mod cmd_find;
 mod cmd_forget;
+mod cmd_generate;
 mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
@@ -92,6 +93,10 @@ enum Command {
     Copy(cmd_copy::Args),
     /// Operate on local cache directories.
     Cache(cmd_cache::Args),
+    /// Generate manual pages and auto-completion files (bash, fish, zsh, powershell).
+    Generate(cmd_generate::Args),
+    /// Print version information.
+    Version,
 }
 
 fn run(cli: Cli) -> anyhow::Result<Done> {
@@ -119,6 +124,8 @@ fn run(cli: Cli) -> anyhow::Result<Done> {
         Command::Diff(a) => cmd_diff::run(g, a),
         Command::Copy(a) => cmd_copy::run(g, a),
         Command::Cache(a) => cmd_cache::run(g, a),
+        Command::Generate(a) => cmd_generate::run(g, a, command()),
+        Command::Version => cmd_generate::version(g),
     };
     done.map(|()| Done::Ok)
 }
@@ -133,9 +140,14 @@ pub(crate) fn end_now(done: Done) -> ! {
 /// The command line: `backup --forget` takes forget's keep flags, whose `-H`
 /// (`--keep-hourly`) would clash with backup's `-H` (`--host`); there only the long form.
 fn parse() -> Result<Cli, clap::Error> {
-    use clap::{CommandFactory, FromArgMatches};
-    let cmd = Cli::command().mut_subcommand("backup", |c| c.mut_arg("hourly", |a| a.short(None)));
-    Cli::from_arg_matches(&cmd.try_get_matches()?)
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().try_get_matches()?)
+}
+
+/// The whole command line as clap sees it: what parses, and what `generate` describes.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("backup", |c| c.mut_arg("hourly", |a| a.short(None)))
 }
 
 fn main() -> ExitCode {

@@ -231,7 +231,12 @@ pub fn run(
     ctl: &Control,
 ) -> Result<CopySummary> {
     let _src_lock = RepoLock::take(src, false, &job.source_lock, ctl)?;
-    let _dst_lock = RepoLock::take(dst, false, &LockPolicy::default(), ctl)?;
+    // The destination is written, so `--no-lock` never applies to it; the wait does.
+    let dst_policy = LockPolicy {
+        skip: false,
+        ..job.source_lock.clone()
+    };
+    let _dst_lock = RepoLock::take(dst, false, &dst_policy, ctl)?;
     src.load_index()?;
     dst.load_index()?;
     let copied = by_original(&select_snapshots(dst, &job.filter, &[], ctl)?);

@@ -21,12 +21,18 @@ pub struct DumpJob {
     pub filter: SnapshotFilter,
     /// The file or directory in the snapshot (`/` or empty: everything).
     pub path: String,
+    /// restic's read lock (`--no-lock`, `--retry-lock`).
+    pub lock: crate::LockPolicy,
 }
 
 /// Writes what `job` names to `out`: a regular file's content, else a tar archive.
 pub fn run(repo: &mut Repository, job: &DumpJob, ctl: &Control, out: &mut dyn Write) -> Result<()> {
-    let (_, snap): (_, Snapshot) = select_one(repo, &job.snapshot, &job.filter, ctl)?;
-    repo.load_index()?;
+    let (chosen, index) = repo.load_index_with(|repo| {
+        let lock = crate::RepoLock::take(repo, false, &job.lock, ctl)?;
+        select_one(repo, &job.snapshot, &job.filter, ctl).map(|c| (lock, c))
+    });
+    let (_lock, (_, snap)): (_, (_, Snapshot)) = chosen?;
+    index?;
     let path = job.path.trim_end_matches('/');
     match find_node(repo, &snap.tree, path)? {
         None => dump_tar(repo, &snap.tree, "", out),

@@ -154,6 +154,10 @@ pub enum Event<'a> {
     Blocked {
         /// What it waits for.
         reason: &'a str,
+        /// How long the operation waits in all before it gives up (`--retry-lock`).
+        wait: Duration,
+        /// Whether this is the first wait of the operation (restic says it once).
+        first: bool,
     },
     /// Something the user should know; the operation goes on unharmed.
     Warning(&'a str),
@@ -235,6 +239,20 @@ impl Cancel {
             EngineError::Terminated
         } else {
             EngineError::Interrupted
+        }
+    }
+
+    /// Sleeps for `d`, or less if the token is cancelled meanwhile; then `Err` if it is.
+    /// Waits that may last minutes (a lock held by a prune) must end soon after Ctrl-C.
+    pub fn sleep(&self, d: Duration) -> Result<()> {
+        let until = std::time::Instant::now() + d;
+        loop {
+            self.check()?;
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
         }
     }
 

@@ -103,8 +103,9 @@ pub struct LockPolicy {
     pub ignore_stale: bool,
 }
 
-/// How often a waiting lock looks again, at most.
-const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// restic's pauses between two looks at a held lock: the first, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A held lock. Dropping it (or [`RepoLock::release`]) removes the lock file.
 pub struct RepoLock {
@@ -138,14 +139,26 @@ impl RepoLock {
                     });
                 }
             }
+            // restic's schedule: 5 s, doubling up to 60 s, never past the deadline.
             let deadline = std::time::Instant::now() + policy.wait;
+            let mut pause = RETRY_FIRST;
+            let mut first = true;
             loop {
                 match RepoLock::acquire(repo, exclusive, policy.ignore_stale) {
                     Ok(l) => return Ok(Some(l)),
-                    Err(EngineError::Locked(why)) if std::time::Instant::now() < deadline => {
-                        ctl.emit(Event::Blocked { reason: &why });
-                        ctl.cancel.check()?;
-                        std::thread::sleep(RETRY_EVERY.min(policy.wait));
+                    Err(EngineError::Locked(why)) => {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            return Err(EngineError::Locked(why));
+                        }
+                        ctl.emit(Event::Blocked {
+                            reason: &why,
+                            wait: policy.wait,
+                            first,
+                        });
+                        first = false;
+                        ctl.cancel.sleep(pause.min(left))?;
+                        pause = (pause * 2).min(RETRY_MAX);
                     }
                     Err(e) => return Err(e),
                 }

@@ -6,7 +6,7 @@ use restash_format::{Node, Snapshot, SnapshotId};
 
 use crate::events::Control;
 use crate::treewalk::{enter_if, walk_from};
-use crate::{select_one, EngineError, Repository, Result, SnapshotFilter};
+use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
 
 /// What `ls` lists.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +19,8 @@ pub struct LsJob {
     pub dirs: Vec<String>,
     /// With `dirs`: their whole subtrees, not only their entries.
     pub recursive: bool,
+    /// restic's read lock (`--no-lock`, `--retry-lock`).
+    pub lock: LockPolicy,
 }
 
 /// One thing `ls` lists: first the snapshot, then its nodes with their slash paths.
@@ -43,9 +45,12 @@ pub fn run(
             "All path filters must be absolute, starting with a forward slash '/'".into(),
         ));
     }
-    let (chosen, index) =
-        repo.load_index_with(|repo| select_one(repo, &job.snapshot, &job.filter, ctl));
-    let (id, snap) = chosen?;
+    // The lock and the snapshot choice go while the index loads.
+    let (chosen, index) = repo.load_index_with(|repo| {
+        let lock = RepoLock::take(repo, false, &job.lock, ctl)?;
+        select_one(repo, &job.snapshot, &job.filter, ctl).map(|c| (lock, c))
+    });
+    let (_lock, (id, snap)) = chosen?;
     index?;
     let written = |e| EngineError::io("write to stdout")(e);
     item(Listed::Snapshot(&id, &snap)).map_err(written)?;

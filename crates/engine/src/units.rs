@@ -1,8 +1,9 @@
-//! Sizes as restic reads and prints them: the one size parser and the byte formatters
-//! every command shares.
+//! Sizes and durations as restic reads and prints them: the one size parser, the byte
+//! formatters and Go's duration syntax every command shares.
 
 use std::num::ParseIntError;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::{EngineError, Result};
 
@@ -104,6 +105,92 @@ pub fn format_bytes_above(c: u64) -> String {
     format_with(c, Boundary::Exclusive)
 }
 
+/// A duration flag in Go's `time.ParseDuration` syntax, as restic's `--retry-lock` takes
+/// it: decimal numbers with an optional fraction, each with a unit (`ns`, `us`, `µs`,
+/// `ms`, `s`, `m`, `h`), concatenated (`1h30m`, `1.5s`); `0` alone needs no unit.
+/// Negative durations are refused: every restash flag that takes one means "how long".
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let bad = |why: &str| EngineError::Usage(format!("invalid duration {s:?}: {why}"));
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(bad("empty"));
+    }
+    if rest.starts_with('-') {
+        return Err(bad("a duration cannot be negative"));
+    }
+    rest = rest.strip_prefix('+').unwrap_or(rest);
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = match num {
+            "" | "." => return Err(bad("expected a number")),
+            n => n.parse().map_err(|_| bad("expected a number"))?,
+        };
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(bad("missing unit (use h, m, s, ms, us or ns)")),
+            _ => return Err(bad(&format!("unknown unit {unit:?}"))),
+        };
+        nanos += value * scale;
+        rest = next;
+    }
+    // Go's limit: about 290 years.
+    if nanos > i64::MAX as f64 {
+        return Err(bad("too large"));
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// `d` as Go's `Duration.String` prints it (`5m0s`, `2h0m0s`, `1.5s`, `250ms`), for
+/// messages that quote a flag's value back as restic does.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    let frac = |n: u128, unit: u128, digits: usize| -> String {
+        let whole = n / unit;
+        let part = n % unit;
+        if part == 0 {
+            return whole.to_string();
+        }
+        let s = format!("{whole}.{part:0digits$}");
+        s.trim_end_matches('0').to_string()
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", frac(ns, 1_000, 3));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", frac(ns, 1_000_000, 6));
+    }
+    let secs = frac(ns % 60_000_000_000, 1_000_000_000, 9);
+    let total_min = ns / 60_000_000_000;
+    let (h, m) = (total_min / 60, total_min % 60);
+    match (h, total_min) {
+        (0, 0) => format!("{secs}s"),
+        (0, _) => format!("{m}m{secs}s"),
+        _ => format!("{h}h{m}m{secs}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +248,33 @@ mod tests {
         assert_eq!(format_bytes_above(1 << 30), "1024.000 MiB");
         assert_eq!(format_bytes_above(1 << 40), "1024.000 GiB");
         assert_eq!(format_bytes_above((1 << 40) + 1), "1.000 TiB");
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        let d = |s: &str| parse_duration(s).unwrap();
+        assert_eq!(d("0"), Duration::ZERO);
+        assert_eq!(d("5m"), Duration::from_secs(300));
+        assert_eq!(d("2h"), Duration::from_secs(7200));
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500));
+        assert_eq!(d("250ms"), Duration::from_millis(250));
+        assert_eq!(d("10us"), Duration::from_micros(10));
+        assert_eq!(d("3ns"), Duration::from_nanos(3));
+        for bad in ["", "5", "-1m", "1x", "m", "1h-5m", ".s", "1e3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn go_durations_print() {
+        let f = format_duration;
+        assert_eq!(f(Duration::from_secs(300)), "5m0s");
+        assert_eq!(f(Duration::from_secs(7200)), "2h0m0s");
+        assert_eq!(f(Duration::from_secs(5430)), "1h30m30s");
+        assert_eq!(f(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(f(Duration::from_millis(250)), "250ms");
+        assert_eq!(f(Duration::ZERO), "0s");
+        assert_eq!(f(Duration::from_secs(59)), "59s");
     }
 }

@@ -78,6 +78,8 @@ pub fn summary(ui: &Ui, s: &BackupSummary, dry_run: bool) {
             );
             match s.snapshot_id {
                 Some(id) => println!("snapshot {} saved", id.short()),
+                // restic 0.17's words.
+                None if s.skipped_unchanged => println!("skipped creating snapshot"),
                 None => println!("would have saved a snapshot (dry run)"),
             }
         }
@@ -150,6 +152,9 @@ pub fn report(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>)
             ("data_added_packed", s.data_added_packed),
             ("total_files_processed", s.total_files_processed),
             ("total_bytes_processed", s.total_bytes_processed),
+            // 1 when --skip-if-unchanged saved no snapshot: the volume is backed up by
+            // its parent, which is not a failure.
+            ("snapshot_skipped", u64::from(s.skipped_unchanged)),
         ],
         errors: s.errors.clone(),
         ..Default::default()

@@ -330,12 +330,21 @@ impl EventSink for Ui {
                 name,
             } => self.log.warn("removed stale lock", json!({ "lock": name })),
             Event::ItemDone { .. } => {}
-            Event::Blocked { reason } => {
+            Event::Blocked {
+                reason,
+                wait,
+                first,
+            } => {
                 let what = format!("{} waits for a lock", self.command);
+                let wait = restash_engine::units::format_duration(*wait);
                 if self.agent_json() {
-                    self.log.info(&what, json!({ "lock": reason }));
-                } else if !self.quiet {
-                    eprintln!("{what}: {reason}");
+                    self.log
+                        .info(&what, json!({ "lock": reason, "waiting_up_to": wait }));
+                } else if *first && !self.quiet && self.style == Style::Text {
+                    // restic's line, once; then who holds the lock, which restic keeps
+                    // to its debug log but a person waiting wants to know.
+                    eprintln!("repo already locked, waiting up to {wait} for the lock");
+                    eprintln!("{reason}");
                 }
             }
             Event::Message { level, text } if self.verbosity >= *level => println!("{text}"),

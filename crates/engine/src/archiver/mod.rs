@@ -66,6 +66,9 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Read every file, ignoring the parent.
     pub force: bool,
+    /// Save no snapshot when the tree equals the parent's (restic 0.17's
+    /// `--skip-if-unchanged`): an idle volume adds nothing each night.
+    pub skip_if_unchanged: bool,
     /// Data blob compression.
     pub compression: Compression,
     /// Target pack size in bytes.
@@ -94,6 +97,7 @@ impl BackupOptions {
             one_file_system: false,
             parent: None,
             force: false,
+            skip_if_unchanged: false,
             compression: Compression::Auto,
             pack_size: 16 << 20,
             dry_run: false,
@@ -133,8 +137,10 @@ pub struct BackupSummary {
     pub total_bytes_processed: u64,
     /// Seconds.
     pub total_duration: f64,
-    /// The new snapshot (None on dry run).
+    /// The new snapshot (None on dry run, or when skipped as unchanged).
     pub snapshot_id: Option<SnapshotId>,
+    /// No snapshot was saved because the tree equals the parent's (`skip_if_unchanged`).
+    pub skipped_unchanged: bool,
     /// The parent used.
     pub parent: Option<SnapshotId>,
     /// Files that could not be read, each with the reason. Not in the snapshot.
@@ -203,18 +209,18 @@ pub fn backup(
         progress: &meter,
     };
     ctl.emit(Event::PhaseStarted(Phase::Backup));
-    let (paths, built, parent) = match source {
+    let (paths, built, parent, parent_tree) = match source {
         Source::Paths(paths) => {
             let plan = plan::plan(&paths)?;
             let parent = find_parent(repo, opts, &plan.paths)?;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
             let paths = plan.paths.clone();
             let built = backup_paths(repo, opts, &maker, &read, plan, parent_tree);
-            (paths, built, parent.map(|(id, _)| id))
+            (paths, built, parent.map(|(id, _)| id), parent_tree)
         }
         Source::Stdin { name, reader } => {
             let built = backup_stdin(&read, &name, reader, time);
-            (vec![format!("/{name}")], built, None)
+            (vec![format!("/{name}")], built, None, None)
         }
     };
     let (root, mut summary) = match built {
@@ -257,7 +263,9 @@ pub fn backup(
         tags: opts.tags.clone(),
         original: None,
     };
-    if !opts.dry_run {
+    // restic compares only the root tree: equal trees mean equal contents and metadata.
+    summary.skipped_unchanged = opts.skip_if_unchanged && parent_tree == Some(root);
+    if !opts.dry_run && !summary.skipped_unchanged {
         let id = repo.save_unpacked(FileType::Snapshot, &snap.to_json())?;
         summary.snapshot_id = Some(SnapshotId(id));
     }

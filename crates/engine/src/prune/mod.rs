@@ -214,16 +214,23 @@ pub(crate) fn say(ctl: &Control, m: Msg) {
     }
 }
 
-/// Prunes like `restic prune` under an exclusive lock taken here (exit code 11 when
-/// another process holds a lock).
+/// Prunes like `restic prune` under an exclusive lock taken here as `lock` says (exit
+/// code 11 when another process still holds a lock after its wait).
 pub fn prune_locked(
     repo: &mut Repository,
     opts: &PruneOptions,
+    lock: &crate::LockPolicy,
     out: &Control,
 ) -> Result<PruneStats> {
-    let lock = RepoLock::acquire(repo, true, false)?;
+    let policy = crate::LockPolicy {
+        skip: false,
+        ..lock.clone()
+    };
+    let held = RepoLock::take(repo, true, &policy, out)?;
     let r = prune(repo, opts, out);
-    lock.release();
+    if let Some(lock) = held {
+        lock.release();
+    }
     r
 }
 

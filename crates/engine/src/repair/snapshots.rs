@@ -289,6 +289,8 @@ pub struct RepairSnapshotsJob {
     pub filter: crate::SnapshotFilter,
     /// What to do with them.
     pub options: RepairSnapshotsOptions,
+    /// How the exclusive lock is taken (never in a dry run).
+    pub lock: crate::LockPolicy,
 }
 
 /// restic's `repair snapshots`: rewrites each chosen snapshot without what cannot be read.
@@ -302,7 +304,7 @@ pub fn repair_snapshots(
 ) -> Result<usize> {
     let policy = crate::LockPolicy {
         skip: job.options.dry_run,
-        ..Default::default()
+        ..job.lock.clone()
     };
     let _lock = crate::RepoLock::take(repo, true, &policy, ctl)?;
     let all = repo.load_snapshots()?;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use restash_backend::{Backend, FileType, Handle};
 use restash_engine::events::Control;
 use restash_engine::prune::{prune_locked, PruneOptions};
-use restash_engine::{EngineError, RepoLock};
+use restash_engine::{EngineError, LockPolicy, RepoLock};
 
 use crate::common::*;
 
@@ -40,7 +40,12 @@ fn prune_waits_for_a_held_lock(exclusive: bool) {
     let before = files(be.as_ref());
 
     let mut repo = open(be.clone());
-    let r = prune_locked(&mut repo, &PruneOptions::default(), &Control::default());
+    let r = prune_locked(
+        &mut repo,
+        &PruneOptions::default(),
+        &LockPolicy::default(),
+        &Control::default(),
+    );
     match r {
         Err(EngineError::Locked(msg)) => assert!(
             msg.contains(&format!("(exclusive: {exclusive})")),
@@ -56,7 +61,13 @@ fn prune_waits_for_a_held_lock(exclusive: bool) {
 
     held.release();
     drop(held);
-    let stats = prune_locked(&mut repo, &PruneOptions::default(), &Control::default()).unwrap();
+    let stats = prune_locked(
+        &mut repo,
+        &PruneOptions::default(),
+        &LockPolicy::default(),
+        &Control::default(),
+    )
+    .unwrap();
     assert_eq!(stats.packs.remove, packs_a.len() as u64, "{stats:?}");
     assert_eq!(
         handles(be.as_ref(), FileType::Pack),
