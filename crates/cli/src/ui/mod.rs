@@ -274,8 +274,34 @@ impl Ui {
     }
 }
 
+impl Ui {
+    /// A wait for another process's lock (`--retry-lock`).
+    fn blocked(&self, reason: &str, wait: Duration, first: bool) {
+        let what = format!("{} waits for a lock", self.command);
+        let wait = restash_engine::units::format_duration(wait);
+        if self.agent_json() {
+            self.log
+                .info(&what, json!({ "lock": reason, "waiting_up_to": wait }));
+        } else if first && !self.quiet && self.style == Style::Text {
+            // restic's line, once; then who holds the lock, which restic keeps to its
+            // debug log but a person waiting wants to know.
+            eprintln!("repo already locked, waiting up to {wait} for the lock");
+            eprintln!("{reason}");
+        }
+    }
+}
+
 impl EventSink for Ui {
     fn event(&self, event: &Event<'_>) {
+        // Every command that locks may wait, whatever else it renders its own way.
+        if let Event::Blocked {
+            reason,
+            wait,
+            first,
+        } = event
+        {
+            return self.blocked(reason, *wait, *first);
+        }
         if self.command == "copy" {
             return copy::event(self, event);
         }
@@ -330,23 +356,6 @@ impl EventSink for Ui {
                 name,
             } => self.log.warn("removed stale lock", json!({ "lock": name })),
             Event::ItemDone { .. } => {}
-            Event::Blocked {
-                reason,
-                wait,
-                first,
-            } => {
-                let what = format!("{} waits for a lock", self.command);
-                let wait = restash_engine::units::format_duration(*wait);
-                if self.agent_json() {
-                    self.log
-                        .info(&what, json!({ "lock": reason, "waiting_up_to": wait }));
-                } else if *first && !self.quiet && self.style == Style::Text {
-                    // restic's line, once; then who holds the lock, which restic keeps
-                    // to its debug log but a person waiting wants to know.
-                    eprintln!("repo already locked, waiting up to {wait} for the lock");
-                    eprintln!("{reason}");
-                }
-            }
             Event::Message { level, text } if self.verbosity >= *level => println!("{text}"),
             Event::Warning(w) if self.agent_json() => self.log.warn(w, json!({})),
             // restic prefixes the archiver's warnings; the others say what they are.
