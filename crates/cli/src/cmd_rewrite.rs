@@ -118,6 +118,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         ),
         _ => ui.event(e),
     }));
+    // SIGINT/SIGTERM stop the rewrite between trees and release the lock (exit 130); a
+    // second signal ends the process at once.
+    crate::signals::interrupt_on(&ctl.cancel)?;
     let mut repo = g.open()?;
     let sum = rewrite(&mut repo, &opts, &ctl)?;
     if verbosity >= 1 {
