@@ -35,11 +35,11 @@ pub struct Args {
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
     /// Replace hostname.
-    #[arg(long = "new-host", default_value = "")]
-    pub new_host: String,
+    #[arg(long = "new-host", value_name = "host")]
+    pub new_host: Option<String>,
     /// Replace time of the backup (`2006-01-02 15:04:05`, local time).
-    #[arg(long = "new-time", default_value = "")]
-    pub new_time: String,
+    #[arg(long = "new-time", value_name = "time")]
+    pub new_time: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Exclude a `pattern` (can be specified multiple times).
@@ -89,10 +89,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         excludes: patterns(&a)?,
         forget: a.forget,
         dry_run: a.dry_run,
-        new_host: (!a.new_host.is_empty()).then(|| a.new_host.clone()),
-        new_time: match a.new_time.as_str() {
-            "" => None,
-            t => Some(parse_time(t)?),
+        // restic takes an empty value as not given.
+        new_host: a.new_host.clone().filter(|h| !h.is_empty()),
+        new_time: match a.new_time.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(parse_time(t)?),
         },
         // restic takes its lock for rewrite whatever --no-lock says.
         lock: LockPolicy {
