@@ -53,20 +53,7 @@ pub fn local_time(t: &GoTime) -> String {
 /// Go's `time.Time.String()` for a time decoded from JSON: `… +0100 +0100`, or
 /// `… +0000 UTC` for `Z`.
 pub fn go_time_string(t: &GoTime) -> String {
-    let base = t.0.format("%Y-%m-%d %H:%M:%S");
-    let nanos = t.nanos();
-    let frac = if nanos == 0 {
-        String::new()
-    } else {
-        format!(".{nanos:09}").trim_end_matches('0').to_string()
-    };
-    let off = t.0.format("%z").to_string();
-    let zone = if t.0.offset().local_minus_utc() == 0 {
-        "UTC".to_string()
-    } else {
-        off.clone()
-    };
-    format!("{base}{frac} {off} {zone}")
+    t.to_go_text()
 }
 
 /// A snapshot as `restic snapshots --json` prints it: its fields plus `id` and `short_id`.

@@ -20,6 +20,7 @@ mod cmd_misc;
 mod cmd_prune;
 mod cmd_repair;
 mod cmd_restore;
+mod cmd_rewrite;
 mod cmd_snapshots;
 mod cmd_stats;
 mod cmd_tag;
@@ -73,6 +74,8 @@ enum Command {
     Forget(cmd_forget::Args),
     /// Modify tags on snapshots.
     Tag(cmd_tag::Args),
+    /// Rewrite snapshots to exclude unwanted files.
+    Rewrite(cmd_rewrite::Args),
     /// Check the repository for errors.
     Check(cmd_check::Args),
     /// Repair the repository (index, snapshots).
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<Done> {
         Command::List(a) => cmd_misc::list(g, a),
         Command::Forget(a) => cmd_forget::run(g, a),
         Command::Tag(a) => cmd_tag::run(g, a),
+        Command::Rewrite(a) => cmd_rewrite::run(g, a),
         Command::Check(a) => cmd_check::run(g, a),
         Command::Repair(a) => cmd_repair::run(g, a),
         Command::RebuildIndex(a) => cmd_repair::index(g, a),

@@ -74,6 +74,7 @@ pub mod prune;
 pub mod repair;
 mod repo;
 pub mod restore;
+pub mod rewrite;
 mod snapshots;
 pub mod stats;
 pub mod tag;

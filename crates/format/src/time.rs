@@ -121,6 +121,28 @@ impl GoTime {
     }
 }
 
+impl GoTime {
+    /// Go's `time.Time.String()` for a time decoded from JSON, as restic prints it in
+    /// messages: `2006-01-02 15:04:05.999999999 -0700 -0700`, or `… +0000 UTC` for a
+    /// zero offset (a decoded time has no zone name, only its offset).
+    pub fn to_go_text(&self) -> String {
+        let base = self.0.format("%Y-%m-%d %H:%M:%S");
+        let nanos = self.nanos();
+        let frac = if nanos == 0 {
+            String::new()
+        } else {
+            format!(".{nanos:09}").trim_end_matches('0').to_string()
+        };
+        let off = self.0.format("%z").to_string();
+        let zone = if self.0.offset().local_minus_utc() == 0 {
+            "UTC".to_string()
+        } else {
+            off.clone()
+        };
+        format!("{base}{frac} {off} {zone}")
+    }
+}
+
 impl Default for GoTime {
     fn default() -> Self {
         GoTime::zero()
