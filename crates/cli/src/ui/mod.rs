@@ -330,6 +330,7 @@ impl EventSink for Ui {
                 name,
             } => self.log.warn("removed stale lock", json!({ "lock": name })),
             Event::ItemDone { .. } => {}
+            Event::Restored { action, item, size } => restore::item(self, *action, item, *size),
             Event::Blocked { reason } => {
                 let what = format!("{} waits for a lock", self.command);
                 if self.agent_json() {
