@@ -1,9 +1,10 @@
 //! In-process tests of the engine on the in-memory backend (one test binary: one link,
 //! and helpers shared without dead-code warnings): backup → restore, cancelled backups,
-//! prune against a held lock, and check finding each kind of damage.
+//! prune against a held lock, restoring over an existing target, and check finding each kind of damage.
 
 mod cancel;
 mod check_damage;
 mod common;
 mod prune_lock;
+mod restore_modes;
 mod roundtrip;
