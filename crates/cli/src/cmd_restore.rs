@@ -1,6 +1,6 @@
 use clap::Args as ClapArgs;
 use restash_engine::restore::{self, RestoreJob};
-use restash_engine::{EngineError, PatternSet, RestoreOptions};
+use restash_engine::{EngineError, Overwrite, PatternSet, RestoreOptions};
 
 use crate::args::FilterArgs;
 use crate::exit::{self, Done};
@@ -31,6 +31,16 @@ pub struct Args {
     /// Verify restored files' content (restash always verifies every blob).
     #[arg(long)]
     pub verify: bool,
+    /// Overwrite behavior, one of (always|if-changed|if-newer|never).
+    #[arg(long, value_name = "behavior", default_value = "always", value_parser = parse_overwrite)]
+    pub overwrite: Overwrite,
+    /// Delete files from target directory if they do not exist in snapshot. Use
+    /// '--dry-run -vv' to check what would be deleted.
+    #[arg(long)]
+    pub delete: bool,
+    /// Do not write any data, just show what would be done.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
@@ -54,8 +64,22 @@ fn stopped(cancel: &restash_engine::events::Cancel) -> Done {
     }
 }
 
-fn job(a: &Args) -> anyhow::Result<RestoreJob> {
+fn parse_overwrite(s: &str) -> Result<Overwrite, String> {
+    s.parse().map_err(|e: EngineError| e.to_string())
+}
+
+fn job(g: &GlobalOpts, a: &Args) -> anyhow::Result<RestoreJob> {
+    if a.dry_run && a.verify {
+        return Err(
+            EngineError::Usage("--dry-run and --verify are mutually exclusive".into()).into(),
+        );
+    }
     let mut options = RestoreOptions::new(&a.target);
+    options.overwrite = a.overwrite;
+    options.delete = a.delete;
+    options.dry_run = a.dry_run;
+    // restic lists every entry from `-vv` on.
+    options.item_events = !g.quiet && g.verbose >= 2;
     options.include = PatternSet::parse(&a.include)?;
     options.include.add_insensitive(&a.iinclude)?;
     options.exclude = PatternSet::parse(&a.exclude)?;
@@ -64,6 +88,7 @@ fn job(a: &Args) -> anyhow::Result<RestoreJob> {
         snapshot: a.snapshot.clone(),
         filter: a.filter.to_filter(),
         options,
+        lock: g.lock_policy(),
     })
 }
 
@@ -81,7 +106,7 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<Done> {
         // The report is written even when a signal stops the restore.
         crate::signals::cancel_on(&ctl.cancel, false)?;
     }
-    let result = job(&a).and_then(|job| {
+    let result = job(g, &a).and_then(|job| {
         let mut repo = g.open()?;
         Ok(restore::run(&mut repo, &job, &ctl)?)
     });

@@ -135,6 +135,16 @@ pub enum Event<'a> {
         /// Its name (a path, a short id).
         name: &'a str,
     },
+    /// What a restore did to one entry; sent only when its options ask for it.
+    Restored {
+        /// What happened to it.
+        action: RestoreAction,
+        /// Its path within the snapshot (`/dir/file`), or for a deleted entry its path in
+        /// the target, as restic names them.
+        item: &'a str,
+        /// A regular file's size.
+        size: Option<u64>,
+    },
     /// The snapshot the operation works on was chosen (from `latest` or an id prefix).
     Selected {
         /// Its id.
@@ -164,6 +174,31 @@ pub enum Event<'a> {
     /// Something failed for one item (the message names it); the operation goes on and
     /// its summary counts it.
     Error(&'a str),
+}
+
+/// What a restore did to one entry, in restic's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreAction {
+    /// Written anew (or, in a dry run, would be).
+    Restored,
+    /// An existing file whose content differed was rewritten where it differed.
+    Updated,
+    /// An existing file was left with its content: it matched, or `--overwrite` kept it.
+    Unchanged,
+    /// Removed because the snapshot does not have it (`--delete`).
+    Deleted,
+}
+
+impl RestoreAction {
+    /// restic's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreAction::Restored => "restored",
+            RestoreAction::Updated => "updated",
+            RestoreAction::Unchanged => "unchanged",
+            RestoreAction::Deleted => "deleted",
+        }
+    }
 }
 
 /// Receives an operation's events. Called from the operation's threads, so it must be

@@ -1,6 +1,6 @@
 //! Creating restored entries safely and giving them their metadata back.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
@@ -27,47 +27,84 @@ pub fn check_name(node: &Node) -> std::result::Result<(), String> {
 /// real directory (a symlink planted in the target must never redirect writes).
 #[derive(Default)]
 pub struct DirMaker {
-    made: HashSet<PathBuf>,
+    // Directory → whether this run made it: nothing in it comes from before the restore,
+    // so what goes in need not be checked against existing entries.
+    made: HashMap<PathBuf, bool>,
+    dry_run: bool,
+    replace: bool,
 }
 
 impl DirMaker {
-    /// Ensures every component of `rel` below `root` is a real directory.
-    pub fn ensure(&mut self, root: &Path, rel: &Path) -> Result<()> {
+    /// A maker below `root`, which `root_new` says this run created. With `dry_run` nothing
+    /// is made, only looked at; with `replace` a non-directory in the way of a directory is
+    /// removed (restic does so with `--delete`) instead of refused.
+    pub fn new(root: &Path, root_new: bool, dry_run: bool, replace: bool) -> DirMaker {
+        DirMaker {
+            made: HashMap::from([(root.to_path_buf(), root_new)]),
+            dry_run,
+            replace,
+        }
+    }
+
+    /// Ensures every component of `rel` below `root` is a real directory; returns whether
+    /// the last one is new (made by this run, or in a dry run not there yet).
+    pub fn ensure(&mut self, root: &Path, rel: &Path) -> Result<bool> {
         // Called for every restored file: the usual case, a parent already made, is one
         // look-up instead of one per path component.
         let full = root.join(rel);
-        if self.made.contains(&full) {
-            return Ok(());
+        if let Some(new) = self.made.get(&full) {
+            return Ok(*new);
         }
         let mut p = root.to_path_buf();
+        let mut new = self.made.get(root).copied().unwrap_or(false);
         for comp in rel.components() {
             p.push(comp);
-            if self.made.contains(&p) {
+            if let Some(n) = self.made.get(&p) {
+                new = *n;
                 continue;
             }
-            match fs::create_dir(&p) {
-                Ok(()) => {
-                    // Owner-writable until the final metadata pass, whatever the stored mode.
-                    let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o700));
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let meta = fs::symlink_metadata(&p)
-                        .map_err(EngineError::io(format!("stat {}", p.display())))?;
-                    if !meta.file_type().is_dir() {
-                        return Err(EngineError::Io {
-                            context: format!(
-                                "refusing to restore into {}: it exists and is not a directory",
-                                p.display()
-                            ),
-                            source: std::io::Error::from(ErrorKind::AlreadyExists),
-                        });
-                    }
-                }
-                Err(e) => return Err(EngineError::io(format!("mkdir {}", p.display()))(e)),
-            }
-            self.made.insert(p.clone());
+            new = (new && self.dry_run) || self.make(&p)?;
+            self.made.insert(p.clone(), new);
         }
-        Ok(())
+        Ok(new)
+    }
+
+    fn make(&self, p: &Path) -> Result<bool> {
+        let refuse = || EngineError::Io {
+            context: format!(
+                "refusing to restore into {}: it exists and is not a directory",
+                p.display()
+            ),
+            source: std::io::Error::from(ErrorKind::AlreadyExists),
+        };
+        if self.dry_run {
+            return match fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => Ok(false),
+                Ok(_) if self.replace => Ok(true),
+                Ok(_) => Err(refuse()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+                Err(e) => Err(EngineError::io(format!("stat {}", p.display()))(e)),
+            };
+        }
+        match fs::create_dir(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let meta = fs::symlink_metadata(p)
+                    .map_err(EngineError::io(format!("stat {}", p.display())))?;
+                if meta.file_type().is_dir() {
+                    return Ok(false);
+                }
+                if !self.replace {
+                    return Err(refuse());
+                }
+                fs::remove_file(p).map_err(EngineError::io(format!("remove {}", p.display())))?;
+                fs::create_dir(p).map_err(EngineError::io(format!("mkdir {}", p.display())))?;
+            }
+            Err(e) => return Err(EngineError::io(format!("mkdir {}", p.display()))(e)),
+        }
+        // Owner-writable until the final metadata pass, whatever the stored mode.
+        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+        Ok(true)
     }
 }
 
@@ -87,6 +124,55 @@ pub fn clear_path(path: &Path) -> Result<()> {
             source: e,
         }),
     }
+}
+
+/// Removes whatever is at `path` so that a restored entry can take its place; a directory
+/// only when it is empty, or with everything in it when `dirs` allows (restic `--delete`).
+pub fn remove_entry(path: &Path, dirs: bool) -> Result<()> {
+    let r = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() && dirs => fs::remove_dir_all(path),
+        Ok(m) if m.is_dir() => fs::remove_dir(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => return Err(EngineError::io(format!("stat {}", path.display()))(e)),
+    };
+    r.map_err(EngineError::io(format!("remove {}", path.display())))
+}
+
+/// Opens an existing regular file for writing in place (parts of it already hold the
+/// restored content), refusing a symlink or a file with other hard links, which writing
+/// would change too.
+pub fn open_in_place(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    };
+    let f = match open() {
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            // A read-only file from an earlier restore: its mode is set again afterwards.
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+                .map_err(EngineError::io(format!("chmod {}", path.display())))?;
+            open()
+        }
+        r => r,
+    }
+    .map_err(EngineError::io(format!("open {}", path.display())))?;
+    let m = f
+        .metadata()
+        .map_err(EngineError::io(format!("stat {}", path.display())))?;
+    if !m.is_file() || m.nlink() > 1 {
+        return Err(EngineError::Io {
+            context: format!(
+                "{}: changed while restoring, it is no longer a single regular file",
+                path.display()
+            ),
+            source: std::io::Error::from(ErrorKind::AlreadyExists),
+        });
+    }
+    Ok(f)
 }
 
 /// Opens a regular file for writing without following a symlink at its place; a symlink

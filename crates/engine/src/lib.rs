@@ -92,7 +92,7 @@ pub use index::{BlobLocation, IndexEntry, MasterIndex};
 pub use lock::remove_stale;
 pub use lock::{is_stale, unlock, LockPolicy, RepoLock, STALE_AFTER};
 pub use repo::Repository;
-pub use restore::{restore, RestoreOptions, RestoreStats};
+pub use restore::{restore, Overwrite, RestoreOptions, RestoreStats};
 pub use snapshots::{
     flatten_tag_lists, select_one, select_snapshots, Ignored, Selection, SnapshotEntry,
     SnapshotFilter, Snapshots, TagList, UnreadableSnapshot,

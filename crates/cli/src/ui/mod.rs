@@ -356,6 +356,7 @@ impl EventSink for Ui {
                 name,
             } => self.log.warn("removed stale lock", json!({ "lock": name })),
             Event::ItemDone { .. } => {}
+            Event::Restored { action, item, size } => restore::item(self, *action, item, *size),
             Event::Message { level, text } if self.verbosity >= *level => println!("{text}"),
             Event::Warning(w) if self.agent_json() => self.log.warn(w, json!({})),
             // restic prefixes the archiver's warnings; the others say what they are.

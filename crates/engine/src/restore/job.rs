@@ -5,7 +5,7 @@ use restash_format::{Snapshot, SnapshotId};
 
 use super::{restore, RestoreOptions, RestoreStats};
 use crate::events::{Control, Event};
-use crate::{find_subtree, select_one, Repository, Result, SnapshotFilter};
+use crate::{find_subtree, select_one, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
 
 /// Which snapshot and which part of it to restore, and how.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct RestoreJob {
     pub filter: SnapshotFilter,
     /// Where and what to restore.
     pub options: RestoreOptions,
+    /// restic's read lock (`--no-lock`, `--retry-lock`): a prune cannot delete the packs
+    /// being read.
+    pub lock: LockPolicy,
 }
 
 /// What a restore did, and from which snapshot.
@@ -34,8 +37,11 @@ pub struct RestoreSummary {
 /// [`restore`]).
 pub fn run(repo: &mut Repository, job: &RestoreJob, ctl: &Control) -> Result<RestoreSummary> {
     let (spec, sub) = job.snapshot.split_once(':').unwrap_or((&job.snapshot, ""));
-    let (selected, index) = repo.load_index_with(|repo| select_one(repo, spec, &job.filter, ctl));
-    let (id, snapshot) = selected?;
+    let (selected, index) = repo.load_index_with(|repo| {
+        let lock = RepoLock::take(repo, false, &job.lock, ctl)?;
+        select_one(repo, spec, &job.filter, ctl).map(|c| (lock, c))
+    });
+    let (_lock, (id, snapshot)) = selected?;
     ctl.emit(Event::Selected {
         id: &id,
         snapshot: &snapshot,
