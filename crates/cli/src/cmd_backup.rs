@@ -209,12 +209,16 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
         Done::Partial
     };
     let (mut report, samples) = ui::backup::report(&summary, &host, done.code() as i32);
-    if a.forget && summary.snapshot_id.is_some() {
+    // An unchanged volume still has its policy applied: its snapshots age all the same.
+    if a.forget && (summary.snapshot_id.is_some() || summary.skipped_unchanged) {
         match retention(g, &a, &agent, &ui, &host) {
             Ok(r) => ui::backup::retention(&ui, &host, &r, &mut report),
             // The snapshot is saved, but the Job did not do all it was asked.
             Err(e) => {
-                let e = e.context("snapshot saved, but --forget failed");
+                let e = match summary.skipped_unchanged {
+                    false => e.context("snapshot saved, but --forget failed"),
+                    true => e.context("nothing changed (no new snapshot), but --forget failed"),
+                };
                 return Err(agent.fail(&ui, report, &samples, e));
             }
         }
