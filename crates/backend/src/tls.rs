@@ -237,15 +237,15 @@ pub(crate) fn handshake_problem(e: &(dyn std::error::Error + 'static)) -> Option
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
             return describe(r);
         }
-        // io::Error's source() skips the error it wraps; rustls's sits right there.
-        if let Some(r) = c
+        // An io::Error's source() skips the error it wraps, and the connectors wrap
+        // rustls's error in an io::Error that is itself wrapped in another: step inside.
+        cur = match c
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return describe(r);
-        }
-        cur = c.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
     }
     None
 }
@@ -257,13 +257,22 @@ fn describe(e: &rustls::Error) -> Option<String> {
             C::UnknownIssuer => "its certificate is signed by an unknown issuer (self-signed, \
                  or a private CA: trust it with --cacert)"
                 .to_string(),
-            C::Expired | C::ExpiredContext { .. } => format!("its certificate has expired ({c})"),
-            C::NotValidYet | C::NotValidYetContext { .. } => {
-                format!("its certificate is not valid yet ({c})")
-            }
+            C::ExpiredContext { not_after, .. } => format!(
+                "its certificate has expired (valid until {})",
+                utc(not_after.as_secs())
+            ),
+            C::Expired => "its certificate has expired".to_string(),
+            C::NotValidYetContext { not_before, .. } => format!(
+                "its certificate is not valid yet (valid from {}; is this clock right?)",
+                utc(not_before.as_secs())
+            ),
+            C::NotValidYet => "its certificate is not valid yet".to_string(),
             C::NotValidForName | C::NotValidForNameContext { .. } => {
                 format!("its certificate is for another host name ({c})")
             }
+            C::BadSignature => "its certificate's signature does not verify (signed by \
+                 another key than the trusted CA of that name)"
+                .to_string(),
             other => format!("its certificate was rejected: {other}"),
         }),
         rustls::Error::AlertReceived(
@@ -282,6 +291,16 @@ fn describe(e: &rustls::Error) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+fn utc(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(
+            || format!("{secs} (UNIX)"),
+            |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
 }
 
 /// `host[:port]` of `url`, for naming the server in TLS errors.
@@ -371,13 +390,26 @@ mod tests {
 
     #[test]
     fn certificate_failures_are_described() {
-        let e = std::io::Error::other(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer,
+        // As the connectors hand it over: inside an io::Error inside another.
+        let e = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         ));
         let d = handshake_problem(&e).unwrap();
         assert!(d.contains("unknown issuer"), "{d}");
-        let e = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
-        assert!(handshake_problem(&e).unwrap().contains("expired"));
+        let e = rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+            time: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                1_700_000_000,
+            )),
+            not_after: rustls::pki_types::UnixTime::since_unix_epoch(
+                std::time::Duration::from_secs(1_580_515_200),
+            ),
+        });
+        let d = handshake_problem(&e).unwrap();
+        assert!(
+            d.contains("expired (valid until 2020-02-01 00:00:00 UTC)"),
+            "{d}"
+        );
         let e = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
         assert!(handshake_problem(&e)
             .unwrap()
