@@ -86,34 +86,36 @@ fn certificate_problems_are_one_clear_error() {
         assert!(out.stderr.contains("--cacert"), "{}", out.describe());
     }
     // Another CA is no better, and replaces the system roots rather than adding to them.
-    let t = Instant::now();
-    let out = restash_s3(&url, osargs!["--cacert", &pki.other_ca, "init"], &env);
-    assert_tls_failure(&out, t.elapsed(), &good.addr, "unknown issuer");
+    // `init` asks about the bucket with restash's own client, `snapshots` reads the config
+    // through object_store's: both are checked.
+    for cmd in ["init", "snapshots"] {
+        let t = Instant::now();
+        let out = restash_s3(&url, osargs!["--cacert", &pki.other_ca, cmd], &env);
+        assert_tls_failure(&out, t.elapsed(), &good.addr, "unknown issuer");
+    }
 
     // The right CA, but a certificate for another name.
     let Some(wrong) = TlsProxy::start(&pki.wrong_name, &up, None) else {
         return;
     };
-    let t = Instant::now();
-    let out = restash_s3(
-        &s3_url(&wrong, &unique_name("wrongname")),
-        with(ca.clone(), osargs!["init"]),
-        &env,
-    );
-    assert_tls_failure(&out, t.elapsed(), &wrong.addr, "another host name");
-    assert!(out.stderr.contains("wrong.example"), "{}", out.describe());
+    let url = s3_url(&wrong, &unique_name("wrongname"));
+    for cmd in ["init", "snapshots"] {
+        let t = Instant::now();
+        let out = restash_s3(&url, with(ca.clone(), osargs![cmd]), &env);
+        assert_tls_failure(&out, t.elapsed(), &wrong.addr, "another host name");
+        assert!(out.stderr.contains("wrong.example"), "{}", out.describe());
+    }
 
     // The right CA and name, but expired.
     let Some(expired) = TlsProxy::start(&pki.expired, &up, None) else {
         return;
     };
-    let t = Instant::now();
-    let out = restash_s3(
-        &s3_url(&expired, &unique_name("expired")),
-        with(ca.clone(), osargs!["init"]),
-        &env,
-    );
-    assert_tls_failure(&out, t.elapsed(), &expired.addr, "expired");
+    let url = s3_url(&expired, &unique_name("expired"));
+    for cmd in ["init", "snapshots"] {
+        let t = Instant::now();
+        let out = restash_s3(&url, with(ca.clone(), osargs![cmd]), &env);
+        assert_tls_failure(&out, t.elapsed(), &expired.addr, "has expired");
+    }
 
     // REST: the same check on the other HTTP client.
     let Some(rest) = rclone_rest() else { return };
@@ -214,9 +216,11 @@ fn client_certificate_on_s3_and_rest() {
 
     // Without a client certificate the server ends the handshake.
     let url = s3_url(&s3, &unique_name("mtls"));
-    let t = Instant::now();
-    let out = restash_s3(&url, osargs!["--cacert", &pki.ca, "init"], &env);
-    assert_tls_failure(&out, t.elapsed(), &s3.addr, "client certificate");
+    for cmd in ["init", "snapshots"] {
+        let t = Instant::now();
+        let out = restash_s3(&url, osargs!["--cacert", &pki.ca, cmd], &env);
+        assert_tls_failure(&out, t.elapsed(), &s3.addr, "client certificate");
+    }
 
     let run = |a: Vec<OsString>| restash_s3(&url, with(flags.clone(), a), &env);
     run(osargs!["init"]).success();
