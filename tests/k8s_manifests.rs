@@ -1,13 +1,15 @@
 //! `restash k8s …` manifests: every kind (Secret, backup CronJobs for PVCs from flags and a
-//! `kubectl get pvc -o name` list, one-off Jobs, restore Jobs, the prune CronJob, root mode)
-//! validated by PyPI `kubernetes-validate --strict` against the Kubernetes 1.28 and 1.31
-//! schemas, and a broken manifest failing it; the YAML read back by PyYAML (a YAML 1.1
-//! reader, as go-yaml v2 is) equals the JSON output; and the rules no schema checks: Jobs
-//! never restart in place, distinct staggered start minutes inside the window, the host/tag
-//! identity arguments, the podAffinity label, credentials only as files and never in args or
-//! env, the hardening of every pod. As root, the real binary runs under the identity each
-//! manifest asks for (setpriv: uid, gid, fsGroup, bounding and inheritable capabilities,
-//! no_new_privs), showing what docs/kubernetes.md claims about the two identities.
+//! `kubectl get pvc -o name` list, one-off Jobs, restore Jobs, the prune CronJob, root mode,
+//! a CA bundle from a Secret or a ConfigMap) validated by PyPI `kubernetes-validate
+//! --strict` against the Kubernetes 1.28, 1.31 and 1.34 schemas, and a broken manifest
+//! failing it; the YAML read back by PyYAML (a YAML 1.1 reader, as go-yaml v2 is) equals
+//! the JSON output; and the rules no schema checks: Jobs never restart in place, distinct
+//! staggered start minutes inside the window, the host/tag identity arguments, the
+//! podAffinity label, credentials only as files and never in args or env, the hardening of
+//! every pod, the CA bundle mounted read-only and named by RESTIC_CACERT. As root, the real
+//! binary runs under the identity each manifest asks for (setpriv: uid, gid, fsGroup,
+//! bounding and inheritable capabilities, no_new_privs), showing what docs/kubernetes.md
+//! claims about the two identities.
 //!
 //! kubernetes-validate is installed into the repository's `.venv` by
 //! `scripts/k8s-validate.sh`; if that fails the tests skip loudly, and fail under `CI=true`.
@@ -134,11 +136,23 @@ fn all_command_lines(creds: &Path, list: &Path) -> Vec<(&'static str, Vec<String
             "prune",
             words("prune --schedule '0 5 * * 0' --time-zone America/Chicago --suspend"),
         ),
+        (
+            "backup-ca-secret",
+            words("backup --pvc claim-alice --privileged-read --ca-secret osn-ca"),
+        ),
+        (
+            "restore-ca-configmap",
+            words(
+                "restore --pvc claim-alice --ca-configmap osn-ca-bundle --ca-key bundle.pem \
+                 --name-suffix r4",
+            ),
+        ),
+        ("prune-ca-secret", words("prune --ca-secret osn-ca")),
     ]
 }
 
 #[test]
-fn every_manifest_validates_against_1_28_and_1_31() {
+fn every_manifest_validates_against_1_28_1_31_and_1_34() {
     let Some(bin) = validator() else { return };
     let creds = credentials_dir();
     let dir = tempfile::tempdir().unwrap();
@@ -152,9 +166,9 @@ fn every_manifest_validates_against_1_28_and_1_31() {
         std::fs::write(&path, yaml).unwrap();
         files.push(path);
     }
-    // 2 Secrets, 3 + 1 CronJobs, 2 + 1 Jobs, 3 restore Jobs, 1 prune CronJob.
-    assert_eq!(docs, 13);
-    for version in ["1.28", "1.31"] {
+    // 2 Secrets, 3 + 1 + 1 CronJobs, 2 + 1 Jobs, 4 restore Jobs, 2 prune CronJobs.
+    assert_eq!(docs, 16);
+    for version in ["1.28", "1.31", "1.34"] {
         let out = validate(bin, version, &files).success();
         let passed = out.stdout_str().matches("passed for resource").count();
         assert_eq!(passed, docs, "every document validated\n{}", out.describe());
@@ -476,6 +490,64 @@ fn prune_cronjob_has_no_volume() {
     assert_eq!(container(p)["resources"]["limits"]["memory"], "2Gi");
 }
 
+/// `--ca-secret`/`--ca-configmap`: the bundle's one key is mounted read-only under a fixed
+/// name in every kind of job, RESTIC_CACERT names it, and without the flags nothing of it
+/// appears.
+#[test]
+fn ca_bundle_is_mounted_and_named_by_restic_cacert() {
+    let cases = [
+        (
+            "backup --pvc claim-alice --ca-secret osn-ca",
+            "secret",
+            "osn-ca",
+            "ca.crt",
+        ),
+        (
+            "job --pvc claim-alice --privileged-read --ca-configmap trust --ca-key bundle.pem \
+             --name-suffix c1",
+            "configMap",
+            "trust",
+            "bundle.pem",
+        ),
+        (
+            "restore --pvc claim-alice --ca-secret osn-ca --ca-key root.pem --name-suffix c2",
+            "secret",
+            "osn-ca",
+            "root.pem",
+        ),
+        ("prune --ca-configmap trust", "configMap", "trust", "ca.crt"),
+    ];
+    for (line, kind, name, key) in cases {
+        for doc in k8s(line) {
+            assert_job_rules(&doc, "restash");
+            assert_eq!(
+                env_get(&doc, "RESTIC_CACERT").as_deref(),
+                Some("/etc/restash/ca/ca.crt"),
+                "{line}"
+            );
+            assert_eq!(mount(&doc, "ca")["mountPath"], "/etc/restash/ca");
+            assert_eq!(mount(&doc, "ca")["readOnly"], true);
+            let v = &volume(&doc, "ca")[kind];
+            let name_field = if kind == "secret" {
+                "secretName"
+            } else {
+                "name"
+            };
+            assert_eq!(v[name_field], name, "{line}");
+            assert_eq!(
+                v["items"],
+                json!([{"key": key, "path": "ca.crt"}]),
+                "{line}"
+            );
+            assert_eq!(v["defaultMode"], 0o444, "{line}");
+        }
+    }
+    let plain = &k8s("prune")[0];
+    assert_eq!(env_get(plain, "RESTIC_CACERT"), None);
+    let vols = pod_spec(plain)["volumes"].as_array().unwrap();
+    assert!(vols.iter().all(|v| v["name"] != "ca"), "{plain}");
+}
+
 #[test]
 fn secret_holds_the_files_and_only_there() {
     let creds = credentials_dir();
@@ -565,6 +637,16 @@ fn bad_input_is_refused_with_a_clear_message() {
             "invalid snapshot",
         ),
         ("prune --namespace JHub", "invalid namespace"),
+        (
+            "prune --ca-secret a --ca-configmap b",
+            "cannot be used with",
+        ),
+        ("prune --ca-secret Bad_Name", "invalid ca secret name"),
+        ("prune --ca-configmap ca --ca-key a/b", "invalid --ca-key"),
+        (
+            "prune --ca-secret ca --env RESTIC_CACERT=/x",
+            "RESTIC_CACERT cannot be set",
+        ),
     ] {
         let out = k8s_fails(line);
         assert!(

@@ -21,6 +21,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "RESTIC_PACK_SIZE",
     "RESTIC_CACHE_DIR",
     "RESTIC_HOST",
+    "RESTIC_CACERT",
+    "RESTIC_TLS_CLIENT_CERT",
 ];
 
 /// Outcome of one command run; `code` is the exit status, or 128+signal if it was killed.

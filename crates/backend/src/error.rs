@@ -37,6 +37,17 @@ pub enum BackendError {
     /// credentials. Never retryable.
     #[error("{0}")]
     Config(String),
+    /// The TLS handshake with `host` failed in a way no retry cures: its certificate was
+    /// refused (unknown issuer, expired, another name), or it refused ours.
+    #[error("{context}: TLS handshake with {host} failed: {reason}")]
+    Tls {
+        /// What was being done, to what.
+        context: String,
+        /// `host[:port]` of the server.
+        host: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// Any other failure; `retryable` says whether trying again may help.
     #[error("{message}")]
     Other {

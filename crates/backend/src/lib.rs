@@ -54,6 +54,7 @@ pub use options::{BackendOptions, S3Layout};
 pub use rest::RestBackend;
 pub use retry_layer::RetryBackend;
 pub use s3::S3Backend;
+pub use tls::TlsConfig;
 
 /// The content id that names repository files, re-exported for callers that have no use
 /// for the format crate.

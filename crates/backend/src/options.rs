@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::BackendError;
+use crate::{BackendError, TlsConfig};
 
 /// restic's repository layouts on S3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub struct BackendOptions {
     pub initial_backoff: Duration,
     /// Largest backoff between two attempts.
     pub max_backoff: Duration,
+    /// Roots, client certificate and checks for HTTPS (restic's `--cacert`,
+    /// `--tls-client-cert`, `--insecure-tls`).
+    pub tls: TlsConfig,
 }
 
 impl Default for BackendOptions {
@@ -65,6 +68,7 @@ impl Default for BackendOptions {
             retry_timeout: Duration::from_secs(120),
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(15),
+            tls: TlsConfig::default(),
         }
     }
 }

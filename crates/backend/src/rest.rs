@@ -127,7 +127,9 @@ impl RestBackend {
         crate::debug_log::init_from_env();
         let (base, auth, display) = parse_rest_url(url)?;
         let rt = crate::network_runtime("restash-rest")?;
-        let client = crate::tls::client_builder()?
+        let client = opts
+            .tls
+            .reqwest_builder()?
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .timeout(opts.request_timeout)
@@ -206,8 +208,13 @@ impl RestBackend {
         if let Some(b) = body {
             req = req.body(b.clone());
         }
-        let failed = |e: reqwest::Error| {
-            self.error(op, what, describe_reqwest(&e), reqwest_is_transient(&e))
+        let failed = |e: reqwest::Error| match crate::tls::handshake_problem(&e) {
+            Some(reason) => BackendError::Tls {
+                context: format!("REST {op} {what} at {}", self.display),
+                host: crate::tls::host_of(&self.base),
+                reason,
+            },
+            None => self.error(op, what, describe_reqwest(&e), reqwest_is_transient(&e)),
         };
         let resp = req.send().await.map_err(failed)?;
         let status = resp.status();

@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::limit::LimitStore;
 use object_store::path::Path;
 use object_store::{
@@ -67,6 +68,17 @@ impl std::fmt::Debug for S3Backend {
     }
 }
 
+/// Hands object_store the backend's own HTTP client, the one that presents the
+/// `--tls-client-cert` certificate.
+#[derive(Debug)]
+struct SharedClient(reqwest::Client);
+
+impl HttpConnector for SharedClient {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(self.0.clone()))
+    }
+}
+
 /// A create-only upload's outcome short of success.
 enum PutError {
     Exists,
@@ -97,15 +109,14 @@ impl S3Backend {
         let loc = parse_s3_url(rest, env)?;
         let source = resolve(env)?;
         let rt = crate::network_runtime("restash-s3")?;
-        let mut client_options = ClientOptions::new()
-            .with_allow_http(loc.http)
-            .with_connect_timeout(opts.connect_timeout)
-            .with_read_timeout(opts.read_timeout)
-            .with_timeout(opts.request_timeout)
-            .with_pool_max_idle_per_host(opts.connections);
-        for root in crate::tls::object_store_roots()? {
-            client_options = client_options.with_root_certificate(root);
-        }
+        let client_options = opts.tls.object_store_options(
+            ClientOptions::new()
+                .with_allow_http(loc.http)
+                .with_connect_timeout(opts.connect_timeout)
+                .with_read_timeout(opts.read_timeout)
+                .with_timeout(opts.request_timeout)
+                .with_pool_max_idle_per_host(opts.connections),
+        )?;
         // One request per call: RetryBackend retries every call with one budget, and only
         // it can recognise a re-sent create-only PUT's own first attempt.
         let retry = RetryConfig {
@@ -140,15 +151,27 @@ impl S3Backend {
             None => builder.with_virtual_hosted_style_request(true),
         };
         let _guard = rt.enter();
-        let s3 = builder.build().map_err(|e| {
-            BackendError::Config(format!("S3 configuration for {}: {e}", loc.display()))
-        })?;
-        let http = crate::tls::client_builder()?
+        let http = opts
+            .tls
+            .reqwest_builder()?
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .timeout(opts.request_timeout)
+            .pool_max_idle_per_host(opts.connections)
+            // object_store turns these off too: compression hides an object's real size.
+            .no_gzip()
+            .no_brotli()
+            .no_zstd()
+            .no_deflate()
             .build()
             .map_err(|e| BackendError::Config(format!("HTTP client: {e}")))?;
+        if opts.tls.has_client_cert() {
+            // object_store's options have no client certificate: it gets this client.
+            builder = builder.with_http_connector(SharedClient(http.clone()));
+        }
+        let s3 = builder.build().map_err(|e| {
+            BackendError::Config(format!("S3 configuration for {}: {e}", loc.display()))
+        })?;
         drop(_guard);
         let layout = OnceLock::new();
         if let Some(l) = opts.s3_layout {
@@ -235,6 +258,13 @@ impl S3Backend {
     }
 
     fn failure(&self, op: &str, what: &str, f: &S3Failure) -> BackendError {
+        if let Some(reason) = &f.tls {
+            return BackendError::Tls {
+                context: format!("S3 {op} {what} in {}", self.loc.display()),
+                host: crate::tls::host_of(&self.loc.bucket_url),
+                reason: reason.clone(),
+            };
+        }
         BackendError::Other {
             message: format!("S3 {op} {what} in {}: {}", self.loc.display(), f.describe()),
             retryable: f.transient(),
@@ -369,8 +399,14 @@ impl S3Backend {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let failed =
-            |e: reqwest::Error| self.bucket_error(&describe_reqwest(&e), reqwest_is_transient(&e));
+        let failed = |e: reqwest::Error| match crate::tls::handshake_problem(&e) {
+            Some(reason) => BackendError::Tls {
+                context: format!("S3 bucket {} at {}", self.loc.bucket, self.loc.display()),
+                host: crate::tls::host_of(&self.loc.bucket_url),
+                reason,
+            },
+            None => self.bucket_error(&describe_reqwest(&e), reqwest_is_transient(&e)),
+        };
         let resp = req.send().await.map_err(failed)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(failed)?;

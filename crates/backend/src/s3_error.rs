@@ -18,6 +18,8 @@ pub(crate) struct S3Failure {
     pub transport: Option<HttpErrorKind>,
     /// The failure as text, error body removed.
     pub text: String,
+    /// Why the TLS handshake failed, when no retry can cure it (a refused certificate).
+    pub tls: Option<String>,
 }
 
 /// The text between `<tag>` and `</tag>`, unescaped minimally.
@@ -59,6 +61,7 @@ pub(crate) fn analyze(e: &object_store::Error) -> S3Failure {
         code: xml_tag(&full, "Code"),
         message: xml_tag(&full, "Message"),
         transport: http_kind(e),
+        tls: crate::tls::handshake_problem(e),
         ..S3Failure::default()
     };
     if f.status.is_none() {
@@ -99,6 +102,9 @@ impl S3Failure {
     /// timed-out connection. The code alone decides for an error in the body of a 200
     /// answer (S3 completes a multipart upload that way), which has no error status.
     pub fn transient(&self) -> bool {
+        if self.tls.is_some() {
+            return false;
+        }
         if matches!(
             self.code.as_deref(),
             Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use restash_backend::{Backend, LimitedBackend, Limits, LocalBackend};
+use restash_backend::{Backend, LimitedBackend, Limits, LocalBackend, TlsConfig};
 use restash_engine::{EngineError, Repository};
 
 /// Options every command accepts.
@@ -104,6 +104,29 @@ pub struct GlobalOpts {
         value_parser = parse_rate_kib
     )]
     pub limit_download: Option<u64>,
+    /// File to load root certificates from, instead of the system's (repeatable, or
+    /// comma-separated; default: $RESTIC_CACERT).
+    // restic reads RESTIC_CACERT as a comma-separated list (0.16 on; 0.14 ignores it), and
+    // its StringSlice flag splits each value on commas too.
+    #[arg(
+        long = "cacert",
+        value_name = "FILE",
+        env = "RESTIC_CACERT",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cacert: Vec<PathBuf>,
+    /// Path to a file containing PEM encoded TLS client certificate and private key.
+    #[arg(
+        long = "tls-client-cert",
+        value_name = "FILE",
+        env = "RESTIC_TLS_CLIENT_CERT",
+        global = true
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Skip TLS certificate verification when connecting to the repository (insecure).
+    #[arg(long = "insecure-tls", global = true)]
+    pub insecure_tls: bool,
 }
 
 fn parse_retry_lock(s: &str) -> Result<std::time::Duration, String> {
@@ -206,8 +229,31 @@ impl GlobalOpts {
     /// call waiting to retry holds no slot; the cache sits outside everything, so that a
     /// file it holds costs no request at all.
     pub fn open_backend_at(&self, url: &str) -> anyhow::Result<Arc<dyn Backend>> {
-        let (store, retry) = open_store(url, &self.options)?;
+        let (store, retry) = open_store(url, &self.options, &self.tls()?)?;
         Ok(with_retries(self.limit(store), retry))
+    }
+
+    /// The TLS flags, their files read and checked. Like restic, bad files fail every
+    /// command, even on a local repository; `--insecure-tls` is warned about each time.
+    pub fn tls(&self) -> anyhow::Result<TlsConfig> {
+        let cacert: Vec<PathBuf> = self
+            .cacert
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .cloned()
+            .collect();
+        let tls = TlsConfig::load(&cacert, self.tls_client_cert.as_deref(), self.insecure_tls)?;
+        // Once per run: `copy` opens two repositories.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if tls.insecure() {
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: --insecure-tls: TLS certificates are not verified; anyone between \
+                 here and the server can read and change what is sent"
+                )
+            });
+        }
+        Ok(tls)
     }
 
     /// `backend` wrapped in a [`LimitedBackend`] when a rate limit is set.
@@ -452,9 +498,11 @@ fn with_retries(
 fn open_store(
     url: &str,
     options: &[String],
+    tls: &TlsConfig,
 ) -> anyhow::Result<(Arc<dyn Backend>, Option<restash_backend::BackendOptions>)> {
     let with_options = |scheme: &str| -> anyhow::Result<restash_backend::BackendOptions> {
         let mut o = restash_backend::BackendOptions::from_env(scheme)?;
+        o.tls = tls.clone();
         for kv in options {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 EngineError::Usage(format!("invalid option {kv:?}: use key=value"))

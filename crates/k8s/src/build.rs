@@ -12,8 +12,9 @@ use crate::request::{
 };
 use crate::{
     backup_cronjobs, backup_job, default_image, parse_volume_list, prune_cronjob, restore_job,
-    secret, unique_volumes, BackupOptions, Common, CronSettings, JobSettings, K8sError, Resources,
-    RestoreOptions, RunAs, SecretEntries, Timing, Volume, Window, REPOSITORY_KEY, SECRET_KEYS,
+    secret, unique_volumes, BackupOptions, CaBundle, CaSource, Common, CronSettings, JobSettings,
+    K8sError, Resources, RestoreOptions, RunAs, SecretEntries, Timing, Volume, Window,
+    REPOSITORY_KEY, SECRET_KEYS,
 };
 
 impl Request {
@@ -92,6 +93,15 @@ fn common(a: &CommonArgs, kind: Kind, privileged: bool) -> Result<Common, K8sErr
         };
         c.extra_env.push((k.to_string(), v.to_string()));
     }
+    let source = match (&a.ca_secret, &a.ca_configmap) {
+        (Some(s), _) => Some(CaSource::Secret(s.clone())),
+        (None, Some(m)) => Some(CaSource::ConfigMap(m.clone())),
+        (None, None) => None,
+    };
+    c.ca = source.map(|source| CaBundle {
+        source,
+        key: a.ca_key.clone(),
+    });
     Ok(c)
 }
 

@@ -76,6 +76,11 @@ pub const SECRET_KEYS: [&str; 3] = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 ];
+/// Where a CA bundle (`--ca-secret`, `--ca-configmap`) is mounted.
+pub const CA_DIR: &str = "/etc/restash/ca";
+/// The default key of the CA bundle, and the file name it is mounted as in [`CA_DIR`]
+/// (cert-manager's and trust-manager's name for it).
+pub const CA_KEY: &str = "ca.crt";
 /// The optional Secret key holding the repository location.
 pub const REPOSITORY_KEY: &str = "RESTIC_REPOSITORY";
 
@@ -260,6 +265,28 @@ pub struct Common {
     pub job: JobSettings,
     /// Extra plain environment variables (e.g. `AWS_DEFAULT_REGION`); never credentials.
     pub extra_env: Vec<(String, String)>,
+    /// A CA bundle to trust instead of the system roots, for an object store whose
+    /// certificate a private CA signed.
+    pub ca: Option<CaBundle>,
+}
+
+/// Where the CA bundle of a private object store comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// A Secret of this name.
+    Secret(String),
+    /// A ConfigMap of this name.
+    ConfigMap(String),
+}
+
+/// A PEM CA bundle in a Secret or ConfigMap, mounted read-only as `ca.crt` in
+/// [`CA_DIR`] and named by `RESTIC_CACERT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// The Secret or ConfigMap.
+    pub source: CaSource,
+    /// Its key holding the PEM bundle.
+    pub key: String,
 }
 
 impl Common {
@@ -274,6 +301,7 @@ impl Common {
             resources: Resources::for_volume(),
             job: JobSettings::default(),
             extra_env: Vec::new(),
+            ca: None,
         }
     }
 }

@@ -4,8 +4,8 @@ use serde_json::{json, Map, Value};
 
 use crate::names::{check_env_name, check_quantity, quantity_value};
 use crate::{
-    Common, K8sError, RunAs, CONTAINER_NAME, DATA_DIR, REPOSITORY_KEY, SECRETS_DIR, SECRET_KEYS,
-    TMP_DIR,
+    CaSource, Common, K8sError, RunAs, CA_DIR, CA_KEY, CONTAINER_NAME, DATA_DIR, REPOSITORY_KEY,
+    SECRETS_DIR, SECRET_KEYS, TMP_DIR,
 };
 
 /// jovyan's uid and gid in Zero to JupyterHub's user pods.
@@ -13,6 +13,8 @@ const JOVYAN_UID: u32 = 1000;
 const USERS_GID: u32 = 100;
 /// Secret files readable by owner (root) and group (the pod's fsGroup), nobody else.
 const SECRET_MODE: u32 = 0o440;
+/// A CA bundle is public: readable by all, whichever identity the job has.
+const CA_MODE: u32 = 0o444;
 
 /// What the job does; decides the capabilities root gets and how the PVC is mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +92,27 @@ pub(crate) fn check_common(c: &Common) -> Result<(), K8sError> {
             });
         }
     }
+    if let Some(ca) = &c.ca {
+        match &ca.source {
+            CaSource::Secret(n) => crate::names::check_dns_subdomain("ca secret name", n)?,
+            CaSource::ConfigMap(n) => crate::names::check_dns_subdomain("ca configmap name", n)?,
+        }
+        crate::names::check_secret_key(&ca.key).map_err(|_| K8sError::Invalid {
+            what: "--ca-key".into(),
+            value: ca.key.clone(),
+            rule: "a Secret or ConfigMap key: 1 to 253 characters A-Z, a-z, 0-9, '-', '_' \
+                   and '.', not starting with '..'"
+                .into(),
+        })?;
+    }
     for (k, _) in &c.extra_env {
         check_env_name(k)?;
+        if c.ca.is_some() && k == "RESTIC_CACERT" {
+            return Err(K8sError::ReservedEnv(
+                k.clone(),
+                "set by --ca-secret or --ca-configmap",
+            ));
+        }
         if RESERVED_ENV.contains(&k.as_str()) {
             return Err(K8sError::ReservedEnv(
                 k.clone(),
@@ -116,6 +137,9 @@ fn env_list(c: &Common, extra: &[(&'static str, String)]) -> Vec<Value> {
     }
     for (k, v) in extra {
         env.push(json!({"name": k, "value": v}));
+    }
+    if c.ca.is_some() {
+        env.push(json!({"name": "RESTIC_CACERT", "value": format!("{CA_DIR}/{CA_KEY}")}));
     }
     env.push(json!({"name": "TMPDIR", "value": TMP_DIR}));
     // The root file system is read-only and the image has no HOME: the cache lives in
@@ -226,6 +250,21 @@ pub(crate) fn pod_template(c: &Common, plan: &PodPlan) -> Value {
         "secret": {"secretName": c.secret_name, "defaultMode": SECRET_MODE},
     }));
     volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}));
+    if let Some(ca) = &c.ca {
+        mounts.push(json!({"name": "ca", "mountPath": CA_DIR, "readOnly": true}));
+        // Only the bundle's key, under a fixed name: RESTIC_CACERT never depends on the key.
+        let items = json!([{"key": ca.key, "path": CA_KEY}]);
+        volumes.push(match &ca.source {
+            CaSource::Secret(name) => json!({
+                "name": "ca",
+                "secret": {"secretName": name, "items": items, "defaultMode": CA_MODE},
+            }),
+            CaSource::ConfigMap(name) => json!({
+                "name": "ca",
+                "configMap": {"name": name, "items": items, "defaultMode": CA_MODE},
+            }),
+        });
+    }
 
     let container = json!({
         "name": CONTAINER_NAME,

@@ -59,6 +59,16 @@ pub struct CommonArgs {
     /// Extra plain environment variable NAME=VALUE (repeatable), e.g. AWS_DEFAULT_REGION=us-east-1.
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Secret holding the CA bundle that signs the object store's certificate; mounted
+    /// read-only and given to restash as RESTIC_CACERT.
+    #[arg(long, value_name = "NAME", conflicts_with = "ca_configmap")]
+    pub ca_secret: Option<String>,
+    /// ConfigMap holding that CA bundle (e.g. one filled by a trust-manager Bundle).
+    #[arg(long, value_name = "NAME")]
+    pub ca_configmap: Option<String>,
+    /// Key of the CA bundle in the --ca-secret or --ca-configmap.
+    #[arg(long, value_name = "KEY", default_value = crate::CA_KEY)]
+    pub ca_key: String,
 }
 
 /// CronJob options.
