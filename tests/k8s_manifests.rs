@@ -325,7 +325,8 @@ fn backup_cronjobs_follow_the_rules() {
         assert_job_rules(doc, "restash");
         let want = format!(
             "backup /data --host {pvc} --tag pvc={pvc} --tag user={user} \
-             --termination-log /dev/termination-log --exclude .cache --forget --keep-daily 7"
+             --termination-log /dev/termination-log --exclude .cache --skip-if-unchanged \
+             --forget --keep-daily 7 --retry-lock 30m"
         );
         assert_eq!(args(doc), words(&want));
         assert_eq!(env_get(doc, "RESTASH_PVC").as_deref(), Some(pvc));
@@ -442,7 +443,7 @@ fn restore_jobs() {
     let r = &k8s("restore --pvc claim-alice --name-suffix r")[0];
     assert_eq!(r["kind"], "Job");
     assert_job_rules(r, "restash");
-    let want = "restore latest:/data --host claim-alice --target /data";
+    let want = "restore latest:/data --host claim-alice --target /data --retry-lock 30m";
     assert_eq!(args(r), words(want));
     assert_eq!(pod_spec(r)["securityContext"]["runAsUser"], 1000);
     let claim = &volume(r, "data")["persistentVolumeClaim"];
@@ -457,7 +458,9 @@ fn restore_jobs() {
          --path /work//project/ --name-suffix r --secret other",
     )[0];
     assert_job_rules(r, "other");
-    let want = "restore 79766175:/data/work/project --host claim-alice --target /data/work/project";
+    let want =
+        "restore 79766175:/data/work/project --host claim-alice --target /data/work/project \
+                --retry-lock 30m";
     assert_eq!(args(r), words(want));
     assert_eq!(r["metadata"]["name"], "restash-restore-claim-alice-new-r");
     assert_eq!(r["metadata"]["labels"]["restash/source-pvc"], "claim-alice");
@@ -480,7 +483,13 @@ fn prune_cronjob_has_no_volume() {
     assert_eq!(p["spec"]["suspend"], true);
     assert_eq!(p["spec"]["concurrencyPolicy"], "Forbid");
     assert_job_rules(p, "restash");
-    assert_eq!(args(p), ["prune"]);
+    // A prune meeting a night's late backups waits for them; restash's own --retry-lock
+    // sets how long, 0 not at all.
+    assert_eq!(args(p), ["prune", "--retry-lock", "1h"]);
+    let p2 = &k8s("prune --retry-lock 2h")[0];
+    assert_eq!(args(p2), ["prune", "--retry-lock", "2h0m0s"]);
+    let p3 = &k8s("prune --retry-lock 0")[0];
+    assert_eq!(args(p3), ["prune"]);
     assert_eq!(env_get(p, "RESTIC_REPOSITORY").as_deref(), Some(REPO_URL));
     assert!(pod_spec(p).get("affinity").is_none());
     let vols = pod_spec(p)["volumes"].as_array().unwrap();
@@ -647,6 +656,8 @@ fn bad_input_is_refused_with_a_clear_message() {
             "prune --ca-secret ca --env RESTIC_CACERT=/x",
             "RESTIC_CACERT cannot be set",
         ),
+        ("backup --pvc claim-a --retry-lock soon", "invalid duration"),
+        ("prune --retry-lock 30", "missing unit"),
     ] {
         let out = k8s_fails(line);
         assert!(

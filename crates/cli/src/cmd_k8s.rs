@@ -16,7 +16,11 @@ pub struct Args {
     what: Request,
 }
 
-pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<()> {
+    // The global --retry-lock, parsed by the rule the Jobs' restash parses it with, is
+    // what the Jobs wait.
+    a.what
+        .set_retry_lock(g.retry_lock.map(restash_engine::units::format_duration));
     let now = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let docs = a.what.build(&now, &mut |note| eprintln!("note: {note}"))?;
     let text = if g.json {

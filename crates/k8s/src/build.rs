@@ -18,6 +18,18 @@ use crate::{
 };
 
 impl Request {
+    /// The runs' `--retry-lock` (restic's duration syntax, as the binary prints it; `0`
+    /// waits not at all); unset, each kind of job has its default.
+    pub fn set_retry_lock(&mut self, wait: Option<String>) {
+        let common = match self {
+            Request::Secret(_) => return,
+            Request::Backup(b) | Request::Job(b) => &mut b.common,
+            Request::Restore(r) => &mut r.common,
+            Request::Prune(p) => &mut p.common,
+        };
+        common.retry_lock = wait;
+    }
+
     /// The manifests asked for. `default_suffix` names one-off Jobs given no
     /// `--name-suffix` (the command line passes the current UTC time, `YYYYMMDD-HHMMSS`);
     /// `note` hears what the user should know about a request that is valid.
@@ -102,6 +114,15 @@ fn common(a: &CommonArgs, kind: Kind, privileged: bool) -> Result<Common, K8sErr
         source,
         key: a.ca_key.clone(),
     });
+    // A prune may wait for a night's backups to finish; a backup or restore for a prune.
+    let wait = match kind {
+        Kind::Prune => "1h",
+        Kind::Backup | Kind::Restore => "30m",
+    };
+    c.retry_lock = match a.retry_lock.as_deref().unwrap_or(wait) {
+        "0" | "0s" | "" => None,
+        w => Some(w.to_string()),
+    };
     Ok(c)
 }
 
@@ -161,6 +182,7 @@ fn backup(
         keep_daily: a.keep_daily,
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
+        skip_if_unchanged: a.skip_if_unchanged,
     };
     if one_off {
         let suffix = a.name_suffix.as_deref().unwrap_or(default_suffix);
@@ -280,8 +302,16 @@ mod tests {
     }
 
     fn build(args: &[&str]) -> (Result<Vec<Value>, K8sError>, Vec<String>) {
-        let cli =
+        build_waiting(args, None)
+    }
+
+    fn build_waiting(
+        args: &[&str],
+        wait: Option<&str>,
+    ) -> (Result<Vec<Value>, K8sError>, Vec<String>) {
+        let mut cli =
             Cli::try_parse_from(std::iter::once("k8s").chain(args.iter().copied())).expect("flags");
+        cli.request.set_retry_lock(wait.map(String::from));
         let mut notes = Vec::new();
         let out = cli
             .request
@@ -296,6 +326,56 @@ mod tests {
             &doc["spec"]["template"]["spec"]
         };
         &spec["containers"][0]
+    }
+
+    fn args_of(doc: &Value) -> Vec<String> {
+        container(doc)["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string").to_string())
+            .collect()
+    }
+
+    fn has_pair(args: &[String], flag: &str, value: &str) -> bool {
+        args.windows(2).any(|w| w[0] == flag && w[1] == value)
+    }
+
+    #[test]
+    fn jobs_wait_for_locks_and_idle_volumes_add_no_snapshot() {
+        let (docs, _) = build(&["backup", "--pvc", "claim-a"]);
+        let a = args_of(&docs.expect("backup")[0]);
+        assert!(has_pair(&a, "--retry-lock", "30m"), "{a:?}");
+        assert!(a.iter().any(|x| x == "--skip-if-unchanged"), "{a:?}");
+        let (docs, _) = build(&["prune"]);
+        assert!(has_pair(
+            &args_of(&docs.expect("prune")[0]),
+            "--retry-lock",
+            "1h"
+        ));
+        let (docs, _) = build(&["restore", "--pvc", "claim-a"]);
+        assert!(has_pair(
+            &args_of(&docs.expect("restore")[0]),
+            "--retry-lock",
+            "30m"
+        ));
+
+        let (docs, _) = build_waiting(
+            &["job", "--pvc", "claim-a", "--skip-if-unchanged=false"],
+            Some("0s"),
+        );
+        let a = args_of(&docs.expect("job")[0]);
+        assert!(
+            !a.iter()
+                .any(|x| x == "--retry-lock" || x == "--skip-if-unchanged"),
+            "{a:?}"
+        );
+        let (docs, _) = build_waiting(&["backup", "--pvc", "claim-a"], Some("2h0m0s"));
+        assert!(has_pair(
+            &args_of(&docs.expect("backup")[0]),
+            "--retry-lock",
+            "2h0m0s"
+        ));
     }
 
     #[test]

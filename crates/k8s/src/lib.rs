@@ -268,6 +268,10 @@ pub struct Common {
     /// A CA bundle to trust instead of the system roots, for an object store whose
     /// certificate a private CA signed.
     pub ca: Option<CaBundle>,
+    /// restic's `--retry-lock` for every run (Go duration syntax, e.g. `30m`): a backup
+    /// that meets the weekly prune waits for it instead of failing with exit 11. The
+    /// caller checks the syntax (the binary parses it with the engine's duration rule).
+    pub retry_lock: Option<String>,
 }
 
 /// Where the CA bundle of a private object store comes from.
@@ -302,6 +306,7 @@ impl Common {
             job: JobSettings::default(),
             extra_env: Vec::new(),
             ca: None,
+            retry_lock: None,
         }
     }
 }
@@ -326,6 +331,9 @@ pub struct BackupOptions {
     pub keep_weekly: Option<u32>,
     /// `--keep-monthly`.
     pub keep_monthly: Option<u32>,
+    /// `--skip-if-unchanged`: an idle volume adds no snapshot (its last one stays its
+    /// latest, and the run still reports success).
+    pub skip_if_unchanged: bool,
 }
 
 /// A restore of one snapshot.

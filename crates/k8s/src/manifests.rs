@@ -103,6 +103,9 @@ pub fn backup_args(vol: &Volume, opts: &BackupOptions) -> Vec<String> {
         a.push("--exclude".into());
         a.push(e.clone());
     }
+    if opts.skip_if_unchanged {
+        a.push("--skip-if-unchanged".into());
+    }
     let keeps = [
         ("--keep-daily", opts.keep_daily),
         ("--keep-weekly", opts.keep_weekly),
@@ -341,7 +344,7 @@ pub fn restore_job(c: &Common, r: &RestoreOptions, suffix: &str) -> Result<Value
 }
 
 /// The CronJob running `prune` (which takes the repository's exclusive lock; backups that
-/// meet it fail with exit 11 and are retried). It mounts no PVC and runs as jovyan.
+/// meet it wait for it with `--retry-lock`, or fail with exit 11 and are retried). It mounts no PVC and runs as jovyan.
 pub fn prune_cronjob(c: &Common, cron: &CronSettings, schedule: &str) -> Result<Value, K8sError> {
     check_common(c)?;
     check_cron(cron)?;

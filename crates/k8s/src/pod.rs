@@ -266,11 +266,15 @@ pub(crate) fn pod_template(c: &Common, plan: &PodPlan) -> Value {
         });
     }
 
+    let mut args = plan.args.clone();
+    if let Some(wait) = &c.retry_lock {
+        args.extend(["--retry-lock".to_string(), wait.clone()]);
+    }
     let container = json!({
         "name": CONTAINER_NAME,
         "image": c.image,
         "imagePullPolicy": "IfNotPresent",
-        "args": plan.args,
+        "args": args,
         "env": env_list(c, &plan.env),
         "resources": resources(c),
         "securityContext": container_sc,

@@ -69,6 +69,10 @@ pub struct CommonArgs {
     /// Key of the CA bundle in the --ca-secret or --ca-configmap.
     #[arg(long, value_name = "KEY", default_value = crate::CA_KEY)]
     pub ca_key: String,
+    /// How long a run waits for another process's lock, from restash's global
+    /// `--retry-lock` (e.g. `30m`; `0` fails at once with exit 11) [default: 30m; prune 1h].
+    #[arg(skip)]
+    pub retry_lock: Option<String>,
 }
 
 /// CronJob options.
@@ -144,6 +148,18 @@ pub struct BackupArgs {
     /// … beyond N monthly ones.
     #[arg(long)]
     pub keep_monthly: Option<u32>,
+    /// Save no snapshot when nothing changed since the last one (restic's
+    /// --skip-if-unchanged); `--skip-if-unchanged=false` saves one every run.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub skip_if_unchanged: bool,
     /// Run as root with only DAC_READ_SEARCH, to read files jovyan cannot.
     #[arg(long)]
     pub privileged_read: bool,

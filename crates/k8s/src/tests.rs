@@ -43,6 +43,7 @@ fn backup_args_are_the_identity_contract() {
         keep_daily: Some(7),
         keep_weekly: None,
         keep_monthly: Some(12),
+        skip_if_unchanged: true,
     };
     let a = backup_args(&v, &opts);
     assert_eq!(
@@ -50,6 +51,7 @@ fn backup_args_are_the_identity_contract() {
         [
             "--exclude",
             "/data/.cache",
+            "--skip-if-unchanged",
             "--forget",
             "--keep-daily",
             "7",
