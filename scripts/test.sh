@@ -29,7 +29,7 @@ net_tests=(s3_backend s3_faults agent_s3 rest_backend tls_s3 k8s_pod container)
 # The server tests take 3.5 min here and 6–8 min in CI (which installs SeaweedFS, Ceph,
 # mitmproxy and fault-cli on first use); this local one follows them so that both lanes
 # end together (see the "took N s" lines).
-balance=(check_repair)
+balance=(check_repair restic_flags rewrite)
 local_tests=()
 for f in tests/*.rs; do
   t=$(basename "$f" .rs)

@@ -1,6 +1,6 @@
 use clap::Args as ClapArgs;
 use restash_engine::forget::{group_snapshots, GroupBy};
-use restash_engine::{select_snapshots, RepoLock, SnapshotEntry};
+use restash_engine::{list_snapshots, SnapshotEntry};
 
 use crate::args::FilterArgs;
 use crate::display::snapshot_json;
@@ -35,8 +35,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let by = GroupBy::parse(&a.group_by)?;
     let repo = g.open()?;
     let ctl = Ui::new(g, "snapshots", false).control();
-    let _lock = RepoLock::take(&repo, false, &g.lock_policy(), &ctl)?;
-    let snaps = select_snapshots(&repo, &a.filter.to_filter(), &a.ids, &ctl)?;
+    let snaps = list_snapshots(&repo, &a.filter.to_filter(), &a.ids, &g.lock_policy(), &ctl)?;
     let grouped = by != GroupBy::default();
     // restic 0.14 sorts each snapshot's paths while grouping, so both the table and the
     // JSON show them sorted, whatever order they were stored in.

@@ -183,6 +183,24 @@ pub fn select_snapshots(
     Ok(sel.snapshots)
 }
 
+/// `snapshots`: [`select_snapshots`] under restic's read lock, taken while the snapshots
+/// load. Taking a lock costs a write, a listing and restic's 200 ms pause; loading
+/// meanwhile hides that. When the lock cannot be had, what was loaded is dropped.
+pub fn list_snapshots(
+    repo: &Repository,
+    filter: &SnapshotFilter,
+    ids: &[String],
+    lock: &crate::LockPolicy,
+    ctl: &Control,
+) -> Result<Vec<SnapshotEntry>> {
+    let (held, chosen) = crate::ahead::both(
+        || crate::RepoLock::take(repo, false, lock, ctl),
+        || select_snapshots(repo, filter, ids, ctl),
+    );
+    let _held = held?;
+    chosen
+}
+
 /// One snapshot named by `spec` (`latest`, through `filter`, or an id prefix). On
 /// failure the error names the unreadable snapshot that made the choice impossible; on
 /// success each unreadable one is still a warning, so the user learns of the damage.
