@@ -41,6 +41,7 @@ fn pretty(v: &impl serde::Serialize) -> anyhow::Result<String> {
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let mut repo = g.open()?;
+    let _lock = g.read_lock(&repo, "cat")?;
     let need_id = || {
         a.id.clone()
             .ok_or_else(|| EngineError::Usage(format!("cat {} needs an ID", a.kind)))

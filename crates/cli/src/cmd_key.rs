@@ -52,6 +52,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
 
 fn list(g: &GlobalOpts) -> anyhow::Result<()> {
     let repo = g.open()?;
+    let _lock = g.read_lock(&repo, "key")?;
     // As restic: a key that cannot be read is named and left out of the list.
     let (rows, unreadable) = restash_engine::keys::load_all_keys(&repo)?;
     for bad in &unreadable {

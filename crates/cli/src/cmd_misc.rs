@@ -31,6 +31,11 @@ pub struct ListArgs {
 
 pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<()> {
     let mut repo = g.open()?;
+    // Listing the locks must work while someone holds an exclusive one.
+    let _lock = match a.kind.as_str() {
+        "locks" => None,
+        _ => g.read_lock(&repo, "list")?,
+    };
     let t = match a.kind.as_str() {
         "keys" => FileType::Key,
         "snapshots" => FileType::Snapshot,

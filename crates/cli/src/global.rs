@@ -278,6 +278,22 @@ impl GlobalOpts {
         }
     }
 
+    /// restic's read lock for a command whose engine calls take none of their own (`cat`,
+    /// `list`, `key list`): shared, waiting as `--retry-lock` says, none with `--no-lock`.
+    pub fn read_lock(
+        &self,
+        repo: &Repository,
+        command: &'static str,
+    ) -> anyhow::Result<Option<restash_engine::RepoLock>> {
+        let ctl = crate::ui::Ui::new(self, command, false).control();
+        Ok(restash_engine::RepoLock::take(
+            repo,
+            false,
+            &self.lock_policy(),
+            &ctl,
+        )?)
+    }
+
     /// [`Self::lock_policy`] for a command that writes: `--no-lock` does not apply, as
     /// in restic, which ignores it where a lock protects what the command changes.
     pub fn write_lock_policy(&self) -> restash_engine::LockPolicy {
