@@ -1,0 +1,555 @@
+//! The file system as restic's `mount` shows it, independent of FUSE: inode numbers for
+//! what the kernel has looked up, the snapshot layout (re-read when it is browsed), trees
+//! loaded only when a directory is looked into, and file ranges read from the blobs that
+//! cover them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use restash_engine::{Repository, SnapshotEntry, SnapshotFilter, Snapshots};
+use restash_format::{BlobId, BlobType, GoTime, Node, NodeType, SnapshotId, Tree};
+
+use crate::cache::BlobCache;
+use crate::layout::{self, Layout};
+use crate::{MountError, Result};
+
+/// The root directory's inode.
+pub const ROOT: u64 = 1;
+
+/// How the model is set up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which snapshots are shown (`--host`, `--tag`, `--path`).
+    pub filter: SnapshotFilter,
+    /// restic's `--path-template`s.
+    pub templates: Vec<String>,
+    /// `--owner-root`: everything belongs to root.
+    pub owner_root: bool,
+    /// Bytes of decrypted blobs kept in memory.
+    pub cache_bytes: usize,
+    /// The snapshot list is re-read when browsed at most this often.
+    pub refresh_every: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            filter: SnapshotFilter::default(),
+            templates: layout::DEFAULT_TEMPLATES.map(String::from).to_vec(),
+            owner_root: false,
+            cache_bytes: 64 << 20,
+            refresh_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What an inode is.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A directory of the layout (`/`, `snapshots`, `hosts/<host>`…), by its layout path.
+    Meta(String),
+    /// A snapshot's root directory.
+    SnapshotRoot {
+        /// Its root tree.
+        tree: BlobId,
+        /// The snapshot's time.
+        time: GoTime,
+    },
+    /// A `latest` link.
+    Link {
+        /// The name it points to.
+        target: String,
+        /// The linked snapshot's time.
+        time: GoTime,
+    },
+    /// A node of a snapshot's tree.
+    Node(Arc<Node>),
+}
+
+/// The type of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// A block device.
+    Block,
+    /// A character device.
+    Char,
+    /// A named pipe.
+    Fifo,
+    /// A socket.
+    Socket,
+}
+
+/// An entry's attributes.
+#[derive(Debug, Clone)]
+pub struct Attr {
+    /// Its inode.
+    pub ino: u64,
+    /// Its type.
+    pub kind: FileKind,
+    /// Permission bits (with setuid, setgid, sticky).
+    pub perm: u16,
+    /// Size in bytes.
+    pub size: u64,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number of a device node.
+    pub rdev: u32,
+    /// Access time.
+    pub atime: SystemTime,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// Status change time.
+    pub ctime: SystemTime,
+}
+
+struct Inode {
+    kind: Kind,
+    parent: u64,
+    // A file's blob boundaries (from the index), computed on its first read.
+    starts: OnceLock<std::result::Result<Vec<u64>, BlobId>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum Key {
+    // A layout path, with the snapshot and link target it stands for: when a refresh
+    // moves a name to another snapshot, it becomes another inode.
+    Meta(String, Option<SnapshotId>, Option<String>),
+    Child(u64, Vec<u8>),
+}
+
+#[derive(Default)]
+struct Table {
+    inodes: Vec<Arc<Inode>>,
+    keys: HashMap<Key, u64>,
+}
+
+struct State {
+    snapshots: Vec<SnapshotEntry>,
+    layout: Layout,
+    seen: Vec<SnapshotId>,
+    checked: Instant,
+}
+
+/// The mounted repository.
+pub struct MountModel {
+    repo: RwLock<Repository>,
+    settings: Settings,
+    table: Mutex<Table>,
+    state: Mutex<State>,
+    cache: Mutex<BlobCache>,
+    uid: u32,
+    gid: u32,
+    started: SystemTime,
+    warn: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+fn system_time(t: &GoTime) -> SystemTime {
+    let secs = t.unix_secs();
+    let base = if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    };
+    base + Duration::from_nanos(t.nanos().into())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in one request must not take the whole mount down with poisoned locks.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn engine(context: String) -> impl FnOnce(restash_engine::EngineError) -> MountError {
+    move |source| MountError::Engine { context, source }
+}
+
+impl MountModel {
+    /// Loads the snapshot list; `repo` must have its index loaded. `warn` receives what
+    /// the user must learn about (unreadable snapshots, blobs that fail).
+    pub fn new(
+        repo: Repository,
+        settings: Settings,
+        warn: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<MountModel> {
+        let (uid, gid) = if settings.owner_root {
+            (0, 0)
+        } else {
+            (
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw(),
+            )
+        };
+        let model = MountModel {
+            repo: RwLock::new(repo),
+            cache: Mutex::new(BlobCache::new(settings.cache_bytes)),
+            settings,
+            table: Mutex::new(Table::default()),
+            state: Mutex::new(State {
+                snapshots: Vec::new(),
+                layout: Layout::new(),
+                seen: Vec::new(),
+                checked: Instant::now(),
+            }),
+            uid,
+            gid,
+            started: SystemTime::now(),
+            warn,
+        };
+        let root = model.add(Key::Meta(String::new(), None, None), Kind::Meta(String::new()), ROOT);
+        debug_assert_eq!(root, ROOT);
+        model.reload(&mut lock(&model.state), false)?;
+        Ok(model)
+    }
+
+    fn repo(&self) -> std::sync::RwLockReadGuard<'_, Repository> {
+        self.repo.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // Re-reads the snapshot list; when it changed, the index too (new snapshots bring
+    // new blobs), unless this is the first load.
+    fn reload(&self, st: &mut State, index: bool) -> Result<()> {
+        let all = Snapshots::load(&self.repo()).map_err(engine("load snapshots".into()))?;
+        let mut chosen: Vec<SnapshotEntry> = all
+            .readable()
+            .iter()
+            .filter(|(_, s)| self.settings.filter.matches(s))
+            .cloned()
+            .collect();
+        chosen.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
+        let mut seen: Vec<SnapshotId> = chosen.iter().map(|(id, _)| *id).collect();
+        seen.extend(all.unreadable().iter().map(|u| u.id));
+        st.checked = Instant::now();
+        if seen == st.seen && !st.layout.is_empty() {
+            return Ok(());
+        }
+        for w in all.load_warnings() {
+            (self.warn)(&w);
+        }
+        if index {
+            let fresh = self.repo().read_index().map_err(engine("load index".into()))?;
+            self.repo.write().unwrap_or_else(|p| p.into_inner()).set_index(fresh);
+        }
+        st.layout = layout::build(&chosen, &self.settings.templates);
+        st.snapshots = chosen;
+        st.seen = seen;
+        Ok(())
+    }
+
+    fn refresh(&self) -> std::sync::MutexGuard<'_, State> {
+        let mut st = lock(&self.state);
+        if st.checked.elapsed() >= self.settings.refresh_every {
+            if let Err(e) = self.reload(&mut st, true) {
+                // The old list is still right for what it shows.
+                (self.warn)(&format!("cannot refresh the snapshot list: {e}"));
+            }
+        }
+        st
+    }
+
+    fn add(&self, key: Key, kind: Kind, parent: u64) -> u64 {
+        let mut t = lock(&self.table);
+        if let Some(&ino) = t.keys.get(&key) {
+            return ino;
+        }
+        t.inodes.push(Arc::new(Inode {
+            kind,
+            parent,
+            starts: OnceLock::new(),
+        }));
+        let ino = t.inodes.len() as u64;
+        t.keys.insert(key, ino);
+        ino
+    }
+
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>> {
+        let t = lock(&self.table);
+        let i = usize::try_from(ino).ok().and_then(|i| i.checked_sub(1));
+        i.and_then(|i| t.inodes.get(i).cloned())
+            .ok_or(MountError::NotFound)
+    }
+
+    /// The kind of an inode.
+    pub fn kind(&self, ino: u64) -> Result<Kind> {
+        Ok(self.inode(ino)?.kind.clone())
+    }
+
+    /// The inode's parent (the root's is itself).
+    pub fn parent(&self, ino: u64) -> Result<u64> {
+        Ok(self.inode(ino)?.parent)
+    }
+
+    fn tree(&self, id: &BlobId) -> Result<Tree> {
+        self.repo()
+            .load_tree(id)
+            .map_err(engine(format!("load tree {}", id.short())))
+    }
+
+    // The tree a directory inode lists, if it is a tree.
+    fn subtree(kind: &Kind) -> Result<Option<BlobId>> {
+        match kind {
+            Kind::Meta(_) => Ok(None),
+            Kind::SnapshotRoot { tree, .. } => Ok(Some(*tree)),
+            Kind::Node(n) if n.node_type == NodeType::Dir => n
+                .subtree
+                .map(Some)
+                .ok_or_else(|| MountError::Engine {
+                    context: format!("directory {}", n.display_name()),
+                    source: restash_engine::EngineError::Corrupt("no subtree".into()),
+                }),
+            _ => Err(MountError::NotDir),
+        }
+    }
+
+    fn meta_child(&self, st: &State, parent: u64, path: &str, name: &str) -> Option<u64> {
+        let child = format!("{path}/{name}");
+        let e = st.layout.get(&child)?;
+        let (key, kind) = match (e.snapshot, &e.link) {
+            (Some(n), Some(target)) => {
+                let (id, s) = &st.snapshots[n];
+                (
+                    Key::Meta(child.clone(), Some(*id), Some(target.clone())),
+                    Kind::Link {
+                        target: target.clone(),
+                        time: s.time.clone(),
+                    },
+                )
+            }
+            (Some(n), None) => {
+                let (id, s) = &st.snapshots[n];
+                (
+                    Key::Meta(child.clone(), Some(*id), None),
+                    Kind::SnapshotRoot {
+                        tree: s.tree,
+                        time: s.time.clone(),
+                    },
+                )
+            }
+            _ => (Key::Meta(child.clone(), None, None), Kind::Meta(child)),
+        };
+        Some(self.add(key, kind, parent))
+    }
+
+    /// The entry `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let kind = self.kind(parent)?;
+        if let Kind::Meta(path) = &kind {
+            let st = self.refresh();
+            let name = std::str::from_utf8(name).map_err(|_| MountError::NotFound)?;
+            let ino = self
+                .meta_child(&st, parent, path, name)
+                .ok_or(MountError::NotFound)?;
+            drop(st);
+            return self.attr(ino);
+        }
+        let tree = Self::subtree(&kind)?.ok_or(MountError::NotDir)?;
+        let node = self.tree(&tree)?.find(name).cloned().ok_or(MountError::NotFound)?;
+        let ino = self.add(
+            Key::Child(parent, name.to_vec()),
+            Kind::Node(Arc::new(node)),
+            parent,
+        );
+        self.attr(ino)
+    }
+
+    /// A directory's entries (without `.` and `..`), with their inodes and types.
+    pub fn readdir(&self, ino: u64) -> Result<Vec<(u64, FileKind, Vec<u8>)>> {
+        let kind = self.kind(ino)?;
+        if let Kind::Meta(path) = &kind {
+            let st = self.refresh();
+            let names = st.layout.get(path).map(|e| e.names.clone()).unwrap_or_default();
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                if let Some(child) = self.meta_child(&st, ino, path, &name) {
+                    let kind = match self.kind(child)? {
+                        Kind::Link { .. } => FileKind::Symlink,
+                        _ => FileKind::Dir,
+                    };
+                    out.push((child, kind, name.into_bytes()));
+                }
+            }
+            return Ok(out);
+        }
+        let tree = Self::subtree(&kind)?.ok_or(MountError::NotDir)?;
+        let tree = self.tree(&tree)?;
+        Ok(tree
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let kind = node_kind(&n.node_type);
+                let name = n.name.clone();
+                let child = self.add(Key::Child(ino, name.clone()), Kind::Node(Arc::new(n)), ino);
+                (child, kind, name)
+            })
+            .collect())
+    }
+
+    /// A symlink's target.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        match self.kind(ino)? {
+            Kind::Link { target, .. } => Ok(target.into_bytes()),
+            Kind::Node(n) if n.node_type == NodeType::Symlink => Ok(n.link_target_bytes()),
+            _ => Err(MountError::Invalid),
+        }
+    }
+
+    // Where each blob of a file starts, and its end, from the index's plaintext lengths.
+    fn starts<'a>(&self, inode: &'a Inode, node: &Node) -> Result<&'a [u64]> {
+        let starts = inode.starts.get_or_init(|| {
+            let repo = self.repo();
+            let mut at = 0u64;
+            let mut out = vec![0];
+            for id in node.content.iter().flatten() {
+                let loc = repo.index().get(id, BlobType::Data).ok_or(*id)?;
+                at += u64::from(loc.plaintext_len());
+                out.push(at);
+            }
+            Ok(out)
+        });
+        starts.as_deref().map_err(|id| MountError::MissingBlob(*id))
+    }
+
+    fn blob(&self, id: &BlobId, want: u32) -> Result<Arc<Vec<u8>>> {
+        if let Some(b) = lock(&self.cache).get(id) {
+            return Ok(b);
+        }
+        let data = self
+            .repo()
+            .load_blob(id, BlobType::Data)
+            .map_err(engine(format!("load data blob {id}")))?;
+        if data.len() != want as usize {
+            return Err(MountError::BlobLength {
+                id: *id,
+                got: data.len(),
+                want,
+            });
+        }
+        let data = Arc::new(data);
+        lock(&self.cache).insert(*id, data.clone());
+        Ok(data)
+    }
+
+    /// Up to `size` bytes of a file from `offset`; fewer only at its end. Only the blobs
+    /// covering the range are loaded.
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        let Kind::Node(node) = &inode.kind else {
+            return Err(MountError::Invalid);
+        };
+        if node.node_type != NodeType::File {
+            return Err(MountError::Invalid);
+        }
+        let starts = self.starts(&inode, node)?;
+        let blobs: &[BlobId] = node.content.as_deref().unwrap_or(&[]);
+        let end = offset.saturating_add(size.into()).min(*starts.last().unwrap_or(&0));
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        // The first blob that ends after `offset`.
+        let mut i = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let mut at = offset;
+        while at < end && i < blobs.len() {
+            let (from, to) = (starts[i], starts[i + 1]);
+            let data = self.blob(&blobs[i], (to - from) as u32)?;
+            let lo = (at - from) as usize;
+            let hi = (end.min(to) - from) as usize;
+            out.extend_from_slice(&data[lo..hi]);
+            at = end.min(to);
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// How long the kernel may keep an entry: the layout changes, snapshots do not.
+    pub fn ttl(&self, kind: &Kind) -> Duration {
+        match kind {
+            Kind::Meta(_) | Kind::Link { .. } => Duration::ZERO,
+            _ => Duration::from_secs(60),
+        }
+    }
+
+    /// An inode's attributes, as restic's mount shows them.
+    pub fn attr(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        let dir = |perm, nlink, t: SystemTime| Attr {
+            ino,
+            kind: FileKind::Dir,
+            perm,
+            size: 0,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+        };
+        Ok(match &inode.kind {
+            Kind::Meta(_) => dir(0o555, 1, self.started),
+            Kind::SnapshotRoot { time, .. } => dir(0o555, 2, system_time(time)),
+            Kind::Link { target, time } => Attr {
+                kind: FileKind::Symlink,
+                perm: 0o777,
+                size: target.len() as u64,
+                ..dir(0o777, 1, system_time(time))
+            },
+            Kind::Node(n) => {
+                let kind = node_kind(&n.node_type);
+                let size = match kind {
+                    // The blobs' lengths, when known, are what reads return.
+                    FileKind::File => match self.starts(&inode, n) {
+                        Ok(s) => *s.last().unwrap_or(&0),
+                        Err(_) => n.size,
+                    },
+                    FileKind::Symlink => n.link_target_bytes().len() as u64,
+                    _ => 0,
+                };
+                let (uid, gid) = if self.settings.owner_root {
+                    (0, 0)
+                } else {
+                    (n.uid, n.gid)
+                };
+                Attr {
+                    ino,
+                    kind,
+                    perm: n.unix_permissions() as u16,
+                    size,
+                    nlink: match kind {
+                        FileKind::Dir => 2,
+                        _ => n.links.clamp(1, u32::MAX.into()) as u32,
+                    },
+                    uid,
+                    gid,
+                    rdev: n.device as u32,
+                    atime: system_time(&n.atime),
+                    mtime: system_time(&n.mtime),
+                    ctime: system_time(&n.ctime),
+                }
+            }
+        })
+    }
+
+    /// Reports a failed request the user has to learn about.
+    pub fn warn(&self, what: &str) {
+        (self.warn)(what);
+    }
+}
+
+fn node_kind(t: &NodeType) -> FileKind {
+    match t {
+        NodeType::Dir => FileKind::Dir,
+        NodeType::Symlink => FileKind::Symlink,
+        NodeType::Dev => FileKind::Block,
+        NodeType::CharDev => FileKind::Char,
+        NodeType::Fifo => FileKind::Fifo,
+        NodeType::Socket => FileKind::Socket,
+        _ => FileKind::File,
+    }
+}
