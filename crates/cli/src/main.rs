@@ -16,6 +16,7 @@ mod cmd_init;
 mod cmd_k8s;
 mod cmd_key;
 mod cmd_ls;
+mod cmd_mount;
 mod cmd_misc;
 mod cmd_prune;
 mod cmd_repair;
@@ -62,6 +63,8 @@ enum Command {
     Cat(cmd_cat::Args),
     /// Print a file (or a directory as tar) from a snapshot to stdout.
     Dump(cmd_cat::DumpArgs),
+    /// Mount the repository (read-only, through FUSE).
+    Mount(cmd_mount::Args),
     /// Extract the data from a snapshot.
     Restore(cmd_restore::Args),
     /// Manage keys (passwords).
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<Done> {
         Command::Ls(a) => cmd_ls::run(g, a),
         Command::Cat(a) => cmd_cat::run(g, a),
         Command::Dump(a) => cmd_cat::dump(g, a),
+        Command::Mount(a) => cmd_mount::run(g, a),
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),

@@ -1,0 +1,85 @@
+//! `restash mount`: the repository as a read-only file system, laid out as restic's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use restash_engine::events::Cancel;
+use restash_mount::{MountModel, MountOptions, Settings};
+
+use crate::args::FilterArgs;
+use crate::global::GlobalOpts;
+
+/// `restash mount`
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Where to mount: an existing directory.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Allow other users to access the data in the mounted directory.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// For --allow-other, ignore Unix permissions and allow users to read all snapshot files.
+    #[arg(long)]
+    pub no_default_permissions: bool,
+    /// Use 'root' as the owner of files and dirs.
+    #[arg(long)]
+    pub owner_root: bool,
+    /// Set template for path names (repeatable; %i %I %u %h %t %T).
+    #[arg(long = "path-template", value_name = "template")]
+    pub path_templates: Vec<String>,
+}
+
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+    let mp = &a.mountpoint;
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("Mountpoint {} is not a directory", mp.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("Mountpoint {} doesn't exist", mp.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("Mountpoint {}", mp.display())),
+    }
+    let mut repo = g.open()?;
+    // restic holds its read lock for as long as the repository is mounted.
+    let _lock = g.read_lock(&repo, "mount")?;
+    repo.load_index()?;
+    let mut settings = Settings {
+        filter: a.filter.to_filter(),
+        owner_root: a.owner_root,
+        ..Settings::default()
+    };
+    if !a.path_templates.is_empty() {
+        settings.templates = a.path_templates;
+    }
+    let warn = Box::new(|w: &str| eprintln!("{w}"));
+    let model = Arc::new(MountModel::new(repo, settings, warn)?);
+    let cancel = Cancel::new();
+    crate::signals::cancel_on(&cancel, true)?;
+    let opts = MountOptions {
+        allow_other: a.allow_other,
+        no_default_permissions: a.no_default_permissions,
+    };
+    let session = restash_mount::spawn(model, mp, opts)
+        .with_context(|| format!("unable to mount {}", mp.display()))?;
+    println!("Now serving the repository at {}", mp.display());
+    println!("Use another terminal or tool to browse the contents of this folder.");
+    println!("When finished, quit with Ctrl-c here or umount the mountpoint.");
+    // An unmount from elsewhere (fusermount3 -u) ends the session thread too.
+    while !cancel.is_cancelled() && !session.guard.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if session.guard.is_finished() {
+        session
+            .join()
+            .with_context(|| format!("serving {}", mp.display()))?;
+    } else {
+        session
+            .umount_and_join()
+            .with_context(|| format!("unable to umount {}", mp.display()))?;
+    }
+    Ok(())
+}
