@@ -236,10 +236,16 @@ mod tests {
                 "latest"
             ]
         );
-        assert_eq!(l["/snapshots/latest"].link.as_deref(), Some("2024-01-03T00:00:00+02:00"));
+        assert_eq!(
+            l["/snapshots/latest"].link.as_deref(),
+            Some("2024-01-03T00:00:00+02:00")
+        );
         assert_eq!(l["/snapshots/2024-01-02T03:04:05Z-1"].snapshot, Some(1));
         assert_eq!(l["/hosts"].names, ["h1", "h2"]);
-        assert_eq!(l["/hosts/h1/latest"].link.as_deref(), Some("2024-01-02T03:04:05Z-1"));
+        assert_eq!(
+            l["/hosts/h1/latest"].link.as_deref(),
+            Some("2024-01-02T03:04:05Z-1")
+        );
         // Several tags are made file names; one tag is taken as it is.
         assert_eq!(l["/tags"].names, ["a", "x_y"]);
         assert_eq!(l["/ids"].names, ["01000000", "02000000", "03000000"]);

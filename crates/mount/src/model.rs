@@ -205,7 +205,11 @@ impl MountModel {
             started: SystemTime::now(),
             warn,
         };
-        let root = model.add(Key::Meta(String::new(), None, None), Kind::Meta(String::new()), ROOT);
+        let root = model.add(
+            Key::Meta(String::new(), None, None),
+            Kind::Meta(String::new()),
+            ROOT,
+        );
         debug_assert_eq!(root, ROOT);
         model.reload(&mut lock(&model.state), false)?;
         Ok(model)
@@ -236,8 +240,14 @@ impl MountModel {
             (self.warn)(&w);
         }
         if index {
-            let fresh = self.repo().read_index().map_err(engine("load index".into()))?;
-            self.repo.write().unwrap_or_else(|p| p.into_inner()).set_index(fresh);
+            let fresh = self
+                .repo()
+                .read_index()
+                .map_err(engine("load index".into()))?;
+            self.repo
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_index(fresh);
         }
         st.layout = layout::build(&chosen, &self.settings.templates);
         st.snapshots = chosen;
@@ -299,13 +309,12 @@ impl MountModel {
         match kind {
             Kind::Meta(_) => Ok(None),
             Kind::SnapshotRoot { tree, .. } => Ok(Some(*tree)),
-            Kind::Node(n) if n.node_type == NodeType::Dir => n
-                .subtree
-                .map(Some)
-                .ok_or_else(|| MountError::Engine {
+            Kind::Node(n) if n.node_type == NodeType::Dir => {
+                n.subtree.map(Some).ok_or_else(|| MountError::Engine {
                     context: format!("directory {}", n.display_name()),
                     source: restash_engine::EngineError::Corrupt("no subtree".into()),
-                }),
+                })
+            }
             _ => Err(MountError::NotDir),
         }
     }
@@ -352,7 +361,11 @@ impl MountModel {
             return self.attr(ino);
         }
         let tree = Self::subtree(&kind)?.ok_or(MountError::NotDir)?;
-        let node = self.tree(&tree)?.find(name).cloned().ok_or(MountError::NotFound)?;
+        let node = self
+            .tree(&tree)?
+            .find(name)
+            .cloned()
+            .ok_or(MountError::NotFound)?;
         let ino = self.add(
             Key::Child(parent, name.to_vec()),
             Kind::Node(Arc::new(node)),
@@ -366,7 +379,11 @@ impl MountModel {
         let kind = self.kind(ino)?;
         if let Kind::Meta(path) = &kind {
             let st = self.refresh();
-            let names = st.layout.get(path).map(|e| e.names.clone()).unwrap_or_default();
+            let names = st
+                .layout
+                .get(path)
+                .map(|e| e.names.clone())
+                .unwrap_or_default();
             let mut out = Vec::with_capacity(names.len());
             for name in names {
                 if let Some(child) = self.meta_child(&st, ino, path, &name) {
@@ -450,7 +467,9 @@ impl MountModel {
         }
         let starts = self.starts(&inode, node)?;
         let blobs: &[BlobId] = node.content.as_deref().unwrap_or(&[]);
-        let end = offset.saturating_add(size.into()).min(*starts.last().unwrap_or(&0));
+        let end = offset
+            .saturating_add(size.into())
+            .min(*starts.last().unwrap_or(&0));
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         // The first blob that ends after `offset`.
         let mut i = starts.partition_point(|&s| s <= offset).saturating_sub(1);

@@ -1,0 +1,281 @@
+//! `restash mount` end to end, through the kernel: repositories written by restic 0.14 and
+//! by restash are mounted, browsed as restic's mount lays them out, every file compared
+//! with its source, a snapshot made while mounted shows up without remounting, and
+//! SIGINT unmounts and exits 0.
+mod common;
+#[path = "common/servers.rs"]
+mod servers;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::backup::{init_repo, run_tool, with_repo, Background, Tool, HOST};
+use common::tree::write_random_file;
+use common::*;
+
+// Mounting needs the FUSE device and the setuid helper fuser runs.
+fn fuse_available() -> bool {
+    let helper = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file()))
+        .unwrap_or(false);
+    let why = match (Path::new("/dev/fuse").exists(), helper) {
+        (true, true) => return true,
+        (false, _) => "/dev/fuse is missing",
+        (true, false) => "fusermount3 is not in PATH",
+    };
+    servers::unavailable::<()>("FUSE", why);
+    false
+}
+
+fn make_source(root: &Path) {
+    fs::create_dir_all(root.join("a/b/c")).expect("mkdir");
+    fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
+    write_random_file(&root.join("big.bin"), 5 << 20 | 12345, 7);
+    write_random_file(&root.join("a/small"), 1000, 8);
+    write_random_file(&root.join("a/b/c/deep"), 70_000, 9);
+    fs::write(root.join("a/empty"), b"").expect("write");
+    fs::write(root.join("a/b/script.sh"), b"#!/bin/sh\necho hi\n").expect("write");
+    fs::set_permissions(
+        root.join("a/b/script.sh"),
+        fs::Permissions::from_mode(0o750),
+    )
+    .expect("chmod");
+    fs::set_permissions(root.join("a/small"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::os::unix::fs::symlink("../big.bin", root.join("a/link")).expect("symlink");
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).expect("symlink");
+}
+
+// Every entry below `src` has its twin below `mounted`: type, permissions, owner, mtime,
+// size, bytes and link targets. Returns how many entries were compared.
+fn compare(src: &Path, mounted: &Path) -> usize {
+    let mut n = 0;
+    let mut names: Vec<_> = fs::read_dir(src)
+        .expect("read source dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    let mut seen: Vec<_> = fs::read_dir(mounted)
+        .unwrap_or_else(|e| panic!("read {mounted:?}: {e}"))
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    seen.sort();
+    assert_eq!(names, seen, "entries of {mounted:?}");
+    for name in names {
+        let (s, m) = (src.join(&name), mounted.join(&name));
+        let (sm, mm) = (
+            fs::symlink_metadata(&s).expect("source meta"),
+            fs::symlink_metadata(&m).unwrap_or_else(|e| panic!("stat {m:?}: {e}")),
+        );
+        assert_eq!(sm.file_type(), mm.file_type(), "type of {m:?}");
+        assert_eq!(sm.mode() & 0o7777, mm.mode() & 0o7777, "mode of {m:?}");
+        assert_eq!((sm.uid(), sm.gid()), (mm.uid(), mm.gid()), "owner of {m:?}");
+        assert_eq!(sm.mtime(), mm.mtime(), "mtime of {m:?}");
+        n += 1;
+        if sm.is_dir() {
+            n += compare(&s, &m);
+        } else if sm.file_type().is_symlink() {
+            assert_eq!(
+                fs::read_link(&s).ok(),
+                fs::read_link(&m).ok(),
+                "target of {m:?}"
+            );
+        } else {
+            assert_eq!(sm.len(), mm.len(), "size of {m:?}");
+            let (a, b) = (
+                fs::read(&s).expect("read"),
+                fs::read(&m).expect("read mounted"),
+            );
+            assert!(a == b, "bytes of {m:?} differ from the source");
+        }
+    }
+    n
+}
+
+fn wait_for(what: &str, mount: &mut Background, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(mount.running(), "mount ended while waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let want = mnt.to_str().expect("utf-8 mountpoint");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+// A failing test kills the mount process; the kernel would keep a dead mount.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.0) {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(self.0)
+                .status();
+        }
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {dir:?}: {e}"))
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn backup(tool: Tool, repo: &Path, src: &Path) {
+    run_tool(
+        tool,
+        with_repo(
+            repo,
+            osargs!["backup", "--host", HOST, "--tag", "nightly", src],
+        ),
+        None,
+        None,
+        &[],
+    )
+    .success();
+}
+
+fn mount_and_browse(tool: Tool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    make_source(&src);
+    let repo = dir.path().join("repo");
+    init_repo(tool, &repo, Some("2"));
+    backup(tool, &repo, &src);
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+
+    let _unmount = Unmount(&mnt);
+    let mut mount = Background::spawn(
+        Tool::Restash,
+        with_repo(&repo, osargs!["mount", &mnt]),
+        &[],
+        false,
+    );
+    wait_for("snapshots/ in the mount", &mut mount, || {
+        mnt.join("snapshots").is_dir()
+    });
+    assert_eq!(names(&mnt), ["hosts", "ids", "snapshots", "tags"]);
+    assert_eq!(names(&mnt.join("hosts")), [HOST]);
+    assert_eq!(names(&mnt.join("tags")), ["nightly"]);
+    let snaps = names(&mnt.join("snapshots"));
+    assert_eq!(snaps.len(), 2, "one snapshot and latest: {snaps:?}");
+    assert_eq!(snaps[1], "latest");
+    // restic's time template, 2006-01-02T15:04:05Z07:00, under TZ=UTC.
+    assert!(
+        snaps[0].len() == 20 && snaps[0].ends_with('Z') && snaps[0].as_bytes()[10] == b'T',
+        "time name {:?}",
+        snaps[0]
+    );
+    for latest in [
+        mnt.join("snapshots/latest"),
+        mnt.join("hosts").join(HOST).join("latest"),
+        mnt.join("tags/nightly/latest"),
+    ] {
+        assert_eq!(
+            fs::read_link(&latest).expect("latest link"),
+            PathBuf::from(&snaps[0])
+        );
+    }
+    let ids = names(&mnt.join("ids"));
+    let listed = repo_snapshot_ids(&repo);
+    assert_eq!(ids, listed, "ids/ holds the short ids");
+
+    let rel = src.strip_prefix("/").expect("absolute source");
+    let n = compare(&src, &mnt.join("snapshots/latest").join(rel));
+    assert_eq!(n, 11, "entries compared");
+    let by_id = mnt.join("ids").join(&ids[0]).join(rel).join("a/b/c/deep");
+    assert_eq!(
+        fs::read(by_id).expect("read by id"),
+        fs::read(src.join("a/b/c/deep")).expect("read")
+    );
+
+    // A snapshot made while mounted appears without remounting.
+    write_random_file(&src.join("a/new-file"), 300_000, 11);
+    backup(tool, &repo, &src);
+    wait_for("the second snapshot in the mount", &mut mount, || {
+        names(&mnt.join("snapshots")).len() == 3
+    });
+    let snaps = names(&mnt.join("snapshots"));
+    let newest = fs::read_link(mnt.join("snapshots/latest")).expect("latest");
+    assert_eq!(
+        newest,
+        PathBuf::from(&snaps[1]),
+        "latest names the new snapshot: {snaps:?}"
+    );
+    compare(&src, &mnt.join("snapshots/latest").join(rel));
+    assert_eq!(names(&mnt.join("ids")).len(), 2);
+
+    assert!(is_mounted(&mnt));
+    mount.signal(rustix::process::Signal::Int);
+    let out = mount.wait();
+    let out = out.success();
+    let stdout = out.stdout_str();
+    assert!(
+        stdout.contains(&format!("Now serving the repository at {}", mnt.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("When finished, quit with Ctrl-c here"),
+        "{stdout}"
+    );
+    assert!(!is_mounted(&mnt), "{mnt:?} is still mounted");
+    assert!(
+        names(&mnt).is_empty(),
+        "the mountpoint is the empty directory again"
+    );
+}
+
+fn repo_snapshot_ids(repo: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(repo.join("snapshots"))
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy()[..8].to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn mount_of_a_restic_repository() {
+    if fuse_available() {
+        mount_and_browse(Tool::Restic);
+    }
+}
+
+#[test]
+fn mount_of_a_restash_repository() {
+    if fuse_available() {
+        mount_and_browse(Tool::Restash);
+    }
+}
+
+#[test]
+fn mount_rejects_a_missing_or_non_directory_mountpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = init_repo(Tool::Restic, &dir.path().join("repo"), Some("2"));
+    let missing = dir.path().join("missing");
+    let out = repo.restash(osargs!["mount", &missing]).expect_code(1);
+    assert!(out.stderr.contains("doesn't exist"), "{}", out.describe());
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").expect("write");
+    let out = repo.restash(osargs!["mount", &file]).expect_code(1);
+    assert!(
+        out.stderr.contains("is not a directory"),
+        "{}",
+        out.describe()
+    );
+}
