@@ -329,7 +329,7 @@ impl MountModel {
                     Key::Meta(child.clone(), Some(*id), Some(target.clone())),
                     Kind::Link {
                         target: target.clone(),
-                        time: s.time.clone(),
+                        time: s.time,
                     },
                 )
             }
@@ -339,7 +339,7 @@ impl MountModel {
                     Key::Meta(child.clone(), Some(*id), None),
                     Kind::SnapshotRoot {
                         tree: s.tree,
-                        time: s.time.clone(),
+                        time: s.time,
                     },
                 )
             }
