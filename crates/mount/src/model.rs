@@ -555,6 +555,11 @@ impl MountModel {
         })
     }
 
+    /// Bytes of decrypted blobs held in memory.
+    pub fn cached_bytes(&self) -> usize {
+        lock(&self.cache).held()
+    }
+
     /// Reports a failed request the user has to learn about.
     pub fn warn(&self, what: &str) {
         (self.warn)(what);
