@@ -17,6 +17,10 @@ use crate::{MountError, Result};
 /// The root directory's inode.
 pub const ROOT: u64 = 1;
 
+// Decoded trees kept for the lookups that follow a listing (the size is an estimate).
+const TREE_CACHE_BYTES: usize = 16 << 20;
+const NODE_BYTES: usize = 256;
+
 /// How the model is set up.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -148,6 +152,7 @@ pub struct MountModel {
     table: Mutex<Table>,
     state: Mutex<State>,
     cache: Mutex<BlobCache>,
+    trees: Mutex<BlobCache<Tree>>,
     uid: u32,
     gid: u32,
     started: SystemTime,
@@ -192,6 +197,7 @@ impl MountModel {
         let model = MountModel {
             repo: RwLock::new(repo),
             cache: Mutex::new(BlobCache::new(settings.cache_bytes)),
+            trees: Mutex::new(BlobCache::new(TREE_CACHE_BYTES)),
             settings,
             table: Mutex::new(Table::default()),
             state: Mutex::new(State {
@@ -298,10 +304,18 @@ impl MountModel {
         Ok(self.inode(ino)?.parent)
     }
 
-    fn tree(&self, id: &BlobId) -> Result<Tree> {
-        self.repo()
-            .load_tree(id)
-            .map_err(engine(format!("load tree {}", id.short())))
+    fn tree(&self, id: &BlobId) -> Result<Arc<Tree>> {
+        if let Some(t) = lock(&self.trees).get(id) {
+            return Ok(t);
+        }
+        let tree = Arc::new(
+            self.repo()
+                .load_tree(id)
+                .map_err(engine(format!("load tree {}", id.short())))?,
+        );
+        let size = (tree.nodes.len() + 1) * NODE_BYTES;
+        lock(&self.trees).insert(*id, tree.clone(), size);
+        Ok(tree)
     }
 
     // The tree a directory inode lists, if it is a tree.
@@ -400,7 +414,8 @@ impl MountModel {
         let tree = self.tree(&tree)?;
         Ok(tree
             .nodes
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|n| {
                 let kind = node_kind(&n.node_type);
                 let name = n.name.clone();
@@ -451,7 +466,7 @@ impl MountModel {
             });
         }
         let data = Arc::new(data);
-        lock(&self.cache).insert(*id, data.clone());
+        lock(&self.cache).insert(*id, data.clone(), data.len());
         Ok(data)
     }
 
