@@ -31,6 +31,13 @@ pub struct Args {
     /// Set template for path names (repeatable; %i %I %u %h %t %T).
     #[arg(long = "path-template", value_name = "template")]
     pub path_templates: Vec<String>,
+    /// Set template to use for times (a Go time layout).
+    #[arg(
+        long = "time-template",
+        value_name = "template",
+        default_value = restash_mount::layout::DEFAULT_TIME_TEMPLATE
+    )]
+    pub time_template: String,
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
@@ -50,6 +57,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     let mut settings = Settings {
         filter: a.filter.to_filter(),
         owner_root: a.owner_root,
+        time_template: a.time_template,
         ..Settings::default()
     };
     if !a.path_templates.is_empty() {

@@ -23,16 +23,77 @@ pub struct MetaEntry {
 /// Every path of the layout: `""` is the root, others start with `/`.
 pub type Layout = BTreeMap<String, MetaEntry>;
 
-/// restic's time template `2006-01-02T15:04:05Z07:00`, in the snapshot's own offset (Go
-/// keeps the offset a time was parsed with).
-pub fn time_name(s: &Snapshot) -> String {
+/// restic's default `--time-template`.
+pub const DEFAULT_TIME_TEMPLATE: &str = "2006-01-02T15:04:05Z07:00";
+
+// Go's layout elements (longest first where one is a prefix of another) and the chrono
+// formats that print them; anything else in a layout is literal, as in Go.
+const GO_ELEMENTS: [(&str, &str); 31] = [
+    ("January", "%B"),
+    ("Monday", "%A"),
+    ("Z07:00", ""),
+    ("-07:00", "%:z"),
+    ("Z0700", ""),
+    ("-0700", "%z"),
+    ("Z07", ""),
+    ("-07", "%:::z"),
+    (".000000000", "%.9f"),
+    (".000000", "%.6f"),
+    (".000", "%.3f"),
+    ("2006", "%Y"),
+    ("Jan", "%b"),
+    ("Mon", "%a"),
+    ("MST", ""),
+    ("002", "%j"),
+    ("01", "%m"),
+    ("02", "%d"),
+    ("_2", "%e"),
+    ("15", "%H"),
+    ("03", "%I"),
+    ("04", "%M"),
+    ("05", "%S"),
+    ("06", "%y"),
+    ("PM", "%p"),
+    ("pm", "%P"),
+    ("1", "%-m"),
+    ("2", "%-d"),
+    ("3", "%-I"),
+    ("4", "%-M"),
+    ("5", "%-S"),
+];
+
+/// A snapshot's time formatted by a Go time layout, in the snapshot's own offset (Go keeps
+/// the offset a time was parsed with). The default gives `2024-01-02T03:04:05Z`.
+pub fn time_name(s: &Snapshot, layout: &str) -> String {
     let t = &s.time.0;
-    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    if t.offset().local_minus_utc() == 0 {
-        base + "Z"
-    } else {
-        base + &t.format("%:z").to_string()
+    let utc = t.offset().local_minus_utc() == 0;
+    let mut out = String::new();
+    let mut rest = layout;
+    'scan: while !rest.is_empty() {
+        for (go, fmt) in GO_ELEMENTS {
+            let Some(after) = rest.strip_prefix(go) else {
+                continue;
+            };
+            match go {
+                "Z07:00" if utc => out.push('Z'),
+                "Z07:00" => out.push_str(&t.format("%:z").to_string()),
+                "Z0700" if utc => out.push('Z'),
+                "Z0700" => out.push_str(&t.format("%z").to_string()),
+                "Z07" if utc => out.push('Z'),
+                "Z07" => out.push_str(&t.format("%:::z").to_string()),
+                // Times decoded from JSON carry no zone name; Go then prints the offset.
+                "MST" if utc => out.push_str("UTC"),
+                "MST" => out.push_str(&t.format("%z").to_string()),
+                _ => out.push_str(&t.format(fmt).to_string()),
+            }
+            rest = after;
+            continue 'scan;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
+    out
 }
 
 // Tags that cannot be file names; restic applies this only when a snapshot has several
@@ -46,8 +107,13 @@ fn filename_from_tag(tag: &str) -> String {
 }
 
 // The paths `template` gives `s`, and the time suffix when it ends with `%T`.
-fn paths_from(template: &str, id: &SnapshotId, s: &Snapshot) -> (Vec<String>, String) {
-    let time = time_name(s);
+fn paths_from(
+    template: &str,
+    time_template: &str,
+    id: &SnapshotId,
+    s: &Snapshot,
+) -> (Vec<String>, String) {
+    let time = time_name(s, time_template);
     let mut in_verb = false;
     let mut write_time = false;
     let mut out = vec![String::new()];
@@ -153,7 +219,11 @@ fn mount(layout: &mut Layout, path: &str, snapshot: Option<usize>, link: Option<
 
 /// The layout of `snapshots` (sorted by time, then id, as restic sorts them): each
 /// snapshot's index into the slice is what its entries name.
-pub fn build(snapshots: &[(SnapshotId, Snapshot)], templates: &[String]) -> Layout {
+pub fn build(
+    snapshots: &[(SnapshotId, Snapshot)],
+    templates: &[String],
+    time_template: &str,
+) -> Layout {
     let mut layout = Layout::new();
     mount(&mut layout, "", None, None);
     for t in templates {
@@ -165,7 +235,7 @@ pub fn build(snapshots: &[(SnapshotId, Snapshot)], templates: &[String]) -> Layo
     let mut latest: BTreeMap<String, usize> = BTreeMap::new();
     for (n, (id, s)) in snapshots.iter().enumerate() {
         for t in templates {
-            let (paths, suffix) = paths_from(t, id, s);
+            let (paths, suffix) = paths_from(t, time_template, id, s);
             for p in paths {
                 let p = if p.is_empty() { p } else { format!("/{p}") };
                 let mut unique = suffix.clone();
@@ -225,7 +295,7 @@ mod tests {
             snap("2024-01-02T03:04:05Z", "h1", &["a"], 2),
             snap("2024-01-03T00:00:00+02:00", "h2", &[], 3),
         ];
-        let l = build(&snaps, &defaults());
+        let l = build(&snaps, &defaults(), DEFAULT_TIME_TEMPLATE);
         assert_eq!(l[""].names, ["hosts", "ids", "snapshots", "tags"]);
         assert_eq!(
             l["/snapshots"].names,
@@ -255,8 +325,27 @@ mod tests {
 
     #[test]
     fn empty_repository_has_the_top_directories() {
-        let l = build(&[], &defaults());
+        let l = build(&[], &defaults(), DEFAULT_TIME_TEMPLATE);
         assert_eq!(l[""].names, ["hosts", "ids", "snapshots", "tags"]);
         assert!(l["/tags"].names.is_empty());
+    }
+
+    #[test]
+    fn go_time_layouts() {
+        let (_, s) = snap("2024-03-09T07:05:03.123456789+02:00", "h", &[], 1);
+        assert_eq!(
+            time_name(&s, DEFAULT_TIME_TEMPLATE),
+            "2024-03-09T07:05:03+02:00"
+        );
+        assert_eq!(time_name(&s, "2006-01-02_15-04-05"), "2024-03-09_07-05-03");
+        assert_eq!(
+            time_name(&s, "Mon Jan _2 03:04PM .000 -0700 MST"),
+            "Sat Mar  9 07:05AM .123 +0200 +0200"
+        );
+        let (_, u) = snap("2024-03-09T17:05:03Z", "h", &[], 1);
+        assert_eq!(time_name(&u, DEFAULT_TIME_TEMPLATE), "2024-03-09T17:05:03Z");
+        assert_eq!(time_name(&u, "January 2, 06 MST"), "March 9, 24 UTC");
+        assert_eq!(time_name(&u, "1/2 3:4:5 Z07"), "3/9 5:5:3 Z");
+        assert_eq!(time_name(&s, "-07"), "+02");
     }
 }

@@ -28,6 +28,8 @@ pub struct Settings {
     pub filter: SnapshotFilter,
     /// restic's `--path-template`s.
     pub templates: Vec<String>,
+    /// restic's `--time-template` (a Go time layout).
+    pub time_template: String,
     /// `--owner-root`: everything belongs to root.
     pub owner_root: bool,
     /// Bytes of decrypted blobs kept in memory.
@@ -41,6 +43,7 @@ impl Default for Settings {
         Settings {
             filter: SnapshotFilter::default(),
             templates: layout::DEFAULT_TEMPLATES.map(String::from).to_vec(),
+            time_template: layout::DEFAULT_TIME_TEMPLATE.into(),
             owner_root: false,
             cache_bytes: 64 << 20,
             refresh_every: Duration::from_secs(5),
@@ -255,7 +258,11 @@ impl MountModel {
                 .unwrap_or_else(|p| p.into_inner())
                 .set_index(fresh);
         }
-        st.layout = layout::build(&chosen, &self.settings.templates);
+        st.layout = layout::build(
+            &chosen,
+            &self.settings.templates,
+            &self.settings.time_template,
+        );
         st.snapshots = chosen;
         st.seen = seen;
         Ok(())
