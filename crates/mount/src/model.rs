@@ -560,11 +560,16 @@ impl MountModel {
                 Attr {
                     ino,
                     kind,
-                    perm: n.unix_permissions() as u16,
+                    // restic's mount shows neither setuid, setgid nor sticky bits.
+                    perm: (n.unix_permissions() & 0o777) as u16,
                     size,
+                    // As restic's mount: devices, pipes and sockets show no links.
                     nlink: match kind {
                         FileKind::Dir => 2,
-                        _ => n.links.clamp(1, u32::MAX.into()) as u32,
+                        FileKind::File | FileKind::Symlink => {
+                            n.links.clamp(1, u32::MAX.into()) as u32
+                        }
+                        _ => 0,
                     },
                     uid,
                     gid,
