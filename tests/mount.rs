@@ -223,7 +223,8 @@ fn mount_and_browse(tool: Tool) {
     assert!(is_mounted(&mnt));
     mount.signal(rustix::process::Signal::Int);
     let out = mount.wait();
-    let out = out.success();
+    // restic 0.14's code for a command Ctrl-C stopped; the mount is gone all the same.
+    let out = out.expect_code(130);
     let stdout = out.stdout_str();
     assert!(
         stdout.contains(&format!("Now serving the repository at {}", mnt.display())),

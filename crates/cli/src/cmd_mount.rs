@@ -10,6 +10,7 @@ use restash_engine::events::Cancel;
 use restash_mount::{MountModel, MountOptions, Settings};
 
 use crate::args::FilterArgs;
+use crate::exit::Done;
 use crate::global::GlobalOpts;
 
 /// `restash mount`
@@ -40,7 +41,7 @@ pub struct Args {
     pub time_template: String,
 }
 
-pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
+pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     let mp = &a.mountpoint;
     match std::fs::metadata(mp) {
         Ok(m) if m.is_dir() => {}
@@ -84,10 +85,14 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         session
             .join()
             .with_context(|| format!("serving {}", mp.display()))?;
-    } else {
-        session
-            .umount_and_join()
-            .with_context(|| format!("unable to umount {}", mp.display()))?;
+        return Ok(Done::Ok);
     }
-    Ok(())
+    session
+        .umount_and_join()
+        .with_context(|| format!("unable to umount {}", mp.display()))?;
+    // restic ends a mount stopped by Ctrl-C with 130, as every command a signal stops.
+    Ok(match cancel.is_terminated() {
+        true => Done::Terminated,
+        false => Done::Interrupted,
+    })
 }

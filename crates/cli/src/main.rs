@@ -115,7 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<Done> {
         Command::Ls(a) => cmd_ls::run(g, a),
         Command::Cat(a) => cmd_cat::run(g, a),
         Command::Dump(a) => cmd_cat::dump(g, a),
-        Command::Mount(a) => cmd_mount::run(g, a),
+        Command::Mount(a) => return cmd_mount::run(g, a),
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),
