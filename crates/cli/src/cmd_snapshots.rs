@@ -45,10 +45,16 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         list.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
         if let Some(n) = a.latest {
             *list = if grouped {
-                let skip = list.len().saturating_sub(n);
-                list.split_off(skip)
+                newest(std::mem::take(list), n)
             } else {
-                latest_per_host_and_paths(std::mem::take(list), n)
+                // restic's `filterLatestSnapshots`: the newest n of each host and path list.
+                let by = GroupBy::parse("host,paths")?;
+                let mut kept: Vec<SnapshotEntry> = group_snapshots(std::mem::take(list), by)
+                    .into_iter()
+                    .flat_map(|(_, l)| newest(l, n))
+                    .collect();
+                kept.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
+                kept
             };
         }
     }
@@ -79,21 +85,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// restic's `filterLatestSnapshots`: the newest `n` of each host and (sorted) path list,
-/// oldest first like the rest of the table.
-fn latest_per_host_and_paths(list: Vec<SnapshotEntry>, n: usize) -> Vec<SnapshotEntry> {
-    let mut seen: std::collections::HashMap<(String, Vec<String>), usize> = Default::default();
-    let mut kept: Vec<SnapshotEntry> = list
-        .into_iter()
-        .rev()
-        .filter(|(_, s)| {
-            let count = seen
-                .entry((s.hostname.clone(), s.paths.clone()))
-                .or_default();
-            *count += 1;
-            *count <= n
-        })
-        .collect();
-    kept.reverse();
-    kept
+/// The last `n` of `list`, which is sorted oldest first.
+fn newest(mut list: Vec<SnapshotEntry>, n: usize) -> Vec<SnapshotEntry> {
+    list.split_off(list.len().saturating_sub(n))
 }

@@ -6,11 +6,8 @@ use std::io::Write;
 use restash_format::NodeType;
 
 use crate::events::Control;
-use restash_format::Snapshot;
 
-use crate::{
-    dump_file, dump_tar, find_node, select_one, EngineError, Repository, Result, SnapshotFilter,
-};
+use crate::{dump_file, dump_tar, find_node, EngineError, Repository, Result, SnapshotFilter};
 
 /// What `dump` writes.
 #[derive(Debug, Clone, Default)]
@@ -27,12 +24,8 @@ pub struct DumpJob {
 
 /// Writes what `job` names to `out`: a regular file's content, else a tar archive.
 pub fn run(repo: &mut Repository, job: &DumpJob, ctl: &Control, out: &mut dyn Write) -> Result<()> {
-    let (chosen, index) = repo.load_index_with(|repo| {
-        let lock = crate::RepoLock::take(repo, false, &job.lock, ctl)?;
-        select_one(repo, &job.snapshot, &job.filter, ctl).map(|c| (lock, c))
-    });
-    let (_lock, (_, snap)): (_, (_, Snapshot)) = chosen?;
-    index?;
+    let (_lock, (_, snap)) =
+        crate::lock_and_select_one(repo, &job.snapshot, &job.filter, &job.lock, ctl)?;
     let path = job.path.trim_end_matches('/');
     match find_node(repo, &snap.tree, path)? {
         None => dump_tar(repo, &snap.tree, "", out),

@@ -94,8 +94,8 @@ pub use lock::{is_stale, unlock, LockPolicy, RepoLock, STALE_AFTER};
 pub use repo::Repository;
 pub use restore::{restore, Overwrite, RestoreOptions, RestoreStats};
 pub use snapshots::{
-    flatten_tag_lists, list_snapshots, select_one, select_snapshots, Ignored, Selection,
-    SnapshotEntry, SnapshotFilter, Snapshots, TagList, UnreadableSnapshot,
+    flatten_tag_lists, list_snapshots, lock_and_select_one, select_one, select_snapshots, Ignored,
+    Selection, SnapshotEntry, SnapshotFilter, Snapshots, TagList, UnreadableSnapshot,
 };
 pub use walk::{dump_file, dump_tar, find_node, find_subtree};
 

@@ -6,7 +6,7 @@ use restash_format::{Node, Snapshot, SnapshotId};
 
 use crate::events::Control;
 use crate::treewalk::{enter_if, walk_from};
-use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
+use crate::{lock_and_select_one, EngineError, LockPolicy, Repository, Result, SnapshotFilter};
 
 /// What `ls` lists.
 #[derive(Debug, Clone, Default)]
@@ -45,13 +45,8 @@ pub fn run(
             "All path filters must be absolute, starting with a forward slash '/'".into(),
         ));
     }
-    // The lock and the snapshot choice go while the index loads.
-    let (chosen, index) = repo.load_index_with(|repo| {
-        let lock = RepoLock::take(repo, false, &job.lock, ctl)?;
-        select_one(repo, &job.snapshot, &job.filter, ctl).map(|c| (lock, c))
-    });
-    let (_lock, (id, snap)) = chosen?;
-    index?;
+    let (_lock, (id, snap)) =
+        lock_and_select_one(repo, &job.snapshot, &job.filter, &job.lock, ctl)?;
     let written = |e| EngineError::io("write to stdout")(e);
     item(Listed::Snapshot(&id, &snap)).map_err(written)?;
     // Listing everything (not one directory) walks every tree: they are fetched ahead.

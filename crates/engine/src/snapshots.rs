@@ -201,6 +201,30 @@ pub fn list_snapshots(
     chosen
 }
 
+/// How `restore`, `ls` and `dump` begin: restic's read lock, then the snapshot named by
+/// `spec` (sent as [`crate::events::Event::Selected`]), both while the index loads, so
+/// neither costs a round trip of its own. The caller holds the lock until it is done.
+pub fn lock_and_select_one(
+    repo: &mut Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+    lock: &crate::LockPolicy,
+    ctl: &Control,
+) -> Result<(Option<crate::RepoLock>, SnapshotEntry)> {
+    let (chosen, index) = repo.load_index_with(|repo| {
+        let held = crate::RepoLock::take(repo, false, lock, ctl)?;
+        let (id, snapshot) = select_one(repo, spec, filter, ctl)?;
+        ctl.emit(crate::events::Event::Selected {
+            id: &id,
+            snapshot: &snapshot,
+        });
+        Ok::<_, EngineError>((held, (id, snapshot)))
+    });
+    let chosen = chosen?;
+    index?;
+    Ok(chosen)
+}
+
 /// One snapshot named by `spec` (`latest`, through `filter`, or an id prefix). On
 /// failure the error names the unreadable snapshot that made the choice impossible; on
 /// success each unreadable one is still a warning, so the user learns of the damage.

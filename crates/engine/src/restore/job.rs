@@ -4,8 +4,8 @@
 use restash_format::{Snapshot, SnapshotId};
 
 use super::{restore, RestoreOptions, RestoreStats};
-use crate::events::{Control, Event};
-use crate::{find_subtree, select_one, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
+use crate::events::Control;
+use crate::{find_subtree, lock_and_select_one, LockPolicy, Repository, Result, SnapshotFilter};
 
 /// Which snapshot and which part of it to restore, and how.
 #[derive(Debug, Clone)]
@@ -37,16 +37,7 @@ pub struct RestoreSummary {
 /// [`restore`]).
 pub fn run(repo: &mut Repository, job: &RestoreJob, ctl: &Control) -> Result<RestoreSummary> {
     let (spec, sub) = job.snapshot.split_once(':').unwrap_or((&job.snapshot, ""));
-    let (selected, index) = repo.load_index_with(|repo| {
-        let lock = RepoLock::take(repo, false, &job.lock, ctl)?;
-        select_one(repo, spec, &job.filter, ctl).map(|c| (lock, c))
-    });
-    let (_lock, (id, snapshot)) = selected?;
-    ctl.emit(Event::Selected {
-        id: &id,
-        snapshot: &snapshot,
-    });
-    index?;
+    let (_lock, (id, snapshot)) = lock_and_select_one(repo, spec, &job.filter, &job.lock, ctl)?;
     let root = find_subtree(repo, &snapshot.tree, sub)?;
     let stats = restore(repo, &root, &job.options, ctl)?;
     Ok(RestoreSummary {
