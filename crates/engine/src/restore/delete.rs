@@ -74,10 +74,9 @@ pub(super) fn clean(
             continue;
         }
         if !dry_run {
-            if let Err(e) = remove(&path) {
-                stats
-                    .errors
-                    .push(format!("{}: cannot delete it: {e}", path.display()));
+            // `remove_dir_all` follows no symlinks, neither at `path` nor below it.
+            if let Err(e) = crate::fsmeta::remove_entry(&path, true) {
+                stats.errors.push(format!("cannot delete: {e}"));
                 continue;
             }
         }
@@ -108,13 +107,4 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn remove(path: &Path) -> std::io::Result<()> {
-    // `remove_dir_all` does not follow symlinks, neither at `path` nor below it.
-    if std::fs::symlink_metadata(path)?.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
 }

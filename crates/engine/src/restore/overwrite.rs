@@ -120,38 +120,52 @@ impl Matches {
 }
 
 /// Reads the file at `path` blob by blob and compares each part's hash with the blob id.
-/// `None` when the file cannot be read as a single-linked regular file: it is then restored
-/// from scratch.
+/// `Ok(None)` when it is no longer a single-linked regular file (it changed since it was
+/// decided on): it is then restored from scratch. A read that fails is an error for the
+/// caller to report. A blob the index lacks counts as not matching; planning the file
+/// reports it.
 pub(super) fn verify(
     repo: &Repository,
     path: &Path,
     content: &[BlobId],
     buf: &mut Vec<u8>,
-) -> Option<Matches> {
-    let f = File::options()
+) -> Result<Option<Matches>> {
+    let read_err = |what: &str| EngineError::io(format!("{what} {}", path.display()));
+    let f = match File::options()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-        .ok()?;
-    let st = f.metadata().ok()?;
+    {
+        Ok(f) => f,
+        // ELOOP: a symlink took the file's place; ENOENT: it went away.
+        Err(e) if matches!(e.raw_os_error(), Some(libc_eloop) if libc_eloop == rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err("open")(e)),
+    };
+    let st = f.metadata().map_err(read_err("stat"))?;
     // Checked again on the open file: the entry may have changed since it was decided on.
     if !st.file_type().is_file() || st.nlink() > 1 {
-        return None;
+        return Ok(None);
     }
     let mut blobs = vec![false; content.len()];
     let mut offset = 0u64;
     for (i, id) in content.iter().enumerate() {
-        let len = repo.index().get(id, BlobType::Data)?.plaintext_len() as usize;
+        let Some(loc) = repo.index().get(id, BlobType::Data) else {
+            continue;
+        };
+        let len = loc.plaintext_len() as usize;
         let end = offset + len as u64;
         if end <= st.len() {
             buf.resize(len, 0);
-            f.read_exact_at(buf, offset).ok()?;
+            f.read_exact_at(buf, offset).map_err(read_err("read"))?;
             blobs[i] = BlobId::hash(buf) == *id;
         }
         offset = end;
     }
-    Some(Matches {
+    Ok(Some(Matches {
         blobs,
         size: offset == st.len(),
-    })
+    }))
 }

@@ -353,7 +353,7 @@ impl<'a> Planner<'a> {
         let checks = std::mem::take(&mut self.plan.checks);
         let files = &self.plan.files;
         let repo = self.repo;
-        let results: Vec<Option<Matches>> = pool.install(|| {
+        let results: Vec<Result<Option<Matches>>> = pool.install(|| {
             checks
                 .par_iter()
                 .map_init(Vec::new, |buf, c| {
@@ -364,13 +364,22 @@ impl<'a> Planner<'a> {
         for (c, m) in checks.iter().zip(results) {
             let f = &mut self.plan.files[c.file as usize];
             match m {
-                Some(m) if m.complete() => {
+                Err(e) => {
+                    // It is restored whole, as asked; the user learns why it was not
+                    // compared.
+                    self.ctl.warn(&format!(
+                        "{e}: cannot compare it with the snapshot, restoring it whole"
+                    ));
+                    f.open = Open::Replace;
+                    self.blobs(c.file, &c.content, None);
+                }
+                Ok(Some(m)) if m.complete() => {
                     f.open = Open::MetadataOnly;
                     let (path, size) = (f.path.clone(), f.size);
                     self.skipped(&path, size);
                 }
-                Some(m) => self.blobs(c.file, &c.content, Some(&m)),
-                None => {
+                Ok(Some(m)) => self.blobs(c.file, &c.content, Some(&m)),
+                Ok(None) => {
                     f.open = Open::Replace;
                     self.blobs(c.file, &c.content, None);
                 }
@@ -379,15 +388,33 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans the blobs of file `file_no` that `matches` does not say it already holds.
+    /// A file with a blob the index lacks cannot be restored: nothing is planned for it,
+    /// so an existing file at its place is left as it is rather than half rewritten.
     fn blobs(&mut self, file_no: u32, content: &[BlobId], matches: Option<&Matches>) {
+        let locs: Vec<Option<BlobLocation>> = content
+            .iter()
+            .map(|id| self.repo.index().get(id, BlobType::Data))
+            .collect();
+        if locs.iter().any(Option::is_none) {
+            let f = &mut self.plan.files[file_no as usize];
+            f.state.get_mut().expect("file state lock").failed = true;
+            if f.open != Open::Create {
+                f.open = Open::Skip;
+            }
+            let path = f.path.clone();
+            for (id, _) in content.iter().zip(&locs).filter(|(_, l)| l.is_none()) {
+                self.error(format!(
+                    "{}: data blob {} not found in index",
+                    path.display(),
+                    id
+                ));
+            }
+            self.plan.stats.files += 1;
+            return;
+        }
         let mut offset = 0u64;
         let mut planned = 0;
-        let mut missing = Vec::new();
-        for (i, id) in content.iter().enumerate() {
-            let Some(loc) = self.repo.index().get(id, BlobType::Data) else {
-                missing.push(*id);
-                continue;
-            };
+        for (i, (id, loc)) in content.iter().zip(locs.into_iter().flatten()).enumerate() {
             let target = Target {
                 file: file_no,
                 offset,
@@ -417,30 +444,19 @@ impl<'a> Planner<'a> {
         {
             let st = f.state.get_mut().expect("file state lock");
             st.remaining = planned;
-            st.failed = !missing.is_empty();
             // A file written in place may have had another length.
             st.holes = f.open == Open::Keep;
         }
-        let path = f.path.clone();
-        let action = if f.open == Open::Keep {
-            RestoreAction::Updated
-        } else {
-            RestoreAction::Restored
-        };
-        for id in &missing {
-            self.error(format!(
-                "{}: data blob {} not found in index",
-                path.display(),
-                id
-            ));
-        }
+        let keep = f.open == Open::Keep;
         self.plan.stats.files += 1;
         self.plan.stats.bytes += offset;
         if self.opts.dry_run {
-            if missing.is_empty() {
-                self.item_event(action, &path, Some(offset));
-            }
-        } else if planned == 0 && missing.is_empty() {
+            let action = match keep {
+                true => RestoreAction::Updated,
+                false => RestoreAction::Restored,
+            };
+            self.item_event(action, &self.plan_file(file_no).path, Some(offset));
+        } else if planned == 0 {
             // Nothing to wait for (an empty file, or one that only needs its length set).
             let errs = super::write::complete(self.plan_file(file_no), self.writer());
             self.plan.stats.errors.extend(errs);
