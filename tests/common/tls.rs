@@ -2,7 +2,7 @@
 //!
 //! [`pki`] makes, once per test binary and with `openssl`, a CA and certificates signed by
 //! it: one for `127.0.0.1`/`localhost`, one for another name, one that expired in 2020 and
-//! a client certificate. [`TlsProxy`] runs `scripts/tls-proxy.py` (python3's asyncio TLS)
+//! a client certificate. [`TlsProxy`] runs `scripts/tls-proxy.py` (python3's ssl, a thread per connection)
 //! in front of a plain-HTTP server, optionally requiring a client certificate. Included
 //! with `#[path = "common/tls.rs"] mod tls;` next to `servers`.
 #![allow(dead_code)]

@@ -208,13 +208,11 @@ impl RestBackend {
         if let Some(b) = body {
             req = req.body(b.clone());
         }
-        let failed = |e: reqwest::Error| match crate::tls::handshake_problem(&e) {
-            Some(reason) => BackendError::Tls {
-                context: format!("REST {op} {what} at {}", self.display),
-                host: crate::tls::host_of(&self.base),
-                reason,
-            },
-            None => self.error(op, what, describe_reqwest(&e), reqwest_is_transient(&e)),
+        let failed = |e: reqwest::Error| {
+            crate::tls::tls_error(&e, &self.base, || {
+                format!("REST {op} {what} at {}", self.display)
+            })
+            .unwrap_or_else(|| self.error(op, what, describe_reqwest(&e), reqwest_is_transient(&e)))
         };
         let resp = req.send().await.map_err(failed)?;
         let status = resp.status();

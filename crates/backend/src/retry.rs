@@ -107,7 +107,14 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
         "request failed"
     };
     parts.push(kind.to_string());
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    push_causes(&mut parts, e);
+    parts.join(": ")
+}
+
+/// The messages of `e`'s sources (not `e` itself), each unless an earlier part already
+/// says it: reqwest's own message is generic, the cause names what went wrong.
+pub(crate) fn push_causes(parts: &mut Vec<String>, e: &dyn std::error::Error) {
+    let mut src = e.source();
     while let Some(s) = src {
         let t = s.to_string();
         if !parts.iter().any(|p| p.contains(&t)) {
@@ -115,7 +122,6 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
         }
         src = s.source();
     }
-    parts.join(": ")
 }
 
 #[cfg(test)]

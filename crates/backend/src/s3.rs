@@ -399,13 +399,11 @@ impl S3Backend {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let failed = |e: reqwest::Error| match crate::tls::handshake_problem(&e) {
-            Some(reason) => BackendError::Tls {
-                context: format!("S3 bucket {} at {}", self.loc.bucket, self.loc.display()),
-                host: crate::tls::host_of(&self.loc.bucket_url),
-                reason,
-            },
-            None => self.bucket_error(&describe_reqwest(&e), reqwest_is_transient(&e)),
+        let failed = |e: reqwest::Error| {
+            crate::tls::tls_error(&e, &self.loc.bucket_url, || {
+                format!("S3 bucket {} at {}", self.loc.bucket, self.loc.display())
+            })
+            .unwrap_or_else(|| self.bucket_error(&describe_reqwest(&e), reqwest_is_transient(&e)))
         };
         let resp = req.send().await.map_err(failed)?;
         let status = resp.status().as_u16();

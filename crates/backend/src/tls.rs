@@ -168,8 +168,11 @@ fn load_client_cert(file: &Path) -> Result<ClientCert, BackendError> {
         file: file.to_path_buf(),
         pem: Arc::new(pem),
     };
-    // Building a client is what checks that the key belongs to the certificate.
+    // Building a client is what checks that the key belongs to the certificate. No roots:
+    // the platform verifier would fail where there is no system CA store (a FROM-scratch
+    // image), which has nothing to do with the client certificate.
     reqwest::Client::builder()
+        .tls_certs_only(Vec::new())
         .identity(identity(&c)?)
         .build()
         .map_err(|e| client_cert_error(&c.file, &e))?;
@@ -182,18 +185,12 @@ fn identity(c: &ClientCert) -> Result<reqwest::Identity, BackendError> {
 
 // reqwest's messages name what is missing or malformed, never the PEM content.
 fn client_cert_error(file: &Path, e: &reqwest::Error) -> BackendError {
-    let mut reason = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        if !reason.is_empty() {
-            reason.push_str(": ");
-        }
-        reason.push_str(&c.to_string());
-        cur = c.source();
-    }
-    if reason.is_empty() {
-        reason = e.to_string();
-    }
+    let mut parts = Vec::new();
+    crate::retry::push_causes(&mut parts, e);
+    let reason = match parts.is_empty() {
+        true => e.to_string(),
+        false => parts.join(": "),
+    };
     BackendError::Config(format!(
         "parse TLS client cert or key from {}: {reason} (the file must hold the PEM \
          certificate and its private key)",
@@ -304,6 +301,20 @@ fn utc(secs: u64) -> String {
 }
 
 /// `host[:port]` of `url`, for naming the server in TLS errors.
+/// The [`BackendError::Tls`] for `e` if a certificate or handshake problem caused it: it
+/// names the host of `url` and the reason, and is never retried.
+pub(crate) fn tls_error(
+    e: &(dyn std::error::Error + 'static),
+    url: &url::Url,
+    context: impl FnOnce() -> String,
+) -> Option<BackendError> {
+    handshake_problem(e).map(|reason| BackendError::Tls {
+        context: context(),
+        host: host_of(url),
+        reason,
+    })
+}
+
 pub(crate) fn host_of(url: &url::Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),

@@ -127,6 +127,9 @@ pub struct GlobalOpts {
     /// Skip TLS certificate verification when connecting to the repository (insecure).
     #[arg(long = "insecure-tls", global = true)]
     pub insecure_tls: bool,
+    /// The TLS flags' files, read once.
+    #[arg(skip)]
+    tls_loaded: std::sync::OnceLock<TlsConfig>,
 }
 
 fn parse_retry_lock(s: &str) -> Result<std::time::Duration, String> {
@@ -233,9 +236,13 @@ impl GlobalOpts {
         Ok(with_retries(self.limit(store), retry))
     }
 
-    /// The TLS flags, their files read and checked. Like restic, bad files fail every
-    /// command, even on a local repository; `--insecure-tls` is warned about each time.
+    /// The TLS flags, their files read and checked once per run (`copy` opens two
+    /// repositories). Like restic, bad files fail every command, even on a local
+    /// repository; `--insecure-tls` is warned about.
     pub fn tls(&self) -> anyhow::Result<TlsConfig> {
+        if let Some(tls) = self.tls_loaded.get() {
+            return Ok(tls.clone());
+        }
         let cacert: Vec<PathBuf> = self
             .cacert
             .iter()
@@ -243,17 +250,13 @@ impl GlobalOpts {
             .cloned()
             .collect();
         let tls = TlsConfig::load(&cacert, self.tls_client_cert.as_deref(), self.insecure_tls)?;
-        // Once per run: `copy` opens two repositories.
-        static WARNED: std::sync::Once = std::sync::Once::new();
         if tls.insecure() {
-            WARNED.call_once(|| {
-                eprintln!(
-                    "warning: --insecure-tls: TLS certificates are not verified; anyone between \
+            eprintln!(
+                "warning: --insecure-tls: TLS certificates are not verified; anyone between \
                  here and the server can read and change what is sent"
-                )
-            });
+            );
         }
-        Ok(tls)
+        Ok(self.tls_loaded.get_or_init(|| tls).clone())
     }
 
     /// `backend` wrapped in a [`LimitedBackend`] when a rate limit is set.
