@@ -63,14 +63,14 @@ fn file_attr(a: &Attr) -> FileAttr {
 impl Fs {
     // Damage and I/O failures are told to the user, never turned into data.
     fn errno(&self, what: &str, e: MountError) -> Errno {
+        if e.is_io() {
+            self.model.warn(&format!("{what}: {e}"));
+            return Errno::EIO;
+        }
         match e {
             MountError::NotFound => Errno::ENOENT,
             MountError::NotDir => Errno::ENOTDIR,
-            MountError::Invalid => Errno::EINVAL,
-            e => {
-                self.model.warn(&format!("{what}: {e}"));
-                Errno::EIO
-            }
+            _ => Errno::EINVAL,
         }
     }
 

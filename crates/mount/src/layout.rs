@@ -209,10 +209,9 @@ fn mount(layout: &mut Layout, path: &str, snapshot: Option<usize>, link: Option<
     let mut child = path.to_string();
     while let Some(i) = child.rfind('/') {
         let (parent, name) = (child[..i].to_string(), child[i + 1..].to_string());
-        let p = layout.entry(parent.clone()).or_default();
-        if !p.names.contains(&name) {
-            p.names.push(name);
-        }
+        // Duplicates go at the end (sort + dedup): a `contains` here would make a
+        // directory of n snapshots cost n² comparisons at every rebuild.
+        layout.entry(parent.clone()).or_default().names.push(name);
         child = parent;
     }
 }
@@ -260,6 +259,7 @@ pub fn build(
     }
     for e in layout.values_mut() {
         e.names.sort();
+        e.names.dedup();
     }
     layout
 }

@@ -232,13 +232,8 @@ impl MountModel {
     // new blobs), unless this is the first load.
     fn reload(&self, st: &mut State, index: bool) -> Result<()> {
         let all = Snapshots::load(&self.repo()).map_err(engine("load snapshots".into()))?;
-        let mut chosen: Vec<SnapshotEntry> = all
-            .readable()
-            .iter()
-            .filter(|(_, s)| self.settings.filter.matches(s))
-            .cloned()
-            .collect();
-        chosen.sort_by(|a, b| a.1.time.0.cmp(&b.1.time.0).then(a.0.cmp(&b.0)));
+        // Oldest first, then by id: the order `Snapshots` keeps them in.
+        let chosen: Vec<SnapshotEntry> = all.matching(&self.settings.filter).cloned().collect();
         let mut seen: Vec<SnapshotId> = chosen.iter().map(|(id, _)| *id).collect();
         seen.extend(all.unreadable().iter().map(|u| u.id));
         st.checked = Instant::now();
