@@ -374,6 +374,95 @@ fn dump_matches_restic() {
     failures.assert_none();
 }
 
+/// What an archive holds, entry by entry: (is a directory, unix mode, file bytes or
+/// symlink target). Two archives of the same tree must hold the same, whoever wrote them
+/// (deflate output and header padding may differ).
+type Entries = std::collections::BTreeMap<String, (bool, u32, Vec<u8>)>;
+
+fn zip_entries(bytes: &[u8]) -> Result<Entries, String> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut out = Entries::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).map_err(|e| e.to_string())?;
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut data).map_err(|e| e.to_string())?;
+        let mode = f.unix_mode().unwrap_or(0) & 0o7777;
+        let name = f.name().map_err(|e| e.to_string())?;
+        out.insert(
+            name.trim_end_matches('/').to_string(),
+            (f.is_dir(), mode, data),
+        );
+    }
+    Ok(out)
+}
+
+fn tar_entries(bytes: &[u8]) -> Result<Entries, String> {
+    let mut a = tar::Archive::new(bytes);
+    let mut out = Entries::new();
+    for e in a.entries().map_err(|e| e.to_string())? {
+        let mut e = e.map_err(|e| e.to_string())?;
+        let h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).map_err(|e| e.to_string())?;
+        // The entry's name and link target, not the header's: restic writes long or
+        // non-ASCII ones as PAX records.
+        if let Some(link) = e.link_name_bytes() {
+            data = link.into_owned();
+        }
+        let name = String::from_utf8_lossy(&e.path_bytes())
+            .trim_end_matches('/')
+            .to_string();
+        let dir = h.entry_type() == tar::EntryType::Directory;
+        out.insert(name, (dir, h.mode().unwrap_or(0) & 0o7777, data));
+    }
+    Ok(out)
+}
+
+/// `dump` of a whole snapshot as tar and as zip (restic's `--archive zip`) holds what
+/// restic's holds: the same entries, modes, bytes and link targets.
+#[test]
+fn dump_archives_match_restic() {
+    let mut failures = Failures::default();
+    for fx in REPO_FIXTURES
+        .iter()
+        .filter(|f| f.restore_ok && f.snapshots > 0)
+    {
+        let repo = open_fixture(fx.name);
+        let ids = snapshot_ids(&repo);
+        let id = ids.last().expect("a snapshot");
+        for (format, read) in [
+            ("tar", tar_entries as fn(&[u8]) -> Result<Entries, String>),
+            ("zip", zip_entries),
+        ] {
+            let want = repo
+                .restic(["dump", "--archive", format, id, "/"])
+                .success()
+                .stdout;
+            let got = repo.restash(["dump", "--archive", format, id, "/"]);
+            let result = ok(&got).and_then(|()| {
+                let (w, g) = (read(&want)?, read(&got.stdout)?);
+                if w.is_empty() {
+                    return Err("restic's archive is empty".into());
+                }
+                match w == g {
+                    true => Ok(()),
+                    false => {
+                        let differ: Vec<_> = w
+                            .keys()
+                            .chain(g.keys())
+                            .filter(|k| w.get(*k) != g.get(*k))
+                            .take(5)
+                            .collect();
+                        Err(format!("{format} entries differ: {differ:?}"))
+                    }
+                }
+            });
+            failures.check(&format!("{} dump --archive {format}", fx.name), result);
+        }
+    }
+    failures.assert_none();
+}
+
 /// Guards the premise of the restore tests: the repositories unpack and restic reads them.
 #[test]
 fn fixtures_unpack_and_restic_reads_them() {

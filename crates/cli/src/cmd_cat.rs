@@ -5,7 +5,7 @@ use clap::Args as ClapArgs;
 use restash_backend::FileType;
 use restash_engine::cat::{find_file, read_blob, read_lock, read_raw, read_tree};
 use restash_engine::dump::{self, DumpJob};
-use restash_engine::{select_one, EngineError, SnapshotFilter};
+use restash_engine::{select_one, ArchiveFormat, EngineError, SnapshotFilter};
 use restash_format::{master_key_json, BlobId, Id, KeyId};
 
 use crate::args::FilterArgs;
@@ -28,8 +28,8 @@ pub struct DumpArgs {
     pub snapshot: String,
     /// Path of a file or directory in the snapshot.
     pub file: String,
-    /// Archive format for directories.
-    #[arg(long, default_value = "tar")]
+    /// Set archive format as "tar" or "zip".
+    #[arg(short = 'a', long, default_value = "tar", value_name = "format")]
     pub archive: String,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -94,13 +94,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
 }
 
 pub fn dump(g: &GlobalOpts, a: DumpArgs) -> anyhow::Result<()> {
-    if a.archive != "tar" {
-        bail!(
-            "unknown archive format {:?} (only tar is supported)",
-            a.archive
-        );
-    }
     let job = DumpJob {
+        archive: ArchiveFormat::parse(&a.archive)?,
         snapshot: a.snapshot,
         filter: a.filter.to_filter(),
         path: a.file,

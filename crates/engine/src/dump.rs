@@ -1,5 +1,5 @@
 //! restic's `dump`: a file of a snapshot as it is, or a directory (or the whole snapshot)
-//! as a tar stream.
+//! as a tar or zip stream.
 
 use std::io::Write;
 
@@ -7,7 +7,10 @@ use restash_format::NodeType;
 
 use crate::events::Control;
 
-use crate::{dump_file, dump_tar, find_node, EngineError, Repository, Result, SnapshotFilter};
+use crate::{
+    dump_archive, dump_file, find_node, ArchiveFormat, EngineError, Repository, Result,
+    SnapshotFilter,
+};
 
 /// What `dump` writes.
 #[derive(Debug, Clone, Default)]
@@ -20,20 +23,22 @@ pub struct DumpJob {
     pub path: String,
     /// restic's read lock (`--no-lock`, `--retry-lock`).
     pub lock: crate::LockPolicy,
+    /// How a directory is written (`--archive`).
+    pub archive: ArchiveFormat,
 }
 
-/// Writes what `job` names to `out`: a regular file's content, else a tar archive.
+/// Writes what `job` names to `out`: a regular file's content, else an archive.
 pub fn run(repo: &mut Repository, job: &DumpJob, ctl: &Control, out: &mut dyn Write) -> Result<()> {
     let (_lock, (_, snap)) =
         crate::lock_and_select_one(repo, &job.snapshot, &job.filter, &job.lock, ctl)?;
     let path = job.path.trim_end_matches('/');
     match find_node(repo, &snap.tree, path)? {
-        None => dump_tar(repo, &snap.tree, "", out),
+        None => dump_archive(repo, &snap.tree, "", job.archive, out),
         Some(n) if n.node_type == NodeType::Dir => {
             let sub = n
                 .subtree
                 .ok_or_else(|| EngineError::Corrupt("directory without subtree".into()))?;
-            dump_tar(repo, &sub, path, out)
+            dump_archive(repo, &sub, path, job.archive, out)
         }
         Some(n) if n.node_type == NodeType::File => dump_file(repo, &n, out),
         Some(n) => Err(EngineError::Usage(format!(

@@ -51,6 +51,7 @@
 #![forbid(unsafe_code)]
 
 mod ahead;
+pub mod archive;
 pub mod archiver;
 pub mod cache;
 pub mod cat;
@@ -86,6 +87,7 @@ pub mod units;
 mod walk;
 pub mod whoami;
 
+pub use archive::{dump_archive, dump_file, dump_tar, dump_zip, ArchiveFormat, FileReader};
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, IndexEntry, MasterIndex};
@@ -97,7 +99,7 @@ pub use snapshots::{
     flatten_tag_lists, list_snapshots, lock_and_select_one, select_one, select_snapshots, Ignored,
     Selection, SnapshotEntry, SnapshotFilter, Snapshots, TagList, UnreadableSnapshot,
 };
-pub use walk::{dump_file, dump_tar, find_node, find_subtree};
+pub use walk::{find_node, find_subtree};
 
 /// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").
 pub fn check_polynomial(pol: u64) -> Result<()> {
