@@ -115,7 +115,9 @@ fn all_command_lines(creds: &Path, list: &Path) -> Vec<(&'static str, Vec<String
         ),
         (
             "job",
-            words("job --pvc claim-carol=carol.c --deadline 600 --name-suffix j1"),
+            words(
+                "job --pvc claim-carol=carol.c --deadline 600 --name-suffix j1 --skip-if-unchanged",
+            ),
         ),
         (
             "restore-latest",
@@ -325,7 +327,7 @@ fn backup_cronjobs_follow_the_rules() {
         assert_job_rules(doc, "restash");
         let want = format!(
             "backup /data --host {pvc} --tag pvc={pvc} --tag user={user} \
-             --termination-log /dev/termination-log --exclude .cache --skip-if-unchanged \
+             --termination-log /dev/termination-log --exclude .cache \
              --forget --keep-daily 7 --retry-lock 30m"
         );
         assert_eq!(args(doc), words(&want));

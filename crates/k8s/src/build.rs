@@ -342,11 +342,16 @@ mod tests {
     }
 
     #[test]
-    fn jobs_wait_for_locks_and_idle_volumes_add_no_snapshot() {
+    fn jobs_wait_for_locks_and_save_a_snapshot_every_run_unless_asked() {
+        let has_skip = |a: &[String]| a.iter().any(|x| x == "--skip-if-unchanged");
         let (docs, _) = build(&["backup", "--pvc", "claim-a"]);
         let a = args_of(&docs.expect("backup")[0]);
         assert!(has_pair(&a, "--retry-lock", "30m"), "{a:?}");
-        assert!(a.iter().any(|x| x == "--skip-if-unchanged"), "{a:?}");
+        assert!(!has_skip(&a), "{a:?}");
+        let (docs, _) = build(&["backup", "--pvc", "claim-a", "--skip-if-unchanged"]);
+        assert!(has_skip(&args_of(&docs.expect("backup")[0])));
+        let (docs, _) = build(&["job", "--pvc", "claim-a", "--skip-if-unchanged=true"]);
+        assert!(has_skip(&args_of(&docs.expect("job")[0])));
         let (docs, _) = build(&["prune"]);
         assert!(has_pair(
             &args_of(&docs.expect("prune")[0]),

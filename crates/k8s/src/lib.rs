@@ -332,7 +332,8 @@ pub struct BackupOptions {
     /// `--keep-monthly`.
     pub keep_monthly: Option<u32>,
     /// `--skip-if-unchanged`: an idle volume adds no snapshot (its last one stays its
-    /// latest, and the run still reports success).
+    /// latest, and the run still reports success). Off unless asked for: the age of a
+    /// volume's latest snapshot then no longer says whether its backups still run.
     pub skip_if_unchanged: bool,
 }
 

@@ -149,11 +149,12 @@ pub struct BackupArgs {
     #[arg(long)]
     pub keep_monthly: Option<u32>,
     /// Save no snapshot when nothing changed since the last one (restic's
-    /// --skip-if-unchanged); `--skip-if-unchanged=false` saves one every run.
+    /// --skip-if-unchanged). Off by default: a snapshot every run shows that the volume was
+    /// backed up, while with it an idle volume looks like one whose backups stopped.
     #[arg(
         long,
         value_name = "BOOL",
-        default_value_t = true,
+        default_value_t = false,
         action = clap::ArgAction::Set,
         num_args = 0..=1,
         require_equals = true,
