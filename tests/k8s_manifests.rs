@@ -1,6 +1,7 @@
 //! `restash k8s …` manifests: every kind (Secret, backup CronJobs for PVCs from flags and a
 //! `kubectl get pvc -o name` list, one-off Jobs, restore Jobs, the prune CronJob, root mode,
-//! a CA bundle from a Secret or a ConfigMap) validated by PyPI `kubernetes-validate
+//! a CA bundle from a Secret or a ConfigMap, the web view's Deployment, Service and token
+//! Secret) validated by PyPI `kubernetes-validate
 //! --strict` against the Kubernetes 1.28, 1.31 and 1.34 schemas, and a broken manifest
 //! failing it; the YAML read back by PyYAML (a YAML 1.1 reader, as go-yaml v2 is) equals
 //! the JSON output; and the rules no schema checks: Jobs never restart in place, distinct
@@ -115,7 +116,9 @@ fn all_command_lines(creds: &Path, list: &Path) -> Vec<(&'static str, Vec<String
         ),
         (
             "job",
-            words("job --pvc claim-carol=carol.c --deadline 600 --name-suffix j1"),
+            words(
+                "job --pvc claim-carol=carol.c --deadline 600 --name-suffix j1 --skip-if-unchanged",
+            ),
         ),
         (
             "restore-latest",
@@ -148,6 +151,14 @@ fn all_command_lines(creds: &Path, list: &Path) -> Vec<(&'static str, Vec<String
             ),
         ),
         ("prune-ca-secret", words("prune --ca-secret osn-ca")),
+        (
+            "serve",
+            words("serve --ca-configmap osn-ca --stale-after 50h"),
+        ),
+        (
+            "serve-token-secret",
+            words("serve --name web -n hub2 --token-secret web-auth --token-key t.txt"),
+        ),
     ]
 }
 
@@ -166,8 +177,9 @@ fn every_manifest_validates_against_1_28_1_31_and_1_34() {
         std::fs::write(&path, yaml).unwrap();
         files.push(path);
     }
-    // 2 Secrets, 3 + 1 + 1 CronJobs, 2 + 1 Jobs, 4 restore Jobs, 2 prune CronJobs.
-    assert_eq!(docs, 16);
+    // 2 Secrets, 3 + 1 + 1 CronJobs, 2 + 1 Jobs, 4 restore Jobs, 2 prune CronJobs, and the
+    // web view's token Secret, 2 Deployments and 2 Services.
+    assert_eq!(docs, 21);
     for version in ["1.28", "1.31", "1.34"] {
         let out = validate(bin, version, &files).success();
         let passed = out.stdout_str().matches("passed for resource").count();
@@ -231,8 +243,17 @@ fn yaml_reads_back_as_the_json_output() {
             .arg(&path)
             .output();
         let out = cmd_output(format!("python yaml.safe_load_all {name}"), out.unwrap()).success();
-        let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let json = Value::Array(k8s_json(&args));
+        let mut parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut json = Value::Array(k8s_json(&args));
+        // Each run makes a new web view token: compare all else.
+        for docs in [&mut parsed, &mut json] {
+            for d in docs.as_array_mut().unwrap() {
+                if d["kind"] == "Secret" && d["metadata"]["name"] == "restash-serve-token" {
+                    assert_eq!(d["data"]["token"].as_str().unwrap().len(), 88, "{d}");
+                    d["data"]["token"] = json!("");
+                }
+            }
+        }
         assert_eq!(parsed, json, "{name}: YAML and JSON differ\n{yaml}");
     }
 }
@@ -325,7 +346,7 @@ fn backup_cronjobs_follow_the_rules() {
         assert_job_rules(doc, "restash");
         let want = format!(
             "backup /data --host {pvc} --tag pvc={pvc} --tag user={user} \
-             --termination-log /dev/termination-log --exclude .cache --skip-if-unchanged \
+             --termination-log /dev/termination-log --exclude .cache \
              --forget --keep-daily 7 --retry-lock 30m"
         );
         assert_eq!(args(doc), words(&want));
@@ -658,6 +679,8 @@ fn bad_input_is_refused_with_a_clear_message() {
         ),
         ("backup --pvc claim-a --retry-lock soon", "invalid duration"),
         ("prune --retry-lock 30", "missing unit"),
+        ("serve --stale-after soon", "invalid duration"),
+        ("serve --name 1web", "invalid name"),
     ] {
         let out = k8s_fails(line);
         assert!(

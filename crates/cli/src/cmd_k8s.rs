@@ -21,6 +21,14 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> anyhow::Result<()> {
     // what the Jobs wait.
     a.what
         .set_retry_lock(g.retry_lock.map(restash_engine::units::format_duration));
+    // The web view's restash parses --stale-after by the same rule: a typo fails here, not
+    // in a crash-looping pod.
+    if let Request::Serve(s) = &mut a.what {
+        if let Some(d) = &s.stale_after {
+            let d = restash_engine::units::parse_duration(d)?;
+            s.stale_after = Some(restash_engine::units::format_duration(d));
+        }
+    }
     let now = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     let docs = a.what.build(&now, &mut |note| eprintln!("note: {note}"))?;
     let text = if g.json {

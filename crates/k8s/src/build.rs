@@ -8,13 +8,14 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::request::{
-    BackupArgs, CommonArgs, CronArgs, PruneArgs, Request, RestoreArgs, SecretArgs,
+    BackupArgs, CommonArgs, CronArgs, PodArgs, PruneArgs, Request, RestoreArgs, SecretArgs,
+    ServeArgs,
 };
 use crate::{
     backup_cronjobs, backup_job, default_image, parse_volume_list, prune_cronjob, restore_job,
-    secret, unique_volumes, BackupOptions, CaBundle, CaSource, Common, CronSettings, JobSettings,
-    K8sError, Resources, RestoreOptions, RunAs, SecretEntries, Timing, Volume, Window,
-    REPOSITORY_KEY, SECRET_KEYS,
+    secret, serve_manifests, unique_volumes, BackupOptions, CaBundle, CaSource, Common,
+    CronSettings, JobSettings, K8sError, Resources, RestoreOptions, RunAs, SecretEntries,
+    ServeOptions, Timing, TokenSource, Volume, Window, REPOSITORY_KEY, SECRET_KEYS, SERVE_PORT,
 };
 
 impl Request {
@@ -23,9 +24,10 @@ impl Request {
     pub fn set_retry_lock(&mut self, wait: Option<String>) {
         let common = match self {
             Request::Secret(_) => return,
-            Request::Backup(b) | Request::Job(b) => &mut b.common,
-            Request::Restore(r) => &mut r.common,
-            Request::Prune(p) => &mut p.common,
+            Request::Backup(b) | Request::Job(b) => &mut b.common.pod,
+            Request::Restore(r) => &mut r.common.pod,
+            Request::Prune(p) => &mut p.common.pod,
+            Request::Serve(s) => &mut s.pod,
         };
         common.retry_lock = wait;
     }
@@ -44,6 +46,7 @@ impl Request {
             Request::Job(b) => backup(b, true, default_suffix, note),
             Request::Restore(r) => Ok(vec![restore(r, default_suffix)?]),
             Request::Prune(p) => Ok(vec![prune(p)?]),
+            Request::Serve(s) => serve(s, note),
         }
     }
 }
@@ -54,6 +57,7 @@ enum Kind {
     Backup,
     Restore,
     Prune,
+    Serve,
 }
 
 fn usage(msg: String) -> K8sError {
@@ -68,7 +72,23 @@ fn limit(flag: Option<&String>, default: Option<String>) -> Option<String> {
     }
 }
 
+/// A Job's [`Common`]: the pod's and the Job's settings.
 fn common(a: &CommonArgs, kind: Kind, privileged: bool) -> Result<Common, K8sError> {
+    let mut c = pod_common(&a.pod, kind, privileged)?;
+    let deadline = match kind {
+        Kind::Backup => 3600,
+        Kind::Restore => 7200,
+        Kind::Prune | Kind::Serve => 3 * 3600,
+    };
+    c.job = JobSettings {
+        backoff_limit: a.backoff_limit,
+        active_deadline_seconds: a.deadline.unwrap_or(deadline),
+        ttl_seconds_after_finished: a.ttl,
+    };
+    Ok(c)
+}
+
+fn pod_common(a: &PodArgs, kind: Kind, privileged: bool) -> Result<Common, K8sError> {
     let image = a.image.clone().unwrap_or_else(default_image);
     let mut c = Common::new(&a.namespace, &image);
     c.secret_name = a.secret.clone();
@@ -78,26 +98,16 @@ fn common(a: &CommonArgs, kind: Kind, privileged: bool) -> Result<Common, K8sErr
     } else {
         RunAs::Jovyan
     };
-    let d = if kind == Kind::Prune {
-        Resources::for_prune()
-    } else {
-        Resources::for_volume()
+    let d = match kind {
+        Kind::Prune => Resources::for_prune(),
+        Kind::Serve => Resources::for_serve(),
+        Kind::Backup | Kind::Restore => Resources::for_volume(),
     };
     c.resources = Resources {
         cpu_request: a.cpu.clone().unwrap_or(d.cpu_request),
         cpu_limit: limit(a.cpu_limit.as_ref(), d.cpu_limit),
         memory_request: a.memory.clone().unwrap_or(d.memory_request),
         memory_limit: limit(a.memory_limit.as_ref(), d.memory_limit),
-    };
-    let deadline = match kind {
-        Kind::Backup => 3600,
-        Kind::Restore => 7200,
-        Kind::Prune => 3 * 3600,
-    };
-    c.job = JobSettings {
-        backoff_limit: a.backoff_limit,
-        active_deadline_seconds: a.deadline.unwrap_or(deadline),
-        ttl_seconds_after_finished: a.ttl,
     };
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
@@ -114,10 +124,12 @@ fn common(a: &CommonArgs, kind: Kind, privileged: bool) -> Result<Common, K8sErr
         source,
         key: a.ca_key.clone(),
     });
-    // A prune may wait for a night's backups to finish; a backup or restore for a prune.
+    // A prune may wait for a night's backups to finish; a backup or restore for a prune. A
+    // download from the web view fails at once rather than keep its browser waiting.
     let wait = match kind {
         Kind::Prune => "1h",
         Kind::Backup | Kind::Restore => "30m",
+        Kind::Serve => "0",
     };
     c.retry_lock = match a.retry_lock.as_deref().unwrap_or(wait) {
         "0" | "0s" | "" => None,
@@ -225,6 +237,51 @@ fn prune(a: &PruneArgs) -> Result<Value, K8sError> {
     prune_cronjob(&c, &cron(&a.cron), &a.schedule)
 }
 
+/// 32 random bytes from the operating system, in hex.
+fn new_token() -> Result<String, K8sError> {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| K8sError::Input {
+            context: "generating the web view's token".into(),
+            source: std::io::Error::other(e),
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A `kubectl … -o jsonpath` expression for a Secret key: dots in the key are escaped.
+fn jsonpath_data(key: &str) -> String {
+    format!("{{.data.{}}}", key.replace('.', "\\."))
+}
+
+fn serve(a: &ServeArgs, note: &mut dyn FnMut(&str)) -> Result<Vec<Value>, K8sError> {
+    let c = pod_common(&a.pod, Kind::Serve, false)?;
+    let token = match &a.token_secret {
+        Some(secret) => TokenSource::Existing {
+            secret: secret.clone(),
+            key: a.token_key.clone(),
+        },
+        None => TokenSource::New(new_token()?),
+    };
+    let o = ServeOptions {
+        name: a.name.clone(),
+        token,
+        stale_after: a.stale_after.clone(),
+    };
+    let docs = serve_manifests(&c, &o)?;
+    let (ns, name) = (&c.namespace, &o.name);
+    let (secret, key) = o.token_secret();
+    note(&format!(
+        "reach the web view with: kubectl -n {ns} port-forward svc/{name} {SERVE_PORT}:{SERVE_PORT}"
+    ));
+    note(&format!(
+        "its token: kubectl -n {ns} get secret {secret} -o jsonpath='{}' | base64 -d",
+        jsonpath_data(key)
+    ));
+    Ok(docs)
+}
+
 /// Secret file contents without trailing newlines (`echo secret > file` adds one).
 fn read_value(path: &Path) -> Result<Vec<u8>, K8sError> {
     let mut v = std::fs::read(path).map_err(|source| K8sError::Input {
@@ -291,6 +348,7 @@ fn build_secret(a: &SecretArgs, note: &mut dyn FnMut(&str)) -> Result<Value, K8s
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
     use clap::Parser;
 
     use super::*;
@@ -342,11 +400,16 @@ mod tests {
     }
 
     #[test]
-    fn jobs_wait_for_locks_and_idle_volumes_add_no_snapshot() {
+    fn jobs_wait_for_locks_and_save_a_snapshot_every_run_unless_asked() {
+        let has_skip = |a: &[String]| a.iter().any(|x| x == "--skip-if-unchanged");
         let (docs, _) = build(&["backup", "--pvc", "claim-a"]);
         let a = args_of(&docs.expect("backup")[0]);
         assert!(has_pair(&a, "--retry-lock", "30m"), "{a:?}");
-        assert!(a.iter().any(|x| x == "--skip-if-unchanged"), "{a:?}");
+        assert!(!has_skip(&a), "{a:?}");
+        let (docs, _) = build(&["backup", "--pvc", "claim-a", "--skip-if-unchanged"]);
+        assert!(has_skip(&args_of(&docs.expect("backup")[0])));
+        let (docs, _) = build(&["job", "--pvc", "claim-a", "--skip-if-unchanged=true"]);
+        assert!(has_skip(&args_of(&docs.expect("job")[0])));
         let (docs, _) = build(&["prune"]);
         assert!(has_pair(
             &args_of(&docs.expect("prune")[0]),
@@ -376,6 +439,81 @@ mod tests {
             "--retry-lock",
             "2h0m0s"
         ));
+    }
+
+    fn token_of(docs: &[Value]) -> String {
+        assert_eq!(docs[0]["kind"], "Secret");
+        let b64 = docs[0]["data"]["token"].as_str().expect("token");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn serve_gets_a_new_random_token_and_says_how_to_reach_it() {
+        let (docs, notes) = build(&["serve", "-n", "hub2"]);
+        let docs = docs.expect("serve");
+        let token = token_of(&docs);
+        assert_eq!(token.len(), 64, "32 bytes in hex");
+        assert!(token.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+        let (again, _) = build(&["serve", "-n", "hub2"]);
+        assert_ne!(
+            token_of(&again.expect("serve")),
+            token,
+            "a new one each time"
+        );
+        assert_eq!(
+            notes,
+            [
+                "reach the web view with: kubectl -n hub2 port-forward svc/restash-serve \
+                 8080:8080",
+                "its token: kubectl -n hub2 get secret restash-serve-token -o \
+                 jsonpath='{.data.token}' | base64 -d",
+            ]
+        );
+        assert!(notes.iter().all(|n| !n.contains(&token)));
+        // The web view waits for no lock, unless restash's --retry-lock says so.
+        assert!(!args_of(&docs[1]).iter().any(|a| a == "--retry-lock"));
+        let (docs, _) = build_waiting(&["serve"], Some("1m0s"));
+        assert!(has_pair(
+            &args_of(&docs.expect("serve")[1]),
+            "--retry-lock",
+            "1m0s"
+        ));
+        let docs = docs_of(&["serve"]);
+        let res = &container(&docs[1])["resources"];
+        assert_eq!(res["requests"]["cpu"], "100m");
+        assert_eq!(res["limits"]["memory"], "2Gi");
+
+        let line = [
+            "serve",
+            "--name",
+            "web",
+            "--token-secret",
+            "tls.keys",
+            "--token-key",
+            "a.b",
+        ];
+        let (docs, notes) = build(&line);
+        let kinds: Vec<&Value> = docs
+            .as_ref()
+            .expect("serve")
+            .iter()
+            .map(|d| &d["kind"])
+            .collect();
+        assert_eq!(kinds, ["Deployment", "Service"]);
+        assert_eq!(
+            notes[1],
+            "its token: kubectl -n jhub get secret tls.keys -o jsonpath='{.data.a\\.b}' \
+             | base64 -d"
+        );
+        assert!(Cli::try_parse_from(["k8s", "serve", "--token-key", "k"]).is_err());
+        assert!(Cli::try_parse_from(["k8s", "serve", "--backoff-limit", "1"]).is_err());
+    }
+
+    fn docs_of(args: &[&str]) -> Vec<Value> {
+        build(args).0.expect("build")
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //!   [`backup_job`]: the same backup once.
 //! * [`restore_job`]: a one-off restore of a snapshot into the same or another PVC.
 //! * [`prune_cronjob`]: a scheduled `prune` (no PVC).
+//! * [`serve_manifests`]: a Deployment and a Service running the read-only web view
+//!   (`restash serve`), and the Secret with its access token.
 //!
 //! Every pod runs the restash image with a read-only root filesystem, no privilege
 //! escalation, all capabilities dropped, the RuntimeDefault seccomp profile, an emptyDir at
 //! `/tmp`, the Secret as read-only files under `/secrets` (never in env or args), and the
-//! PVC at `/data`. By default it runs as jovyan (uid 1000, gid 100, as Zero to JupyterHub's
+//! PVC at `/data` (the web view mounts none). By default it runs as jovyan (uid 1000, gid 100, as Zero to JupyterHub's
 //! user pods); [`RunAs::Root`] runs as uid 0 with only the capability the job needs, for
 //! files jovyan cannot read.
 //!
@@ -46,6 +48,7 @@ mod names;
 mod pod;
 pub mod request;
 mod schedule;
+mod serve;
 #[cfg(test)]
 mod tests;
 mod volume;
@@ -57,6 +60,7 @@ pub use manifests::{
 };
 pub use names::{check_quantity, check_schedule, check_time_zone};
 pub use schedule::{daily_cron, Window};
+pub use serve::{serve_manifests, ServeOptions, TokenSource};
 pub use volume::{parse_volume_list, unique_volumes, Volume};
 pub use yaml::{to_yaml, to_yaml_stream};
 
@@ -83,6 +87,13 @@ pub const CA_DIR: &str = "/etc/restash/ca";
 pub const CA_KEY: &str = "ca.crt";
 /// The optional Secret key holding the repository location.
 pub const REPOSITORY_KEY: &str = "RESTIC_REPOSITORY";
+/// The port `restash serve` listens on in its pod, and the Service's port.
+pub const SERVE_PORT: u16 = 8080;
+/// Where the web view's token Secret is mounted.
+pub const TOKEN_DIR: &str = "/etc/restash/token";
+/// The default key of the token in its Secret, and the file name it is mounted as in
+/// [`TOKEN_DIR`].
+pub const TOKEN_KEY: &str = "token";
 
 /// The image of this version: `ghcr.io/restash/restash:<version>`.
 pub fn default_image() -> String {
@@ -192,6 +203,17 @@ impl Resources {
             cpu_request: "500m".into(),
             cpu_limit: Some("2".into()),
             memory_request: "512Mi".into(),
+            memory_limit: Some("2Gi".into()),
+        }
+    }
+
+    /// For `serve`: idle most of the time, but it loads the repository index to browse
+    /// and to download, as prune does.
+    pub fn for_serve() -> Self {
+        Resources {
+            cpu_request: "100m".into(),
+            cpu_limit: Some("1".into()),
+            memory_request: "256Mi".into(),
             memory_limit: Some("2Gi".into()),
         }
     }
@@ -332,7 +354,8 @@ pub struct BackupOptions {
     /// `--keep-monthly`.
     pub keep_monthly: Option<u32>,
     /// `--skip-if-unchanged`: an idle volume adds no snapshot (its last one stays its
-    /// latest, and the run still reports success).
+    /// latest, and the run still reports success). Off unless asked for: the age of a
+    /// volume's latest snapshot then no longer says whether its backups still run.
     pub skip_if_unchanged: bool,
 }
 

@@ -33,7 +33,7 @@ impl fmt::Debug for SecretEntries {
     }
 }
 
-fn labels(component: &str, vol: Option<&Volume>) -> Map<String, Value> {
+pub(crate) fn labels(component: &str, vol: Option<&Volume>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("app.kubernetes.io/name".into(), json!("restash"));
     m.insert("app.kubernetes.io/component".into(), json!(component));
@@ -44,7 +44,12 @@ fn labels(component: &str, vol: Option<&Volume>) -> Map<String, Value> {
     m
 }
 
-fn metadata(name: &str, c: &Common, labels: &Map<String, Value>, vol: Option<&Volume>) -> Value {
+pub(crate) fn metadata(
+    name: &str,
+    c: &Common,
+    labels: &Map<String, Value>,
+    vol: Option<&Volume>,
+) -> Value {
     let mut md = json!({"name": name, "namespace": c.namespace, "labels": labels});
     // A PVC name too long for a label value is kept whole in an annotation.
     if let Some(v) = vol.filter(|v| label_value(&v.pvc) != v.pvc) {

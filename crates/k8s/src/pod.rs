@@ -22,6 +22,8 @@ pub(crate) enum Purpose {
     Backup,
     Restore,
     Prune,
+    /// The web view: runs until stopped, so its pod restarts.
+    Serve,
 }
 
 impl Purpose {
@@ -31,7 +33,7 @@ impl Purpose {
             Purpose::Backup => &["DAC_READ_SEARCH"],
             // Write anywhere, give files back their owners, modes (setgid kept) and times.
             Purpose::Restore => &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"],
-            Purpose::Prune => &[],
+            Purpose::Prune | Purpose::Serve => &[],
         }
     }
 }
@@ -61,6 +63,7 @@ const RESERVED_ENV: &[&str] = &[
     "RESTASH_PVC",
     "TMPDIR",
     "RESTIC_CACHE_DIR",
+    "RESTASH_SERVE_TOKEN",
 ];
 
 /// Checks what the JSON schema does not: quantities, env names, the namespace and Secret.
@@ -170,7 +173,7 @@ fn resources(c: &Common) -> Value {
 /// Pod and container security contexts for the identity and purpose.
 fn security(run_as: RunAs, purpose: Purpose) -> (Value, Value) {
     let seccomp = json!({"type": "RuntimeDefault"});
-    let root = run_as == RunAs::Root && purpose != Purpose::Prune;
+    let root = run_as == RunAs::Root && matches!(purpose, Purpose::Backup | Purpose::Restore);
     if root {
         let pod = json!({
             "runAsUser": 0,
@@ -281,8 +284,15 @@ pub(crate) fn pod_template(c: &Common, plan: &PodPlan) -> Value {
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     });
+    // A Deployment's pods must restart (the only policy it accepts); a Job's pod fails and
+    // the Job's backoffLimit decides about another.
+    let restart = if plan.purpose == Purpose::Serve {
+        "Always"
+    } else {
+        "Never"
+    };
     let mut spec = json!({
-        "restartPolicy": "Never",
+        "restartPolicy": restart,
         // A backup needs the object store, not the cluster API.
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,

@@ -17,11 +17,14 @@ pub enum Request {
     Restore(RestoreArgs),
     /// A CronJob running `prune`.
     Prune(PruneArgs),
+    /// A Deployment and a ClusterIP Service running the read-only web view (`restash serve`),
+    /// and the Secret with its access token.
+    Serve(ServeArgs),
 }
 
-/// Options every job manifest takes.
+/// Options every pod takes: where it runs, the repository settings, resources.
 #[derive(ClapArgs, Debug)]
-pub struct CommonArgs {
+pub struct PodArgs {
     /// Namespace of the objects.
     #[arg(long, short = 'n', default_value = "jhub")]
     pub namespace: String,
@@ -35,7 +38,7 @@ pub struct CommonArgs {
     /// file). Never put credentials in it.
     #[arg(long)]
     pub repository: Option<String>,
-    /// CPU request [default: 200m; prune 500m].
+    /// CPU request [default: 200m; prune 500m; serve 100m].
     #[arg(long)]
     pub cpu: Option<String>,
     /// CPU limit, or `none` [default: 1; prune 2].
@@ -44,18 +47,9 @@ pub struct CommonArgs {
     /// Memory request [default: 256Mi; prune 512Mi].
     #[arg(long)]
     pub memory: Option<String>,
-    /// Memory limit, or `none` [default: 1Gi; prune 2Gi].
+    /// Memory limit, or `none` [default: 1Gi; prune and serve 2Gi].
     #[arg(long)]
     pub memory_limit: Option<String>,
-    /// Retries after a failed pod (exit codes 3, 10 and 12 are final).
-    #[arg(long, default_value_t = 2)]
-    pub backoff_limit: u32,
-    /// Seconds a job may run before it is stopped [default: 3600; restore 7200; prune 10800].
-    #[arg(long)]
-    pub deadline: Option<u64>,
-    /// Seconds a finished Job (and its pod's log) is kept.
-    #[arg(long, default_value_t = 7 * 24 * 3600)]
-    pub ttl: u64,
     /// Extra plain environment variable NAME=VALUE (repeatable), e.g. AWS_DEFAULT_REGION=us-east-1.
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
@@ -70,9 +64,27 @@ pub struct CommonArgs {
     #[arg(long, value_name = "KEY", default_value = crate::CA_KEY)]
     pub ca_key: String,
     /// How long a run waits for another process's lock, from restash's global
-    /// `--retry-lock` (e.g. `30m`; `0` fails at once with exit 11) [default: 30m; prune 1h].
+    /// `--retry-lock` (e.g. `30m`; `0` fails at once with exit 11) [default: 30m; prune 1h;
+    /// serve none].
     #[arg(skip)]
     pub retry_lock: Option<String>,
+}
+
+/// Options every job manifest takes.
+#[derive(ClapArgs, Debug)]
+pub struct CommonArgs {
+    /// What every pod takes.
+    #[command(flatten)]
+    pub pod: PodArgs,
+    /// Retries after a failed pod (exit codes 3, 10 and 12 are final).
+    #[arg(long, default_value_t = 2)]
+    pub backoff_limit: u32,
+    /// Seconds a job may run before it is stopped [default: 3600; restore 7200; prune 10800].
+    #[arg(long)]
+    pub deadline: Option<u64>,
+    /// Seconds a finished Job (and its pod's log) is kept.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub ttl: u64,
 }
 
 /// CronJob options.
@@ -149,11 +161,12 @@ pub struct BackupArgs {
     #[arg(long)]
     pub keep_monthly: Option<u32>,
     /// Save no snapshot when nothing changed since the last one (restic's
-    /// --skip-if-unchanged); `--skip-if-unchanged=false` saves one every run.
+    /// --skip-if-unchanged). Off by default: a snapshot every run shows that the volume was
+    /// backed up, while with it an idle volume looks like one whose backups stopped.
     #[arg(
         long,
         value_name = "BOOL",
-        default_value_t = true,
+        default_value_t = false,
         action = clap::ArgAction::Set,
         num_args = 0..=1,
         require_equals = true,
@@ -209,4 +222,26 @@ pub struct PruneArgs {
     /// How the CronJobs run.
     #[command(flatten)]
     pub cron: CronArgs,
+}
+
+/// `restash k8s serve`.
+#[derive(ClapArgs, Debug)]
+pub struct ServeArgs {
+    /// Name of the Deployment and the Service (and prefix of the token Secret's name).
+    #[arg(long, default_value = "restash-serve")]
+    pub name: String,
+    /// An existing Secret holding the access token, instead of printing `<name>-token`
+    /// with a new random one (which `kubectl apply` would put in place of the old).
+    #[arg(long, value_name = "NAME")]
+    pub token_secret: Option<String>,
+    /// Key of the token in --token-secret.
+    #[arg(long, value_name = "KEY", default_value = crate::TOKEN_KEY, requires = "token_secret")]
+    pub token_key: String,
+    /// When a host's last snapshot is flagged stale (`restash serve --stale-after`, Go
+    /// duration, e.g. `26h`) [default: serve's].
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// What every pod takes.
+    #[command(flatten)]
+    pub pod: PodArgs,
 }

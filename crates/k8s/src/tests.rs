@@ -1,5 +1,6 @@
-//! Unit tests of the manifest builders (names, arguments, identity, secrets).
+//! Unit tests of the manifest builders (names, arguments, identity, secrets, the web view).
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::*;
@@ -208,4 +209,205 @@ fn window_staggering_reaches_the_cronjobs() {
     let bad = Timing::Schedule("every night".into());
     let err = backup_cronjobs(&common(), &cron, &bad, &vols, &BackupOptions::default());
     assert!(err.is_err());
+}
+
+const TOKEN: &str = "tok-9f8e7d6c5b4a-serve-value";
+
+fn serve_opts(token: TokenSource) -> ServeOptions {
+    ServeOptions {
+        name: "restash-serve".into(),
+        token,
+        stale_after: None,
+    }
+}
+
+fn kinds(docs: &[Value]) -> Vec<&str> {
+    docs.iter().map(|d| d["kind"].as_str().unwrap()).collect()
+}
+
+fn serve_container(deployment: &Value) -> &Value {
+    let c = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    &c[0]
+}
+
+#[test]
+fn serve_prints_a_token_secret_unless_one_is_given() {
+    let docs = serve_manifests(&common(), &serve_opts(TokenSource::New(TOKEN.into()))).unwrap();
+    assert_eq!(kinds(&docs), ["Secret", "Deployment", "Service"]);
+    let s = &docs[0];
+    assert_eq!(s["metadata"]["name"], "restash-serve-token");
+    assert_eq!(s["metadata"]["namespace"], "jhub");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(TOKEN);
+    assert_eq!(s["data"], serde_json::json!({"token": b64}));
+    // The token, plain or encoded, is in the Secret and nowhere else.
+    for d in &docs[1..] {
+        let text = d.to_string();
+        assert!(!text.contains(TOKEN) && !text.contains(&b64), "{text}");
+    }
+    let c = serve_container(&docs[1]);
+    assert!(c.get("envFrom").is_none());
+    let env = c["env"].as_array().unwrap();
+    assert!(env.iter().all(|e| e.get("valueFrom").is_none()), "{env:?}");
+    assert!(env.iter().all(|e| e["name"] != "RESTASH_SERVE_TOKEN"));
+    let pod = &docs[1]["spec"]["template"]["spec"];
+    let token_vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "token")
+        .unwrap();
+    assert_eq!(token_vol["secret"]["secretName"], "restash-serve-token");
+    assert_eq!(
+        token_vol["secret"]["items"],
+        serde_json::json!([{"key": "token", "path": "token"}])
+    );
+
+    let existing = TokenSource::Existing {
+        secret: "web-token".into(),
+        key: "bearer.txt".into(),
+    };
+    let docs = serve_manifests(&common(), &serve_opts(existing)).unwrap();
+    assert_eq!(kinds(&docs), ["Deployment", "Service"]);
+    let pod = &docs[0]["spec"]["template"]["spec"];
+    let token_vol = &pod["volumes"].as_array().unwrap().last().unwrap()["secret"];
+    assert_eq!(token_vol["secretName"], "web-token");
+    // Whatever the key, the file the argument names is the same.
+    assert_eq!(
+        token_vol["items"],
+        serde_json::json!([{"key": "bearer.txt", "path": "token"}])
+    );
+    let args = serve_container(&docs[0])["args"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        args,
+        [
+            "serve",
+            "--listen",
+            "0.0.0.0:8080",
+            "--token-file",
+            "/etc/restash/token/token"
+        ]
+    );
+    assert!(!format!("{:?}", TokenSource::New(TOKEN.into())).contains(TOKEN));
+}
+
+#[test]
+fn serve_is_probed_on_healthz_and_reached_through_its_service() {
+    let mut o = serve_opts(TokenSource::New(TOKEN.into()));
+    o.name = "web".into();
+    o.stale_after = Some("30h0m0s".into());
+    let docs = serve_manifests(&common(), &o).unwrap();
+    let (dep, svc) = (&docs[1], &docs[2]);
+    assert_eq!(dep["apiVersion"], "apps/v1");
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert_eq!(dep["metadata"]["name"], "web");
+    assert_eq!(svc["metadata"]["name"], "web");
+    assert_eq!(docs[0]["metadata"]["name"], "web-token");
+    let c = serve_container(dep);
+    let args = c["args"].as_array().unwrap();
+    assert_eq!(args[args.len() - 2..], ["--stale-after", "30h0m0s"]);
+    assert_eq!(
+        c["ports"],
+        serde_json::json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(get["port"], 8080, "{probe}");
+    }
+    // The Service and the Deployment select the template's pods, and only this instance's.
+    let pod_labels = &dep["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&dep["spec"]["selector"]["matchLabels"], pod_labels);
+    assert_eq!(&svc["spec"]["selector"], pod_labels);
+    assert_eq!(pod_labels["app.kubernetes.io/instance"], "web");
+    assert_eq!(pod_labels["app.kubernetes.io/component"], "serve");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        svc["spec"]["ports"],
+        serde_json::json!([{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}])
+    );
+}
+
+#[test]
+fn serve_runs_read_only_as_jovyan_without_a_volume() {
+    // Root mode is for reading or restoring volumes; the web view mounts none.
+    let mut c = common();
+    c.run_as = RunAs::Root;
+    let docs = serve_manifests(&c, &serve_opts(TokenSource::New(TOKEN.into()))).unwrap();
+    let pod = &docs[1]["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Always");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsUser"], 1000);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let sc = &serve_container(&docs[1])["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"], serde_json::json!({"drop": ["ALL"]}));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    let vols = pod["volumes"].as_array().unwrap();
+    assert!(vols
+        .iter()
+        .all(|v| v.get("persistentVolumeClaim").is_none()));
+    // Everything read-only but the emptyDir that holds the cache.
+    for m in serve_container(&docs[1])["volumeMounts"]
+        .as_array()
+        .unwrap()
+    {
+        if m["mountPath"] == "/tmp" {
+            let tmp = vols.iter().find(|v| v["name"] == m["name"]).unwrap();
+            assert!(tmp.get("emptyDir").is_some());
+        } else {
+            assert_eq!(m["readOnly"], true, "{m}");
+        }
+    }
+}
+
+#[test]
+fn serve_refuses_names_the_api_server_would() {
+    let named = |name: &str| ServeOptions {
+        name: name.into(),
+        ..serve_opts(TokenSource::New(TOKEN.into()))
+    };
+    let existing = |secret: &str, key: &str| {
+        serve_opts(TokenSource::Existing {
+            secret: secret.into(),
+            key: key.into(),
+        })
+    };
+    let bad = [
+        (
+            serve_opts(TokenSource::New(String::new())),
+            "token is empty",
+        ),
+        (named("1web"), "invalid name \"1web\""),
+        (named("Web"), "invalid name \"Web\""),
+        (existing("Bad_Name", "token"), "invalid token secret name"),
+        (existing("ok", "a/b"), "invalid --token-key"),
+        (
+            ServeOptions {
+                stale_after: Some("26 h".into()),
+                ..serve_opts(TokenSource::New(TOKEN.into()))
+            },
+            "invalid --stale-after",
+        ),
+    ];
+    for (o, says) in bad {
+        let err = serve_manifests(&common(), &o).unwrap_err().to_string();
+        assert!(err.contains(says), "{says}: {err}");
+        assert!(!err.contains(TOKEN), "{err}");
+    }
+    let mut c = common();
+    c.extra_env = vec![("RESTASH_SERVE_TOKEN".into(), "x".into())];
+    let err = serve_manifests(&c, &serve_opts(TokenSource::New(TOKEN.into()))).unwrap_err();
+    assert!(matches!(err, K8sError::ReservedEnv(..)), "{err}");
 }
