@@ -2,27 +2,7 @@
 
 use restash_format::{GoTime, Node, NodeType, Snapshot, SnapshotId};
 
-/// Go's `os.FileMode.String()`, e.g. `drwxr-xr-x`, `Lrwxrwxrwx`, `-rwsr-xr-x`.
-pub fn mode_string(mode: u32) -> String {
-    const TYPES: &[u8] = b"dalTLDpSugct?";
-    let mut s = String::new();
-    for (i, c) in TYPES.iter().enumerate() {
-        if mode & (1 << (31 - i)) != 0 {
-            s.push(*c as char);
-        }
-    }
-    if s.is_empty() {
-        s.push('-');
-    }
-    for (i, c) in b"rwxrwxrwx".iter().enumerate() {
-        s.push(if mode & (1 << (8 - i)) != 0 {
-            *c as char
-        } else {
-            '-'
-        });
-    }
-    s
-}
+pub use restash_format::go_mode_string as mode_string;
 
 /// restic's `formatNode` long form, shared by `ls -l` and `find -l`: mode (with the node
 /// type's bits), uid, gid, size, local mtime, path, and `-> target` for symlinks.

@@ -22,6 +22,7 @@ mod cmd_prune;
 mod cmd_repair;
 mod cmd_restore;
 mod cmd_rewrite;
+mod cmd_serve;
 mod cmd_snapshots;
 mod cmd_stats;
 mod cmd_tag;
@@ -61,10 +62,12 @@ enum Command {
     Ls(cmd_ls::Args),
     /// Print internal objects to stdout.
     Cat(cmd_cat::Args),
-    /// Print a file (or a directory as tar) from a snapshot to stdout.
+    /// Print a file (or a directory as tar or zip) from a snapshot to stdout.
     Dump(cmd_cat::DumpArgs),
     /// Mount the repository (read-only, through FUSE).
     Mount(cmd_mount::Args),
+    /// Serve a read-only web view of the repository: every host's backups, browsing, downloads.
+    Serve(cmd_serve::Args),
     /// Extract the data from a snapshot.
     Restore(cmd_restore::Args),
     /// Manage keys (passwords).
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<Done> {
         Command::Cat(a) => cmd_cat::run(g, a),
         Command::Dump(a) => cmd_cat::dump(g, a),
         Command::Mount(a) => return cmd_mount::run(g, a),
+        Command::Serve(a) => return cmd_serve::run(g, a),
         Command::Key(a) => cmd_key::run(g, a),
         Command::Unlock(a) => cmd_misc::unlock(g, a),
         Command::List(a) => cmd_misc::list(g, a),

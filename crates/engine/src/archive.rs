@@ -83,6 +83,12 @@ impl<'a> FileReader<'a> {
         self.len == 0
     }
 
+    /// Writes the rest of the file to `out`; a blob that fails is that failure, not a
+    /// write error.
+    pub fn copy_to(&mut self, out: &mut dyn Write) -> Result<u64> {
+        std::io::copy(self, out).map_err(into_engine("write to output"))
+    }
+
     fn fill(&mut self) -> Result<bool> {
         while self.pos >= self.current.len() {
             let Some(id) = self.blobs.get(self.next) else {
@@ -135,8 +141,7 @@ fn into_engine(context: &'static str) -> impl Fn(std::io::Error) -> EngineError 
 
 /// Writes a file node's content to `out`, blob by blob.
 pub fn dump_file(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<()> {
-    let mut reader = FileReader::new(repo, node)?;
-    std::io::copy(&mut reader, out).map_err(into_engine("write to output"))?;
+    FileReader::new(repo, node)?.copy_to(out)?;
     Ok(())
 }
 

@@ -110,7 +110,9 @@ impl EngineError {
         move |source| EngineError::Format { context, source }
     }
 
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+    /// A local I/O failure while doing `context` (for callers writing an operation's
+    /// output somewhere of their own).
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| EngineError::Io { context, source }
     }

@@ -11,10 +11,21 @@ fn components(path: &str) -> impl Iterator<Item = &str> {
 /// Finds the node at `path` (slash-separated, relative to the root tree). Returns the
 /// node, or `None` for the root itself.
 pub fn find_node(repo: &Repository, root: &BlobId, path: &str) -> Result<Option<Node>> {
+    let comps: Vec<&[u8]> = components(path).map(str::as_bytes).collect();
+    find_node_by_names(repo, root, &comps)
+}
+
+/// [`find_node`] for a path given as raw name bytes, one per level (names need not be
+/// UTF-8).
+pub fn find_node_by_names(
+    repo: &Repository,
+    root: &BlobId,
+    names: &[&[u8]],
+) -> Result<Option<Node>> {
     let mut tree = *root;
     let mut found: Option<Node> = None;
     let mut walked = String::new();
-    for comp in components(path) {
+    for comp in names {
         if let Some(n) = &found {
             tree = match (&n.node_type, n.subtree) {
                 (NodeType::Dir, Some(s)) => s,
@@ -26,10 +37,10 @@ pub fn find_node(repo: &Repository, root: &BlobId, path: &str) -> Result<Option<
             };
         }
         walked.push('/');
-        walked.push_str(comp);
+        walked.push_str(&String::from_utf8_lossy(comp));
         let t = repo.load_tree(&tree)?;
         found = Some(
-            t.find(comp.as_bytes())
+            t.find(comp)
                 .cloned()
                 .ok_or_else(|| EngineError::NotFound(format!("path {walked:?} not found")))?,
         );

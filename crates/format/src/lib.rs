@@ -37,7 +37,7 @@ pub use id::{BlobId, Id, IndexId, KeyId, LockId, PackId, SnapshotId};
 pub use index::{IndexBlob, IndexFile, IndexPack};
 pub use keyfile::{master_key_json, KeyFile};
 pub use lock::Lock;
-pub use node::{go_mode, ExtendedAttribute, Node, NodeType, Tree};
+pub use node::{go_mode, go_mode_string, ExtendedAttribute, Node, NodeType, Tree};
 pub use pack::{
     parse_header, parse_trailer, BlobType, PackBuilder, PackEntry, HEADER_TAIL_READ,
     MAX_HEADER_SIZE,

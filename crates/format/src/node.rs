@@ -441,6 +441,28 @@ impl Tree {
     }
 }
 
+/// Go's `os.FileMode.String()`, e.g. `drwxr-xr-x`, `Lrwxrwxrwx`, `-rwsr-xr-x`.
+pub fn go_mode_string(mode: u32) -> String {
+    const TYPES: &[u8] = b"dalTLDpSugct?";
+    let mut s = String::new();
+    for (i, c) in TYPES.iter().enumerate() {
+        if mode & (1 << (31 - i)) != 0 {
+            s.push(*c as char);
+        }
+    }
+    if s.is_empty() {
+        s.push('-');
+    }
+    for (i, c) in b"rwxrwxrwx".iter().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 {
+            *c as char
+        } else {
+            '-'
+        });
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

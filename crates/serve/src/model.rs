@@ -1,0 +1,248 @@
+//! What the pages show, read from the repository: the snapshot list (re-read when it may
+//! have changed), per-tree file totals (trees never change, so they are counted once),
+//! and the volumes: one row per host.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use restash_engine::{EngineError, Repository, SnapshotEntry, Snapshots};
+use restash_format::{BlobId, NodeType, Snapshot, SnapshotId};
+
+/// Files and their bytes below a tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Regular files.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// One host's backups, as the volumes page shows them.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// The snapshots' host name (one per PVC for the manifests' Jobs).
+    pub host: String,
+    /// The newest snapshot.
+    pub last_id: SnapshotId,
+    /// When it was taken, in seconds since the epoch.
+    pub last_unix: i64,
+    /// The newest snapshot's time as restic shows it.
+    pub last_text: String,
+    /// Seconds since then (never negative).
+    pub age_secs: u64,
+    /// Snapshots of this host.
+    pub count: usize,
+    /// Files and bytes of the newest snapshot, or why they could not be counted.
+    pub totals: Result<Totals, String>,
+    /// Bytes over time: (unix seconds, bytes) for each snapshot that could be counted.
+    pub series: Vec<(i64, u64)>,
+    /// Every tag of the host's snapshots.
+    pub tags: Vec<String>,
+    /// The newest backup is older than the threshold.
+    pub stale: bool,
+    /// The newest backup could not read every file.
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexState {
+    Unloaded,
+    Loaded,
+    // New snapshots were seen: their blobs need the index re-read.
+    Stale,
+}
+
+/// The repository as the server reads it.
+pub struct Library {
+    repo: RwLock<Repository>,
+    index: Mutex<IndexState>,
+    snapshots: Mutex<Option<(Arc<Snapshots>, Instant)>>,
+    totals: Mutex<HashMap<BlobId, Totals>>,
+    refresh_every: Duration,
+    warn: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in one request must not poison every later one.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Library {
+    /// Serves `repo`; the snapshot list is re-read at most every `refresh_every`. `warn`
+    /// receives what the operator must learn about (unreadable snapshots or trees).
+    pub fn new(
+        repo: Repository,
+        refresh_every: Duration,
+        warn: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Library {
+        Library {
+            repo: RwLock::new(repo),
+            index: Mutex::new(IndexState::Unloaded),
+            snapshots: Mutex::new(None),
+            totals: Mutex::new(HashMap::new()),
+            refresh_every,
+            warn,
+        }
+    }
+
+    /// The repository, for reads.
+    pub fn repo(&self) -> std::sync::RwLockReadGuard<'_, Repository> {
+        self.repo.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the index the first time a tree or a file is needed (the volumes page of a
+    /// repository whose snapshots carry their summaries needs none), and again once new
+    /// snapshots were seen. A download in progress holds the repository for reading for
+    /// as long as it streams; rather than stall every page behind it, a re-read index is
+    /// swapped in only when the repository is free, and the next request tries again.
+    pub fn need_index(&self) -> Result<(), EngineError> {
+        let mut state = lock(&self.index);
+        match *state {
+            IndexState::Loaded => Ok(()),
+            IndexState::Unloaded => {
+                let index = self.repo().read_index()?;
+                self.repo
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_index(index);
+                *state = IndexState::Loaded;
+                Ok(())
+            }
+            IndexState::Stale => {
+                let index = self.repo().read_index()?;
+                if let Ok(mut repo) = self.repo.try_write() {
+                    repo.set_index(index);
+                    *state = IndexState::Loaded;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The snapshot list, re-read when older than the refresh interval. New snapshots
+    /// bring new blobs, so a loaded index is re-read with them.
+    pub fn snapshots(&self) -> Result<Arc<Snapshots>, EngineError> {
+        let mut cached = lock(&self.snapshots);
+        if let Some((s, at)) = cached.as_ref() {
+            if at.elapsed() < self.refresh_every {
+                return Ok(s.clone());
+            }
+        }
+        let fresh = Snapshots::load(&self.repo())?;
+        for w in fresh.load_warnings() {
+            (self.warn)(&w);
+        }
+        let changed = cached.as_ref().is_none_or(|(old, _)| {
+            let ids = |s: &Snapshots| s.readable().iter().map(|e| e.0).collect::<Vec<_>>();
+            ids(old) != ids(&fresh)
+        });
+        if changed && cached.is_some() {
+            let mut state = lock(&self.index);
+            if *state == IndexState::Loaded {
+                *state = IndexState::Stale;
+            }
+        }
+        let fresh = Arc::new(fresh);
+        *cached = Some((fresh.clone(), Instant::now()));
+        Ok(fresh)
+    }
+
+    /// The snapshot with this id (or unique prefix).
+    pub fn snapshot(&self, id: &str) -> Result<SnapshotEntry, EngineError> {
+        Ok(self.snapshots()?.find_prefix(id)?.clone())
+    }
+
+    /// Files and bytes below `tree`, each distinct subtree counted once per process.
+    pub fn tree_totals(&self, tree: &BlobId) -> Result<Totals, EngineError> {
+        if let Some(t) = lock(&self.totals).get(tree) {
+            return Ok(*t);
+        }
+        self.need_index()?;
+        let loaded = self.repo().load_tree(tree)?;
+        let mut sum = Totals::default();
+        for node in &loaded.nodes {
+            match node.node_type {
+                NodeType::File => {
+                    sum.files += 1;
+                    sum.bytes += node.size;
+                }
+                NodeType::Dir => {
+                    let sub = node.subtree.ok_or_else(|| {
+                        EngineError::Corrupt(format!(
+                            "directory {} has no subtree",
+                            node.display_name()
+                        ))
+                    })?;
+                    let t = self.tree_totals(&sub)?;
+                    sum.files += t.files;
+                    sum.bytes += t.bytes;
+                }
+                _ => {}
+            }
+        }
+        lock(&self.totals).insert(*tree, sum);
+        Ok(sum)
+    }
+
+    /// A snapshot's files and bytes: restic 0.17's summary when the snapshot has one,
+    /// else counted from its tree.
+    pub fn snapshot_totals(&self, snap: &Snapshot) -> Result<Totals, EngineError> {
+        self.tree_totals(&snap.tree)
+    }
+
+    /// Reports what the operator must learn about.
+    pub fn warn(&self, what: &str) {
+        (self.warn)(what);
+    }
+
+    /// One row per host, by host name; `stale_after` flags old newest backups.
+    pub fn volumes(
+        &self,
+        now: SystemTime,
+        stale_after: Duration,
+    ) -> Result<Vec<Volume>, EngineError> {
+        let all = self.snapshots()?;
+        let mut hosts: BTreeMap<&str, Vec<&SnapshotEntry>> = BTreeMap::new();
+        for e in all.readable() {
+            hosts.entry(e.1.hostname.as_str()).or_default().push(e);
+        }
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut out = Vec::with_capacity(hosts.len());
+        for (host, snaps) in hosts {
+            // `readable` is oldest first, so each host's list is too.
+            let (last_id, last) = snaps[snaps.len() - 1];
+            let mut series = Vec::new();
+            for (_, s) in &snaps {
+                if let Ok(t) = self.snapshot_totals(s) {
+                    series.push((s.time.unix_secs(), t.bytes));
+                }
+            }
+            let totals = self.snapshot_totals(last).map_err(|e| {
+                let msg = format!("snapshot {} of {host}: {e}", last_id.short());
+                (self.warn)(&format!("cannot count files of {msg}"));
+                msg
+            });
+            let mut tags: Vec<String> = snaps.iter().flat_map(|(_, s)| s.tags.clone()).collect();
+            tags.sort();
+            tags.dedup();
+            let age_secs = (now - last.time.unix_secs()).max(0) as u64;
+            out.push(Volume {
+                host: host.to_string(),
+                last_id: *last_id,
+                last_unix: last.time.unix_secs(),
+                last_text: last.time.0.format("%Y-%m-%d %H:%M:%S").to_string(),
+                age_secs,
+                count: snaps.len(),
+                totals,
+                series,
+                tags,
+                stale: age_secs > stale_after.as_secs(),
+                partial: last.tags.iter().any(|t| t == "partial"),
+            });
+        }
+        Ok(out)
+    }
+}
