@@ -136,3 +136,6 @@ pub fn serve(
     ready(addr);
     runtime.block_on(http::run(library, opts, listener, cancel))
 }
+
+#[cfg(test)]
+mod model_tests;
