@@ -86,7 +86,7 @@ pub mod units;
 mod walk;
 pub mod whoami;
 
-pub use archiver::PROGRAM_VERSION;
+pub use archiver::{PARTIAL_TAG, PROGRAM_VERSION};
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, IndexEntry, MasterIndex};

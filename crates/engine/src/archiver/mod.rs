@@ -32,6 +32,15 @@ use walker::{read_content, ReadCtx, TargetSpec};
 use crate::events::{Control, Event, Phase};
 use crate::{whoami, EngineError, PatternSet, Repository, Result};
 
+/// The tag a snapshot gets when files or directories could not be read (backup exits 3).
+///
+/// A tag, because it is the only place in restic's snapshot format for such a mark: the
+/// snapshot has no error count, and its summary (restic 0.17+) is dropped by older restic
+/// when it rewrites a snapshot, while tags are shown by `snapshots`, filtered by `--tag`,
+/// and kept by restic's `tag`, `rewrite` and `copy`. It does not change what `forget`
+/// keeps: restic groups by host and paths by default, and so does `backup --forget`.
+pub const PARTIAL_TAG: &str = "partial";
+
 /// What the snapshot's `program_version` says, as restic writes `restic 0.17.0`.
 pub const PROGRAM_VERSION: &str = concat!("restash ", env!("CARGO_PKG_VERSION"));
 
@@ -276,6 +285,10 @@ pub fn backup(
     summary.data_added = saver.stats.data_added.load(Ordering::Relaxed);
     summary.data_added_packed = saver.stats.data_added_packed.load(Ordering::Relaxed);
 
+    let mut tags = opts.tags.clone();
+    if !summary.errors.is_empty() && !tags.iter().any(|t| t == PARTIAL_TAG) {
+        tags.push(PARTIAL_TAG.into());
+    }
     // restic keeps the targets in the order given, duplicates too.
     let mut snap = Snapshot {
         time,
@@ -287,7 +300,7 @@ pub fn backup(
         uid: rustix::process::getuid().as_raw(),
         gid: rustix::process::getgid().as_raw(),
         excludes: opts.exclude_strings.clone(),
-        tags: opts.tags.clone(),
+        tags,
         original: None,
         program_version: Some(PROGRAM_VERSION.into()),
         summary: None,
