@@ -1,7 +1,7 @@
 //! `restash init` and `restash backup` against the real restic 0.14: restic checks, restores
 //! and continues what restash writes (same trees, so restic adds nothing), restash continues
 //! restic's repositories, parent snapshots are used, every backup flag selects exactly what
-//! restic's does, and an unreadable file gives a partial snapshot with exit code 3.
+//! restic's does, and an unreadable file gives a snapshot tagged `partial` with exit code 3.
 //!
 //! Sources that are compared by tree id live in `backup::stable_base()`: restic stores the
 //! metadata of every directory on the way to an absolute target, so those directories must
@@ -15,6 +15,7 @@ use common::backup::*;
 use common::oracle::*;
 use common::tree::write_random_file;
 use common::*;
+use restash_engine::PARTIAL_TAG;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -595,7 +596,9 @@ fn stdin_backup_matches_restic() {
 
 /// Item 5: as an unprivileged user, a file and a directory that cannot be read are named
 /// on stderr, the rest is saved in a snapshot, the exit code is 3 (restic's "incomplete
-/// snapshot"), the snapshot lists what restic's lists, and the repository checks.
+/// snapshot"), the snapshot lists what restic's lists, and the repository checks. restash's
+/// snapshot is tagged `partial`, restic's `tag` keeps that, and a complete backup of the
+/// same source on top of it has no such tag.
 #[test]
 fn unreadable_input_gives_partial_snapshot() {
     let setpriv = Path::new("/usr/bin/setpriv");
@@ -680,5 +683,27 @@ fn unreadable_input_gives_partial_snapshot() {
         "partial snapshots differ:\n{}",
         diffs.join("\n")
     );
+    // restash marks its snapshot, where restic shows and keeps the mark.
+    assert_eq!(
+        made[0]["tags"],
+        serde_json::json!([PARTIAL_TAG]),
+        "{}",
+        made[0]
+    );
+    let summary = &stored_snapshot(&repo, &snapshot_id(&made[0]))["summary"];
+    assert_eq!(summary["total_files_processed"], 2, "{summary}");
+    // restic 0.14's `tag` keeps the mark (and drops the summary it does not know).
+    repo.restic(["tag", "--add", "x", &snapshot_id(&made[0])])
+        .success();
+    let retagged = new_snapshot(&repo, &made[1..]);
+    assert_eq!(retagged["tags"], serde_json::json!([PARTIAL_TAG, "x"]));
+    // Root reads everything: complete, so no mark, though its parent has one.
+    let before = snapshots(&repo);
+    let parent = snapshot_id(&retagged);
+    repo.restash(osargs!["backup", "--host", HOST, "--parent", &parent, &src])
+        .success();
+    let complete = new_snapshot(&repo, &before);
+    assert!(complete.get("tags").is_none(), "{complete}");
+    assert_eq!(complete["parent"], retagged["id"], "{complete}");
     repo.restic(["check", "--read-data"]).success();
 }

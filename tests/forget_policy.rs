@@ -123,6 +123,8 @@ fn write_snapshots(repo: &Path, tree: BlobId, username: &str) -> usize {
             excludes: vec![],
             tags: tags.iter().map(|t| t.to_string()).collect(),
             original: None,
+            program_version: None,
+            summary: None,
         };
         r.save_unpacked(FileType::Snapshot, &s.to_json())
             .expect("save snapshot");
@@ -141,6 +143,8 @@ fn write_snapshots(repo: &Path, tree: BlobId, username: &str) -> usize {
         excludes: vec![],
         tags: vec![],
         original: None,
+        program_version: None,
+        summary: None,
     };
     r.save_unpacked(FileType::Snapshot, &future.to_json())
         .expect("save snapshot");

@@ -131,6 +131,8 @@ fn hostile_names_never_escape_the_target() {
         excludes: vec![],
         tags: vec![],
         original: None,
+        program_version: None,
+        summary: None,
     };
     repo.save_unpacked(FileType::Snapshot, &snap.to_json())
         .unwrap();

@@ -126,6 +126,8 @@ fn synthesize(path: &Path, blobs: usize) {
         excludes: Vec::new(),
         tags: Vec::new(),
         original: None,
+        program_version: None,
+        summary: None,
     };
     repo.save_unpacked(FileType::Snapshot, &sn.to_json())
         .expect("save snapshot");

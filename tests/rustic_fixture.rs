@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::backup::unpack_fixture_into;
+use common::backup::{stored_snapshot, unpack_fixture_into};
 use common::fixtures::{rustic_fixtures_dir, unpack_archive};
 use common::tree::set_mtime;
 use common::*;
@@ -137,6 +137,45 @@ fn cat_and_key_list_match_restic() {
     let list = same_as_restic(&repo, &["key", "list", "--json"]).json();
     let short = list[0]["id"].as_str().expect("key id");
     assert!(keys[0].starts_with(short), "{list}");
+}
+
+/// rustic 0.11.4's `summary` holds restic 0.17's fields among its own: restash reads those,
+/// and the program that wrote the snapshot, from the files as stored.
+#[test]
+fn summary_and_program_version_are_read() {
+    let repo = open_repo();
+    let backend = std::sync::Arc::new(restash_backend::LocalBackend::new(&repo.path));
+    let r = restash_engine::Repository::open(backend, PASSWORD.as_bytes(), None).expect("open");
+    for id in [FIRST, SECOND] {
+        let raw = stored_snapshot(&repo, id);
+        let sn = r
+            .load_snapshot(&restash_format::SnapshotId::parse(id).expect("id"))
+            .expect("load snapshot");
+        assert_eq!(sn.program_version.as_deref(), Some("rustic 0.11.4"));
+        let summary = sn.summary.expect("summary read");
+        let read = serde_json::to_value(&summary).expect("summary JSON");
+        for (field, value) in read.as_object().expect("object") {
+            if field.starts_with("backup_") {
+                let want =
+                    restash_format::GoTime::parse(raw["summary"][field].as_str().expect(field));
+                assert_eq!(
+                    value,
+                    &json!(want.expect(field).to_go_string()),
+                    "{id}: {field}"
+                );
+            } else {
+                assert_eq!(value, &raw["summary"][field], "{id}: {field}");
+            }
+        }
+    }
+    let first = r
+        .load_snapshot(&restash_format::SnapshotId::parse(FIRST).expect("id"))
+        .expect("load snapshot");
+    let summary = first.summary.expect("summary");
+    assert_eq!(
+        (summary.total_files_processed, summary.total_bytes_processed),
+        (76, 1_125_905)
+    );
 }
 
 #[test]

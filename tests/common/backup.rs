@@ -391,6 +391,19 @@ pub fn snapshots(repo: &Repo) -> Vec<Value> {
     }
 }
 
+/// The snapshot file `id` (a full id) as stored, decrypted: both tools' `cat snapshot` print
+/// only the fields restic 0.14 knows.
+pub fn stored_snapshot(repo: &Repo, id: &str) -> Value {
+    let backend = std::sync::Arc::new(restash_backend::LocalBackend::new(&repo.path));
+    let r = restash_engine::Repository::open(backend, crate::common::PASSWORD.as_bytes(), None)
+        .expect("open repository");
+    let id = restash_format::Id::parse(id).expect("snapshot id");
+    let raw = r
+        .load_unpacked(restash_backend::FileType::Snapshot, &id)
+        .expect("load snapshot");
+    serde_json::from_slice(&raw).expect("snapshot JSON")
+}
+
 /// The snapshot whose id is not among `before`; panics unless there is exactly one.
 #[track_caller]
 pub fn new_snapshot(repo: &Repo, before: &[Value]) -> Value {

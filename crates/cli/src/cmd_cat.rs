@@ -9,6 +9,7 @@ use restash_engine::{select_one, ArchiveFormat, EngineError, SnapshotFilter};
 use restash_format::{master_key_json, BlobId, Id, KeyId};
 
 use crate::args::FilterArgs;
+use crate::display::restic_014_view;
 use crate::global::GlobalOpts;
 use crate::ui::Ui;
 
@@ -60,7 +61,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         }
         "snapshot" => {
             let (_, s) = select_one(&repo, &need_id()?, &SnapshotFilter::default(), &ctl(g))?;
-            writeln!(out, "{}", pretty(&s)?)?
+            writeln!(out, "{}", pretty(&restic_014_view(&s))?)?
         }
         "lock" => {
             let id = find_file(&repo, FileType::Lock, &need_id()?)?;

@@ -36,9 +36,19 @@ pub fn go_time_string(t: &GoTime) -> String {
     t.to_go_text()
 }
 
+/// A snapshot as restic 0.14 prints it: without restic 0.17's `program_version` and
+/// `summary`, which it reads past. The file keeps them; only what is shown matches.
+pub fn restic_014_view(s: &Snapshot) -> Snapshot {
+    Snapshot {
+        program_version: None,
+        summary: None,
+        ..s.clone()
+    }
+}
+
 /// A snapshot as `restic snapshots --json` prints it: its fields plus `id` and `short_id`.
 pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
-    let mut v = serde_json::to_value(s).expect("snapshot serializes");
+    let mut v = serde_json::to_value(restic_014_view(s)).expect("snapshot serializes");
     if let Some(obj) = v.as_object_mut() {
         obj.insert("id".into(), id.to_string().into());
         obj.insert("short_id".into(), id.short().into());

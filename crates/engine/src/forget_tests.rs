@@ -14,6 +14,8 @@ fn snap(n: u8, time: &str, host: &str, tags: &[&str]) -> SnapshotEntry {
         excludes: vec![],
         tags: tags.iter().map(|t| t.to_string()).collect(),
         original: None,
+        program_version: None,
+        summary: None,
     };
     (SnapshotId(Id([n; 32])), s)
 }

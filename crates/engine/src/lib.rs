@@ -88,6 +88,7 @@ mod walk;
 pub mod whoami;
 
 pub use archive::{dump_archive, dump_file, dump_tar, dump_zip, ArchiveFormat, FileReader};
+pub use archiver::{PARTIAL_TAG, PROGRAM_VERSION};
 pub use error::{EngineError, Result};
 pub use filter::{Pattern, PatternSet};
 pub use index::{BlobLocation, IndexEntry, MasterIndex};

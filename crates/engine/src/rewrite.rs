@@ -4,7 +4,8 @@
 //! Trees are rewritten bottom-up. A directory that no pattern can reach below is not even
 //! loaded: its tree, and so its id, stays as it is. A tree that loses an entry (or whose
 //! subtree changed) is encoded again and saved unless the repository has it. The new
-//! snapshot keeps time, host, paths and tags, gains the tag `rewrite` (unless `--forget`)
+//! snapshot keeps time, host, paths, tags and summary (with the file and byte totals of
+//! what is left, as restic 0.17 counts them), gains the tag `rewrite` (unless `--forget`)
 //! and names the old one in `original`. A snapshot where nothing changes is left alone.
 //! Data blobs are never removed here: that is prune's job.
 
@@ -139,10 +140,13 @@ fn rewrite_snapshot(
     ctl: &Control,
     out: &mut RewriteSummary,
 ) -> Result<()> {
+    // restic 0.17 sets a summary's totals to what is left after excluding; counting visits
+    // every tree, which only a snapshot with a summary pays for.
+    let mut tally = snap.summary.as_ref().map(|_| Tally::default());
     let root = if opts.excludes.is_empty() {
         snap.tree
     } else {
-        trees.rewrite(b"/", snap.tree, ctl)?
+        trees.rewrite(b"/", snap.tree, tally.as_mut(), ctl)?
     };
     if let Some(saver) = trees.saver {
         // The new snapshot may only name trees that are stored and indexed.
@@ -172,6 +176,12 @@ fn rewrite_snapshot(
     // a rewrite or a copy (unlike `tag`, which keeps the first id).
     new.original = Some(*id);
     new.tree = root;
+    if root != snap.tree {
+        if let (Some(summary), Some(t)) = (new.summary.as_mut(), tally) {
+            summary.total_files_processed = t.files;
+            summary.total_bytes_processed = t.bytes;
+        }
+    }
     if !opts.forget && !new.has_tag(REWRITE_TAG) {
         new.tags.push(REWRITE_TAG.into());
     }
@@ -213,6 +223,22 @@ fn item(ctl: &Control, action: &'static str, id: &SnapshotId) {
     });
 }
 
+/// The files a rewritten tree holds and their bytes, restic's way: every file node, in
+/// every directory, however often the same subtree occurs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    files: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    /// Saturating: sizes come from the repository, which may be damaged or hostile.
+    fn add(&mut self, size: u64) {
+        self.files += 1;
+        self.bytes = self.bytes.saturating_add(size);
+    }
+}
+
 /// Rewrites trees without the excluded entries; `saver` is `None` in a dry run.
 struct Trees<'a> {
     repo: &'a Repository,
@@ -231,8 +257,14 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 
 impl Trees<'_> {
     /// The id of tree `id` (found at `path`) without the excluded entries: `id` itself
-    /// when nothing below it is excluded.
-    fn rewrite(&self, path: &[u8], id: BlobId, ctl: &Control) -> Result<BlobId> {
+    /// when nothing below it is excluded. What is kept is added to `tally`, if given.
+    fn rewrite(
+        &self,
+        path: &[u8],
+        id: BlobId,
+        mut tally: Option<&mut Tally>,
+        ctl: &Control,
+    ) -> Result<BlobId> {
         ctl.cancel.check()?;
         let tree = self.repo.load_tree(&id)?;
         let mut kept = Vec::with_capacity(tree.nodes.len());
@@ -248,17 +280,24 @@ impl Trees<'_> {
                 continue;
             }
             let mut node = node.clone();
-            if node.node_type == NodeType::Dir && self.excludes.child_may_match(&node_path) {
-                let Some(sub) = node.subtree else {
-                    return Err(EngineError::Corrupt(format!(
-                        "directory {:?} has no subtree",
-                        String::from_utf8_lossy(&node_path)
-                    )));
-                };
-                let new = self.rewrite(&node_path, sub, ctl)?;
-                if new != sub {
-                    node.subtree = Some(new);
-                    changed = true;
+            if node.node_type == NodeType::File {
+                if let Some(t) = tally.as_deref_mut() {
+                    t.add(node.size);
+                }
+            }
+            if node.node_type == NodeType::Dir {
+                let reached = self.excludes.child_may_match(&node_path);
+                if reached || tally.is_some() {
+                    let sub = subtree_of(&node, &node_path)?;
+                    if reached {
+                        let new = self.rewrite(&node_path, sub, tally.as_deref_mut(), ctl)?;
+                        if new != sub {
+                            node.subtree = Some(new);
+                            changed = true;
+                        }
+                    } else if let Some(t) = tally.as_deref_mut() {
+                        self.count(&node_path, sub, t, ctl)?;
+                    }
                 }
             }
             kept.push(node);
@@ -282,4 +321,29 @@ impl Trees<'_> {
         }
         Ok(new_id)
     }
+
+    /// Adds the files below tree `id` (at `path`), left as they are, to `tally`.
+    fn count(&self, path: &[u8], id: BlobId, tally: &mut Tally, ctl: &Control) -> Result<()> {
+        ctl.cancel.check()?;
+        for node in &self.repo.load_tree(&id)?.nodes {
+            match node.node_type {
+                NodeType::File => tally.add(node.size),
+                NodeType::Dir => {
+                    let node_path = join(path, &node.name);
+                    self.count(&node_path, subtree_of(node, &node_path)?, tally, ctl)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn subtree_of(node: &restash_format::Node, path: &[u8]) -> Result<BlobId> {
+    node.subtree.ok_or_else(|| {
+        EngineError::Corrupt(format!(
+            "directory {:?} has no subtree",
+            String::from_utf8_lossy(path)
+        ))
+    })
 }

@@ -42,6 +42,6 @@ pub use pack::{
     parse_header, parse_trailer, BlobType, PackBuilder, PackEntry, HEADER_TAIL_READ,
     MAX_HEADER_SIZE,
 };
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotSummary};
 pub use time::GoTime;
 pub use unpacked::{compress_blob, decode_unpacked, decompress_blob, encode_unpacked, Compression};

@@ -188,6 +188,12 @@ impl Library {
     /// A snapshot's files and bytes: restic 0.17's summary when the snapshot has one,
     /// else counted from its tree.
     pub fn snapshot_totals(&self, snap: &Snapshot) -> Result<Totals, EngineError> {
+        if let Some(s) = &snap.summary {
+            return Ok(Totals {
+                files: s.total_files_processed,
+                bytes: s.total_bytes_processed,
+            });
+        }
         self.tree_totals(&snap.tree)
     }
 
@@ -240,7 +246,7 @@ impl Library {
                 series,
                 tags,
                 stale: age_secs > stale_after.as_secs(),
-                partial: last.tags.iter().any(|t| t == "partial"),
+                partial: last.tags.iter().any(|t| t == restash_engine::PARTIAL_TAG),
             });
         }
         Ok(out)

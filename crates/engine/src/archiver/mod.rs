@@ -19,7 +19,8 @@ use std::time::Instant;
 use restash_backend::FileType;
 use restash_chunker::ChunkerParams;
 use restash_format::{
-    BlobId, BlobType, Compression, GoTime, Node, NodeType, Snapshot, SnapshotId, Tree,
+    BlobId, BlobType, Compression, GoTime, Node, NodeType, Snapshot, SnapshotId, SnapshotSummary,
+    Tree,
 };
 
 pub use fsnode::{go_mode, local_time, NodeMaker};
@@ -30,6 +31,18 @@ use walker::{read_content, ReadCtx, TargetSpec};
 
 use crate::events::{Control, Event, Phase};
 use crate::{whoami, EngineError, PatternSet, Repository, Result};
+
+/// The tag a snapshot gets when files or directories could not be read (backup exits 3).
+///
+/// A tag, because it is the only place in restic's snapshot format for such a mark: the
+/// snapshot has no error count, and its summary (restic 0.17+) is dropped by older restic
+/// when it rewrites a snapshot, while tags are shown by `snapshots`, filtered by `--tag`,
+/// and kept by restic's `tag`, `rewrite` and `copy`. It does not change what `forget`
+/// keeps: restic groups by host and paths by default, and so does `backup --forget`.
+pub const PARTIAL_TAG: &str = "partial";
+
+/// What the snapshot's `program_version` says, as restic writes `restic 0.17.0`.
+pub const PROGRAM_VERSION: &str = concat!("restash ", env!("CARGO_PKG_VERSION"));
 
 /// Where the data comes from.
 pub enum Source {
@@ -150,6 +163,29 @@ pub struct BackupSummary {
     pub warnings: Vec<String>,
 }
 
+impl BackupSummary {
+    /// The statistics restic 0.17+ records in the snapshot: this summary's numbers, and the
+    /// backup's start and end.
+    pub fn snapshot_summary(&self, backup_start: GoTime, backup_end: GoTime) -> SnapshotSummary {
+        SnapshotSummary {
+            backup_start,
+            backup_end,
+            files_new: self.files_new,
+            files_changed: self.files_changed,
+            files_unmodified: self.files_unmodified,
+            dirs_new: self.dirs_new,
+            dirs_changed: self.dirs_changed,
+            dirs_unmodified: self.dirs_unmodified,
+            data_blobs: self.data_blobs,
+            tree_blobs: self.tree_blobs,
+            data_added: self.data_added,
+            data_added_packed: self.data_added_packed,
+            total_files_processed: self.total_files_processed,
+            total_bytes_processed: self.total_bytes_processed,
+        }
+    }
+}
+
 /// The warning for a parent tree that could not be loaded: the backup stays complete, but
 /// the damage in the repository must not go unseen.
 fn parent_tree_warning(id: &BlobId, e: &EngineError) -> String {
@@ -249,8 +285,12 @@ pub fn backup(
     summary.data_added = saver.stats.data_added.load(Ordering::Relaxed);
     summary.data_added_packed = saver.stats.data_added_packed.load(Ordering::Relaxed);
 
+    let mut tags = opts.tags.clone();
+    if !summary.errors.is_empty() && !tags.iter().any(|t| t == PARTIAL_TAG) {
+        tags.push(PARTIAL_TAG.into());
+    }
     // restic keeps the targets in the order given, duplicates too.
-    let snap = Snapshot {
+    let mut snap = Snapshot {
         time,
         parent,
         tree: root,
@@ -260,12 +300,16 @@ pub fn backup(
         uid: rustix::process::getuid().as_raw(),
         gid: rustix::process::getgid().as_raw(),
         excludes: opts.exclude_strings.clone(),
-        tags: opts.tags.clone(),
+        tags,
         original: None,
+        program_version: Some(PROGRAM_VERSION.into()),
+        summary: None,
     };
     // restic compares only the root tree: equal trees mean equal contents and metadata.
     summary.skipped_unchanged = opts.skip_if_unchanged && parent_tree == Some(root);
     if !opts.dry_run && !summary.skipped_unchanged {
+        // The snapshot's time is when the backup started, as restic's is without --time.
+        snap.summary = Some(summary.snapshot_summary(time, GoTime::now_local()));
         let id = repo.save_unpacked(FileType::Snapshot, &snap.to_json())?;
         summary.snapshot_id = Some(SnapshotId(id));
     }
