@@ -8,7 +8,7 @@ mod common;
 mod servers;
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirEntryExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -208,6 +208,8 @@ fn mount_and_browse(tool: Tool) {
         fs::read(by_id).expect("read by id"),
         fs::read(src.join("a/b/c/deep")).expect("read")
     );
+    same_inodes_as_restic(&repo, dir.path(), &mnt);
+    forgotten_and_looked_up_again(&src, &mnt.join("snapshots/latest").join(rel));
 
     // A snapshot made while mounted appears without remounting.
     write_random_file(&src.join("a/new-file"), 300_000, 11);
@@ -244,6 +246,67 @@ fn mount_and_browse(tool: Tool) {
         names(&mnt).is_empty(),
         "the mountpoint is the empty directory again"
     );
+}
+
+// Every entry's inode number, from stat and from its directory's listing, by path below
+// `root` (symlinks not followed).
+fn inode_numbers(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, u64, u64)>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {dir:?}: {e}"))
+        .map(|e| e.expect("entry"))
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let m = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("stat {p:?}: {e}"));
+        let rel = p.strip_prefix(root).expect("below root").to_path_buf();
+        out.push((rel, m.ino(), e.ino()));
+        if m.is_dir() {
+            inode_numbers(root, &p, out);
+        }
+    }
+}
+
+// restic 0.14's mount of the same repository numbers every entry as restash's does.
+fn same_inodes_as_restic(repo: &Path, dir: &Path, mnt: &Path) {
+    let theirs = dir.join("restic-mnt");
+    fs::create_dir(&theirs).expect("mkdir");
+    let _unmount = Unmount(&theirs);
+    let mut restic = Background::spawn(
+        Tool::Restic,
+        with_repo(repo, osargs!["mount", &theirs]),
+        &[],
+        false,
+    );
+    wait_for("restic's mount", &mut restic, || {
+        theirs.join("snapshots").is_dir()
+    });
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    inode_numbers(&theirs, &theirs, &mut want);
+    inode_numbers(mnt, mnt, &mut got);
+    assert!(want.len() > 20, "restic's mount shows {want:?}");
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w, g, "path, inode from stat, inode from the listing");
+    }
+    assert_eq!(want.len(), got.len());
+    restic.signal(rustix::process::Signal::Int);
+    restic.wait();
+    assert!(!is_mounted(&theirs), "restic's mount is gone");
+}
+
+// The kernel forgets the inodes it evicts (root may make it evict all of them); looked up
+// again they have the numbers they had and the same contents.
+fn forgotten_and_looked_up_again(src: &Path, mounted: &Path) {
+    let mut before = Vec::new();
+    inode_numbers(mounted, mounted, &mut before);
+    if fs::write("/proc/sys/vm/drop_caches", b"2").is_err() {
+        eprintln!("not evicting the mount's inodes: /proc/sys/vm/drop_caches is not writable");
+        return;
+    }
+    let mut after = Vec::new();
+    inode_numbers(mounted, mounted, &mut after);
+    assert_eq!(before, after, "inode numbers after the kernel forgot them");
+    compare(src, mounted);
 }
 
 fn repo_snapshot_ids(repo: &Path) -> Vec<String> {
