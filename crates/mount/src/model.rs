@@ -190,6 +190,17 @@ impl MountModel {
         settings: Settings,
         warn: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Result<MountModel> {
+        let all = Snapshots::load(&repo).map_err(engine("load snapshots".into()))?;
+        Self::with_snapshots(repo, settings, warn, all)
+    }
+
+    /// [`MountModel::new`] with the snapshot list already loaded (while the index loaded).
+    pub fn with_snapshots(
+        repo: Repository,
+        settings: Settings,
+        warn: Box<dyn Fn(&str) + Send + Sync>,
+        all: Snapshots,
+    ) -> Result<MountModel> {
         let (uid, gid) = if settings.owner_root {
             (0, 0)
         } else {
@@ -218,7 +229,7 @@ impl MountModel {
             started: SystemTime::now(),
             warn,
         };
-        model.reload(&mut lock(&model.state), false)?;
+        model.apply(&mut lock(&model.state), &all, false)?;
         Ok(model)
     }
 
@@ -230,6 +241,11 @@ impl MountModel {
     // new blobs), unless this is the first load.
     fn reload(&self, st: &mut State, index: bool) -> Result<()> {
         let all = Snapshots::load(&self.repo()).map_err(engine("load snapshots".into()))?;
+        self.apply(st, &all, index)
+    }
+
+    // Shows the snapshots of `all` that the filter lets through.
+    fn apply(&self, st: &mut State, all: &Snapshots, index: bool) -> Result<()> {
         // Oldest first, then by id: the order `Snapshots` keeps them in.
         let chosen: Vec<SnapshotEntry> = all.matching(&self.settings.filter).cloned().collect();
         let mut seen: Vec<SnapshotId> = chosen.iter().map(|(id, _)| *id).collect();
