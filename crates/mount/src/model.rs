@@ -369,9 +369,16 @@ impl MountModel {
     }
 
     // The entry for the kernel's lookup, counted until the kernel forgets it.
-    fn looked_up(&self, parent: u64, name: &[u8], key: Key, kind: Kind) -> Result<Attr> {
+    // `kind` is made only for an entry the kernel does not hold yet.
+    fn looked_up(
+        &self,
+        parent: u64,
+        name: &[u8],
+        key: Key,
+        kind: impl FnOnce() -> Kind,
+    ) -> Result<Attr> {
         let hash = dynamic_inode(parent, name);
-        let (ino, inode) = lock(&self.table).lookup(key, hash, || Inode::new(kind, parent));
+        let (ino, inode) = lock(&self.table).lookup(key, hash, || Inode::new(kind(), parent));
         Ok(self.attr_of(ino, &inode))
     }
 
@@ -384,13 +391,13 @@ impl MountModel {
             let utf8 = std::str::from_utf8(name).map_err(|_| MountError::NotFound)?;
             let (key, kind) = Self::meta_child(&st, path, utf8).ok_or(MountError::NotFound)?;
             // Under the state lock: a refresh cannot move the name meanwhile.
-            return self.looked_up(parent, name, key, kind);
+            return self.looked_up(parent, name, key, || kind);
         }
         let tree = Self::subtree(&kind)?.ok_or(MountError::NotDir)?;
         let tree = self.tree(&tree)?;
         let node = tree.find(name).ok_or(MountError::NotFound)?;
         let key = Key::Child(parent, name.to_vec());
-        self.looked_up(parent, name, key, Kind::Node(Arc::new(node.clone())))
+        self.looked_up(parent, name, key, || Kind::Node(Arc::new(node.clone())))
     }
 
     /// A directory's entries (without `.` and `..`), with their inode numbers (those a
