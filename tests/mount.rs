@@ -1,8 +1,9 @@
 //! `restash mount` end to end, through the kernel: repositories written by restic 0.14 and
 //! by restash are mounted, browsed as restic's mount lays them out, every file compared
-//! with its source, a snapshot made while mounted shows up without remounting, SIGINT
-//! and SIGTERM unmount and exit 130 and 143, and `--owner-root` and `--host` change what
-//! is shown.
+//! with its source, every inode number compared with restic 0.14's mount of the same
+//! repository (and again after the kernel evicted the inodes), a snapshot made while
+//! mounted shows up without remounting, SIGINT and SIGTERM unmount and exit 130 and 143,
+//! and `--owner-root` and `--host` change what is shown.
 mod common;
 #[path = "common/servers.rs"]
 mod servers;
