@@ -10,6 +10,15 @@
 # ratios restash warm / restic warm and restash cold / restic --no-cache, and a second
 # table with the HTTP requests and new connections each step made (counted by the proxy).
 #
+# Mount step (MOUNT=1): a second dataset of 100,000 × SCALE small files in 100 dirs is
+# backed up once by restic straight to SeaweedFS (not through the proxy: only the
+# mount is measured over the link), into its own bucket. Then each of MOUNT_TOOLS mounts
+# it through the proxy with an empty --cache-dir ("mount-cold") and again with that same
+# cache dir ("mount-warm"); each time the time from starting `mount` to one file
+# (MOUNT_FILE) read through the mount is measured (benches/e2e/mount-cat.py, which then
+# stops the mount with SIGINT). Rows: variant "<tool>-mount", steps mount-cold/mount-warm;
+# the backup is variant "mount-setup". Needs /dev/fuse and fusermount3.
+#
 # Variants (VARIANTS, in order; all four by default):
 #   restic-warm      restic with one --cache-dir for the whole sequence (empty at init)
 #   restic-nocache   restic --no-cache on every command (what a pod without a volume sees)
@@ -36,12 +45,18 @@
 #   SCALE         dataset scale factor (0.05 = quick try)          [1]
 #                   300 MiB × SCALE of random data in 3 files (big/random-{0,1,2}.bin)
 #                   5,000 × SCALE files of 1-8 KiB hex text in 100 dirs (small/dNN/)
-#   VARIANTS      see above               ["restic-warm restic-nocache restash-cold restash-warm"]
+#   VARIANTS      see above; "none" runs only the mount step
+#                 ["restic-warm restic-nocache restash-cold restash-warm"]
 #   RUNS          repetitions; the table shows the best (minimum) wall time   [1]
 #   WAN_PROXY     delay | fault-latency | fault-jitter | none                 [delay]
 #   WAN_MIN_MS / WAN_MAX_MS   one-way delay range in ms                       [20 / 30]
 #   ONE_FILE      the file restored by "restore one file", relative to the dataset
 #                 [small/d07/f000007.txt]
+#   MOUNT         1: the mount step, 0: not                                    [1]
+#   MOUNT_FILES   files in the mount dataset                      [100,000 × SCALE]
+#   MOUNT_FILE    the file read through the mount, relative to it [d42/f054342.txt if
+#                 there are that many files, else d07/f000007.txt]
+#   MOUNT_TOOLS   which tools mount, in order                      ["restic restash"]
 #   RESTASH_BIN   [<workspace>/target-bench/release/restash if built, else target/release]
 #   RESTIC_BIN    [/usr/bin/restic]
 #   RESTIC_PASSWORD  repository password for both tools   [restash-bench]
@@ -60,6 +75,9 @@ ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/dev/shm/restash-bench}
 SCALE=${SCALE:-1}
 VARIANTS=${VARIANTS:-"restic-warm restic-nocache restash-cold restash-warm"}
+if [ "$VARIANTS" = none ]; then VARIANTS=""; fi
+MOUNT=${MOUNT:-1}
+MOUNT_TOOLS=${MOUNT_TOOLS:-"restic restash"}
 RUNS=${RUNS:-1}
 WAN_PROXY=${WAN_PROXY:-delay}
 WAN_MIN_MS=${WAN_MIN_MS:-20}
@@ -91,6 +109,13 @@ for v in $VARIANTS; do
         *) die "unknown variant $v" ;;
     esac
 done
+for t in $MOUNT_TOOLS; do
+    case $t in restic | restash) ;; *) die "unknown mount tool $t" ;; esac
+done
+if [ "$MOUNT" = 1 ] && { [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null; }; then
+    note "no /dev/fuse or fusermount3: skipping the mount step"
+    MOUNT=0
+fi
 [ -x "$RESTIC_BIN" ] || die "restic not found at $RESTIC_BIN"
 [ -x "$RESTASH_BIN" ] || die "restash not found at $RESTASH_BIN (build it: CARGO_TARGET_DIR=$ROOT/target-bench cargo build --release -p restash)"
 
@@ -109,6 +134,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 BIG_BYTES=$(python3 -c "print(int(314572800 * float('$SCALE')) // 3 * 3)")
 SMALL_FILES=$(python3 -c "print(max(1, round(5000 * float('$SCALE'))))")
+MOUNT_FILES=${MOUNT_FILES:-$(python3 -c "print(max(1, round(100000 * float('$SCALE'))))")}
+if [ -z "${MOUNT_FILE:-}" ]; then
+    MOUNT_FILE=d07/f000007.txt
+    if [ "$MOUNT_FILES" -gt 54342 ]; then MOUNT_FILE=d42/f054342.txt; fi
+fi
+MOUNT_SRC=$DATA_DIR/mount
 
 # Deterministic pseudo-random bytes (as in run.sh): AES-256-CTR keystream under a key
 # derived from the seed, else Python's seeded Mersenne Twister.
@@ -141,8 +172,12 @@ gen_wan() {
     for i in 0 1 2; do
         gen_stream "restash-bench-wan-$i" $((BIG_BYTES / 3)) >"$SRC/big/random-$i.bin"
     done
-    # The same generator as run.sh's `small` dataset.
-    python3 - "$SRC/small" "$SMALL_FILES" <<'EOF'
+    gen_small_files "$SRC/small" "$SMALL_FILES"
+    echo "$stamp" >"$DATA_DIR/wan.stamp"
+}
+
+gen_small_files() { # DIR COUNT: the same generator as run.sh's `small` dataset
+    python3 - "$1" "$2" <<'EOF'
 import os, random, sys
 root, count = sys.argv[1], int(sys.argv[2])
 rng = random.Random(0x5EED)
@@ -155,11 +190,28 @@ for i in range(count):
     with open(os.path.join(root, f"d{i % dirs:02d}", f"f{i:06d}.txt"), "w") as f:
         f.write(body)
 EOF
-    echo "$stamp" >"$DATA_DIR/wan.stamp"
 }
 
-gen_wan
-[ -f "$SRC/$ONE_FILE" ] || die "ONE_FILE $ONE_FILE is not in the dataset (smaller SCALE? set ONE_FILE)"
+gen_mount() {
+    local stamp="mount v1 files=$MOUNT_FILES"
+    if [ "$REGEN" != 1 ] && [ -f "$DATA_DIR/mount.stamp" ] && [ "$(cat "$DATA_DIR/mount.stamp")" = "$stamp" ]; then
+        return
+    fi
+    note "generating the mount dataset: $MOUNT_FILES small files"
+    rm -rf "$MOUNT_SRC" "$DATA_DIR/mount.stamp"
+    mkdir -p "$MOUNT_SRC"
+    gen_small_files "$MOUNT_SRC" "$MOUNT_FILES"
+    echo "$stamp" >"$DATA_DIR/mount.stamp"
+}
+
+if [ -n "$VARIANTS" ]; then
+    gen_wan
+    [ -f "$SRC/$ONE_FILE" ] || die "ONE_FILE $ONE_FILE is not in the dataset (smaller SCALE? set ONE_FILE)"
+fi
+if [ "$MOUNT" = 1 ]; then
+    gen_mount
+    [ -f "$MOUNT_SRC/$MOUNT_FILE" ] || die "MOUNT_FILE $MOUNT_FILE is not in the mount dataset (set MOUNT_FILE)"
+fi
 
 # ---------------------------------------------------------------------- server, proxy
 
@@ -398,6 +450,50 @@ open(path, "w").write("\n".join(lines) + "\n")
 EOF
 }
 
+# The mount dataset, backed up once by restic straight to the server (see the header).
+MOUNT_BUCKET=wan-${RUN_ID,,}-mount
+mount_setup() {
+    local direct=${S3_URL%/}/$MOUNT_BUCKET
+    CHECK=""
+    measure mount-setup 1 init "$RESTIC_BIN" -r "$direct" -q --no-cache init
+    [ "$STATUS" = ok ] || return 1
+    measure mount-setup 1 backup "$RESTIC_BIN" -r "$direct" -q --no-cache backup "$MOUNT_SRC"
+    [ "$STATUS" = ok ] || return 1
+}
+
+# The mount step of one run: each tool mounts the dataset through the link, cold and warm.
+bench_mount() { # RUN
+    local run=$1 tool phase line rc before after
+    local linked=$REPO_BASE/$MOUNT_BUCKET mnt=$WORK_DIR/mnt
+    local rel=${MOUNT_SRC#/}/$MOUNT_FILE
+    mkdir -p "$mnt"
+    for tool in $MOUNT_TOOLS; do
+        local bin=$RESTIC_BIN cache=$WORK_DIR/mount-cache-$tool
+        if [ "$tool" = restash ]; then bin=$RESTASH_BIN; fi
+        rm -rf "$cache"
+        for phase in cold warm; do
+            local log=$LOG_DIR/$tool-mount-run$run-$phase.log
+            before=$(req_lines)
+            rc=0
+            line=$(python3 "$SCRIPT_DIR/mount-cat.py" "$mnt" "snapshots/latest/$rel" "$MOUNT_SRC/$MOUNT_FILE" "$log" -- \
+                "$bin" -r "$linked" --cache-dir "$cache" mount "$mnt") || rc=$?
+            after=$(req_lines)
+            local wall user sys rss code check
+            read -r wall user sys rss code check <<<"$line"
+            STATUS=ok
+            if [ "$rc" != 0 ]; then
+                STATUS=FAILED
+                note "$tool mount-$phase (run $run) FAILED: $line; log: $log"
+                tail -n5 "$log" | sed 's/^/    /' >&2
+            fi
+            csv "$RUN_ID" "$tool-mount" "$run" "mount-$phase" "$STATUS" "$wall" "$user" "$sys" "$rss" \
+                "$(req_summary "$before" "$after")" "${check//_/ } (exit $code)"
+            note "  $tool mount-$phase: $STATUS ${wall:+${wall}s}"
+        done
+        if [ "$KEEP" != 1 ]; then rm -rf "$cache"; fi
+    done
+}
+
 # Measured cost of a round trip through the proxy: 20 keep-alive requests over one
 # connection (the first also pays the connect), then 10 new connections.
 probe_rtt() {
@@ -420,11 +516,19 @@ EOF
 RTT=$(probe_rtt)
 note "proxy $WAN_PROXY: $RTT"
 
+if [ "$MOUNT" = 1 ]; then
+    note "mount setup: restic backs up $MOUNT_FILES files straight to the server"
+    mount_setup || MOUNT=0
+fi
 for run in $(seq 1 "$RUNS"); do
     for v in $VARIANTS; do
         note "$v run $run/$RUNS"
         bench_variant "$v" "$run"
     done
+    if [ "$MOUNT" = 1 ]; then
+        note "mount run $run/$RUNS"
+        bench_mount "$run"
+    fi
 done
 
 # ------------------------------------------------------------------------------ report
@@ -435,6 +539,9 @@ done
     echo "- host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- SeaweedFS ($UPSTREAM) behind proxy \`$WAN_PROXY\`, ${WAN_MIN_MS}-${WAN_MAX_MS} ms each way; measured: $RTT"
     echo "- data on $fstype (SCALE=$SCALE): $BIG_BYTES bytes of random data in 3 files + $SMALL_FILES files of 1-8 KiB hex text; restore one file: $ONE_FILE"
+    if [ "$MOUNT" = 1 ]; then
+        echo "- mount: $MOUNT_FILES files of 1-8 KiB in 100 dirs ($MOUNT_SRC), backed up by restic straight to SeaweedFS; mounted through the proxy by $MOUNT_TOOLS; the file read: $MOUNT_FILE; cold: an empty --cache-dir, warm: the same dir again"
+    fi
     echo "- restic: $("$RESTIC_BIN" version | head -n1); restash: $("$RESTASH_BIN" --version | head -n1)"
     echo "- each variant has its own bucket and runs init + the steps below in order; warm: one --cache-dir for the sequence; cold: a new empty --cache-dir per command"
     echo "- best of $RUNS run(s), wall seconds; ratios < 1 favour restash"
@@ -477,35 +584,65 @@ if "restash-warm" in variants and "restic-warm" in variants:
 if "restash-cold" in variants and "restic-nocache" in variants:
     ratios.append(("restash cold / restic --no-cache", "restash-cold", "restic-nocache"))
 
-head = ["step"] + [names[v] for v in variants] + [r[0] for r in ratios]
-print("| " + " | ".join(head) + " |")
-print("|---|" + "|".join("---:" for _ in head[1:]) + "|")
-for step, label in steps:
-    line = [label] + [fmt(v, step) for v in variants]
-    line += [ratio(wall(a, step), wall(b, step)) for _, a, b in ratios]
-    print("| " + " | ".join(line) + " |")
 def check(v, step):
     r = best(v, step)
     return r["check"] if isinstance(r, dict) else "–"
-for step, label in [("ls", "check: `ls latest` entries"), ("restore-one", "check: one file (cmp)"),
-                    ("restore", "check: full restore (diff -r)")]:
-    print("| " + " | ".join([label] + [check(v, step) for v in variants] + ["" for _ in ratios]) + " |")
 
-if any(r["requests"] for r in rows):
+def requests(r):
+    if not isinstance(r, dict) or not r["requests"]:
+        return "–"
+    detail = r["by_method"].replace(";", " ").replace("=", " ")
+    return f"{r['requests']} / {r['connections']} ({detail})"
+
+if variants:
+    head = ["step"] + [names[v] for v in variants] + [r[0] for r in ratios]
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "|".join("---:" for _ in head[1:]) + "|")
+    for step, label in steps:
+        line = [label] + [fmt(v, step) for v in variants]
+        line += [ratio(wall(a, step), wall(b, step)) for _, a, b in ratios]
+        print("| " + " | ".join(line) + " |")
+    for step, label in [("ls", "check: `ls latest` entries"), ("restore-one", "check: one file (cmp)"),
+                        ("restore", "check: full restore (diff -r)")]:
+        print("| " + " | ".join([label] + [check(v, step) for v in variants] + ["" for _ in ratios]) + " |")
+
+if variants and any(r["requests"] for r in rows):
     print()
     print("HTTP requests / new connections per step (from the best run; LIST = GET of the bucket with list parameters):")
     print()
     print("| step | " + " | ".join(names[v] for v in variants) + " |")
     print("|---|" + "|".join("---:" for _ in variants) + "|")
     for step, label in [("init", "init")] + steps:
-        cells = []
-        for v in variants:
-            r = best(v, step)
-            if not isinstance(r, dict) or not r["requests"]:
-                cells.append("–"); continue
-            detail = r["by_method"].replace(";", " ").replace("=", " ")
-            cells.append(f"{r['requests']} / {r['connections']} ({detail})")
-        print("| " + " | ".join([label] + cells) + " |")
+        print("| " + " | ".join([label] + [requests(best(v, step)) for v in variants]) + " |")
+
+tools = [t for t in ("restic", "restash") if any(r["variant"] == f"{t}-mount" for r in rows)]
+if tools:
+    print()
+    print("Mount: seconds from starting `mount` to one file read through it (best of the runs), "
+          "user+sys CPU s and peak RSS MiB of the mount process, and its HTTP requests / new connections:")
+    print()
+    head = ["cache"] + [f"{t}" for t in tools]
+    both = tools == ["restic", "restash"]
+    if both:
+        head.append("restash / restic")
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "|".join("---:" for _ in head[1:]) + "|")
+    for phase in ("cold", "warm"):
+        step = f"mount-{phase}"
+        line = [f"{phase}: to the file read"] + [fmt(f"{t}-mount", step) for t in tools]
+        if both:
+            line.append(ratio(wall("restash-mount", step), wall("restic-mount", step)))
+        print("| " + " | ".join(line) + " |")
+        def cpu(r):
+            if not isinstance(r, dict) or r["status"] != "ok":
+                return "–"
+            return f"{float(r['user_s']) + float(r['sys_s']):.2f} s, {int(r['maxrss_kib']) / 1024:.0f} MiB"
+        line = [f"{phase}: CPU, RSS"] + [cpu(best(f"{t}-mount", step)) for t in tools]
+        print("| " + " | ".join(line + ([""] if both else [])) + " |")
+        line = [f"{phase}: requests"] + [requests(best(f"{t}-mount", step)) for t in tools]
+        print("| " + " | ".join(line + ([""] if both else [])) + " |")
+        line = [f"{phase}: check"] + [check(f"{t}-mount", step) for t in tools]
+        print("| " + " | ".join(line + ([""] if both else [])) + " |")
 EOF
 
 {

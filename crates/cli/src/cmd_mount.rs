@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use restash_engine::events::Cancel;
+use restash_engine::Snapshots;
 use restash_mount::{MountModel, MountOptions, Settings};
 
 use crate::args::FilterArgs;
@@ -52,9 +53,15 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
         Err(e) => return Err(e).with_context(|| format!("Mountpoint {}", mp.display())),
     }
     let mut repo = g.open()?;
-    // restic holds its read lock for as long as the repository is mounted.
-    let _lock = g.read_lock(&repo, "mount")?;
-    repo.load_index()?;
+    // The lock is taken and the snapshots listed while the index loads: their round trips
+    // overlap. restic holds its read lock for as long as the repository is mounted.
+    let (locked, index) = repo.load_index_with(|repo| {
+        let lock = g.read_lock(repo, "mount")?;
+        let all = Snapshots::load(repo).context("load snapshots")?;
+        anyhow::Ok((lock, all))
+    });
+    let (_lock, all) = locked?;
+    index?;
     let mut settings = Settings {
         filter: a.filter.to_filter(),
         owner_root: a.owner_root,
@@ -65,7 +72,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
         settings.templates = a.path_templates;
     }
     let warn = Box::new(|w: &str| eprintln!("{w}"));
-    let model = Arc::new(MountModel::new(repo, settings, warn)?);
+    let model = Arc::new(MountModel::with_snapshots(repo, settings, warn, all)?);
     let cancel = Cancel::new();
     crate::signals::cancel_on(&cancel, true)?;
     let opts = MountOptions {

@@ -1,11 +1,15 @@
 //! A memory cache of decrypted, verified blobs (file data, decoded trees), bounded in
 //! bytes: a file read in small pieces by the kernel fetches each blob once, and a listing
-//! followed by a lookup of each entry decodes the tree once.
+//! followed by a lookup of each entry decodes the tree once. [`Shared`] makes requests
+//! served on several threads wait for one load of a blob instead of each loading it (the
+//! kernel reads ahead in parallel pieces of one blob).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use restash_format::BlobId;
+
+use crate::lock;
 
 /// Least recently used blobs go first once `limit` bytes are held.
 #[derive(Debug)]
@@ -66,6 +70,74 @@ impl<V> BlobCache<V> {
     }
 }
 
+// A load in progress: its waiters get the value, or `None` when it failed.
+type Loading<V> = Arc<OnceLock<Option<Arc<V>>>>;
+
+/// A [`BlobCache`] shared by threads, each blob loaded by one of them at a time.
+pub struct Shared<V> {
+    cache: Mutex<BlobCache<V>>,
+    loading: Mutex<HashMap<BlobId, Loading<V>>>,
+}
+
+impl<V> Shared<V> {
+    /// An empty cache holding at most `limit` bytes.
+    pub fn new(limit: usize) -> Shared<V> {
+        Shared {
+            cache: Mutex::new(BlobCache::new(limit)),
+            loading: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The blob `id`, from the cache or from `load` (its value and size in bytes). While
+    /// one thread loads a blob, others asking for it wait for that load; if it fails,
+    /// each of them tries on its own, so every caller gets its own error.
+    pub fn get_or_load<E>(
+        &self,
+        id: &BlobId,
+        load: impl Fn() -> Result<(V, usize), E>,
+    ) -> Result<Arc<V>, E> {
+        if let Some(v) = lock(&self.cache).get(id) {
+            return Ok(v);
+        }
+        let cell = lock(&self.loading).entry(*id).or_default().clone();
+        let mut mine = None;
+        let got = cell
+            .get_or_init(|| {
+                let r = self.load_into_cache(id, &load);
+                let shared = r.as_ref().ok().cloned();
+                mine = Some(r);
+                shared
+            })
+            .clone();
+        if let Some(r) = mine {
+            // Loaded by this thread: the cache holds it now (or it failed), so later
+            // callers must not find this cell.
+            lock(&self.loading).remove(id);
+            return r;
+        }
+        match got {
+            Some(v) => Ok(v),
+            None => self.load_into_cache(id, &load),
+        }
+    }
+
+    fn load_into_cache<E>(
+        &self,
+        id: &BlobId,
+        load: &impl Fn() -> Result<(V, usize), E>,
+    ) -> Result<Arc<V>, E> {
+        let (v, size) = load()?;
+        let v = Arc::new(v);
+        lock(&self.cache).insert(*id, v.clone(), size);
+        Ok(v)
+    }
+
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        lock(&self.cache).held()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +159,48 @@ mod tests {
         assert_eq!(c.held(), 8);
         c.insert(id(4), Arc::new(vec![4; 11]), 11);
         assert!(c.get(&id(4)).is_none(), "larger than the limit");
+    }
+
+    #[test]
+    fn threads_asking_for_one_blob_share_one_load() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        let c: Shared<Vec<u8>> = Shared::new(1 << 20);
+        let loads = AtomicUsize::new(0);
+        let load = || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            // Long enough for the other threads to arrive while it is in progress.
+            std::thread::sleep(Duration::from_millis(200));
+            Ok::<_, String>((vec![7; 100], 100))
+        };
+        std::thread::scope(|s| {
+            let got: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| c.get_or_load(&id(1), load)))
+                .collect();
+            for g in got {
+                assert_eq!(*g.join().expect("thread").expect("load"), vec![7; 100]);
+            }
+        });
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(c.held(), 100);
+        assert!(lock(&c.loading).is_empty(), "no load left in progress");
+
+        // A failed load is not shared: each waiter tries again and gets its own error.
+        let fails = AtomicUsize::new(0);
+        let fail = || {
+            fails.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            Err::<(Vec<u8>, usize), String>("gone".into())
+        };
+        std::thread::scope(|s| {
+            let got: Vec<_> = (0..3)
+                .map(|_| s.spawn(|| c.get_or_load(&id(2), fail)))
+                .collect();
+            for g in got {
+                assert_eq!(g.join().expect("thread").expect_err("fails"), "gone");
+            }
+        });
+        assert_eq!(fails.load(Ordering::SeqCst), 3, "one load per caller");
+        assert!(lock(&c.loading).is_empty());
     }
 }

@@ -1,18 +1,25 @@
-//! The kernel's side: FUSE requests answered from a [`MountModel`].
+//! The kernel's side: FUSE requests answered from a [`MountModel`], on several threads so
+//! that a slow fetch of one blob does not hold up every other request.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fuser::{
-    BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation,
-    INodeNo, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry,
-    Request, SessionACL,
+    BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
 
-use crate::model::{Attr, FileKind, MountModel};
+use crate::model::{Attr, DirEntry, FileKind, MountModel};
 use crate::MountError;
+
+/// Threads answering the kernel. Each can wait for a blob or tree at a time; restic's
+/// mount serves every request on its own goroutine.
+const THREADS: usize = 8;
 
 /// restic's mount options.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,6 +33,10 @@ pub struct MountOptions {
 
 struct Fs {
     model: Arc<MountModel>,
+    // Listings of open directories by handle: made once per opendir, not per readdir
+    // batch (a directory of 100,000 entries takes hundreds of batches).
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -74,6 +85,17 @@ impl Fs {
         }
     }
 
+    // A directory's entries with `.` and `..` first, as the kernel gets them.
+    fn listing(&self, ino: u64) -> crate::Result<Vec<DirEntry>> {
+        let entries = self.model.readdir(ino)?;
+        let parent = self.model.parent(ino).unwrap_or(ino);
+        let mut all = Vec::with_capacity(entries.len() + 2);
+        all.push((ino, FileKind::Dir, b".".to_vec()));
+        all.push((parent, FileKind::Dir, b"..".to_vec()));
+        all.extend(entries);
+        Ok(all)
+    }
+
     fn ttl(&self, ino: u64) -> std::time::Duration {
         match self.model.kind(ino) {
             Ok(k) => self.model.ttl(&k),
@@ -88,6 +110,12 @@ impl Filesystem for Fs {
             Ok(a) => reply.entry(&self.ttl(a.ino), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(self.errno(&format!("lookup {name:?}"), e)),
         }
+    }
+
+    // fuser's default `batch_forget` comes here for each inode of the batch (its
+    // `ForgetOne` is not exported, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.model.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -121,38 +149,57 @@ impl Filesystem for Fs {
         }
     }
 
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.listing(ino.0) {
+            Ok(l) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                crate::lock(&self.dirs).insert(fh, Arc::new(l));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(self.errno("opendir", e)),
+        }
+    }
+
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.model.readdir(ino.0) {
-            Ok(e) => e,
-            Err(e) => return reply.error(self.errno("readdir", e)),
+        let open = crate::lock(&self.dirs).get(&fh.0).cloned();
+        let listing = match open {
+            Some(l) => l,
+            // Not opened through opendir (the kernel always does): list it now.
+            None => match self.listing(ino.0) {
+                Ok(l) => Arc::new(l),
+                Err(e) => return reply.error(self.errno("readdir", e)),
+            },
         };
-        let parent = self.model.parent(ino.0).unwrap_or(ino.0);
-        let dots = [
-            (ino.0, FileKind::Dir, b".".to_vec()),
-            (parent, FileKind::Dir, b"..".to_vec()),
-        ];
-        for (i, (child, kind, name)) in dots
-            .into_iter()
-            .chain(entries)
-            .enumerate()
-            .skip(offset as usize)
-        {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (child, kind, name)) in listing.iter().enumerate().skip(start) {
             if reply.add(
-                INodeNo(child),
+                INodeNo(*child),
                 i as u64 + 1,
-                file_type(kind),
-                OsStr::from_bytes(&name),
+                file_type(*kind),
+                OsStr::from_bytes(name),
             ) {
                 break;
             }
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        crate::lock(&self.dirs).remove(&fh.0);
         reply.ok();
     }
 }
@@ -164,6 +211,7 @@ pub fn spawn(
     opts: MountOptions,
 ) -> std::io::Result<BackgroundSession> {
     let mut cfg = Config::default();
+    cfg.n_threads = Some(THREADS);
     cfg.mount_options = vec![MountOption::RO, MountOption::FSName("restash".into())];
     if opts.allow_other {
         cfg.acl = SessionACL::All;
@@ -172,5 +220,10 @@ pub fn spawn(
             cfg.mount_options.push(MountOption::DefaultPermissions);
         }
     }
-    fuser::spawn_mount(Fs { model }, mountpoint, &cfg)
+    let fs = Fs {
+        model,
+        dirs: Mutex::new(HashMap::new()),
+        next_fh: AtomicU64::new(1),
+    };
+    fuser::spawn_mount(fs, mountpoint, &cfg)
 }

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod fuse;
+pub mod inodes;
 pub mod layout;
 pub mod model;
 
@@ -61,6 +62,11 @@ impl MountError {
             MountError::MissingBlob(_) | MountError::BlobLength { .. } | MountError::Engine { .. }
         )
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in one request must not take the whole mount down with poisoned locks.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Results of file-system requests.

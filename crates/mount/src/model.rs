@@ -1,21 +1,20 @@
-//! The file system as restic's `mount` shows it, independent of FUSE: inode numbers for
-//! what the kernel has looked up, the snapshot layout (re-read when it is browsed), trees
-//! loaded only when a directory is looked into, and file ranges read from the blobs that
-//! cover them.
+//! The file system as restic's `mount` shows it, independent of FUSE: inodes for what the
+//! kernel holds (dropped when it forgets them), the snapshot layout (re-read when it is
+//! browsed), trees loaded only when a directory is looked into, and file ranges read from
+//! the blobs that cover them. Requests may come from several threads at once.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use restash_engine::{Repository, SnapshotEntry, SnapshotFilter, Snapshots};
 use restash_format::{BlobId, BlobType, GoTime, Node, NodeType, SnapshotId, Tree};
 
-use crate::cache::BlobCache;
+use crate::cache::Shared;
+use crate::inodes::{dynamic_inode, Inodes};
 use crate::layout::{self, Layout};
-use crate::{MountError, Result};
+use crate::{lock, MountError, Result};
 
-/// The root directory's inode.
-pub const ROOT: u64 = 1;
+pub use crate::inodes::ROOT;
 
 // Decoded trees kept for the lookups that follow a listing (the size is an estimate).
 const TREE_CACHE_BYTES: usize = 16 << 20;
@@ -127,7 +126,17 @@ struct Inode {
     starts: OnceLock<std::result::Result<Vec<u64>, BlobId>>,
 }
 
-#[derive(Hash, PartialEq, Eq)]
+impl Inode {
+    fn new(kind: Kind, parent: u64) -> Inode {
+        Inode {
+            kind,
+            parent,
+            starts: OnceLock::new(),
+        }
+    }
+}
+
+#[derive(Clone, Hash, PartialEq, Eq)]
 enum Key {
     // A layout path, with the snapshot and link target it stands for: when a refresh
     // moves a name to another snapshot, it becomes another inode.
@@ -135,11 +144,8 @@ enum Key {
     Child(u64, Vec<u8>),
 }
 
-#[derive(Default)]
-struct Table {
-    inodes: Vec<Arc<Inode>>,
-    keys: HashMap<Key, u64>,
-}
+/// A directory entry: its inode number, type and name.
+pub type DirEntry = (u64, FileKind, Vec<u8>);
 
 struct State {
     snapshots: Vec<SnapshotEntry>,
@@ -152,10 +158,10 @@ struct State {
 pub struct MountModel {
     repo: RwLock<Repository>,
     settings: Settings,
-    table: Mutex<Table>,
+    table: Mutex<Inodes<Key, Inode>>,
     state: Mutex<State>,
-    cache: Mutex<BlobCache>,
-    trees: Mutex<BlobCache<Tree>>,
+    cache: Shared<Vec<u8>>,
+    trees: Shared<Tree>,
     uid: u32,
     gid: u32,
     started: SystemTime,
@@ -172,11 +178,6 @@ fn system_time(t: &GoTime) -> SystemTime {
     base + Duration::from_nanos(t.nanos().into())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic in one request must not take the whole mount down with poisoned locks.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn engine(context: String) -> impl FnOnce(restash_engine::EngineError) -> MountError {
     move |source| MountError::Engine { context, source }
 }
@@ -189,6 +190,17 @@ impl MountModel {
         settings: Settings,
         warn: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Result<MountModel> {
+        let all = Snapshots::load(&repo).map_err(engine("load snapshots".into()))?;
+        Self::with_snapshots(repo, settings, warn, all)
+    }
+
+    /// [`MountModel::new`] with the snapshot list already loaded (while the index loaded).
+    pub fn with_snapshots(
+        repo: Repository,
+        settings: Settings,
+        warn: Box<dyn Fn(&str) + Send + Sync>,
+        all: Snapshots,
+    ) -> Result<MountModel> {
         let (uid, gid) = if settings.owner_root {
             (0, 0)
         } else {
@@ -199,10 +211,13 @@ impl MountModel {
         };
         let model = MountModel {
             repo: RwLock::new(repo),
-            cache: Mutex::new(BlobCache::new(settings.cache_bytes)),
-            trees: Mutex::new(BlobCache::new(TREE_CACHE_BYTES)),
+            cache: Shared::new(settings.cache_bytes),
+            trees: Shared::new(TREE_CACHE_BYTES),
             settings,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(Inodes::new(
+                Key::Meta(String::new(), None, None),
+                Inode::new(Kind::Meta(String::new()), ROOT),
+            )),
             state: Mutex::new(State {
                 snapshots: Vec::new(),
                 layout: Layout::new(),
@@ -214,13 +229,7 @@ impl MountModel {
             started: SystemTime::now(),
             warn,
         };
-        let root = model.add(
-            Key::Meta(String::new(), None, None),
-            Kind::Meta(String::new()),
-            ROOT,
-        );
-        debug_assert_eq!(root, ROOT);
-        model.reload(&mut lock(&model.state), false)?;
+        model.apply(&mut lock(&model.state), &all, false)?;
         Ok(model)
     }
 
@@ -232,6 +241,11 @@ impl MountModel {
     // new blobs), unless this is the first load.
     fn reload(&self, st: &mut State, index: bool) -> Result<()> {
         let all = Snapshots::load(&self.repo()).map_err(engine("load snapshots".into()))?;
+        self.apply(st, &all, index)
+    }
+
+    // Shows the snapshots of `all` that the filter lets through.
+    fn apply(&self, st: &mut State, all: &Snapshots, index: bool) -> Result<()> {
         // Oldest first, then by id: the order `Snapshots` keeps them in.
         let chosen: Vec<SnapshotEntry> = all.matching(&self.settings.filter).cloned().collect();
         let mut seen: Vec<SnapshotId> = chosen.iter().map(|(id, _)| *id).collect();
@@ -274,26 +288,19 @@ impl MountModel {
         st
     }
 
-    fn add(&self, key: Key, kind: Kind, parent: u64) -> u64 {
-        let mut t = lock(&self.table);
-        if let Some(&ino) = t.keys.get(&key) {
-            return ino;
-        }
-        t.inodes.push(Arc::new(Inode {
-            kind,
-            parent,
-            starts: OnceLock::new(),
-        }));
-        let ino = t.inodes.len() as u64;
-        t.keys.insert(key, ino);
-        ino
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>> {
+        lock(&self.table).get(ino).ok_or(MountError::NotFound)
     }
 
-    fn inode(&self, ino: u64) -> Result<Arc<Inode>> {
-        let t = lock(&self.table);
-        let i = usize::try_from(ino).ok().and_then(|i| i.checked_sub(1));
-        i.and_then(|i| t.inodes.get(i).cloned())
-            .ok_or(MountError::NotFound)
+    /// The kernel forgets `n` lookups of `ino`: once it holds none, the inode is dropped
+    /// (FUSE's `forget`).
+    pub fn forget(&self, ino: u64, n: u64) {
+        lock(&self.table).forget(ino, n);
+    }
+
+    /// How many inodes are held, the root included.
+    pub fn inode_count(&self) -> usize {
+        lock(&self.table).len()
     }
 
     /// The kind of an inode.
@@ -307,17 +314,14 @@ impl MountModel {
     }
 
     fn tree(&self, id: &BlobId) -> Result<Arc<Tree>> {
-        if let Some(t) = lock(&self.trees).get(id) {
-            return Ok(t);
-        }
-        let tree = Arc::new(
-            self.repo()
+        self.trees.get_or_load(id, || {
+            let tree = self
+                .repo()
                 .load_tree(id)
-                .map_err(engine(format!("load tree {}", id.short())))?,
-        );
-        let size = (tree.nodes.len() + 1) * NODE_BYTES;
-        lock(&self.trees).insert(*id, tree.clone(), size);
-        Ok(tree)
+                .map_err(engine(format!("load tree {}", id.short())))?;
+            let size = (tree.nodes.len() + 1) * NODE_BYTES;
+            Ok((tree, size))
+        })
     }
 
     // The tree a directory inode lists, if it is a tree.
@@ -335,14 +339,15 @@ impl MountModel {
         }
     }
 
-    fn meta_child(&self, st: &State, parent: u64, path: &str, name: &str) -> Option<u64> {
+    // What `name` in the layout directory `path` is, if it is there.
+    fn meta_child(st: &State, path: &str, name: &str) -> Option<(Key, Kind)> {
         let child = format!("{path}/{name}");
         let e = st.layout.get(&child)?;
-        let (key, kind) = match (e.snapshot, &e.link) {
+        Some(match (e.snapshot, &e.link) {
             (Some(n), Some(target)) => {
                 let (id, s) = &st.snapshots[n];
                 (
-                    Key::Meta(child.clone(), Some(*id), Some(target.clone())),
+                    Key::Meta(child, Some(*id), Some(target.clone())),
                     Kind::Link {
                         target: target.clone(),
                         time: s.time,
@@ -352,7 +357,7 @@ impl MountModel {
             (Some(n), None) => {
                 let (id, s) = &st.snapshots[n];
                 (
-                    Key::Meta(child.clone(), Some(*id), None),
+                    Key::Meta(child, Some(*id), None),
                     Kind::SnapshotRoot {
                         tree: s.tree,
                         time: s.time,
@@ -360,69 +365,75 @@ impl MountModel {
                 )
             }
             _ => (Key::Meta(child.clone(), None, None), Kind::Meta(child)),
-        };
-        Some(self.add(key, kind, parent))
+        })
     }
 
-    /// The entry `name` in directory `parent`.
+    // The entry for the kernel's lookup, counted until the kernel forgets it.
+    // `kind` is made only for an entry the kernel does not hold yet.
+    fn looked_up(
+        &self,
+        parent: u64,
+        name: &[u8],
+        key: Key,
+        kind: impl FnOnce() -> Kind,
+    ) -> Result<Attr> {
+        let hash = dynamic_inode(parent, name);
+        let (ino, inode) = lock(&self.table).lookup(key, hash, || Inode::new(kind(), parent));
+        Ok(self.attr_of(ino, &inode))
+    }
+
+    /// The entry `name` in directory `parent`. The kernel now holds one more lookup of
+    /// it, until [`MountModel::forget`].
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
         let kind = self.kind(parent)?;
         if let Kind::Meta(path) = &kind {
             let st = self.refresh();
-            let name = std::str::from_utf8(name).map_err(|_| MountError::NotFound)?;
-            let ino = self
-                .meta_child(&st, parent, path, name)
-                .ok_or(MountError::NotFound)?;
-            drop(st);
-            return self.attr(ino);
+            let utf8 = std::str::from_utf8(name).map_err(|_| MountError::NotFound)?;
+            let (key, kind) = Self::meta_child(&st, path, utf8).ok_or(MountError::NotFound)?;
+            // Under the state lock: a refresh cannot move the name meanwhile.
+            return self.looked_up(parent, name, key, || kind);
         }
         let tree = Self::subtree(&kind)?.ok_or(MountError::NotDir)?;
-        let node = self
-            .tree(&tree)?
-            .find(name)
-            .cloned()
-            .ok_or(MountError::NotFound)?;
-        let ino = self.add(
-            Key::Child(parent, name.to_vec()),
-            Kind::Node(Arc::new(node)),
-            parent,
-        );
-        self.attr(ino)
+        let tree = self.tree(&tree)?;
+        let node = tree.find(name).ok_or(MountError::NotFound)?;
+        let key = Key::Child(parent, name.to_vec());
+        self.looked_up(parent, name, key, || Kind::Node(Arc::new(node.clone())))
     }
 
-    /// A directory's entries (without `.` and `..`), with their inodes and types.
-    pub fn readdir(&self, ino: u64) -> Result<Vec<(u64, FileKind, Vec<u8>)>> {
+    /// A directory's entries (without `.` and `..`), with their inode numbers (those a
+    /// lookup gives them) and types. Listing does not make the entries inodes: the kernel
+    /// looks up what it uses.
+    pub fn readdir(&self, ino: u64) -> Result<Vec<DirEntry>> {
         let kind = self.kind(ino)?;
         if let Kind::Meta(path) = &kind {
             let st = self.refresh();
-            let names = st
-                .layout
-                .get(path)
-                .map(|e| e.names.clone())
-                .unwrap_or_default();
-            let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                if let Some(child) = self.meta_child(&st, ino, path, &name) {
-                    let kind = match self.kind(child)? {
+            let Some(e) = st.layout.get(path) else {
+                return Ok(Vec::new());
+            };
+            let t = lock(&self.table);
+            let mut out = Vec::with_capacity(e.names.len());
+            for name in &e.names {
+                if let Some((key, kind)) = Self::meta_child(&st, path, name) {
+                    let kind = match kind {
                         Kind::Link { .. } => FileKind::Symlink,
                         _ => FileKind::Dir,
                     };
-                    out.push((child, kind, name.into_bytes()));
+                    let child = t.number(&key, dynamic_inode(ino, name.as_bytes()));
+                    out.push((child, kind, name.clone().into_bytes()));
                 }
             }
             return Ok(out);
         }
         let tree = Self::subtree(&kind)?.ok_or(MountError::NotDir)?;
         let tree = self.tree(&tree)?;
+        let t = lock(&self.table);
         Ok(tree
             .nodes
             .iter()
-            .cloned()
             .map(|n| {
-                let kind = node_kind(&n.node_type);
-                let name = n.name.clone();
-                let child = self.add(Key::Child(ino, name.clone()), Kind::Node(Arc::new(n)), ino);
-                (child, kind, name)
+                let key = Key::Child(ino, n.name.clone());
+                let child = t.number(&key, dynamic_inode(ino, &n.name));
+                (child, node_kind(&n.node_type), n.name.clone())
             })
             .collect())
     }
@@ -453,23 +464,21 @@ impl MountModel {
     }
 
     fn blob(&self, id: &BlobId, want: u32) -> Result<Arc<Vec<u8>>> {
-        if let Some(b) = lock(&self.cache).get(id) {
-            return Ok(b);
-        }
-        let data = self
-            .repo()
-            .load_blob(id, BlobType::Data)
-            .map_err(engine(format!("load data blob {id}")))?;
-        if data.len() != want as usize {
-            return Err(MountError::BlobLength {
-                id: *id,
-                got: data.len(),
-                want,
-            });
-        }
-        let data = Arc::new(data);
-        lock(&self.cache).insert(*id, data.clone(), data.len());
-        Ok(data)
+        self.cache.get_or_load(id, || {
+            let data = self
+                .repo()
+                .load_blob(id, BlobType::Data)
+                .map_err(engine(format!("load data blob {id}")))?;
+            if data.len() != want as usize {
+                return Err(MountError::BlobLength {
+                    id: *id,
+                    got: data.len(),
+                    want,
+                });
+            }
+            let size = data.len();
+            Ok((data, size))
+        })
     }
 
     /// Up to `size` bytes of a file from `offset`; fewer only at its end. Only the blobs
@@ -514,6 +523,10 @@ impl MountModel {
     /// An inode's attributes, as restic's mount shows them.
     pub fn attr(&self, ino: u64) -> Result<Attr> {
         let inode = self.inode(ino)?;
+        Ok(self.attr_of(ino, &inode))
+    }
+
+    fn attr_of(&self, ino: u64, inode: &Inode) -> Attr {
         let dir = |perm, nlink, t: SystemTime| Attr {
             ino,
             kind: FileKind::Dir,
@@ -527,7 +540,7 @@ impl MountModel {
             mtime: t,
             ctime: t,
         };
-        Ok(match &inode.kind {
+        match &inode.kind {
             Kind::Meta(_) => dir(0o555, 1, self.started),
             Kind::SnapshotRoot { time, .. } => dir(0o555, 2, system_time(time)),
             Kind::Link { target, time } => Attr {
@@ -540,7 +553,7 @@ impl MountModel {
                 let kind = node_kind(&n.node_type);
                 let size = match kind {
                     // The blobs' lengths, when known, are what reads return.
-                    FileKind::File => match self.starts(&inode, n) {
+                    FileKind::File => match self.starts(inode, n) {
                         Ok(s) => *s.last().unwrap_or(&0),
                         Err(_) => n.size,
                     },
@@ -574,12 +587,12 @@ impl MountModel {
                     ctime: system_time(&n.ctime),
                 }
             }
-        })
+        }
     }
 
     /// Bytes of decrypted blobs held in memory.
     pub fn cached_bytes(&self) -> usize {
-        lock(&self.cache).held()
+        self.cache.held()
     }
 
     /// Reports a failed request the user has to learn about.

@@ -40,7 +40,8 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("src");
     std::fs::create_dir_all(path.join("sub")).expect("mkdir");
-    let file = content(3 << 20 | 777);
+    // Above the chunker's 8 MiB maximum: at least two blobs, whatever the polynomial.
+    let file = content(12 << 20 | 777);
     std::fs::write(path.join("sub/big"), &file).expect("write");
     std::os::unix::fs::symlink("sub/big", path.join("link")).expect("symlink");
     let backend = Arc::new(MemoryBackend::new());
@@ -149,4 +150,58 @@ fn a_missing_pack_is_an_error_never_data() {
     assert!(err.is_io(), "{err}");
     assert!(matches!(err, MountError::Engine { .. }), "{err:?}");
     assert!(err.to_string().contains("load data blob"), "{err}");
+}
+
+#[test]
+fn inodes_live_as_long_as_the_kernel_holds_lookups() {
+    let s = setup();
+    let m = &s.model;
+    let start = m.inode_count();
+    let snaps = m.lookup(ROOT, b"snapshots").expect("snapshots").ino;
+    let target = m
+        .readlink(m.lookup(snaps, b"latest").expect("latest").ino)
+        .expect("link");
+    let snap = m.lookup(snaps, &target).expect("snapshot dir").ino;
+    let mut dir = snap;
+    for c in s.path.strip_prefix("/").expect("absolute").components() {
+        dir = m
+            .lookup(dir, c.as_os_str().as_encoded_bytes())
+            .expect("component")
+            .ino;
+    }
+    let held = m.inode_count();
+    assert_eq!(held, start + 3 + s.path.components().count() - 1);
+
+    // Listing makes no inodes, and numbers what a lookup then gives.
+    let listed = m.readdir(dir).expect("readdir");
+    assert_eq!(m.inode_count(), held, "readdir holds no inodes");
+    let (sub_listed, _, _) = listed
+        .iter()
+        .find(|e| e.2 == b"sub")
+        .expect("sub listed")
+        .clone();
+    let sub = m.lookup(dir, b"sub").expect("sub");
+    assert_eq!(sub.ino, sub_listed);
+    let big = m.lookup(sub.ino, b"big").expect("big").ino;
+    assert_eq!(m.inode_count(), held + 2);
+    // Looked up twice, forgotten once: still there.
+    assert_eq!(m.lookup(sub.ino, b"big").expect("again").ino, big);
+    m.forget(big, 1);
+    assert_eq!(m.read(big, 0, 10).expect("read").len(), 10);
+    m.forget(big, 1);
+    assert!(
+        matches!(m.attr(big), Err(MountError::NotFound)),
+        "a forgotten inode is gone"
+    );
+    assert_eq!(m.inode_count(), held + 1);
+    m.forget(sub.ino, 1);
+    assert_eq!(m.inode_count(), held);
+    // Looked up again, an entry has the number it had.
+    let sub_again = m.lookup(dir, b"sub").expect("sub again").ino;
+    assert_eq!(sub_again, sub.ino);
+    assert_eq!(m.lookup(sub_again, b"big").expect("big again").ino, big);
+    assert_eq!(m.read(big, 0, 10).expect("read").as_slice(), &s.file[..10]);
+    // The root is never dropped.
+    m.forget(ROOT, 1);
+    assert!(m.attr(ROOT).is_ok());
 }
