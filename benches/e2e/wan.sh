@@ -4,7 +4,9 @@
 # per request round trip. The dataset is 300 MiB of random data in 3 files plus 5,000
 # small files in one tree. Each variant (a tool with a cache policy) gets its own bucket
 # and runs, in order:
-#   init, first backup, no-change re-backup, snapshots, ls latest,
+#   init, first backup, no-change re-backup, snapshots, ls latest, dump one file (cmp),
+#   for restash the web view (benches/e2e/serve-get.py: start `serve`, the volumes page;
+#   then start again, the page and one download, checked),
 #   restore one file (--include, checked with cmp), full restore (checked with diff -r)
 # each under `/usr/bin/time`. Prints a markdown table (best of RUNS per step) with the
 # ratios restash warm / restic warm and restash cold / restic --no-cache, and a second
@@ -404,6 +406,26 @@ bench_variant() { # VARIANT RUN
         CHECK="$got/$want entries" set_last_check
     fi
 
+    # One file to stdout, and the web view (restash only): its first page, then the page
+    # and one download, each from a fresh start of `serve` (serve-get.py checks the bytes).
+    variant_cmd "$v" "$repo"
+    measure "$v" "$run" dump-one "${CMD[@]}" dump latest "$SRC/$ONE_FILE"
+    if [ "$STATUS" = ok ]; then
+        if cmp -s "$SRC/$ONE_FILE" "$LOG_DIR/$v-run$run-dump-one.log"; then CHECK=identical; else CHECK=MISMATCH; fi
+        set_last_check
+    fi
+    case $v in
+        restash-*)
+            variant_cmd "$v" "$repo"
+            measure "$v" "$run" serve-page python3 "$SCRIPT_DIR/serve-get.py" -- "${CMD[@]}" serve
+            variant_cmd "$v" "$repo"
+            CHECK=""
+            measure "$v" "$run" serve-download python3 "$SCRIPT_DIR/serve-get.py" \
+                --file "$SRC/$ONE_FILE" --expect "$SRC/$ONE_FILE" -- "${CMD[@]}" serve
+            if [ "$STATUS" = ok ]; then CHECK=identical set_last_check; fi
+            ;;
+    esac
+
     mkdir -p "$target1"
     variant_cmd "$v" "$repo"
     measure "$v" "$run" restore-one "${CMD[@]}" restore latest --target "$target1" --include "$SRC/$ONE_FILE"
@@ -553,7 +575,10 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 variants = sys.argv[2].split()
 steps = [("backup", "first backup"), ("rebackup", "no-change re-backup"), ("snapshots", "`snapshots`"),
-         ("ls", "`ls latest`"), ("restore-one", "restore one file"), ("restore", "full restore")]
+         ("ls", "`ls latest`"), ("dump-one", "`dump` one file"),
+         ("serve-page", "web view: start, first page"),
+         ("serve-download", "web view: start, page, one download"),
+         ("restore-one", "restore one file"), ("restore", "full restore")]
 names = {"restic-warm": "restic warm", "restic-nocache": "restic --no-cache",
          "restash-cold": "restash cold", "restash-warm": "restash warm",
          "restash-nocache": "restash --no-cache"}
