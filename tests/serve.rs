@@ -117,6 +117,23 @@ fn assert_download(server: &Server, url: &str, want: &[u8]) {
     );
 }
 
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("ASCII");
+            out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fn archive_of(server: &Server, folder_url: &str, kind: Archive, dest: &Path) -> String {
     let format = match kind {
         Archive::TarGz => "tar.gz",
@@ -160,6 +177,10 @@ fn downloads_equal_their_sources_and_folders_unpack_to_the_tree() {
         &file(&escaped),
         &fs::read(app.join(&escaped)).unwrap(),
     );
+    let f = curl(&server.url(&file(&escaped)), &[]);
+    let disp = f.header("content-disposition").unwrap_or("");
+    let utf8 = disp.split("filename*=UTF-8''").nth(1).unwrap_or("");
+    assert_eq!(percent_decode(utf8), ESCAPED_NAME.as_bytes(), "{disp}");
     let odd = Path::new("odd").join(std::ffi::OsStr::from_bytes(ODD_NAME));
     assert_download(&server, &file(&odd), &fs::read(app.join(&odd)).unwrap());
     // Its link on the folder page is the one just used.
