@@ -111,13 +111,14 @@ fn volumes_browse_and_download_in_chromium() {
         &[],
     );
 
-    // Ages as the page must show them at any moment of the next five minutes.
+    // Ages as the page must show them at any moment of the next five minutes: the page is
+    // rendered after `now`, and no snapshot is newer than the end of its backup.
     let now = now_unix();
     let hosts: Vec<Value> = fleet
         .hosts
         .iter()
         .map(|h| {
-            let min = (now - h.last.1 - 2).max(0);
+            let min = (now - h.last.1).max(0);
             let max = now - h.last.0 + 300;
             let mut texts: Vec<String> = (min..=max).map(|s| age_text(s as u64)).collect();
             texts.dedup();
