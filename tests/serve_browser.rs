@@ -138,7 +138,17 @@ fn volumes_browse_and_download_in_chromium() {
         hosts.iter().any(|h| h["ageTexts"] == json!(["3 d 0 h"])),
         "the stale host's age is known exactly: {hosts:?}"
     );
-    let expect = json!({ "hosts": hosts, "filter": "restic" });
+    let partial: Vec<&str> = fleet
+        .hosts
+        .iter()
+        .filter(|h| h.partial)
+        .map(|h| h.host.as_str())
+        .collect();
+    let expect = json!({
+        "hosts": hosts,
+        "filter": "restic",
+        "tag": { "word": "partial", "hosts": partial },
+    });
 
     let mut steps: Vec<Value> = fleet
         .app

@@ -11,7 +11,8 @@
 //                   file of the folder shown, {"archive": name} downloads the folder as
 //                   name.tar.gz and name.zip, {"shot": png} takes a screenshot; optional
 //   EXPECT          JSON {"hosts": [{"host", "lastId", "count", "stale", "partial",
-//                   "ageTexts": [...], "ageMin", "ageMax"}], "filter": "word"}; without it
+//                   "ageTexts": [...], "ageMin", "ageMax"}], "filter": "word",
+//                   "tag": {"word", "hosts": [...]}}; without it
 //                   only the pages are visited (screenshots)
 //   DOWNLOAD_DIR    where downloads are saved (required by download steps)
 //   SCREENSHOT_DIR  where serve-volumes.png, serve-phone.png and the steps' shots go
@@ -111,9 +112,30 @@ async function volumesPage(page) {
     "the count follows the filter",
   );
   check((await page.locator(`tr.volume[data-host="${want.find((h) => !match.includes(h.host)).host}"]`).isVisible()) === false, "a non-matching row is not visible");
+  // The filter is kept in the address, so a reload or a shared link shows the same rows.
+  check(new URL(page.url()).searchParams.get("q") === word, `?q=${word} in ${page.url()}`);
+  await page.goto(page.url());
+  now = await rows(page);
+  check(
+    JSON.stringify(now.filter((r) => !r.hidden).map((r) => r.host)) === JSON.stringify(match),
+    "the filter survives a reload",
+  );
+  check((await page.locator("#filter").inputValue()) === word, "the box shows the filter");
   await page.locator("#filter").fill("");
   now = await rows(page);
   check(now.every((r) => !r.hidden), "an empty filter shows every host");
+  check(new URL(page.url()).search === "", "an empty filter leaves the address bare");
+
+  // Tags are searched too.
+  if (expect.tag) {
+    await page.locator("#filter").pressSequentially(expect.tag.word, { delay: 20 });
+    now = await rows(page);
+    check(
+      JSON.stringify(now.filter((r) => !r.hidden).map((r) => r.host)) === JSON.stringify(expect.tag.hosts),
+      `tag filter "${expect.tag.word}" shows ${expect.tag.hosts}`,
+    );
+    await page.locator("#filter").fill("");
+  }
 
   // Clicking a header sorts by it, a second click reverses.
   const sorted = (xs, cmp) => xs.every((x, i) => i === 0 || cmp(xs[i - 1], x) <= 0);
