@@ -598,3 +598,66 @@ fn a_corrupted_pack_cuts_the_download_short() {
     let log = server.stderr();
     assert!(log.contains("stopped"), "the failure is logged: {log}");
 }
+
+#[test]
+fn sigint_during_a_download_stops_it_short() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().unwrap();
+    let repo = base.join("repo");
+    init_repo(Tool::Restash, &repo, Some("2"));
+    let src = base.join("src");
+    fs::create_dir(&src).unwrap();
+    // Larger than what the socket buffers of both ends hold, so the client cannot have it
+    // all before the server stops.
+    let len = 40_000_000;
+    common::tree::write_random_file(&src.join("big.bin"), len, 6);
+    run_tool(
+        Tool::Restash,
+        with_repo(&repo, osargs!["backup", "--host", "h", &src]),
+        None,
+        None,
+        &[],
+    )
+    .success();
+    let server = Server::start(serve_args(&repo, &[]), &[]);
+    let id = newest_id(&repo, "h");
+    let path = format!("/snapshots/{id}/file/{}", path_url(&src.join("big.bin")));
+    // A client that reads the head and a little of the body, then stops reading.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    conn.read_exact(&mut got)
+        .expect("the start of the response");
+    let head = String::from_utf8_lossy(&got[..got.len().min(1024)]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {len}")),
+        "{head}"
+    );
+    let locks = restic(with_repo(&repo, ["--no-lock", "list", "locks"]), &[]).success();
+    assert_ne!(
+        locks.stdout_str().trim(),
+        "",
+        "the download holds a read lock"
+    );
+
+    server.signal(rustix::process::Signal::Int);
+    let out = server.wait().expect_code(130);
+    assert!(out.stdout_str().starts_with(READY), "{}", out.describe());
+    // What the kernel still held arrives, then the connection ends short of the length.
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let end = conn.read_to_end(&mut rest);
+    let total = got.len() + rest.len();
+    assert!(
+        total < len as usize,
+        "the whole file arrived ({total} bytes, {end:?}) though the server stopped"
+    );
+}
