@@ -30,6 +30,8 @@ const browse = process.env.BROWSE ? JSON.parse(process.env.BROWSE) : null;
 const shots = process.env.SCREENSHOT_DIR || "";
 const downloads = process.env.DOWNLOAD_DIR || "";
 let checks = 0;
+// The last folder the browsing steps showed.
+let folderUrl = null;
 
 function check(ok, what) {
   if (!ok) throw new Error("check failed: " + what);
@@ -203,6 +205,7 @@ async function browsing(page) {
       throw new Error("unknown step " + JSON.stringify(step));
     }
   }
+  folderUrl = page.url();
   return saved;
 }
 
@@ -223,6 +226,24 @@ async function phone(page) {
   check(layout.scrollWidth <= layout.innerWidth, `no horizontal overflow on a phone: ${JSON.stringify(layout)}`);
   check(layout.thead === "none" && layout.row === "block", `rows are cards on a phone: ${JSON.stringify(layout)}`);
   check(layout.rowWidth <= layout.innerWidth, `a card fits the screen: ${JSON.stringify(layout)}`);
+  if (folderUrl) {
+    // A folder's download links are in view without scrolling sideways.
+    await page.goto(folderUrl);
+    const folder = await page.evaluate(() => ({
+      scrollWidth: document.documentElement.scrollWidth,
+      innerWidth: window.innerWidth,
+      table: document.querySelector("table#entries").getBoundingClientRect().right,
+      links: Array.from(document.querySelectorAll("a.download, a.open")).map(
+        (a) => a.getBoundingClientRect().right,
+      ),
+    }));
+    check(folder.links.length > 0, "the folder has links");
+    check(
+      folder.scrollWidth <= folder.innerWidth && folder.table <= folder.innerWidth &&
+        folder.links.every((r) => r <= folder.innerWidth),
+      `a folder fits a phone: ${JSON.stringify(folder)}`,
+    );
+  }
 }
 
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "restash-chromium-"));
