@@ -4,7 +4,7 @@
 # After one build, two lanes run side by side, each test binary after the other:
 #   local: every crate's own tests, then most end-to-end tests on local repositories;
 #   net:   the tests that start network servers (SeaweedFS, Ceph RGW, rclone, fault
-#          proxies) or containers, then a local one so that both lanes end together.
+#          proxies) or containers, then local ones so that both lanes end together.
 #          SeaweedFS binds fixed ports, one per machine, so the server tests must not
 #          overlap each other; they spend most of their time waiting on throttled or faulty
 #          connections, which the local lane's CPU work fills.
@@ -25,11 +25,11 @@ export RESTASH_TESTS_STATIC=1 # tests/container.rs images the binary under test
 # them and the lanes never rebuild (or wait on each other's build) after this one.
 cargo build --workspace --all-targets --locked
 
-net_tests=(s3_backend s3_faults agent_s3 rest_backend tls_s3 k8s_pod container)
+net_tests=(s3_backend s3_faults agent_s3 rest_backend tls_s3 serve_s3 k8s_pod container)
 # The server tests take 3.5 min here and 6–8 min in CI (which installs SeaweedFS, Ceph,
-# mitmproxy and fault-cli on first use); this local one follows them so that both lanes
+# mitmproxy and fault-cli on first use); these local ones follow them so that both lanes
 # end together (see the "took N s" lines).
-balance=(check_repair restic_flags rewrite)
+balance=(check_repair restic_flags rewrite serve serve_browser)
 local_tests=()
 for f in tests/*.rs; do
   t=$(basename "$f" .rs)

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod fixtures;
 pub mod oracle;
 pub mod run;
+pub mod serve;
 pub mod tree;
 
 pub use compare::{
