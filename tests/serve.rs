@@ -650,6 +650,10 @@ fn sigint_during_a_download_stops_it_short() {
     server.signal(rustix::process::Signal::Int);
     let out = server.wait().expect_code(130);
     assert!(out.stdout_str().starts_with(READY), "{}", out.describe());
+    // The download's thread ended before the process did, and removed its lock: a lock
+    // left behind would block the next prune.
+    let locks = restic(with_repo(&repo, ["--no-lock", "list", "locks"]), &[]).success();
+    assert_eq!(locks.stdout_str().trim(), "", "a read lock was left behind");
     // What the kernel still held arrives, then the connection ends short of the length.
     conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flate2::write::GzEncoder;
-use restash_engine::events::{Control, Discard};
+use restash_engine::events::{Cancel, Control, Discard};
 use restash_engine::{
     dump_tar, dump_zip, find_node_by_names, units, EngineError, FileReader, RepoLock,
 };
@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::html::{self, SnapshotRow};
-use crate::stream::{blocking, body, BodyWriter};
+use crate::stream::{blocking, body, BodyWriter, Workers};
 use crate::{Library, ServeError, ServeOptions};
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -26,17 +26,26 @@ const SCRIPT: &str = include_str!("../assets/app.js");
 struct App {
     library: Arc<Library>,
     opts: ServeOptions,
+    workers: Arc<Workers>,
+    cancel: Cancel,
 }
 
-/// Serves until `cancel` fires; downloads still running then get two seconds to end.
+/// Serves until `cancel` fires; downloads still running then get two seconds to end (the
+/// caller waits for their threads once the connections are gone).
 pub async fn run(
     library: Arc<Library>,
     opts: ServeOptions,
     listener: std::net::TcpListener,
-    cancel: restash_engine::events::Cancel,
+    cancel: Cancel,
+    workers: Arc<Workers>,
 ) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Server)?;
-    let app = Arc::new(App { library, opts });
+    let app = Arc::new(App {
+        library,
+        opts,
+        workers,
+        cancel: cancel.clone(),
+    });
     let router = axum::Router::new().fallback(handle).with_state(app);
     let stop = cancel.clone();
     let stopped = async move {
@@ -192,7 +201,7 @@ fn asset(kind: &'static str, text: &'static str) -> Response {
 }
 
 async fn volumes_page(app: Arc<App>) -> Response {
-    blocking(move || {
+    blocking(&app.workers.clone(), move || {
         let warnings = match app.library.snapshots() {
             Ok(s) => s.load_warnings(),
             Err(e) => return failure(&app, &e),
@@ -209,8 +218,8 @@ async fn volumes_page(app: Arc<App>) -> Response {
 }
 
 async fn volumes_json(app: Arc<App>) -> Response {
-    blocking(
-        move || match app.library.volumes(SystemTime::now(), app.opts.stale_after) {
+    blocking(&app.workers.clone(), move || {
+        match app.library.volumes(SystemTime::now(), app.opts.stale_after) {
             Ok(vols) => {
                 let rows: Vec<_> = vols
                     .iter()
@@ -240,13 +249,13 @@ async fn volumes_json(app: Arc<App>) -> Response {
                     .into_response()
             }
             Err(e) => failure(&app, &e),
-        },
-    )
+        }
+    })
     .await
 }
 
 async fn host_page(app: Arc<App>, host: String) -> Response {
-    blocking(move || {
+    blocking(&app.workers.clone(), move || {
         let all = match app.library.snapshots() {
             Ok(s) => s,
             Err(e) => return failure(&app, &e),
@@ -274,7 +283,7 @@ async fn host_page(app: Arc<App>, host: String) -> Response {
 }
 
 async fn tree_page(app: Arc<App>, id: String, comps: Vec<Vec<u8>>) -> Response {
-    blocking(move || {
+    blocking(&app.workers.clone(), move || {
         let lib = &app.library;
         let shown = (|| {
             lib.need_index()?;
@@ -336,7 +345,8 @@ async fn download(app: Arc<App>, id: String, comps: Vec<Vec<u8>>, what: Download
     let (head_tx, head_rx) = oneshot::channel();
     let (writer, rx) = BodyWriter::new();
     let worker = app.clone();
-    std::thread::spawn(move || stream_download(&worker, &id, &comps, what, head_tx, writer));
+    app.workers
+        .spawn(move || stream_download(&worker, &id, &comps, what, head_tx, writer));
     match head_rx.await {
         Ok(Ok(head)) => {
             let mut r = Response::new(body(rx));
@@ -379,7 +389,7 @@ fn stream_download(
         lib.need_index()?;
         let (sid, snap) = lib.snapshot(id)?;
         let repo = lib.repo();
-        let ctl = Control::new(Arc::new(Discard));
+        let ctl = Control::new(Arc::new(Discard)).with_cancel(app.cancel.clone());
         let _lock = RepoLock::take(&repo, false, &app.opts.lock, &ctl)?;
         let names: Vec<&[u8]> = comps.iter().map(Vec::as_slice).collect();
         let node = find_node_by_names(&repo, &snap.tree, &names)?;

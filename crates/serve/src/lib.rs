@@ -134,7 +134,15 @@ pub fn serve(
         .build()
         .map_err(ServeError::Server)?;
     ready(addr);
-    runtime.block_on(http::run(library, opts, listener, cancel))
+    let workers = Arc::new(stream::Workers::default());
+    let served = runtime.block_on(http::run(library, opts, listener, cancel, workers.clone()));
+    // Dropping the runtime closes every connection, so a download still running fails its
+    // next write, ends, and removes its lock.
+    drop(runtime);
+    if !workers.wait_idle(Duration::from_secs(30)) {
+        eprintln!("some downloads did not end within 30 s; their read locks may be left behind");
+    }
+    served
 }
 
 #[cfg(test)]

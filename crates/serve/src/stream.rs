@@ -4,16 +4,70 @@
 //! memory, and a client that goes away stops it.
 
 use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 type Chunk = Result<Bytes, std::io::Error>;
 
-/// Runs `f` on a thread of its own and awaits its result.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// The threads doing requests' work. A download holds restic's read lock while it runs,
+/// so the server waits for them before it exits: a lock left behind would block the next
+/// prune until someone unlocks by hand.
+#[derive(Debug, Default)]
+pub struct Workers {
+    running: Mutex<usize>,
+    idle: Condvar,
+}
+
+struct Running(Arc<Workers>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut n = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        self.0.idle.notify_all();
+    }
+}
+
+impl Workers {
+    /// Runs `f` on a thread of its own, counted until it ends (even by a panic).
+    pub fn spawn(self: &Arc<Self>, f: impl FnOnce() + Send + 'static) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let running = Running(self.clone());
+        std::thread::spawn(move || {
+            let _running = running;
+            f();
+        });
+    }
+
+    /// Waits up to `limit` for every thread to end; false if some still run.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut n = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = self
+                .idle
+                .wait_timeout(n, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Runs `f` on a thread of `workers` and awaits its result.
+pub async fn blocking<T: Send + 'static>(
+    workers: &Arc<Workers>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = oneshot::channel();
-    std::thread::spawn(move || {
+    workers.spawn(move || {
         let _ = tx.send(f());
     });
     match rx.await {
