@@ -3,7 +3,9 @@
 //! blob by blob: memory does not grow with the size of a file or of the tree.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 
 use chrono::{Datelike, Timelike};
 use restash_format::{BlobId, BlobType, GoTime, Node, NodeType};
@@ -164,18 +166,60 @@ fn entry_name(path: &str) -> String {
     path.strip_prefix('/').unwrap_or(path).to_string()
 }
 
+fn depth(path: &str) -> usize {
+    path.split('/').filter(|c| !c.is_empty()).count()
+}
+
+// Entry names as the snapshot stores them, bytes and all (restic's tar keeps names that
+// are not UTF-8): the walker's paths are text, lossy for such names, so the raw name of
+// each directory on the way down is kept as the walk enters it.
+struct RawNames {
+    prefix: Vec<u8>,
+    base: usize,
+    dirs: Vec<Vec<u8>>,
+}
+
+impl RawNames {
+    fn new(prefix: &str) -> RawNames {
+        let prefix = prefix.trim_matches('/');
+        RawNames {
+            prefix: prefix.as_bytes().to_vec(),
+            base: depth(prefix),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn name(&mut self, path: &str, node: &Node) -> Vec<u8> {
+        // The walker visits a directory before what it holds, depth first.
+        self.dirs
+            .truncate(depth(path).saturating_sub(self.base + 1));
+        let mut out = self.prefix.clone();
+        for part in self.dirs.iter().chain(std::iter::once(&node.name)) {
+            if !out.is_empty() {
+                out.push(b'/');
+            }
+            out.extend_from_slice(part);
+        }
+        if node.node_type == NodeType::Dir {
+            self.dirs.push(node.name.clone());
+        }
+        out
+    }
+}
+
 /// Writes the tree below `tree` as a tar stream (see [`dump_archive`]).
 pub fn dump_tar(repo: &Repository, tree: &BlobId, prefix: &str, out: &mut dyn Write) -> Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let io = into_engine("write tar");
+    let mut raw = RawNames::new(prefix);
     walk_from(
         repo,
         prefix,
         tree,
         &mut HashSet::new(),
         &mut |_, path, node| {
-            let name = entry_name(path);
+            let mut name = raw.name(path, node);
             let mut header = tar::Header::new_gnu();
             header.set_mode(node.unix_permissions());
             header.set_uid(node.uid as u64);
@@ -190,22 +234,27 @@ pub fn dump_tar(repo: &Repository, tree: &BlobId, prefix: &str, out: &mut dyn Wr
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(reader.len());
                     builder
-                        .append_data(&mut header, &name, reader)
+                        .append_data(&mut header, OsStr::from_bytes(&name), reader)
                         .map_err(&io)?;
                 }
                 NodeType::Dir => {
                     header.set_entry_type(tar::EntryType::Directory);
                     header.set_size(0);
+                    name.push(b'/');
                     builder
-                        .append_data(&mut header, format!("{name}/"), std::io::empty())
+                        .append_data(&mut header, OsStr::from_bytes(&name), std::io::empty())
                         .map_err(&io)?;
                 }
                 NodeType::Symlink => {
                     header.set_entry_type(tar::EntryType::Symlink);
                     header.set_size(0);
-                    let target = String::from_utf8_lossy(&node.link_target_bytes()).into_owned();
+                    let target = node.link_target_bytes();
                     builder
-                        .append_link(&mut header, &name, target)
+                        .append_link(
+                            &mut header,
+                            OsStr::from_bytes(&name),
+                            OsStr::from_bytes(&target),
+                        )
                         .map_err(&io)?;
                 }
                 _ => {}
@@ -238,7 +287,8 @@ fn zip_time(t: &GoTime) -> zip::DateTime {
 }
 
 /// Writes the tree below `tree` as a zip stream (see [`dump_archive`]): files deflated,
-/// directories and symlinks as restic's dumper stores them. The output needs no seeking
+/// directories and symlinks as restic's dumper stores them. Names that are not UTF-8 are
+/// written lossily (the zip writer takes text). The output needs no seeking
 /// (sizes and checksums follow each file), so it can go straight to a pipe or a socket.
 pub fn dump_zip(repo: &Repository, tree: &BlobId, prefix: &str, out: &mut dyn Write) -> Result<()> {
     let mut zip = zip::ZipWriter::new_stream(out);

@@ -14,6 +14,7 @@ pub const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'"')
     .add(b'#')
     .add(b'%')
+    .add(b'&')
     .add(b'/')
     .add(b'<')
     .add(b'>')
@@ -83,7 +84,8 @@ fn page(title: &str, crumbs: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{t} · restash</title><link rel=\"stylesheet\" href=\"/assets/style.css\">\
+<title>{t} · restash</title><link rel=\"icon\" href=\"data:,\">\
+<link rel=\"stylesheet\" href=\"/assets/style.css\">\
 <script src=\"/assets/app.js\" defer></script></head>\
 <body><header><a class=\"brand\" href=\"/\">restash</a><nav>{crumbs}</nav></header>\
 <main>{body}</main></body></html>\n",
@@ -190,10 +192,18 @@ data-flags=\"{flagtext}\">\
             host = esc(&v.host),
             hseg = seg_str(&v.host),
             tags = esc(&v.tags.join(" ")),
-            taglist = if v.tags.is_empty() {
-                String::new()
-            } else {
-                format!("<span class=\"tags\">{}</span>", esc(&v.tags.join(", ")))
+            taglist = {
+                // The partial tag is the flag already; the other tags are shown as given.
+                let shown: Vec<&str> = v
+                    .tags
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|t| *t != restash_engine::PARTIAL_TAG)
+                    .collect();
+                match shown.is_empty() {
+                    true => String::new(),
+                    false => format!("<span class=\"tags\">{}</span>", esc(&shown.join(", "))),
+                }
             },
             last = v.last_unix,
             age = v.age_secs,
@@ -381,6 +391,7 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
         assert_eq!(seg(b"a b/c?\xff"), "a%20b%2Fc%3F%FF");
+        assert_eq!(seg(b"a&amp;b"), "a%26amp;b");
     }
 
     #[test]

@@ -9,9 +9,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flate2::write::GzEncoder;
 use restash_engine::events::{Cancel, Control, Discard};
-use restash_engine::{
-    dump_tar, dump_zip, find_node_by_names, units, EngineError, FileReader, RepoLock,
-};
+use restash_engine::{dump_tar, dump_zip, find_node_by_names, EngineError, FileReader, RepoLock};
 use restash_format::NodeType;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -135,7 +133,8 @@ async fn route(app: Arc<App>, req: Request) -> Response {
         )
             .into_response();
     }
-    if req.method() != Method::GET {
+    // HEAD is GET without the body, which the HTTP layer leaves out.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let query = req.uri().query().unwrap_or("").to_string();
@@ -208,7 +207,7 @@ async fn volumes_page(app: Arc<App>) -> Response {
         };
         match app.library.volumes(SystemTime::now(), app.opts.stale_after) {
             Ok(v) => {
-                let stale = units::format_duration(app.opts.stale_after);
+                let stale = html::age(app.opts.stale_after.as_secs());
                 html_page(StatusCode::OK, html::volumes(&v, &stale, &warnings))
             }
             Err(e) => failure(&app, &e),
