@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod compare;
 pub mod fixtures;
+pub mod mount;
 pub mod oracle;
 pub mod run;
 pub mod serve;

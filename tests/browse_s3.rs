@@ -1,12 +1,15 @@
-//! `restash serve` of a repository on S3 (SeaweedFS, SigV4 enforced): the volumes page lists
-//! hosts written by restash and by restic 0.14, and a file downloads equal to its source.
-//! Outside CI a missing server skips the test loudly; under `CI=true` it fails it.
+//! Browsing a repository on S3 (SeaweedFS, SigV4 enforced): `restash serve` lists hosts
+//! written by restash and by restic 0.14 and a file downloads equal to its source, and
+//! `restash mount` shows every file of a snapshot equal to its source. Outside CI a
+//! missing server (or FUSE) skips a test loudly; under `CI=true` it fails it.
 mod common;
 #[path = "common/servers.rs"]
 mod servers;
 
 use std::fs;
 
+use common::backup::{Background, Tool};
+use common::mount::{compare, fuse_missing, wait_for, Unmount};
 use common::serve::*;
 use common::*;
 use servers::{env_refs, restash_s3, restic_s3, seaweedfs, unique_name};
@@ -57,4 +60,40 @@ fn serves_a_repository_on_s3() {
             v["host"]
         );
     }
+}
+
+#[test]
+fn mounts_a_repository_on_s3() {
+    if let Some(why) = fuse_missing() {
+        servers::unavailable::<()>("FUSE", why);
+        return;
+    }
+    let Some(sw) = seaweedfs() else { return };
+    let env = sw.env();
+    let url = sw.url(&unique_name("mount"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().canonicalize().unwrap().join("src");
+    common::backup::write_dataset(&src, 20, 2 << 20, 22);
+    restash_s3(&url, osargs!["init"], &env).success();
+    restash_s3(&url, osargs!["backup", "--host", "h", &src], &env).success();
+
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let _unmount = Unmount(&mnt);
+    let mut mount = Background::spawn(
+        Tool::Restash,
+        osargs!["-r", url, "mount", &mnt],
+        &env_refs(&env),
+        false,
+    );
+    wait_for("snapshots/ in the mount", &mut mount, || {
+        mnt.join("snapshots").is_dir()
+    });
+    let mounted = mnt
+        .join("hosts/h/latest")
+        .join(src.strip_prefix("/").unwrap());
+    let entries = compare(&src, &mounted);
+    assert!(entries >= 20, "only {entries} entries compared");
+    mount.signal(rustix::process::Signal::Int);
+    mount.wait().expect_code(130);
 }
