@@ -12,21 +12,12 @@ mod common;
 mod servers;
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use servers::{
-    fault_bin, free_port, restash_s3, restic_s3, seaweedfs, unique_name, FaultProxy, SeaweedFs,
+    fault_bin, restash_s3, restic_s3, seaweedfs, unique_name, FaultProxy, MitmProxy, SeaweedFs,
 };
-
-/// mitmproxy's `mitmdump`, installed into the repository's venv by scripts/s3-server.sh.
-fn mitmdump_bin() -> Option<&'static Path> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    servers::tool(&BIN, "mitmproxy", "s3-server.sh", "mitmdump-bin")
-}
 
 /// The addon: of every `every` requests, the first `burst` get S3's SlowDown answer instead
 /// of reaching the server; each injection is counted in a file the test reads.
@@ -36,7 +27,7 @@ from mitmproxy import http
 
 EVERY = int(os.environ["SLOWDOWN_EVERY"])
 BURST = int(os.environ["SLOWDOWN_BURST"])
-COUNT_FILE = os.environ["SLOWDOWN_COUNT_FILE"]
+COUNT_FILE = os.path.join(os.environ["ADDON_DIR"], "count")
 BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
         b'<Message>Please reduce your request rate.</Message>'
         b'<RequestId>restash-test</RequestId></Error>')
@@ -53,71 +44,11 @@ def request(flow: http.HTTPFlow) -> None:
         f.write("%d %d\n" % (state["seen"], state["injected"]))
 "#;
 
-/// A running `mitmdump` reverse proxy in front of the S3 server.
-struct SlowDownProxy {
-    child: Child,
-    listen: String,
-    dir: tempfile::TempDir,
-}
-
-impl SlowDownProxy {
-    fn start(bin: &Path, upstream: &str, every: u32, burst: u32) -> SlowDownProxy {
-        let dir = tempfile::tempdir().unwrap();
-        let addon = dir.path().join("slowdown.py");
-        std::fs::write(&addon, SLOWDOWN_ADDON).unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("mitm.log")).unwrap();
-        let child = Command::new(bin)
-            .arg("--mode")
-            .arg(format!("reverse:{upstream}"))
-            .args(["--listen-host", "127.0.0.1", "--listen-port"])
-            .arg(port.to_string())
-            // SigV4 signs the Host header: it must reach the server unchanged.
-            .args(["--set", "keep_host_header=true", "--set", "flow_detail=0"])
-            .arg("-s")
-            .arg(&addon)
-            .env("SLOWDOWN_EVERY", every.to_string())
-            .env("SLOWDOWN_BURST", burst.to_string())
-            .env("SLOWDOWN_COUNT_FILE", dir.path().join("count"))
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin:?}: {e}"));
-        let mut p = SlowDownProxy {
-            child,
-            listen: format!("127.0.0.1:{port}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(&p.listen).is_err() {
-            if let Ok(Some(st)) = p.child.try_wait() {
-                panic!("mitmdump exited ({st}): {}", p.log());
-            }
-            assert!(Instant::now() < deadline, "mitmdump silent: {}", p.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mitm.log")).unwrap_or_default()
-    }
-
-    /// (requests seen, SlowDown answers injected).
-    fn counts(&self) -> (u64, u64) {
-        let s = std::fs::read_to_string(self.dir.path().join("count")).unwrap_or_default();
-        let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(0));
-        (it.next().unwrap_or(0), it.next().unwrap_or(0))
-    }
-}
-
-impl Drop for SlowDownProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// (requests seen, SlowDown answers injected) by the addon in `proxy`.
+fn counts(proxy: &MitmProxy) -> (u64, u64) {
+    let s = std::fs::read_to_string(proxy.dir().join("count")).unwrap_or_default();
+    let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 /// Debug logs on, so every retry is visible; a generous retry budget for the bursts.
@@ -154,15 +85,20 @@ fn round_trip(sw: &SeaweedFs, bucket: &str, url: &str) -> usize {
 #[test]
 fn s3_survives_slowdown_bursts() {
     let Some(sw) = seaweedfs() else { return };
-    let Some(bin) = mitmdump_bin() else { return };
+    let Some(bin) = servers::mitmdump_bin() else { return };
     let t = Instant::now();
     // Of every 15 requests the first 4 are refused: bursts of consecutive SlowDowns, often
     // several for one request when uploads run in parallel.
-    let proxy = SlowDownProxy::start(bin, &sw.endpoint, 15, 4);
+    let proxy = MitmProxy::start(
+        bin,
+        &sw.endpoint,
+        SLOWDOWN_ADDON,
+        &[("SLOWDOWN_EVERY", "15".into()), ("SLOWDOWN_BURST", "4".into())],
+    );
     let bucket = unique_name("slowdown");
     let url = format!("s3:http://{}/{bucket}", proxy.listen);
     let retries = round_trip(sw, &bucket, &url);
-    let (seen, injected) = proxy.counts();
+    let (seen, injected) = counts(&proxy);
     assert!(
         injected >= 4,
         "SlowDown was injected: {seen} seen, {injected}"

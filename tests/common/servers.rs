@@ -380,3 +380,83 @@ impl Drop for FaultProxy {
         let _ = self.child.wait();
     }
 }
+
+/// mitmproxy's `mitmdump`, installed into the repository's venv by scripts/s3-server.sh
+/// (about 10 s on first use), or `None` outside CI when that fails.
+pub fn mitmdump_bin() -> Option<&'static Path> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    tool(&BIN, "mitmproxy", "s3-server.sh", "mitmdump-bin")
+}
+
+/// A running `mitmdump` reverse proxy in front of an HTTP server, with an addon script (a
+/// Python source) that changes requests or answers. The addon finds a directory of its
+/// own in `$ADDON_DIR`, e.g. for counts the test reads.
+pub struct MitmProxy {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`, where clients connect instead of the upstream.
+    pub listen: String,
+    dir: tempfile::TempDir,
+}
+
+impl MitmProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`) running `addon`, with `env` as
+    /// extra environment of the addon.
+    pub fn start(bin: &Path, upstream: &str, addon: &str, env: &[(&str, String)]) -> MitmProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("addon.py");
+        std::fs::write(&script, addon).expect("write addon");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("mitm.log")).expect("mitm.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--mode")
+            .arg(format!("reverse:{upstream}"))
+            .args(["--listen-host", "127.0.0.1", "--listen-port"])
+            .arg(port.to_string())
+            // SigV4 signs the Host header: it must reach the server unchanged.
+            .args(["--set", "keep_host_header=true", "--set", "flow_detail=0"])
+            .arg("-s")
+            .arg(&script)
+            .env("ADDON_DIR", dir.path())
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin:?}: {e}"));
+        let mut p = MitmProxy {
+            child,
+            listen: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&p.listen).is_err() {
+            if let Ok(Some(st)) = p.child.try_wait() {
+                panic!("mitmdump exited ({st}): {}", p.log());
+            }
+            assert!(Instant::now() < deadline, "mitmdump silent: {}", p.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    /// The addon's directory (`$ADDON_DIR`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What mitmdump printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mitm.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for MitmProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
