@@ -556,6 +556,9 @@ impl Backend for S3Backend {
                     };
                 }
             };
+            // The range the answer's Content-Range announced (object_store has checked it is
+            // the one asked for, or its start up to a shorter object's end).
+            let announced = got.range.clone();
             buf.reserve(length as usize);
             let mut body = got.into_stream();
             while let Some(chunk) = body.next().await {
@@ -572,6 +575,19 @@ impl Backend for S3Backend {
                 buf.extend_from_slice(&chunk);
             }
             if buf.len() as u64 != length {
+                if announced.end >= end {
+                    // Not a short object: an answer that lost bytes on the way, which a
+                    // second request may bring whole.
+                    return Err(BackendError::Other {
+                        message: format!(
+                            "S3 read {what} in {}: the server announced bytes {offset}..{end} \
+                             but sent {} of them",
+                            self.loc.display(),
+                            buf.len()
+                        ),
+                        retryable: true,
+                    });
+                }
                 return Err(short(offset + buf.len() as u64));
             }
             Ok(())
@@ -627,13 +643,20 @@ impl S3Backend {
             // Recursive listing (no delimiter): data/ab/<id> and legacy data/<id> alike.
             let mut stream = self.store.list(Some(&prefix));
             let mut out = Vec::new();
+            // A store may repeat a key, e.g. across two pages of a listing: each file counts
+            // once, or a pack would be checked, counted and pruned twice.
+            let mut seen = std::collections::HashSet::new();
             while let Some(item) = stream.next().await {
                 let meta = item.map_err(|e| self.fail("list", &format!("{dir}/"), e))?;
                 if let Some(id) = meta.location.filename().and_then(|n| Id::parse(n).ok()) {
-                    out.push(FileInfo {
-                        id,
-                        size: meta.size,
-                    });
+                    if seen.insert(id) {
+                        out.push(FileInfo {
+                            id,
+                            size: meta.size,
+                        });
+                    } else {
+                        debug!("S3 list {dir}/: {id} listed again; counted once");
+                    }
                 }
             }
             Ok(out)
