@@ -1,8 +1,9 @@
 //! Debug logging of the network backends: with `RESTASH_DEBUG` set (to anything but empty
 //! or `0`), every retry and backoff of [`crate::RetryBackend`] and every layout decision of
-//! the S3 backend goes to stderr. Nothing is logged otherwise. Only the
-//! `restash_backend` and `object_store` targets are shown; neither logs request headers,
-//! so no credential reaches the log.
+//! the S3 backend goes to stderr, and so does every file the engine reads again because
+//! its bytes did not hash to its name. Nothing is logged otherwise. Only the
+//! `restash_backend`, `restash_engine` and `object_store` targets are shown; none logs
+//! request headers, so no credential reaches the log.
 
 use std::sync::Once;
 
@@ -20,6 +21,7 @@ pub fn init_from_env() {
         }
         let targets = Targets::new()
             .with_target("restash_backend", LevelFilter::DEBUG)
+            .with_target("restash_engine", LevelFilter::DEBUG)
             .with_target("object_store", LevelFilter::DEBUG);
         let subscriber = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)

@@ -285,11 +285,22 @@ impl Repository {
     }
 
     /// The stored bytes of an unpacked file, as they are (see [`Self::open_unpacked`]).
+    /// Bytes that do not hash to the file's name are read a second time, as restic does: a
+    /// store or proxy that cut or garbled one answer gives the real bytes then, while
+    /// damage in the store gives the same bytes again, for the caller to report.
     pub fn read_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
         let h = Handle::new(t, *id);
-        self.backend
-            .read(&h)
-            .map_err(EngineError::backend(format!("load {h}")))
+        let read = || {
+            self.backend
+                .read(&h)
+                .map_err(EngineError::backend(format!("load {h}")))
+        };
+        let data = read()?;
+        if t == FileType::Config || Id::hash(&data) == *id {
+            return Ok(data);
+        }
+        tracing::debug!("load {h}: the bytes read do not hash to its name; reading it again");
+        read()
     }
 
     /// Checks, opens and decompresses the stored bytes of an unpacked file: the second half
