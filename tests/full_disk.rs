@@ -48,7 +48,14 @@ impl Mounted {
     fn tmpfs(path: &Path, size: &str) -> Option<Mounted> {
         std::fs::create_dir_all(path).expect("mkdir mount point");
         let opts = format!("size={size},mode=0700");
-        match mount(&["-t".as_ref(), "tmpfs".as_ref(), "-o".as_ref(), opts.as_ref(), "tmpfs".as_ref(), path.as_ref()]) {
+        match mount(&[
+            "-t".as_ref(),
+            "tmpfs".as_ref(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            "tmpfs".as_ref(),
+            path.as_ref(),
+        ]) {
             Ok(()) => Some(Mounted {
                 path: path.to_path_buf(),
             }),
@@ -73,7 +80,8 @@ impl Mounted {
     /// Gives the tmpfs a new size, keeping its files.
     fn resize(&self, size: &str) {
         let opts = format!("remount,size={size}");
-        mount(&["-o".as_ref(), opts.as_ref(), self.path.as_ref()]).unwrap_or_else(|why| panic!("{why}"));
+        mount(&["-o".as_ref(), opts.as_ref(), self.path.as_ref()])
+            .unwrap_or_else(|why| panic!("{why}"));
     }
 }
 
@@ -112,19 +120,30 @@ fn fatal_lines(out: &CmdOutput) -> Vec<&str> {
 fn assert_no_partial_files(repo: &Path) {
     let mut files = data_files(repo);
     for dir in ["index", "snapshots", "locks"] {
-        files.extend(repo_listing(&repo.join(dir)).into_keys().map(|p| repo.join(dir).join(p)));
+        files.extend(
+            repo_listing(&repo.join(dir))
+                .into_keys()
+                .map(|p| repo.join(dir).join(p)),
+        );
     }
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
         assert!(!name.contains("-tmp-"), "temporary file left behind: {f:?}");
-        assert!(pack_is_complete(&f), "{f:?} does not hold what its name says");
+        assert!(
+            pack_is_complete(&f),
+            "{f:?} does not hold what its name says"
+        );
     }
 }
 
 /// `tool` backs `src` up into a fresh repository on an 8 MiB tmpfs that a 2 MiB filler
 /// shares: the 12 MiB do not fit. Returns the mount, the repository and the backup's
 /// outcome.
-fn backup_to_full_disk(tool: Tool, base: &Path, src: &Path) -> Option<(Mounted, PathBuf, CmdOutput)> {
+fn backup_to_full_disk(
+    tool: Tool,
+    base: &Path,
+    src: &Path,
+) -> Option<(Mounted, PathBuf, CmdOutput)> {
     let m = Mounted::tmpfs(&base.join(format!("{tool:?}-fs")), "8m")?;
     let repo = m.path.join("repo");
     run_tool(tool, with_repo(&repo, ["init"]), None, None, &[]).success();
@@ -143,7 +162,11 @@ fn backup_to_full_disk(tool: Tool, base: &Path, src: &Path) -> Option<(Mounted, 
 fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
     let t = Instant::now();
     let base = tempfile::tempdir().expect("tempdir");
-    let src = base.path().canonicalize().expect("canonicalize").join("src");
+    let src = base
+        .path()
+        .canonicalize()
+        .expect("canonicalize")
+        .join("src");
     big_source(&src);
 
     let Some((_restic_fs, _, restic_out)) = backup_to_full_disk(Tool::Restic, base.path(), &src)
@@ -162,7 +185,10 @@ fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
     let msg = fatal[0].to_lowercase();
     assert!(msg.contains("no space left on device"), "{why}");
     // What it was writing: a file of this repository.
-    assert!(msg.contains(&repo.to_string_lossy().to_lowercase()), "{why}");
+    assert!(
+        msg.contains(&repo.to_string_lossy().to_lowercase()),
+        "{why}"
+    );
     assert_no_partial_files(&repo);
 
     // Space again: first only what the filler held (enough for check's lock), then more.
@@ -177,7 +203,11 @@ fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
         &[],
     )
     .success();
-    assert_trees_equal(&src, &restored_path(target.path(), &src), &CompareOptions::default());
+    assert_trees_equal(
+        &src,
+        &restored_path(target.path(), &src),
+        &CompareOptions::default(),
+    );
     restic(osargs!["-r", &repo, "check", "--read-data"], &[]).success();
     assert_no_partial_files(&repo);
     eprintln!(
@@ -192,7 +222,11 @@ fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
 fn read_only_repository_reads_with_no_lock_and_refuses_backup() {
     let t = Instant::now();
     let base = tempfile::tempdir().expect("tempdir");
-    let src = base.path().canonicalize().expect("canonicalize").join("src");
+    let src = base
+        .path()
+        .canonicalize()
+        .expect("canonicalize")
+        .join("src");
     std::fs::create_dir_all(src.join("sub")).expect("mkdir");
     write_random_file(&src.join("data"), 1 << 20, 3);
     std::fs::write(src.join("sub/note.txt"), "read me\n").expect("write");
@@ -217,7 +251,10 @@ fn read_only_repository_reads_with_no_lock_and_refuses_backup() {
     assert_eq!(fatal.len(), 1, "one error\n{why}");
     let msg = fatal[0].to_lowercase();
     assert!(msg.contains("read-only file system"), "{why}");
-    assert!(msg.contains(&ro_repo.to_string_lossy().to_lowercase()), "{why}");
+    assert!(
+        msg.contains(&ro_repo.to_string_lossy().to_lowercase()),
+        "{why}"
+    );
 
     let listed = |tool: Tool| -> Vec<String> {
         let out = run_tool(
@@ -243,11 +280,23 @@ fn read_only_repository_reads_with_no_lock_and_refuses_backup() {
     assert_eq!(ids, listed(Tool::Restic));
     let target = tempfile::tempdir().expect("tempdir");
     restash(
-        osargs!["-r", &ro_repo, "restore", "latest", "--no-lock", "--target", target.path()],
+        osargs![
+            "-r",
+            &ro_repo,
+            "restore",
+            "latest",
+            "--no-lock",
+            "--target",
+            target.path()
+        ],
         &[],
     )
     .success();
-    assert_trees_equal(&src, &restored_path(target.path(), &src), &CompareOptions::default());
+    assert_trees_equal(
+        &src,
+        &restored_path(target.path(), &src),
+        &CompareOptions::default(),
+    );
     restash(osargs!["-r", &ro_repo, "check", "--no-lock"], &[]).success();
 
     drop(ro);

@@ -85,7 +85,9 @@ fn round_trip(sw: &SeaweedFs, bucket: &str, url: &str) -> usize {
 #[test]
 fn s3_survives_slowdown_bursts() {
     let Some(sw) = seaweedfs() else { return };
-    let Some(bin) = servers::mitmdump_bin() else { return };
+    let Some(bin) = servers::mitmdump_bin() else {
+        return;
+    };
     let t = Instant::now();
     // Of every 15 requests the first 4 are refused: bursts of consecutive SlowDowns, often
     // several for one request when uploads run in parallel.
@@ -93,7 +95,10 @@ fn s3_survives_slowdown_bursts() {
         bin,
         &sw.endpoint,
         SLOWDOWN_ADDON,
-        &[("SLOWDOWN_EVERY", "15".into()), ("SLOWDOWN_BURST", "4".into())],
+        &[
+            ("SLOWDOWN_EVERY", "15".into()),
+            ("SLOWDOWN_BURST", "4".into()),
+        ],
     );
     let bucket = unique_name("slowdown");
     let url = format!("s3:http://{}/{bucket}", proxy.listen);

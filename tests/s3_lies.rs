@@ -31,7 +31,7 @@ use servers::{restash_s3, restic_s3, seaweedfs, unique_name, MitmProxy, SeaweedF
 /// The lies, chosen by `LIE_MODE` (`cut`, `short`, `pages`); what was done is counted in
 /// `$ADDON_DIR/counts.json`.
 const LIES_ADDON: &str = r#"
-import json, os, re
+import itertools, json, os, re
 from mitmproxy import http
 
 MODE = os.environ["LIE_MODE"]
@@ -41,6 +41,7 @@ CONTENTS = re.compile(rb"<Contents>.*?</Contents>", re.S)
 counts = {"requests": 0}
 gets = {}
 pages = {}
+tokens = itertools.count()
 
 def bump(key):
     counts[key] = counts.get(key, 0) + 1
@@ -52,6 +53,8 @@ def request(flow: http.HTTPFlow) -> None:
     bump("requests")
     if MODE == "pages" and flow.request.method == "GET":
         token = flow.request.query.get("continuation-token")
+        if token is not None:
+            print("continued %s (%s)" % (flow.request.path, token in pages), flush=True)
         if token in pages:
             flow.response = http.Response.make(
                 200, pages.pop(token), {"Content-Type": "application/xml"})
@@ -68,7 +71,7 @@ def split_listing(flow):
     head = text[: text.find(b"<Contents>")]
     tail = text[text.rfind(b"</Contents>") + len(b"</Contents>"):]
     k = len(items) // 2
-    token = "restash-lie-%d" % counts["requests"]
+    token = "restash-lie-%d" % next(tokens)
     first = (head + b"".join(items[:k]) + tail).replace(
         b"<IsTruncated>false</IsTruncated>",
         b"<IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken>"
@@ -79,6 +82,7 @@ def split_listing(flow):
     pages[token] = head + b"".join(items[k - 1:]) + tail
     flow.response.content = first
     bump("split listings")
+    print("split %s: %d + %d keys" % (flow.request.path, k, len(items) - k + 1), flush=True)
 
 def response(flow: http.HTTPFlow) -> None:
     if flow.request.method != "GET" or flow.response.status_code not in (200, 206):
@@ -129,7 +133,10 @@ fn assert_cache_intact(cache: &Path) {
     for f in common::tree::post_order(cache) {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if f.is_file() && name.len() == 64 {
-            assert!(pack_is_complete(&f), "cached {f:?} does not hold what its name says");
+            assert!(
+                pack_is_complete(&f),
+                "cached {f:?} does not hold what its name says"
+            );
             n += 1;
         }
     }
@@ -161,13 +168,27 @@ fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
     };
     // Fresh caches: the index and the packs of trees are fetched whole through the lies.
     let cache = tempfile::tempdir().unwrap();
-    run(osargs!["--cache-dir", cache.path(), "backup", "--host", HOST, &tree.root]);
+    run(osargs![
+        "--cache-dir",
+        cache.path(),
+        "backup",
+        "--host",
+        HOST,
+        &tree.root
+    ]);
     assert_cache_intact(cache.path());
     // Without a cache, trees are read as ranges; every pack is read in ranges.
     run(osargs!["--no-cache", "check", "--read-data"]);
     let cache = tempfile::tempdir().unwrap();
     let target = tempfile::tempdir().unwrap();
-    run(osargs!["--cache-dir", cache.path(), "restore", "latest", "--target", target.path()]);
+    run(osargs![
+        "--cache-dir",
+        cache.path(),
+        "restore",
+        "latest",
+        "--target",
+        target.path()
+    ]);
     assert_trees_equal(
         &tree.root,
         &restored_path(target.path(), &tree.root),
@@ -176,7 +197,11 @@ fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
     assert_cache_intact(cache.path());
     restic_s3(&direct, osargs!["check", "--read-data"], &sw.env()).success();
     for kind in ["index", "pack", "pack range"] {
-        assert!(count(&proxy, kind) > 0, "no lie about a {kind}: {}", proxy.log());
+        assert!(
+            count(&proxy, kind) > 0,
+            "no lie about a {kind}: {}",
+            proxy.log()
+        );
     }
     Some((proxy, stderr))
 }
@@ -188,7 +213,10 @@ fn bodies_shorter_than_their_length_are_retried() {
         return;
     };
     let retries = stderr.matches("; retry ").count();
-    assert!(retries > 0, "the cut bodies were retried and logged:\n{stderr}");
+    assert!(
+        retries > 0,
+        "the cut bodies were retried and logged:\n{stderr}"
+    );
     eprintln!(
         "S3 bodies cut short of their Content-Length: {} index, {} pack, {} range answers; \
          {retries} retries, {:.1?}",
@@ -205,14 +233,28 @@ fn short_bodies_with_a_matching_length_are_caught() {
     let Some((proxy, stderr)) = through_lying_bodies("short") else {
         return;
     };
+    // Each lie was seen for what it is: a range shorter than its Content-Range (retried),
+    // an index file or whole pack not matching its name (read again).
+    let retries = stderr.matches("; retry ").count();
+    let index_rereads = stderr
+        .matches("do not hash to its name; reading it again")
+        .count();
+    let range_rereads = stderr
+        .matches("does not hash to its name; reading the range")
+        .count();
+    assert!(retries > 0, "short ranges were retried:\n{stderr}");
+    assert!(index_rereads > 0, "index files were read again:\n{stderr}");
+    assert!(
+        range_rereads > 0,
+        "cut packs were read again as ranges:\n{stderr}"
+    );
     eprintln!(
         "S3 bodies cut short with a matching Content-Length: {} index, {} pack, {} range \
-         answers; {} retries, {} re-reads, {:.1?}",
+         answers; {retries} retries, {index_rereads} index and {range_rereads} pack re-reads, \
+         {:.1?}",
         count(&proxy, "index"),
         count(&proxy, "pack"),
         count(&proxy, "pack range"),
-        stderr.matches("; retry ").count(),
-        stderr.matches("reading it again").count(),
         t.elapsed()
     );
 }
@@ -244,7 +286,12 @@ fn a_key_repeated_across_listing_pages_counts_once() {
     let Some(bin) = servers::mitmdump_bin() else {
         return;
     };
-    let proxy = MitmProxy::start(bin, &sw.endpoint, LIES_ADDON, &[("LIE_MODE", "pages".into())]);
+    let proxy = MitmProxy::start(
+        bin,
+        &sw.endpoint,
+        LIES_ADDON,
+        &[("LIE_MODE", "pages".into())],
+    );
     let bucket = unique_name("pages");
     let direct = sw.url(&bucket);
     let lying = format!("s3:http://{}/{bucket}", proxy.listen);
@@ -261,7 +308,8 @@ fn a_key_repeated_across_listing_pages_counts_once() {
     run(osargs!["backup", "--host", HOST, &tree.root]);
 
     let ids = snapshot_ids(&run(osargs!["snapshots", "--json"]));
-    let truth = snapshot_ids(&restic_s3(&direct, osargs!["snapshots", "--json"], &sw.env()).success());
+    let truth =
+        snapshot_ids(&restic_s3(&direct, osargs!["snapshots", "--json"], &sw.env()).success());
     assert_eq!(truth.len(), 2);
     assert_eq!(ids, truth, "snapshots through the repeating listing");
     let packs = pack_list(&run(osargs!["list", "packs"]));
@@ -283,7 +331,8 @@ fn a_key_repeated_across_listing_pages_counts_once() {
     // Prune decides what to delete and repack from the listing of packs.
     run(osargs!["forget", "--keep-last", "1", "--prune"]);
     restic_s3(&direct, osargs!["check", "--read-data"], &sw.env()).success();
-    let left = snapshot_ids(&restic_s3(&direct, osargs!["snapshots", "--json"], &sw.env()).success());
+    let left =
+        snapshot_ids(&restic_s3(&direct, osargs!["snapshots", "--json"], &sw.env()).success());
     assert_eq!(left.len(), 1);
     let target = tempfile::tempdir().unwrap();
     run(osargs!["restore", "latest", "--target", target.path()]);
@@ -292,8 +341,15 @@ fn a_key_repeated_across_listing_pages_counts_once() {
         &restored_path(target.path(), &tree.root),
         &tree.restic_compare_options(),
     );
-    let (split, second) = (count(&proxy, "split listings"), count(&proxy, "second pages"));
-    assert!(split > 0 && second > 0, "no listing was split: {}", proxy.log());
+    let (split, second) = (
+        count(&proxy, "split listings"),
+        count(&proxy, "second pages"),
+    );
+    assert!(
+        split > 0 && second > 0,
+        "no listing was split: {}",
+        proxy.log()
+    );
     eprintln!(
         "S3 listings repeating a key across pages: {split} split, {second} second pages \
          served, {:.1?}",
