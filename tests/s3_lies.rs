@@ -11,6 +11,7 @@
 //!
 //! Every other `GET` of the same index file, pack, or range of a pack is lied about (the
 //! first, third…), so each command meets the lies and a second reading gets the truth.
+//! When every reading lies, the command fails with one error naming the file.
 //! Backup, check and restore through the lies must give what they give without them:
 //! restores equal to their source, caches holding only what names say, and restic 0.14
 //! checking the repository with `--read-data` directly on the server afterwards.
@@ -35,6 +36,8 @@ import itertools, json, os, re
 from mitmproxy import http
 
 MODE = os.environ["LIE_MODE"]
+# Every GET lied about, not every other one: a lie no second reading cures.
+ALWAYS = os.environ.get("LIE_ALWAYS") == "1"
 COUNTS = os.path.join(os.environ["ADDON_DIR"], "counts.json")
 OBJECT = re.compile(r"/(index|data/[0-9a-f]{2})/[0-9a-f]{64}$")
 CONTENTS = re.compile(rb"<Contents>.*?</Contents>", re.S)
@@ -98,7 +101,7 @@ def response(flow: http.HTTPFlow) -> None:
     n = gets.get(key, 0)
     gets[key] = n + 1
     body = flow.response.content
-    if n % 2 == 1 or len(body) < 2:
+    if (n % 2 == 1 and not ALWAYS) or len(body) < 2:
         return
     # Setting the content sets a matching Content-Length.
     flow.response.content = body[: len(body) // 2]
@@ -127,8 +130,9 @@ fn debug_env(sw: &SeaweedFs) -> Vec<(&'static str, String)> {
     env
 }
 
-/// Every file of a cache holds what its name says: a lie is never kept.
-fn assert_cache_intact(cache: &Path) {
+/// Every file of a cache holds what its name says: a lie is never kept. Returns how many
+/// files there are.
+fn cache_intact(cache: &Path) -> usize {
     let mut n = 0;
     for f in common::tree::post_order(cache) {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -140,7 +144,11 @@ fn assert_cache_intact(cache: &Path) {
             n += 1;
         }
     }
-    assert!(n > 0, "nothing was cached in {cache:?}");
+    n
+}
+
+fn assert_cache_intact(cache: &Path) {
+    assert!(cache_intact(cache) > 0, "nothing was cached in {cache:?}");
 }
 
 /// A repository in a fresh bucket, its first backup made directly on the server; then a
@@ -353,6 +361,70 @@ fn a_key_repeated_across_listing_pages_counts_once() {
     eprintln!(
         "S3 listings repeating a key across pages: {split} split, {second} second pages \
          served, {:.1?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn index_files_always_cut_short_are_reported_by_name() {
+    let t = Instant::now();
+    let Some(sw) = seaweedfs() else { return };
+    let Some(bin) = servers::mitmdump_bin() else {
+        return;
+    };
+    let proxy = MitmProxy::start(
+        bin,
+        &sw.endpoint,
+        LIES_ADDON,
+        &[("LIE_MODE", "short".into()), ("LIE_ALWAYS", "1".into())],
+    );
+    let bucket = unique_name("always");
+    let direct = sw.url(&bucket);
+    let lying = format!("s3:http://{}/{bucket}", proxy.listen);
+    let env = debug_env(sw);
+    let (_src, tree) = common::tree::tricky_source();
+    restash_s3(&direct, osargs!["init"], &env).success();
+    restash_s3(&direct, osargs!["backup", "--host", HOST, &tree.root], &env).success();
+
+    let cache = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let out = restash_s3(
+        &lying,
+        osargs![
+            "--cache-dir",
+            cache.path(),
+            "restore",
+            "latest",
+            "--target",
+            target.path()
+        ],
+        &env,
+    );
+    let why = out.describe();
+    assert_eq!(out.code, 1, "{why}");
+    assert!(!out.stderr.contains("panicked"), "{why}");
+    let fatal: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Fatal:"))
+        .collect();
+    assert_eq!(fatal.len(), 1, "one error\n{why}");
+    assert!(
+        fatal[0].contains("load index/") && fatal[0].contains("hash does not match"),
+        "{why}"
+    );
+    assert!(count(&proxy, "index") >= 2, "read twice: {}", proxy.log());
+    // Nothing restored from it, nothing cached from it.
+    assert_eq!(
+        std::fs::read_dir(target.path()).unwrap().count(),
+        0,
+        "{why}"
+    );
+    cache_intact(cache.path());
+    restic_s3(&direct, osargs!["check", "--read-data"], &sw.env()).success();
+    eprintln!(
+        "S3 index files always cut short: restore exits 1 with \"{}\", {:.1?}",
+        fatal[0],
         t.elapsed()
     );
 }
