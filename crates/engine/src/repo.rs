@@ -96,9 +96,13 @@ impl Repository {
         );
         let sealed = match sealed {
             Ok(data) => data,
-            Err(BackendError::NotFound(_) | BackendError::NoRepository(_)) => {
-                return Err(EngineError::NoRepository(loc))
+            // Name the missing file: a deleted config looks like no repository at all.
+            Err(BackendError::NotFound(_)) => {
+                return Err(EngineError::NoRepository(format!(
+                    "unable to open config file in {loc}"
+                )))
             }
+            Err(BackendError::NoRepository(_)) => return Err(EngineError::NoRepository(loc)),
             Err(e) => return Err(EngineError::backend("read config")(e)),
         };
         let mut keys = keys.map_err(EngineError::backend("list keys"))?;
