@@ -110,8 +110,8 @@ impl Cmd {
 enum Check {
     /// Exit codes differ: (restic 0.14's, restash's).
     Exit(i32, i32),
-    /// restash failed without naming the damaged file on stderr.
-    Naming,
+    /// restash failed (with this code) without naming the damaged file on stderr.
+    Naming(i32),
     Panic,
     Hang,
     /// A restored file with the wrong content: never allowed, never a known failure.
@@ -166,7 +166,7 @@ const ALLOWED: &[Rule] = &[
         Some(Key),
         Some(Flip),
         None,
-        Check::Naming,
+        Check::Naming(12),
         "a key whose JSON still parses but whose salt or data is damaged fails exactly as a \
          wrong password does: no tool can tell which key the password was meant for",
     ),
@@ -483,7 +483,10 @@ fn run_case(base: &Base, case: Case, patient: bool) -> Outcome {
     let nameable = !(case.damage == Delete && matches!(case.kind, Key | Snapshot | Index));
     let short = &name[..name.len().min(8)];
     if ours.code != 0 && nameable && !ours.stderr.contains(short) {
-        found.push((Check::Naming, format!("stderr does not name {short}")));
+        found.push((
+            Check::Naming(ours.code),
+            format!("stderr does not name {short}"),
+        ));
     }
 
     let mut verdict = Verdict::Agree;
@@ -725,7 +728,7 @@ fn print_summary(outcomes: &[Outcome]) {
 #[test]
 fn damaged_repositories_sample() {
     let seed = seed();
-    let n = env_u64("DAMAGE_CASES").unwrap_or(50) as usize;
+    let n = env_u64("DAMAGE_CASES").unwrap_or(100) as usize;
     run_matrix(seed, sample(seed, n), 2, false);
 }
 

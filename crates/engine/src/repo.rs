@@ -44,10 +44,11 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-fn map_key_error(e: FormatError) -> Option<EngineError> {
+/// Why key file `id` could not be opened, naming it, or None for a wrong password.
+fn map_key_error(e: FormatError, id: KeyId) -> Option<EngineError> {
     match e {
         FormatError::Crypto(CryptoError::Unauthenticated) => None,
-        other => Some(EngineError::format("key file")(other)),
+        other => Some(EngineError::format(format!("key {id}"))(other)),
     }
 }
 
@@ -131,7 +132,7 @@ impl Repository {
                     break;
                 }
                 Err(e) => {
-                    if let Some(err) = map_key_error(e) {
+                    if let Some(err) = map_key_error(e, id) {
                         unreadable.push(bad(err));
                     }
                 }
