@@ -44,10 +44,11 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-fn map_key_error(e: FormatError) -> Option<EngineError> {
+/// Why key file `id` could not be opened, naming it, or None for a wrong password.
+fn map_key_error(e: FormatError, id: KeyId) -> Option<EngineError> {
     match e {
         FormatError::Crypto(CryptoError::Unauthenticated) => None,
-        other => Some(EngineError::format("key file")(other)),
+        other => Some(EngineError::format(format!("key {id}"))(other)),
     }
 }
 
@@ -96,9 +97,13 @@ impl Repository {
         );
         let sealed = match sealed {
             Ok(data) => data,
-            Err(BackendError::NotFound(_) | BackendError::NoRepository(_)) => {
-                return Err(EngineError::NoRepository(loc))
+            // Name the missing file: a deleted config looks like no repository at all.
+            Err(BackendError::NotFound(_)) => {
+                return Err(EngineError::NoRepository(format!(
+                    "unable to open config file in {loc}"
+                )))
             }
+            Err(BackendError::NoRepository(_)) => return Err(EngineError::NoRepository(loc)),
             Err(e) => return Err(EngineError::backend("read config")(e)),
         };
         let mut keys = keys.map_err(EngineError::backend("list keys"))?;
@@ -127,7 +132,7 @@ impl Repository {
                     break;
                 }
                 Err(e) => {
-                    if let Some(err) = map_key_error(e) {
+                    if let Some(err) = map_key_error(e, id) {
                         unreadable.push(bad(err));
                     }
                 }

@@ -88,9 +88,12 @@ pub fn master_key_json(key: &Key) -> String {
 }
 
 impl KeyFile {
-    /// Decodes key file JSON.
+    /// Decodes key file JSON. Bytes that are not UTF-8 become U+FFFD, as Go's decoder
+    /// makes them in strings: restic opens a key whose `username` or `hostname` holds such
+    /// bytes (nothing authenticates or depends on those fields), and so must we.
     pub fn from_json(data: &[u8]) -> Result<KeyFile, FormatError> {
-        serde_json::from_slice(data).map_err(FormatError::json("key"))
+        let text = String::from_utf8_lossy(data);
+        serde_json::from_str(&text).map_err(FormatError::json("key"))
     }
 
     /// Compact JSON, no newline.
@@ -186,6 +189,16 @@ mod tests {
             kf.open(b"wrong"),
             Err(FormatError::Crypto(CryptoError::Unauthenticated))
         ));
+    }
+
+    #[test]
+    fn key_with_a_name_that_is_not_utf8_opens_as_in_go() {
+        let mut json = KAT_KEY.as_bytes().to_vec();
+        let at = KAT_KEY.find("\"root\"").unwrap() + 2;
+        json[at] = 0xff;
+        let kf = KeyFile::from_json(&json).unwrap();
+        assert_eq!(kf.username, "r\u{fffd}ot");
+        kf.open(b"kat-password").unwrap();
     }
 
     /// `KAT_KEY` without `drop` and with `extra` merged in.
