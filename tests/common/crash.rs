@@ -71,8 +71,9 @@ pub const ROTATION: [Trigger; 6] = [
 
 /// Sees the repository files that appear after it was made.
 pub trait Watch {
-    /// The files that appeared since the last call, by kind.
-    fn poll(&mut self) -> Vec<Kind>;
+    /// The files that appeared since the last call, by kind; with `only`, a watcher that
+    /// has to ask the store looks at that kind alone, so that it sees it sooner.
+    fn poll(&mut self, only: Option<Kind>) -> Vec<Kind>;
 }
 
 /// inotify on a local repository's `data/xx/`, `index/` and `snapshots/`.
@@ -114,7 +115,7 @@ impl Inotify {
 }
 
 impl Watch for Inotify {
-    fn poll(&mut self) -> Vec<Kind> {
+    fn poll(&mut self, _only: Option<Kind>) -> Vec<Kind> {
         let mut out = Vec::new();
         let mut reader = inotify::Reader::new(&self.fd, &mut self.buf);
         loop {
@@ -150,15 +151,16 @@ impl Listing {
             backend,
             seen: HashMap::new(),
         };
-        l.poll();
+        l.poll(None);
         l
     }
 }
 
 impl Watch for Listing {
-    fn poll(&mut self) -> Vec<Kind> {
+    fn poll(&mut self, only: Option<Kind>) -> Vec<Kind> {
         let mut out = Vec::new();
-        for kind in [Kind::Pack, Kind::Index, Kind::Snapshot] {
+        let all = [Kind::Pack, Kind::Index, Kind::Snapshot];
+        for kind in all.into_iter().filter(|k| only.is_none_or(|o| o == *k)) {
             let files = self
                 .backend
                 .list(kind.file_type())
@@ -399,7 +401,7 @@ impl<'s> Chain<'s> {
         let mut counts = BTreeMap::new();
         loop {
             let running = bg.running();
-            for k in watch.poll() {
+            for k in watch.poll(None) {
                 *counts.entry(k).or_insert(0) += 1;
             }
             if !running {
@@ -433,13 +435,10 @@ impl<'s> Chain<'s> {
         match trigger {
             Trigger::Random => {
                 std::thread::sleep(delay);
-                for k in watch.poll() {
-                    *seen.entry(k).or_insert(0) += 1;
-                }
             }
             Trigger::Appears(kind) => 'watch: loop {
                 let running = bg.running();
-                for k in watch.poll() {
+                for k in watch.poll(Some(kind)) {
                     let n = seen.entry(k).or_insert(0);
                     *n += 1;
                     if k == kind && *n == nth {
@@ -454,6 +453,9 @@ impl<'s> Chain<'s> {
         }
         let out = bg.kill();
         let at = started.elapsed();
+        for k in watch.poll(None) {
+            *seen.entry(k).or_insert(0) += 1;
+        }
         let context = format!(
             "{} chain (seed {}), round {}: {trigger:?} (n = {nth}, delay {delay:?}), killed \
              after {at:?} with {seen:?} seen, exit code {}",
