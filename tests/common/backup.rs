@@ -167,6 +167,12 @@ impl Background {
             .unwrap_or_else(|e| panic!("kill {sig:?} {}: {e}", self.cmd));
     }
 
+    /// What the process wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.out_dir.path().join("stderr")).unwrap_or_default())
+            .into_owned()
+    }
+
     /// SIGKILL (if still running), then the outcome; code 137 means the kill landed.
     pub fn kill(mut self) -> CmdOutput {
         let _ = self.child.kill();

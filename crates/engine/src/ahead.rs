@@ -102,6 +102,10 @@ impl ListAhead {
         if pending.contains_key(&t) {
             return;
         }
+        self.spawn(&mut pending, t);
+    }
+
+    fn spawn(&self, pending: &mut HashMap<FileType, JoinHandle<Listing>>, t: FileType) {
         let inner = self.inner.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("list-{}", t.dir()))
@@ -109,6 +113,20 @@ impl ListAhead {
         // Without a thread the listing simply happens when it is asked for.
         if let Ok(handle) = spawned {
             pending.insert(t, handle);
+        }
+    }
+
+    /// Starts every listing not yet taken again, from now. Called once a lock is held: a
+    /// listing from before may predate what the previous holder of a conflicting lock
+    /// wrote or deleted (a prune's new index, a backup's last index and snapshot), and a
+    /// prune or backup trusting it would delete or skip data that is needed. The listings
+    /// dropped finish on their own threads, unread.
+    pub(crate) fn restart(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let types: Vec<FileType> = pending.keys().copied().collect();
+        for t in types {
+            drop(pending.remove(&t));
+            self.spawn(&mut pending, t);
         }
     }
 
@@ -229,6 +247,25 @@ mod tests {
         ahead.start(FileType::Snapshot);
         ahead.write(&snap(3), b"three").unwrap();
         assert_eq!(ahead.list(FileType::Snapshot).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_restarted_listing_sees_what_was_written_before_the_restart() {
+        let mem = Arc::new(MemoryBackend::new());
+        mem.create().unwrap();
+        mem.write(&snap(1), b"one").unwrap();
+        let ahead = ListAhead::new(mem.clone());
+        ahead.start(FileType::Snapshot);
+        while !ahead.pending.lock().unwrap()[&FileType::Snapshot].is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Another process writes while this one waits for its lock.
+        mem.write(&snap(2), b"two").unwrap();
+        ahead.restart();
+        assert_eq!(ahead.list(FileType::Snapshot).unwrap().len(), 2);
+        // Nothing pending: nothing started.
+        ahead.restart();
+        assert!(ahead.pending.lock().unwrap().is_empty());
     }
 
     #[test]

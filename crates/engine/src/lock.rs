@@ -210,6 +210,9 @@ impl RepoLock {
         if let Err(e) = conflicts(Some(&id)) {
             return Err(withdraw(repo, &id, e));
         }
+        // Whatever was listed ahead, before this lock, may predate the last writes and
+        // deletions of a conflicting lock's holder that ended while we waited.
+        repo.restart_listings();
         let shared = Arc::new(Shared {
             id: Mutex::new(id),
             stop: Mutex::new(false),

@@ -382,6 +382,11 @@ impl Repository {
     /// Loads and merges every index file, in parallel, without installing the result:
     /// for commands that load the index while they do something else with the repository.
     pub fn read_index(&self) -> Result<MasterIndex> {
+        self.read_index_files().map(|(index, _)| index)
+    }
+
+    /// [`Self::read_index`], and the ids of the index files it read.
+    pub(crate) fn read_index_files(&self) -> Result<(MasterIndex, Vec<Id>)> {
         let ids = self.list_ids(FileType::Index)?;
         let files: Vec<Result<(IndexFile, bool)>> = map_io(&ids, |id| {
             let data = self.load_unpacked(FileType::Index, id)?;
@@ -412,7 +417,7 @@ impl Repository {
             index.add_file(&file, old);
         }
         index.finish();
-        Ok(index)
+        Ok((index, ids))
     }
 
     /// Starts listing `t` now, for a command that will list it after other round trips
@@ -420,6 +425,14 @@ impl Repository {
     pub fn list_ahead(&self, t: FileType) {
         if let Some(ahead) = &self.ahead {
             ahead.start(t);
+        }
+    }
+
+    /// Starts the listings not yet taken again (see [`ListAhead::restart`]): a lock was
+    /// just taken, and what was listed before may be out of date.
+    pub(crate) fn restart_listings(&self) {
+        if let Some(ahead) = &self.ahead {
+            ahead.restart();
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use restash_backend::FileType;
 
 use super::{backup, BackupOptions, BackupSummary, Source};
+use crate::ahead::both;
 use crate::events::{Cancel, Control};
 use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
 
@@ -129,6 +130,44 @@ fn watch(cancel: &Cancel, grace: Duration, w: &Watched, on_abandon: &OnAbandon) 
     }
 }
 
+/// Takes the lock while the index loads, then makes sure the index is one the lock
+/// protects. The index files were read before the lock was held: a prune holding its
+/// exclusive lock meanwhile (one this lock waited for, or one that ended just before this
+/// lock looked) may have replaced them and deleted the packs they name, and a backup
+/// trusting them would store snapshots whose blobs are gone. So, under the lock, the index
+/// files are listed again, and read again if they changed or the first read failed.
+/// Returns the lock's result first, as a caller reports it first.
+fn lock_and_load_index(
+    repo: &mut Repository,
+    policy: &LockPolicy,
+    ctl: &Control,
+) -> (Result<Option<RepoLock>>, Result<()>) {
+    let this = &*repo;
+    let (read, taken) = both(
+        || this.read_index_files(),
+        || RepoLock::take(this, false, policy, ctl),
+    );
+    // No lock (a dry run, `--no-lock`) protects anything: then the index as read.
+    let locked = matches!(taken, Ok(Some(_)));
+    let loaded = match read {
+        Ok((index, _)) if !locked => {
+            repo.set_index(index);
+            Ok(())
+        }
+        Ok((index, ids)) => match repo.list_ids(FileType::Index) {
+            Ok(now) if now == ids => {
+                repo.set_index(index);
+                Ok(())
+            }
+            Ok(_) => repo.load_index(),
+            Err(e) => Err(e),
+        },
+        Err(_) if locked => repo.load_index(),
+        Err(e) => Err(e),
+    };
+    (taken, loaded)
+}
+
 /// Runs a backup of `source` into `repo`: takes the lock while the index loads (the lock
 /// waits for other processes' new locks to show), resolves the parent, backs up on this
 /// thread, and removes the lock.
@@ -151,7 +190,7 @@ pub fn run(
         .watchdog
         .as_ref()
         .map_or_else(|| Arc::new(Watched::default()), |w| w.watched.clone());
-    let (taken, index) = repo.load_index_with(|repo| RepoLock::take(repo, false, &policy, ctl));
+    let (taken, index) = lock_and_load_index(repo, &policy, ctl);
     *lock(&watched.held) = taken?.map(Arc::new);
     let prepared = index.and_then(|()| {
         if let Some(spec) = &job.parent {
