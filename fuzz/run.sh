@@ -15,6 +15,6 @@ case $target in
 esac
 work=target/corpus/$target
 mkdir -p "$work"
-exec cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- \
+exec cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- \
   -max_total_time="$secs" -max_len="$max_len" -malloc_limit_mb=256 -rss_limit_mb=1024 \
   -timeout=5 -print_final_stats=1
