@@ -30,6 +30,7 @@ mod cache;
 pub mod conformance;
 mod debug_log;
 mod error;
+pub mod fuzzing;
 mod limit;
 mod local;
 mod memory;

@@ -58,6 +58,40 @@ struct Reply {
 /// User name and password for basic auth.
 type BasicAuth = (String, Secret);
 
+/// One file of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listed {
+    /// v2 listing: `{"name": …, "size": …}`.
+    Sized(FileInfo),
+    /// v1 listing: the name only, as listed (its size needs a `HEAD`).
+    Named(Id, String),
+}
+
+/// Parses a listing body, v2 (objects with name and size) or v1 (names). Entries whose
+/// name is not an id, or without a size in v2, are skipped.
+pub(crate) fn parse_listing(body: &[u8]) -> Result<Vec<Listed>, serde_json::Error> {
+    let items: Vec<serde_json::Value> = serde_json::from_slice(body)?;
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            serde_json::Value::Object(m) => {
+                let name = m.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+                let size = m.get("size").and_then(|s| s.as_u64());
+                if let (Ok(id), Some(size)) = (Id::parse(name), size) {
+                    out.push(Listed::Sized(FileInfo { id, size }));
+                }
+            }
+            serde_json::Value::String(name) => {
+                if let Ok(id) = Id::parse(&name) {
+                    out.push(Listed::Named(id, name));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Percent-decodes URL user info.
 fn decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -397,30 +431,21 @@ impl Backend for RestBackend {
             StatusCode::NOT_FOUND => return Ok(Vec::new()),
             _ => return Err(self.status_error("list", &what, &r)),
         }
-        let items: Vec<serde_json::Value> = serde_json::from_slice(&r.body)
+        let entries = parse_listing(&r.body)
             .map_err(|e| self.error("list", &what, format!("bad listing: {e}"), false))?;
         let mut out = Vec::new();
-        for item in items {
-            match item {
-                // v2: {"name": …, "size": …}
-                serde_json::Value::Object(m) => {
-                    let name = m.get("name").and_then(|n| n.as_str()).unwrap_or_default();
-                    let size = m.get("size").and_then(|s| s.as_u64());
-                    if let (Ok(id), Some(size)) = (Id::parse(name), size) {
-                        out.push(FileInfo { id, size });
-                    }
-                }
-                // v1: names only, sizes by HEAD of the name as listed: a handle's
-                // lower-case name would miss a file listed in upper case.
-                serde_json::Value::String(name) => {
-                    let Ok(id) = Id::parse(&name) else { continue };
+        for entry in entries {
+            match entry {
+                Listed::Sized(info) => out.push(info),
+                // v1: sizes by HEAD of the name as listed: a handle's lower-case name
+                // would miss a file listed in upper case.
+                Listed::Named(id, name) => {
                     let rel = format!("{what}{name}");
                     let size = self
                         .rt
                         .block_on(self.head_at(rel.clone(), &self.rel_url(&rel)))?;
                     out.push(FileInfo { id, size });
                 }
-                _ => {}
             }
         }
         Ok(out)

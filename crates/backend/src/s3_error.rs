@@ -37,7 +37,7 @@ pub(crate) fn xml_tag(body: &str, tag: &str) -> Option<String> {
     Some(v.trim().to_string())
 }
 
-fn status_in(text: &str) -> Option<u16> {
+pub(crate) fn status_in(text: &str) -> Option<u16> {
     let i = text.find("status code: ")? + "status code: ".len();
     text.get(i..i + 3)?.parse().ok()
 }

@@ -87,6 +87,18 @@ pub fn master_key_json(key: &Key) -> String {
     serde_json::to_string(&j).expect("master key serializes")
 }
 
+/// Reads the master key from the decrypted `data` of a key file.
+pub(crate) fn master_key_from_json(plain: &[u8]) -> Result<Key, FormatError> {
+    let mk: MasterKeyJson =
+        serde_json::from_slice(plain).map_err(FormatError::json("master key"))?;
+    let key = Key::from_parts(
+        decode_fixed("encrypt", &mk.encrypt)?,
+        decode_fixed("mac.k", &mk.mac.k)?,
+        decode_fixed("mac.r", &mk.mac.r)?,
+    )?;
+    Ok(key)
+}
+
 impl KeyFile {
     /// Decodes key file JSON. Bytes that are not UTF-8 become U+FFFD, as Go's decoder
     /// makes them in strings: restic opens a key whose `username` or `hostname` holds such
@@ -124,14 +136,7 @@ impl KeyFile {
         };
         let user = derive_key(password, &salt, params)?;
         let plain = Zeroizing::new(user.open(&data)?);
-        let mk: MasterKeyJson =
-            serde_json::from_slice(&plain).map_err(FormatError::json("master key"))?;
-        let key = Key::from_parts(
-            decode_fixed("encrypt", &mk.encrypt)?,
-            decode_fixed("mac.k", &mk.mac.k)?,
-            decode_fixed("mac.r", &mk.mac.r)?,
-        )?;
-        Ok(key)
+        master_key_from_json(&plain)
     }
 
     /// Seals `master` under `password` with a fresh salt.

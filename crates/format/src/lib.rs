@@ -19,6 +19,7 @@
 
 mod config;
 mod error;
+pub mod fuzzing;
 mod gojson;
 mod id;
 mod index;

@@ -126,7 +126,7 @@ pub fn parse_header(plain: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
     Ok(entries)
 }
 
-fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
+pub(crate) fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 41);
     for e in entries {
         let t = match (e.blob_type, e.uncompressed_length.is_some()) {
