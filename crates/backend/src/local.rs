@@ -52,9 +52,13 @@ impl LocalBackend {
             let Some(id) = name.to_str().and_then(|n| Id::parse(n).ok()) else {
                 continue;
             };
-            let meta = entry
-                .metadata()
-                .map_err(BackendError::io(entry.path().display().to_string()))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between the directory read and now (another process's lock
+                // going away): not in the listing, as restic's local backend has it.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(BackendError::io(entry.path().display().to_string())(e)),
+            };
             if meta.is_file() {
                 out.push(FileInfo {
                     id,
