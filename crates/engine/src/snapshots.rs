@@ -3,6 +3,7 @@
 //! warns about an id that does not resolve and goes on), and the one rule that turns
 //! `latest` or an id prefix into a snapshot while some snapshot files cannot be read.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use restash_backend::FileType;
@@ -290,6 +291,18 @@ impl Snapshots {
     /// (restic visits snapshots in that order; for a local repository it is the
     /// directory's). A file that fails to load is kept with its error.
     pub fn load(repo: &Repository) -> Result<Snapshots> {
+        Snapshots::load_reusing(repo, &Snapshots::default())
+    }
+
+    /// [`Self::load`] for a process that keeps its list (a mount, the web view): a
+    /// snapshot file is named by the hash of its bytes and never changes, so the ones
+    /// `known` read are taken from it and only new files are loaded. Files that could not
+    /// be read are tried again.
+    pub fn reload(&self, repo: &Repository) -> Result<Snapshots> {
+        Snapshots::load_reusing(repo, self)
+    }
+
+    fn load_reusing(repo: &Repository, known: &Snapshots) -> Result<Snapshots> {
         let listed: Vec<SnapshotId> = repo
             .backend()
             .list(FileType::Snapshot)
@@ -300,7 +313,12 @@ impl Snapshots {
             .into_iter()
             .map(|f| SnapshotId(f.id))
             .collect();
-        let loaded = crate::ahead::map_io(&listed, |id| repo.load_snapshot(id));
+        let had: HashMap<SnapshotId, &Snapshot> =
+            known.readable.iter().map(|(id, s)| (*id, s)).collect();
+        let loaded = crate::ahead::map_io(&listed, |id| match had.get(id) {
+            Some(s) => Ok((*s).clone()),
+            None => repo.load_snapshot(id),
+        });
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (id, r) in listed.iter().zip(loaded) {

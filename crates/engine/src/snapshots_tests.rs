@@ -178,3 +178,32 @@ fn without_ids_the_selection_is_in_listing_order() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
 }
+
+#[test]
+fn reload_reads_only_new_snapshot_files() {
+    use restash_backend::Handle;
+    let repo = memory_repo();
+    let first = save(&repo, "h", "2021-01-01T00:00:00Z", &[]);
+    let before = Snapshots::load(&repo).expect("load");
+    // The file's bytes are now garbage: a fresh load cannot read it, a reload keeps the
+    // snapshot it already read (a snapshot file never changes under its name).
+    let h = Handle::new(FileType::Snapshot, first.0);
+    repo.backend().remove(&h).expect("remove");
+    repo.backend().write(&h, b"garbage").expect("write");
+    assert_eq!(Snapshots::load(&repo).expect("load").unreadable().len(), 1);
+    let second = save(&repo, "h", "2021-01-02T00:00:00Z", &[]);
+    let after = before.reload(&repo).expect("reload");
+    let ids: Vec<SnapshotId> = after.readable().iter().map(|e| e.0).collect();
+    assert_eq!(ids, [first, second]);
+    assert!(after.unreadable().is_empty());
+    // A file gone from the listing is gone from the reload too.
+    repo.backend().remove(&h).expect("remove");
+    let ids: Vec<SnapshotId> = after
+        .reload(&repo)
+        .expect("reload")
+        .readable()
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(ids, [second]);
+}
