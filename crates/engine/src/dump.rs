@@ -8,8 +8,8 @@ use restash_format::NodeType;
 use crate::events::Control;
 
 use crate::{
-    dump_archive, dump_file, find_node, ArchiveFormat, EngineError, Repository, Result,
-    SnapshotFilter,
+    dir_subtree, dump_archive, dump_file, find_node, ArchiveFormat, EngineError, Repository,
+    Result, SnapshotFilter,
 };
 
 /// What `dump` writes.
@@ -35,10 +35,7 @@ pub fn run(repo: &mut Repository, job: &DumpJob, ctl: &Control, out: &mut dyn Wr
     match find_node(repo, &snap.tree, path)? {
         None => dump_archive(repo, &snap.tree, "", job.archive, out),
         Some(n) if n.node_type == NodeType::Dir => {
-            let sub = n
-                .subtree
-                .ok_or_else(|| EngineError::Corrupt("directory without subtree".into()))?;
-            dump_archive(repo, &sub, path, job.archive, out)
+            dump_archive(repo, &dir_subtree(&n, path)?, path, job.archive, out)
         }
         Some(n) if n.node_type == NodeType::File => dump_file(repo, &n, out),
         Some(n) => Err(EngineError::Usage(format!(

@@ -100,7 +100,7 @@ pub use snapshots::{
     flatten_tag_lists, list_snapshots, lock_and_select_one, select_one, select_snapshots, Ignored,
     Selection, SnapshotEntry, SnapshotFilter, Snapshots, TagList, UnreadableSnapshot,
 };
-pub use walk::{find_node, find_node_by_names, find_subtree};
+pub use walk::{dir_subtree, find_node, find_node_by_names, find_subtree};
 
 /// Refuses a chunker polynomial restic would refuse ("invalid chunker polynomial").
 pub fn check_polynomial(pol: u64) -> Result<()> {

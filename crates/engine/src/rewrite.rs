@@ -340,10 +340,5 @@ impl Trees<'_> {
 }
 
 fn subtree_of(node: &restash_format::Node, path: &[u8]) -> Result<BlobId> {
-    node.subtree.ok_or_else(|| {
-        EngineError::Corrupt(format!(
-            "directory {:?} has no subtree",
-            String::from_utf8_lossy(path)
-        ))
-    })
+    crate::dir_subtree(node, &String::from_utf8_lossy(path))
 }

@@ -48,13 +48,17 @@ pub fn find_node_by_names(
     Ok(found)
 }
 
+/// A directory node's tree; a directory without one is damage, named by `path`.
+pub fn dir_subtree(node: &Node, path: &str) -> Result<BlobId> {
+    node.subtree
+        .ok_or_else(|| EngineError::Corrupt(format!("directory {path:?} has no subtree")))
+}
+
 /// The tree id of the directory at `path` (restic's `snapshot:subfolder`).
 pub fn find_subtree(repo: &Repository, root: &BlobId, path: &str) -> Result<BlobId> {
     match find_node(repo, root, path)? {
         None => Ok(*root),
-        Some(n) if n.node_type == NodeType::Dir => n
-            .subtree
-            .ok_or_else(|| EngineError::Corrupt(format!("dir {path:?} has no subtree"))),
+        Some(n) if n.node_type == NodeType::Dir => dir_subtree(&n, path),
         Some(_) => Err(EngineError::NotFound(format!(
             "path {path:?} is not a directory"
         ))),

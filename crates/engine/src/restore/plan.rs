@@ -224,12 +224,7 @@ impl<'a> Planner<'a> {
         let abs = self.root.join(rel);
         match node.node_type {
             NodeType::Dir => {
-                let Some(sub) = node.subtree else {
-                    return Err(EngineError::Corrupt(format!(
-                        "dir {} has no subtree",
-                        String::from_utf8_lossy(item)
-                    )));
-                };
+                let sub = crate::dir_subtree(node, &String::from_utf8_lossy(item))?;
                 if selected {
                     self.dir(rel)?;
                 }
