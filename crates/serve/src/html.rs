@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use restash_format::{Node, NodeType, SnapshotId};
+use restash_format::{GoTime, Node, NodeType, SnapshotId};
 
 use crate::model::{Totals, Volume};
 
@@ -52,6 +52,12 @@ pub fn seg(name: &[u8]) -> String {
 
 fn seg_str(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// A time as the pages show it: restic's table format, in the zone it was recorded in
+/// (a pod's clock says UTC; the snapshot says where the backup ran).
+pub fn time(t: &GoTime) -> String {
+    t.0.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// Sizes as restic prints them (1024-based, two decimals).
@@ -205,13 +211,13 @@ data-flags=\"{flagtext}\">\
                     false => format!("<span class=\"tags\">{}</span>", esc(&shown.join(", "))),
                 }
             },
-            last = v.last_unix,
+            last = v.last_time.unix_secs(),
             age = v.age_secs,
             count = v.count,
             flagtext = flags.join(" "),
             id = v.last_id,
             short = v.last_id.short(),
-            lasttext = esc(&v.last_text),
+            lasttext = esc(&time(&v.last_time)),
             agetext = age(v.age_secs),
             spark = sparkline(&v.series),
             flagspans = flags

@@ -9,7 +9,9 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flate2::write::GzEncoder;
 use restash_engine::events::{Cancel, Control, Discard};
-use restash_engine::{dump_tar, dump_zip, find_node_by_names, EngineError, FileReader, RepoLock};
+use restash_engine::{
+    dir_subtree, dump_tar, dump_zip, find_node_by_names, EngineError, FileReader, RepoLock,
+};
 use restash_format::NodeType;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -188,6 +190,16 @@ async fn route(app: Arc<App>, req: Request) -> Response {
     }
 }
 
+// A snapshot path as errors name it.
+fn shown_path(comps: &[Vec<u8>]) -> String {
+    let mut path = String::new();
+    for c in comps {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(c));
+    }
+    path
+}
+
 fn asset(kind: &'static str, text: &'static str) -> Response {
     (
         [
@@ -226,7 +238,7 @@ async fn volumes_json(app: Arc<App>) -> Response {
                         json!({
                             "host": v.host,
                             "last_snapshot": v.last_id.to_string(),
-                            "last_time": v.last_unix,
+                            "last_time": v.last_time.unix_secs(),
                             "age_seconds": v.age_secs,
                             "snapshots": v.count,
                             "files": v.totals.as_ref().ok().map(|t| t.files),
@@ -265,7 +277,7 @@ async fn host_page(app: Arc<App>, host: String) -> Response {
             .filter(|(_, s)| s.hostname == host)
             .map(|(id, s)| SnapshotRow {
                 id: *id,
-                time: s.time.0.format("%Y-%m-%d %H:%M:%S").to_string(),
+                time: html::time(&s.time),
                 tags: s.tags.clone(),
                 paths: s.paths.clone(),
                 totals: app.library.snapshot_totals(s).ok(),
@@ -291,13 +303,11 @@ async fn tree_page(app: Arc<App>, id: String, comps: Vec<Vec<u8>>) -> Response {
             let names: Vec<&[u8]> = comps.iter().map(Vec::as_slice).collect();
             let tree = match find_node_by_names(&repo, &snap.tree, &names)? {
                 None => snap.tree,
-                Some(n) if n.node_type == NodeType::Dir => n.subtree.ok_or_else(|| {
-                    EngineError::Corrupt(format!("directory {} has no subtree", n.display_name()))
-                })?,
+                Some(n) if n.node_type == NodeType::Dir => dir_subtree(&n, &shown_path(&comps))?,
                 Some(_) => return Ok(Err(sid)),
             };
             let nodes = repo.load_tree(&tree)?.nodes;
-            let time = snap.time.0.format("%Y-%m-%d %H:%M:%S").to_string();
+            let time = html::time(&snap.time);
             Ok(Ok(html::tree(&snap.hostname, &sid, &time, &comps, &nodes)))
         })();
         match shown {
@@ -420,9 +430,7 @@ fn stream_download(
             (format, node) => {
                 let tree = match node {
                     None => snap.tree,
-                    Some(n) if n.node_type == NodeType::Dir => n.subtree.ok_or_else(|| {
-                        EngineError::Corrupt(format!("directory {name:?} has no subtree"))
-                    })?,
+                    Some(n) if n.node_type == NodeType::Dir => dir_subtree(&n, &shown_path(comps))?,
                     Some(_) => {
                         return Err(EngineError::NotFound(format!("{name:?} is not a folder")))
                     }

@@ -2,12 +2,12 @@
 //! have changed), per-tree file totals (trees never change, so they are counted once),
 //! and the volumes: one row per host.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use restash_engine::{EngineError, Repository, SnapshotEntry, Snapshots};
-use restash_format::{BlobId, NodeType, Snapshot, SnapshotId};
+use restash_format::{BlobId, GoTime, NodeType, Snapshot, SnapshotId};
 
 /// Files and their bytes below a tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,10 +25,8 @@ pub struct Volume {
     pub host: String,
     /// The newest snapshot.
     pub last_id: SnapshotId,
-    /// When it was taken, in seconds since the epoch.
-    pub last_unix: i64,
-    /// The newest snapshot's time as restic shows it.
-    pub last_text: String,
+    /// When it was taken.
+    pub last_time: GoTime,
     /// Seconds since then (never negative).
     pub age_secs: u64,
     /// Snapshots of this host.
@@ -45,12 +43,13 @@ pub struct Volume {
     pub partial: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IndexState {
     Unloaded,
     Loaded,
     // New snapshots were seen: their blobs need the index re-read.
     Stale,
+    // Re-read, waiting for the downloads that hold the repository to end.
+    Pending(restash_engine::MasterIndex),
 }
 
 /// The repository as the server reads it.
@@ -59,6 +58,7 @@ pub struct Library {
     index: Mutex<IndexState>,
     snapshots: Mutex<Option<(Arc<Snapshots>, Instant)>>,
     totals: Mutex<HashMap<BlobId, Totals>>,
+    warned: Mutex<HashSet<SnapshotId>>,
     refresh_every: Duration,
     warn: Box<dyn Fn(&str) + Send + Sync>,
 }
@@ -81,6 +81,7 @@ impl Library {
             index: Mutex::new(IndexState::Unloaded),
             snapshots: Mutex::new(None),
             totals: Mutex::new(HashMap::new()),
+            warned: Mutex::new(HashSet::new()),
             refresh_every,
             warn,
         }
@@ -98,30 +99,34 @@ impl Library {
     /// swapped in only when the repository is free, and the next request tries again.
     pub fn need_index(&self) -> Result<(), EngineError> {
         let mut state = lock(&self.index);
-        match *state {
-            IndexState::Loaded => Ok(()),
+        let index = match std::mem::replace(&mut *state, IndexState::Loaded) {
+            IndexState::Loaded => return Ok(()),
             IndexState::Unloaded => {
-                let index = self.repo().read_index()?;
+                let index = self.repo().read_index();
+                let index = index.inspect_err(|_| *state = IndexState::Unloaded)?;
                 self.repo
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .set_index(index);
-                *state = IndexState::Loaded;
-                Ok(())
+                return Ok(());
             }
             IndexState::Stale => {
-                let index = self.repo().read_index()?;
-                if let Ok(mut repo) = self.repo.try_write() {
-                    repo.set_index(index);
-                    *state = IndexState::Loaded;
-                }
-                Ok(())
+                let index = self.repo().read_index();
+                index.inspect_err(|_| *state = IndexState::Stale)?
             }
+            IndexState::Pending(index) => index,
+        };
+        match self.repo.try_write() {
+            Ok(mut repo) => repo.set_index(index),
+            // Read once; swapped in by a later request.
+            Err(_) => *state = IndexState::Pending(index),
         }
+        Ok(())
     }
 
-    /// The snapshot list, re-read when older than the refresh interval. New snapshots
-    /// bring new blobs, so a loaded index is re-read with them.
+    /// The snapshot list, re-listed when older than the refresh interval (only new
+    /// snapshot files are read). New snapshots bring new blobs, so a loaded index is
+    /// re-read with them.
     pub fn snapshots(&self) -> Result<Arc<Snapshots>, EngineError> {
         let mut cached = lock(&self.snapshots);
         if let Some((s, at)) = cached.as_ref() {
@@ -129,7 +134,10 @@ impl Library {
                 return Ok(s.clone());
             }
         }
-        let fresh = Snapshots::load(&self.repo())?;
+        let fresh = match cached.as_ref() {
+            Some((old, _)) => old.reload(&self.repo())?,
+            None => Snapshots::load(&self.repo())?,
+        };
         for w in fresh.load_warnings() {
             (self.warn)(&w);
         }
@@ -139,7 +147,7 @@ impl Library {
         });
         if changed && cached.is_some() {
             let mut state = lock(&self.index);
-            if *state == IndexState::Loaded {
+            if matches!(*state, IndexState::Loaded | IndexState::Pending(_)) {
                 *state = IndexState::Stale;
             }
         }
@@ -168,12 +176,7 @@ impl Library {
                     sum.bytes += node.size;
                 }
                 NodeType::Dir => {
-                    let sub = node.subtree.ok_or_else(|| {
-                        EngineError::Corrupt(format!(
-                            "directory {} has no subtree",
-                            node.display_name()
-                        ))
-                    })?;
+                    let sub = restash_engine::dir_subtree(node, &node.display_name())?;
                     let t = self.tree_totals(&sub)?;
                     sum.files += t.files;
                     sum.bytes += t.bytes;
@@ -202,6 +205,13 @@ impl Library {
         (self.warn)(what);
     }
 
+    // A snapshot that cannot be counted is said once, not at every page view.
+    fn warn_once(&self, id: SnapshotId, what: &str) {
+        if lock(&self.warned).insert(id) {
+            (self.warn)(what);
+        }
+    }
+
     /// One row per host, by host name; `stale_after` flags old newest backups.
     pub fn volumes(
         &self,
@@ -220,17 +230,22 @@ impl Library {
         for (host, snaps) in hosts {
             // `readable` is oldest first, so each host's list is too.
             let (last_id, last) = snaps[snaps.len() - 1];
-            let mut series = Vec::new();
-            for (_, s) in &snaps {
-                if let Ok(t) = self.snapshot_totals(s) {
-                    series.push((s.time.unix_secs(), t.bytes));
-                }
-            }
-            let totals = self.snapshot_totals(last).map_err(|e| {
-                let msg = format!("snapshot {} of {host}: {e}", last_id.short());
-                (self.warn)(&format!("cannot count files of {msg}"));
-                msg
-            });
+            let counted: Vec<Result<Totals, String>> = snaps
+                .iter()
+                .map(|(id, s)| {
+                    self.snapshot_totals(s).map_err(|e| {
+                        let msg = format!("snapshot {} of {host}: {e}", id.short());
+                        self.warn_once(*id, &format!("cannot count files of {msg}"));
+                        msg
+                    })
+                })
+                .collect();
+            let series = snaps
+                .iter()
+                .zip(&counted)
+                .filter_map(|((_, s), t)| Some((s.time.unix_secs(), t.as_ref().ok()?.bytes)))
+                .collect();
+            let totals = counted[counted.len() - 1].clone();
             let mut tags: Vec<String> = snaps.iter().flat_map(|(_, s)| s.tags.clone()).collect();
             tags.sort();
             tags.dedup();
@@ -238,8 +253,7 @@ impl Library {
             out.push(Volume {
                 host: host.to_string(),
                 last_id: *last_id,
-                last_unix: last.time.unix_secs(),
-                last_text: last.time.0.format("%Y-%m-%d %H:%M:%S").to_string(),
+                last_time: last.time,
                 age_secs,
                 count: snaps.len(),
                 totals,
