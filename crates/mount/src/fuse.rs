@@ -88,7 +88,7 @@ impl Fs {
     // A directory's entries with `.` and `..` first, as the kernel gets them.
     fn listing(&self, ino: u64) -> crate::Result<Vec<DirEntry>> {
         let entries = self.model.readdir(ino)?;
-        let parent = self.model.parent(ino).unwrap_or(ino);
+        let parent = self.model.parent(ino)?;
         let mut all = Vec::with_capacity(entries.len() + 2);
         all.push((ino, FileKind::Dir, b".".to_vec()));
         all.push((parent, FileKind::Dir, b"..".to_vec()));
