@@ -75,16 +75,24 @@ type Loading<V> = Arc<OnceLock<Option<Arc<V>>>>;
 
 /// A [`BlobCache`] shared by threads, each blob loaded by one of them at a time.
 pub struct Shared<V> {
-    cache: Mutex<BlobCache<V>>,
-    loading: Mutex<HashMap<BlobId, Loading<V>>>,
+    // One lock for both: a load leaves `loading` as its blob enters the cache, so a
+    // caller finds it in one or the other and never starts a second load.
+    inner: Mutex<Inner<V>>,
+}
+
+struct Inner<V> {
+    cache: BlobCache<V>,
+    loading: HashMap<BlobId, Loading<V>>,
 }
 
 impl<V> Shared<V> {
     /// An empty cache holding at most `limit` bytes.
     pub fn new(limit: usize) -> Shared<V> {
         Shared {
-            cache: Mutex::new(BlobCache::new(limit)),
-            loading: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                cache: BlobCache::new(limit),
+                loading: HashMap::new(),
+            }),
         }
     }
 
@@ -96,45 +104,44 @@ impl<V> Shared<V> {
         id: &BlobId,
         load: impl Fn() -> Result<(V, usize), E>,
     ) -> Result<Arc<V>, E> {
-        if let Some(v) = lock(&self.cache).get(id) {
-            return Ok(v);
-        }
-        let cell = lock(&self.loading).entry(*id).or_default().clone();
+        let cell = {
+            let mut inner = lock(&self.inner);
+            if let Some(v) = inner.cache.get(id) {
+                return Ok(v);
+            }
+            inner.loading.entry(*id).or_default().clone()
+        };
+        // The loading thread's own result, error included.
         let mut mine = None;
-        let got = cell
+        let shared = cell
             .get_or_init(|| {
-                let r = self.load_into_cache(id, &load);
+                let r = load().map(|(v, size)| (Arc::new(v), size));
+                let mut inner = lock(&self.inner);
+                inner.loading.remove(id);
+                if let Ok((v, size)) = &r {
+                    inner.cache.insert(*id, v.clone(), *size);
+                }
+                let r = r.map(|(v, _)| v);
                 let shared = r.as_ref().ok().cloned();
                 mine = Some(r);
                 shared
             })
             .clone();
-        if let Some(r) = mine {
-            // Loaded by this thread: the cache holds it now (or it failed), so later
-            // callers must not find this cell.
-            lock(&self.loading).remove(id);
-            return r;
+        match (mine, shared) {
+            (Some(r), _) => r,
+            (None, Some(v)) => Ok(v),
+            (None, None) => {
+                let (v, size) = load()?;
+                let v = Arc::new(v);
+                lock(&self.inner).cache.insert(*id, v.clone(), size);
+                Ok(v)
+            }
         }
-        match got {
-            Some(v) => Ok(v),
-            None => self.load_into_cache(id, &load),
-        }
-    }
-
-    fn load_into_cache<E>(
-        &self,
-        id: &BlobId,
-        load: &impl Fn() -> Result<(V, usize), E>,
-    ) -> Result<Arc<V>, E> {
-        let (v, size) = load()?;
-        let v = Arc::new(v);
-        lock(&self.cache).insert(*id, v.clone(), size);
-        Ok(v)
     }
 
     /// Bytes held.
     pub fn held(&self) -> usize {
-        lock(&self.cache).held()
+        lock(&self.inner).cache.held()
     }
 }
 
@@ -183,7 +190,10 @@ mod tests {
         });
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(c.held(), 100);
-        assert!(lock(&c.loading).is_empty(), "no load left in progress");
+        assert!(
+            lock(&c.inner).loading.is_empty(),
+            "no load left in progress"
+        );
 
         // A failed load is not shared: each waiter tries again and gets its own error.
         let fails = AtomicUsize::new(0);
@@ -201,6 +211,6 @@ mod tests {
             }
         });
         assert_eq!(fails.load(Ordering::SeqCst), 3, "one load per caller");
-        assert!(lock(&c.loading).is_empty());
+        assert!(lock(&c.inner).loading.is_empty());
     }
 }

@@ -88,26 +88,19 @@ impl Fs {
     // A directory's entries with `.` and `..` first, as the kernel gets them.
     fn listing(&self, ino: u64) -> crate::Result<Vec<DirEntry>> {
         let entries = self.model.readdir(ino)?;
-        let parent = self.model.parent(ino).unwrap_or(ino);
+        let parent = self.model.parent(ino)?;
         let mut all = Vec::with_capacity(entries.len() + 2);
         all.push((ino, FileKind::Dir, b".".to_vec()));
         all.push((parent, FileKind::Dir, b"..".to_vec()));
         all.extend(entries);
         Ok(all)
     }
-
-    fn ttl(&self, ino: u64) -> std::time::Duration {
-        match self.model.kind(ino) {
-            Ok(k) => self.model.ttl(&k),
-            Err(_) => std::time::Duration::ZERO,
-        }
-    }
 }
 
 impl Filesystem for Fs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.model.lookup(parent.0, name.as_bytes()) {
-            Ok(a) => reply.entry(&self.ttl(a.ino), &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&a.ttl, &file_attr(&a), Generation(0)),
             Err(e) => reply.error(self.errno(&format!("lookup {name:?}"), e)),
         }
     }
@@ -120,7 +113,7 @@ impl Filesystem for Fs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.model.attr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl(ino.0), &file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl, &file_attr(&a)),
             Err(e) => reply.error(self.errno("getattr", e)),
         }
     }

@@ -117,6 +117,8 @@ pub struct Attr {
     pub mtime: SystemTime,
     /// Status change time.
     pub ctime: SystemTime,
+    /// How long the kernel may keep the entry and these attributes.
+    pub ttl: Duration,
 }
 
 struct Inode {
@@ -512,14 +514,6 @@ impl MountModel {
         Ok(out)
     }
 
-    /// How long the kernel may keep an entry: the layout changes, snapshots do not.
-    pub fn ttl(&self, kind: &Kind) -> Duration {
-        match kind {
-            Kind::Meta(_) | Kind::Link { .. } => Duration::ZERO,
-            _ => Duration::from_secs(60),
-        }
-    }
-
     /// An inode's attributes, as restic's mount shows them.
     pub fn attr(&self, ino: u64) -> Result<Attr> {
         let inode = self.inode(ino)?;
@@ -527,6 +521,11 @@ impl MountModel {
     }
 
     fn attr_of(&self, ino: u64, inode: &Inode) -> Attr {
+        // The layout changes, snapshots do not.
+        let ttl = match inode.kind {
+            Kind::Meta(_) | Kind::Link { .. } => Duration::ZERO,
+            _ => Duration::from_secs(60),
+        };
         let dir = |perm, nlink, t: SystemTime| Attr {
             ino,
             kind: FileKind::Dir,
@@ -539,6 +538,7 @@ impl MountModel {
             atime: t,
             mtime: t,
             ctime: t,
+            ttl,
         };
         match &inode.kind {
             Kind::Meta(_) => dir(0o555, 1, self.started),
@@ -585,6 +585,7 @@ impl MountModel {
                     atime: system_time(&n.atime),
                     mtime: system_time(&n.mtime),
                     ctime: system_time(&n.ctime),
+                    ttl,
                 }
             }
         }
