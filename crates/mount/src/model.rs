@@ -150,6 +150,8 @@ enum Key {
 pub type DirEntry = (u64, FileKind, Vec<u8>);
 
 struct State {
+    // Every snapshot file read so far: a refresh reads only new ones.
+    all: Snapshots,
     snapshots: Vec<SnapshotEntry>,
     layout: Layout,
     seen: Vec<SnapshotId>,
@@ -221,6 +223,7 @@ impl MountModel {
                 Inode::new(Kind::Meta(String::new()), ROOT),
             )),
             state: Mutex::new(State {
+                all: Snapshots::default(),
                 snapshots: Vec::new(),
                 layout: Layout::new(),
                 seen: Vec::new(),
@@ -231,7 +234,7 @@ impl MountModel {
             started: SystemTime::now(),
             warn,
         };
-        model.apply(&mut lock(&model.state), &all, false)?;
+        model.apply(&mut lock(&model.state), all, false)?;
         Ok(model)
     }
 
@@ -242,18 +245,22 @@ impl MountModel {
     // Re-reads the snapshot list; when it changed, the index too (new snapshots bring
     // new blobs), unless this is the first load.
     fn reload(&self, st: &mut State, index: bool) -> Result<()> {
-        let all = Snapshots::load(&self.repo()).map_err(engine("load snapshots".into()))?;
-        self.apply(st, &all, index)
+        let all = st
+            .all
+            .reload(&self.repo())
+            .map_err(engine("load snapshots".into()))?;
+        self.apply(st, all, index)
     }
 
     // Shows the snapshots of `all` that the filter lets through.
-    fn apply(&self, st: &mut State, all: &Snapshots, index: bool) -> Result<()> {
+    fn apply(&self, st: &mut State, all: Snapshots, index: bool) -> Result<()> {
         // Oldest first, then by id: the order `Snapshots` keeps them in.
         let chosen: Vec<SnapshotEntry> = all.matching(&self.settings.filter).cloned().collect();
         let mut seen: Vec<SnapshotId> = chosen.iter().map(|(id, _)| *id).collect();
         seen.extend(all.unreadable().iter().map(|u| u.id));
         st.checked = Instant::now();
         if seen == st.seen && !st.layout.is_empty() {
+            st.all = all;
             return Ok(());
         }
         for w in all.load_warnings() {
@@ -276,6 +283,7 @@ impl MountModel {
         );
         st.snapshots = chosen;
         st.seen = seen;
+        st.all = all;
         Ok(())
     }
 
@@ -332,10 +340,10 @@ impl MountModel {
             Kind::Meta(_) => Ok(None),
             Kind::SnapshotRoot { tree, .. } => Ok(Some(*tree)),
             Kind::Node(n) if n.node_type == NodeType::Dir => {
-                n.subtree.map(Some).ok_or_else(|| MountError::Engine {
-                    context: format!("directory {}", n.display_name()),
-                    source: restash_engine::EngineError::Corrupt("no subtree".into()),
-                })
+                let name = n.display_name();
+                restash_engine::dir_subtree(n, &name)
+                    .map(Some)
+                    .map_err(engine(format!("directory {name}")))
             }
             _ => Err(MountError::NotDir),
         }
