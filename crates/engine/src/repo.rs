@@ -409,7 +409,13 @@ impl Repository {
     /// [`Self::read_index`], and the ids of the index files it read.
     pub(crate) fn read_index_files(&self) -> Result<(MasterIndex, Vec<Id>)> {
         let ids = self.list_ids(FileType::Index)?;
-        let files: Vec<Result<(IndexFile, bool)>> = map_io(&ids, |id| {
+        let index = self.read_index_of(&ids)?;
+        Ok((index, ids))
+    }
+
+    /// Loads and merges the index files `ids`, in parallel.
+    pub(crate) fn read_index_of(&self, ids: &[Id]) -> Result<MasterIndex> {
+        let files: Vec<Result<(IndexFile, bool)>> = map_io(ids, |id| {
             let data = self.load_unpacked(FileType::Index, id)?;
             IndexFile::from_json(&data)
                 .map_err(EngineError::format(format!("index {}", id.short())))
@@ -438,7 +444,7 @@ impl Repository {
             index.add_file(&file, old);
         }
         index.finish();
-        Ok((index, ids))
+        Ok(index)
     }
 
     /// Starts listing `t` now, for a command that will list it after other round trips

@@ -135,7 +135,8 @@ fn watch(cancel: &Cancel, grace: Duration, w: &Watched, on_abandon: &OnAbandon) 
 /// exclusive lock meanwhile (one this lock waited for, or one that ended just before this
 /// lock looked) may have replaced them and deleted the packs they name, and a backup
 /// trusting them would store snapshots whose blobs are gone. So, under the lock, the index
-/// files are listed again, and read again if they changed or the first read failed.
+/// files are listed again, and read again (as listed then) if they changed or the first
+/// read failed.
 /// Returns the lock's result first, as a caller reports it first.
 fn lock_and_load_index(
     repo: &mut Repository,
@@ -147,25 +148,15 @@ fn lock_and_load_index(
         || this.read_index_files(),
         || RepoLock::take(this, false, policy, ctl),
     );
-    // No lock (a dry run, `--no-lock`) protects anything: then the index as read.
-    let locked = matches!(taken, Ok(Some(_)));
-    let loaded = match read {
-        Ok((index, _)) if !locked => {
-            repo.set_index(index);
-            Ok(())
-        }
-        Ok((index, ids)) => match repo.list_ids(FileType::Index) {
-            Ok(now) if now == ids => {
-                repo.set_index(index);
-                Ok(())
-            }
-            Ok(_) => repo.load_index(),
-            Err(e) => Err(e),
-        },
-        Err(_) if locked => repo.load_index(),
-        Err(e) => Err(e),
+    let loaded = match (read, &taken) {
+        // Without a lock (a dry run, `--no-lock`, or taking it failed), the index as read.
+        (read, Ok(None) | Err(_)) => read.map(|(index, _)| index),
+        (read, Ok(Some(_))) => repo.list_ids(FileType::Index).and_then(|now| match read {
+            Ok((index, ids)) if ids == now => Ok(index),
+            _ => repo.read_index_of(&now),
+        }),
     };
-    (taken, loaded)
+    (taken, loaded.map(|index| repo.set_index(index)))
 }
 
 /// Runs a backup of `source` into `repo`: takes the lock while the index loads (the lock
