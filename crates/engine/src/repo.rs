@@ -448,7 +448,7 @@ impl Repository {
     }
 
     /// Starts listing `t` now, for a command that will list it after other round trips
-    /// (backup lists packs while it takes its lock). Without a store under it, nothing.
+    /// (backup lists packs while it loads the index). Without a store under it, nothing.
     pub fn list_ahead(&self, t: FileType) {
         if let Some(ahead) = &self.ahead {
             ahead.start(t);
