@@ -123,9 +123,7 @@ impl ListAhead {
     /// dropped finish on their own threads, unread.
     pub(crate) fn restart(&self) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let types: Vec<FileType> = pending.keys().copied().collect();
-        for t in types {
-            drop(pending.remove(&t));
+        for t in std::mem::take(&mut *pending).into_keys() {
             self.spawn(&mut pending, t);
         }
     }
@@ -227,19 +225,25 @@ mod tests {
         assert!(most.load(Ordering::SeqCst) > 1);
     }
 
-    #[test]
-    fn a_listing_ahead_answers_once_and_writes_invalidate_it() {
+    /// A layer whose listing of snapshots ahead finished with one snapshot, and a second
+    /// snapshot written behind its back after that (by another process).
+    fn listed_ahead_then_written_behind() -> ListAhead {
         let mem = Arc::new(MemoryBackend::new());
         mem.create().unwrap();
         mem.write(&snap(1), b"one").unwrap();
         let ahead = ListAhead::new(mem.clone());
         ahead.start(FileType::Snapshot);
-        // Written behind the layer's back after the listing finished: only the listing
-        // after the one ahead sees it.
         while !ahead.pending.lock().unwrap()[&FileType::Snapshot].is_finished() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         mem.write(&snap(2), b"two").unwrap();
+        ahead
+    }
+
+    #[test]
+    fn a_listing_ahead_answers_once_and_writes_invalidate_it() {
+        // Only the listing after the one ahead sees what was written behind its back.
+        let ahead = listed_ahead_then_written_behind();
         assert_eq!(ahead.list(FileType::Snapshot).unwrap().len(), 1);
         assert_eq!(ahead.list(FileType::Snapshot).unwrap().len(), 2);
 
@@ -251,16 +255,8 @@ mod tests {
 
     #[test]
     fn a_restarted_listing_sees_what_was_written_before_the_restart() {
-        let mem = Arc::new(MemoryBackend::new());
-        mem.create().unwrap();
-        mem.write(&snap(1), b"one").unwrap();
-        let ahead = ListAhead::new(mem.clone());
-        ahead.start(FileType::Snapshot);
-        while !ahead.pending.lock().unwrap()[&FileType::Snapshot].is_finished() {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
         // Another process writes while this one waits for its lock.
-        mem.write(&snap(2), b"two").unwrap();
+        let ahead = listed_ahead_then_written_behind();
         ahead.restart();
         assert_eq!(ahead.list(FileType::Snapshot).unwrap().len(), 2);
         // Nothing pending: nothing started.

@@ -44,6 +44,14 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// The error for the stored bytes of `t` `id` that do not hash to its name.
+fn not_its_name(t: FileType, id: &Id) -> EngineError {
+    EngineError::Corrupt(format!(
+        "load {}: invalid data returned (hash does not match the name)",
+        Handle::new(t, *id)
+    ))
+}
+
 /// Why key file `id` could not be opened, naming it, or None for a wrong password.
 fn map_key_error(e: FormatError, id: KeyId) -> Option<EngineError> {
     match e {
@@ -285,8 +293,11 @@ impl Repository {
     /// Reads an unpacked file (index, snapshot, lock): checks its name is the hash of its
     /// bytes, opens it, and undoes the v2 compression.
     pub fn load_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
-        let data = self.read_unpacked(t, id)?;
-        self.open_unpacked(t, id, &data)
+        let (data, intact) = self.read_checked(t, id)?;
+        if !intact {
+            return Err(not_its_name(t, id));
+        }
+        self.decrypt_unpacked(t, id, &data)
     }
 
     /// The stored bytes of an unpacked file, as they are (see [`Self::open_unpacked`]).
@@ -294,6 +305,11 @@ impl Repository {
     /// store or proxy that cut or garbled one answer gives the real bytes then, while
     /// damage in the store gives the same bytes again, for the caller to report.
     pub fn read_unpacked(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
+        self.read_checked(t, id).map(|(data, _)| data)
+    }
+
+    /// [`Self::read_unpacked`], and whether the bytes hash to the file's name.
+    fn read_checked(&self, t: FileType, id: &Id) -> Result<(Vec<u8>, bool)> {
         let h = Handle::new(t, *id);
         let read = || {
             self.backend
@@ -301,23 +317,28 @@ impl Repository {
                 .map_err(EngineError::backend(format!("load {h}")))
         };
         let data = read()?;
-        if t == FileType::Config || Id::hash(&data) == *id {
-            return Ok(data);
+        if Id::hash(&data) == *id {
+            return Ok((data, true));
         }
         tracing::debug!("load {h}: the bytes read do not hash to its name; reading it again");
-        read()
+        let data = read()?;
+        let intact = Id::hash(&data) == *id;
+        Ok((data, intact))
     }
 
     /// Checks, opens and decompresses the stored bytes of an unpacked file: the second half
     /// of [`Self::load_unpacked`], for callers that download in parallel but decode on one
     /// thread.
     pub fn open_unpacked(&self, t: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
-        let h = Handle::new(t, *id);
         if Id::hash(data) != *id {
-            return Err(EngineError::Corrupt(format!(
-                "load {h}: invalid data returned (hash does not match the name)"
-            )));
+            return Err(not_its_name(t, id));
         }
+        self.decrypt_unpacked(t, id, data)
+    }
+
+    /// Opens and decompresses bytes known to hash to the file's name.
+    fn decrypt_unpacked(&self, t: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
+        let h = Handle::new(t, *id);
         let plain = self
             .key
             .open(data)
@@ -388,7 +409,13 @@ impl Repository {
     /// [`Self::read_index`], and the ids of the index files it read.
     pub(crate) fn read_index_files(&self) -> Result<(MasterIndex, Vec<Id>)> {
         let ids = self.list_ids(FileType::Index)?;
-        let files: Vec<Result<(IndexFile, bool)>> = map_io(&ids, |id| {
+        let index = self.read_index_of(&ids)?;
+        Ok((index, ids))
+    }
+
+    /// Loads and merges the index files `ids`, in parallel.
+    pub(crate) fn read_index_of(&self, ids: &[Id]) -> Result<MasterIndex> {
+        let files: Vec<Result<(IndexFile, bool)>> = map_io(ids, |id| {
             let data = self.load_unpacked(FileType::Index, id)?;
             IndexFile::from_json(&data)
                 .map_err(EngineError::format(format!("index {}", id.short())))
@@ -417,11 +444,11 @@ impl Repository {
             index.add_file(&file, old);
         }
         index.finish();
-        Ok((index, ids))
+        Ok(index)
     }
 
     /// Starts listing `t` now, for a command that will list it after other round trips
-    /// (backup lists packs while it takes its lock). Without a store under it, nothing.
+    /// (backup lists packs while it loads the index). Without a store under it, nothing.
     pub fn list_ahead(&self, t: FileType) {
         if let Some(ahead) = &self.ahead {
             ahead.start(t);

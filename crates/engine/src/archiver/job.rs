@@ -135,37 +135,36 @@ fn watch(cancel: &Cancel, grace: Duration, w: &Watched, on_abandon: &OnAbandon) 
 /// exclusive lock meanwhile (one this lock waited for, or one that ended just before this
 /// lock looked) may have replaced them and deleted the packs they name, and a backup
 /// trusting them would store snapshots whose blobs are gone. So, under the lock, the index
-/// files are listed again, and read again if they changed or the first read failed.
+/// files are listed again, and read again (as listed then) if they changed or the first
+/// read failed. With `list_packs`, the packs are listed ahead from the moment the lock is
+/// held: a listing started before it would be started again when it is taken.
 /// Returns the lock's result first, as a caller reports it first.
 fn lock_and_load_index(
     repo: &mut Repository,
     policy: &LockPolicy,
     ctl: &Control,
+    list_packs: bool,
 ) -> (Result<Option<RepoLock>>, Result<()>) {
     let this = &*repo;
     let (read, taken) = both(
         || this.read_index_files(),
-        || RepoLock::take(this, false, policy, ctl),
-    );
-    // No lock (a dry run, `--no-lock`) protects anything: then the index as read.
-    let locked = matches!(taken, Ok(Some(_)));
-    let loaded = match read {
-        Ok((index, _)) if !locked => {
-            repo.set_index(index);
-            Ok(())
-        }
-        Ok((index, ids)) => match repo.list_ids(FileType::Index) {
-            Ok(now) if now == ids => {
-                repo.set_index(index);
-                Ok(())
+        || {
+            let taken = RepoLock::take(this, false, policy, ctl);
+            if list_packs && taken.is_ok() {
+                this.list_ahead(FileType::Pack);
             }
-            Ok(_) => repo.load_index(),
-            Err(e) => Err(e),
+            taken
         },
-        Err(_) if locked => repo.load_index(),
-        Err(e) => Err(e),
+    );
+    let loaded = match (read, &taken) {
+        // Without a lock (a dry run, `--no-lock`, or taking it failed), the index as read.
+        (read, Ok(None) | Err(_)) => read.map(|(index, _)| index),
+        (read, Ok(Some(_))) => repo.list_ids(FileType::Index).and_then(|now| match read {
+            Ok((index, ids)) if ids == now => Ok(index),
+            _ => repo.read_index_of(&now),
+        }),
     };
-    (taken, loaded)
+    (taken, loaded.map(|index| repo.set_index(index)))
 }
 
 /// Runs a backup of `source` into `repo`: takes the lock while the index loads (the lock
@@ -178,10 +177,6 @@ pub fn run(
     job: &JobOptions,
     ctl: &Control,
 ) -> Result<BackupSummary> {
-    if !opts.dry_run {
-        // For the packs a killed run left unindexed, looked for once the lock is held.
-        repo.list_ahead(FileType::Pack);
-    }
     let policy = LockPolicy {
         skip: job.lock.skip || opts.dry_run,
         ..job.lock.clone()
@@ -190,7 +185,9 @@ pub fn run(
         .watchdog
         .as_ref()
         .map_or_else(|| Arc::new(Watched::default()), |w| w.watched.clone());
-    let (taken, index) = lock_and_load_index(repo, &policy, ctl);
+    // The packs are listed for those a killed run left unindexed, looked for once the
+    // lock is held.
+    let (taken, index) = lock_and_load_index(repo, &policy, ctl, !opts.dry_run);
     *lock(&watched.held) = taken?.map(Arc::new);
     let prepared = index.and_then(|()| {
         if let Some(spec) = &job.parent {
