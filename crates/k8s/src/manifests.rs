@@ -156,6 +156,7 @@ fn backup_pod(
             affinity_user: Some(&vol.user),
             env: vec![("RESTASH_PVC", vol.pvc.clone())],
             labels: labels.clone(),
+            secret_file: None,
         },
     )
 }
@@ -343,6 +344,7 @@ pub fn restore_job(c: &Common, r: &RestoreOptions, suffix: &str) -> Result<Value
             affinity_user: Some(&target.user),
             env: vec![("RESTASH_PVC", target.pvc.clone())],
             labels: labels.clone(),
+            secret_file: None,
         },
     );
     Ok(job(md, c, template))
@@ -366,6 +368,7 @@ pub fn prune_cronjob(c: &Common, cron: &CronSettings, schedule: &str) -> Result<
             affinity_user: None,
             env: vec![],
             labels: labels.clone(),
+            secret_file: None,
         },
     );
     Ok(cronjob(c, cron, schedule, md, &labels, template))

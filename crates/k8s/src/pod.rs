@@ -46,6 +46,18 @@ pub(crate) struct PodPlan<'a> {
     pub affinity_user: Option<&'a str>,
     pub env: Vec<(&'static str, String)>,
     pub labels: Map<String, Value>,
+    /// One key of a Secret mounted read-only (the web view's token).
+    pub secret_file: Option<SecretFile<'a>>,
+}
+
+/// One key of a Secret, mounted read-only as `dir/file`.
+pub(crate) struct SecretFile<'a> {
+    pub volume: &'static str,
+    pub secret: &'a str,
+    pub key: &'a str,
+    pub dir: &'static str,
+    pub file: &'static str,
+    pub mode: u32,
 }
 
 /// Environment names the manifests set themselves or that would carry credentials.
@@ -267,6 +279,19 @@ pub(crate) fn pod_template(c: &Common, plan: &PodPlan) -> Value {
                 "configMap": {"name": name, "items": items, "defaultMode": CA_MODE},
             }),
         });
+    }
+
+    if let Some(f) = &plan.secret_file {
+        mounts.push(json!({"name": f.volume, "mountPath": f.dir, "readOnly": true}));
+        // Only that key, under a fixed name: the argument never depends on the key.
+        volumes.push(json!({
+            "name": f.volume,
+            "secret": {
+                "secretName": f.secret,
+                "items": [{"key": f.key, "path": f.file}],
+                "defaultMode": f.mode,
+            },
+        }));
     }
 
     let mut args = plan.args.clone();

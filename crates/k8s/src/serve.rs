@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::manifests::{labels, metadata};
 use crate::names::{check_dns_label, check_dns_subdomain, check_secret_key};
-use crate::pod::{check_common, pod_template, PodPlan, Purpose};
+use crate::pod::{check_common, pod_template, PodPlan, Purpose, SecretFile};
 use crate::{Common, K8sError, SERVE_PORT, TOKEN_DIR, TOKEN_KEY};
 
 /// Secret files readable by owner (root) and group (the pod's fsGroup), as the repository
@@ -135,9 +135,16 @@ pub fn serve_manifests(c: &Common, o: &ServeOptions) -> Result<Vec<Value>, K8sEr
             affinity_user: None,
             env: vec![],
             labels: labels.clone(),
+            secret_file: Some(SecretFile {
+                volume: "token",
+                secret: &token_secret,
+                key: token_key,
+                dir: TOKEN_DIR,
+                file: TOKEN_KEY,
+                mode: TOKEN_MODE,
+            }),
         },
     );
-    add_token_volume(&mut template, &token_secret, token_key);
     add_port_and_probes(&mut template["spec"]["containers"][0]);
     let md = metadata(&o.name, c, &labels, None);
     docs.push(json!({
@@ -179,28 +186,10 @@ fn token_secret_manifest(
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": c.namespace, "labels": labels},
+        "metadata": metadata(name, c, labels, None),
         "type": "Opaque",
         "data": {TOKEN_KEY: b64},
     })
-}
-
-/// Only the token's key, under a fixed name: the argument never depends on the key.
-fn add_token_volume(template: &mut Value, secret: &str, key: &str) {
-    let spec = &mut template["spec"];
-    if let Some(v) = spec["volumes"].as_array_mut() {
-        v.push(json!({
-            "name": "token",
-            "secret": {
-                "secretName": secret,
-                "items": [{"key": key, "path": TOKEN_KEY}],
-                "defaultMode": TOKEN_MODE,
-            },
-        }));
-    }
-    if let Some(m) = spec["containers"][0]["volumeMounts"].as_array_mut() {
-        m.push(json!({"name": "token", "mountPath": TOKEN_DIR, "readOnly": true}));
-    }
 }
 
 fn add_port_and_probes(container: &mut Value) {
