@@ -81,6 +81,7 @@ pub mod stats;
 pub mod tag;
 #[cfg(test)]
 mod test_util;
+pub mod totals;
 mod tree_ahead;
 pub mod treewalk;
 pub mod units;

@@ -15,6 +15,7 @@ use restash_format::{BlobId, BlobType, Compression, GoTime, NodeType, Snapshot, 
 use crate::archiver::Saver;
 use crate::events::{Control, Event, Phase};
 use crate::snapshots::{select_snapshots, SnapshotFilter};
+use crate::totals::{Totals, TreeTotals};
 use crate::{EngineError, LockPolicy, PatternSet, RepoLock, Repository, Result};
 
 /// The tag restic adds to a rewritten snapshot when the original stays.
@@ -112,6 +113,7 @@ pub fn run(repo: &mut Repository, opts: &RewriteOptions, ctl: &Control) -> Resul
         repo,
         excludes: &opts.excludes,
         saver: (!opts.dry_run).then_some(&saver),
+        unchanged: TreeTotals::new(),
     };
     let mut out = RewriteSummary::default();
     for (id, snap) in &chosen {
@@ -142,7 +144,7 @@ fn rewrite_snapshot(
 ) -> Result<()> {
     // restic 0.17 sets a summary's totals to what is left after excluding; counting visits
     // every tree, which only a snapshot with a summary pays for.
-    let mut tally = snap.summary.as_ref().map(|_| Tally::default());
+    let mut tally = snap.summary.as_ref().map(|_| Totals::default());
     let root = if opts.excludes.is_empty() {
         snap.tree
     } else {
@@ -223,27 +225,13 @@ fn item(ctl: &Control, action: &'static str, id: &SnapshotId) {
     });
 }
 
-/// The files a rewritten tree holds and their bytes, restic's way: every file node, in
-/// every directory, however often the same subtree occurs.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    files: u64,
-    bytes: u64,
-}
-
-impl Tally {
-    /// Saturating: sizes come from the repository, which may be damaged or hostile.
-    fn add(&mut self, size: u64) {
-        self.files += 1;
-        self.bytes = self.bytes.saturating_add(size);
-    }
-}
-
 /// Rewrites trees without the excluded entries; `saver` is `None` in a dry run.
 struct Trees<'a> {
     repo: &'a Repository,
     excludes: &'a PatternSet,
     saver: Option<&'a Saver<'a>>,
+    // The totals of subtrees no exclude reaches, shared by the snapshots rewritten.
+    unchanged: TreeTotals,
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -262,7 +250,7 @@ impl Trees<'_> {
         &self,
         path: &[u8],
         id: BlobId,
-        mut tally: Option<&mut Tally>,
+        mut tally: Option<&mut Totals>,
         ctl: &Control,
     ) -> Result<BlobId> {
         ctl.cancel.check()?;
@@ -282,7 +270,7 @@ impl Trees<'_> {
             let mut node = node.clone();
             if node.node_type == NodeType::File {
                 if let Some(t) = tally.as_deref_mut() {
-                    t.add(node.size);
+                    t.add_file(node.size);
                 }
             }
             if node.node_type == NodeType::Dir {
@@ -296,7 +284,7 @@ impl Trees<'_> {
                             changed = true;
                         }
                     } else if let Some(t) = tally.as_deref_mut() {
-                        self.count(&node_path, sub, t, ctl)?;
+                        t.add(self.unchanged.of(self.repo, &sub, &ctl.cancel)?);
                     }
                 }
             }
@@ -320,22 +308,6 @@ impl Trees<'_> {
             saver.save(BlobType::Tree, new_id, &bytes)?;
         }
         Ok(new_id)
-    }
-
-    /// Adds the files below tree `id` (at `path`), left as they are, to `tally`.
-    fn count(&self, path: &[u8], id: BlobId, tally: &mut Tally, ctl: &Control) -> Result<()> {
-        ctl.cancel.check()?;
-        for node in &self.repo.load_tree(&id)?.nodes {
-            match node.node_type {
-                NodeType::File => tally.add(node.size),
-                NodeType::Dir => {
-                    let node_path = join(path, &node.name);
-                    self.count(&node_path, subtree_of(node, &node_path)?, tally, ctl)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 }
 

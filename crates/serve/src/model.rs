@@ -2,21 +2,16 @@
 //! have changed), per-tree file totals (trees never change, so they are counted once),
 //! and the volumes: one row per host.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use restash_engine::events::Cancel;
+use restash_engine::totals::TreeTotals;
 use restash_engine::{EngineError, Repository, SnapshotEntry, Snapshots};
-use restash_format::{BlobId, GoTime, NodeType, Snapshot, SnapshotId};
+use restash_format::{BlobId, GoTime, Snapshot, SnapshotId};
 
-/// Files and their bytes below a tree.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Regular files.
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
-}
+pub use restash_engine::totals::Totals;
 
 /// One host's backups, as the volumes page shows them.
 #[derive(Debug, Clone)]
@@ -57,7 +52,7 @@ pub struct Library {
     repo: RwLock<Repository>,
     index: Mutex<IndexState>,
     snapshots: Mutex<Option<(Arc<Snapshots>, Instant)>>,
-    totals: Mutex<HashMap<BlobId, Totals>>,
+    totals: TreeTotals,
     warned: Mutex<HashSet<SnapshotId>>,
     refresh_every: Duration,
     warn: Box<dyn Fn(&str) + Send + Sync>,
@@ -80,7 +75,7 @@ impl Library {
             repo: RwLock::new(repo),
             index: Mutex::new(IndexState::Unloaded),
             snapshots: Mutex::new(None),
-            totals: Mutex::new(HashMap::new()),
+            totals: TreeTotals::new(),
             warned: Mutex::new(HashSet::new()),
             refresh_every,
             warn,
@@ -163,29 +158,9 @@ impl Library {
 
     /// Files and bytes below `tree`, each distinct subtree counted once per process.
     pub fn tree_totals(&self, tree: &BlobId) -> Result<Totals, EngineError> {
-        if let Some(t) = lock(&self.totals).get(tree) {
-            return Ok(*t);
-        }
         self.need_index()?;
-        let loaded = self.repo().load_tree(tree)?;
-        let mut sum = Totals::default();
-        for node in &loaded.nodes {
-            match node.node_type {
-                NodeType::File => {
-                    sum.files += 1;
-                    sum.bytes += node.size;
-                }
-                NodeType::Dir => {
-                    let sub = restash_engine::dir_subtree(node, &node.display_name())?;
-                    let t = self.tree_totals(&sub)?;
-                    sum.files += t.files;
-                    sum.bytes += t.bytes;
-                }
-                _ => {}
-            }
-        }
-        lock(&self.totals).insert(*tree, sum);
-        Ok(sum)
+        // Page requests are not cancelled: a count ends with the request's worker.
+        self.totals.of(&self.repo(), tree, &Cancel::new())
     }
 
     /// A snapshot's files and bytes: restic 0.17's summary when the snapshot has one,
