@@ -202,6 +202,23 @@ pub fn path_url(abs: &Path) -> String {
         .join("/")
 }
 
+/// The id of `host`'s newest snapshot, as `restic snapshots` lists them.
+#[track_caller]
+pub fn newest_id(repo: &Path, host: &str) -> String {
+    let out = crate::common::restic(
+        crate::common::backup::with_repo(repo, ["snapshots", "--json", "--host", host]),
+        &[],
+    )
+    .success()
+    .json();
+    let all = out.as_array().expect("snapshot list");
+    let newest = all
+        .iter()
+        .max_by_key(|s| s["time"].as_str().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no snapshot of {host}"));
+    newest["id"].as_str().expect("id").to_string()
+}
+
 /// Seconds since the epoch.
 pub fn now_unix() -> i64 {
     SystemTime::now()
