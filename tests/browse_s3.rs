@@ -38,9 +38,12 @@ fn serves_a_repository_on_s3() {
         );
     }
     let vols = get_json(&server.url("api/volumes"), &[]);
+    let vols = vols.as_array().expect("a list");
+    let hosts: Vec<&str> = vols.iter().filter_map(|v| v["host"].as_str()).collect();
+    assert_eq!(hosts, ["by-restash", "by-restic"], "one volume per host");
     let files = common::backup::count_regular_files(&src);
     let bytes = common::backup::tree_bytes(&src);
-    for v in vols.as_array().expect("a list") {
+    for v in vols {
         assert_eq!(
             (v["files"].as_u64(), v["bytes"].as_u64()),
             (Some(files), Some(bytes)),
@@ -48,7 +51,7 @@ fn serves_a_repository_on_s3() {
         );
     }
     let rel = src.join("d05/f0005.bin");
-    for v in vols.as_array().unwrap() {
+    for v in vols {
         let id = v["last_snapshot"].as_str().expect("id");
         let got = get(
             &server.url(&format!("snapshots/{id}/file/{}", path_url(&rel))),

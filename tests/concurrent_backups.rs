@@ -178,7 +178,8 @@ fn round(repo: &Repo, hosts: &[Host], round: u64, order: Order) {
             let removes = snapshots(repo).len() > HOSTS;
             let mut f = forget_prune(path);
             wait_until("forget's lock", || lock_files(path) > 0 || !f.running());
-            if f.running() {
+            let stopped = f.running();
+            if stopped {
                 f.signal(Signal::Stop);
             }
             if lock_files(path) == 0 {
@@ -187,6 +188,10 @@ fn round(repo: &Repo, hosts: &[Host], round: u64, order: Order) {
                     "{context}: forget was done before it could be stopped holding its lock"
                 );
                 contended = false;
+                // Stopped just after it removed its lock: waiting would never end.
+                if stopped {
+                    f.signal(Signal::Cont);
+                }
                 let out = f.wait();
                 assert_eq!(out.code, 0, "{context}: forget\n{}", out.describe());
                 let p = prune(path);

@@ -11,37 +11,20 @@ mod common;
 #[path = "common/crash.rs"]
 mod crash;
 
-use std::time::Instant;
-
-use crash::{matrix, seed, Store};
+use crash::{run_matrix, Store};
 use tempfile::TempDir;
 
 fn run(kills: usize, per_chain: usize) {
-    let started = Instant::now();
-    let seed = seed();
     let work = TempDir::new().expect("tempdir");
-    let tally = matrix(
+    run_matrix(
+        "local",
         kills,
         per_chain,
-        seed,
         &mut |i| Store::local(work.path().join(format!("repo-{i}"))),
         &mut |s| {
             let _ = std::fs::remove_dir_all(&s.location);
         },
     );
-    eprintln!(
-        "local crash matrix: {} kills in {:?}\n{}",
-        tally.total(),
-        started.elapsed(),
-        tally.report()
-    );
-    assert!(
-        tally.damaged.is_empty(),
-        "{} damaged (RESTASH_CRASH_SEED={seed}):\n{}",
-        tally.damaged.len(),
-        tally.damaged.join("\n\n")
-    );
-    assert_eq!(tally.total(), kills);
 }
 
 /// CI-sized: 12 kills in one chain (8 more on S3 in tests/crash_matrix_s3.rs).

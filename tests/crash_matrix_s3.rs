@@ -13,9 +13,8 @@ mod servers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use crash::{matrix, seed, Store};
+use crash::{run_matrix, Store};
 use restash_backend::{BackendOptions, S3Backend};
 use servers::{seaweedfs, unique_name, SeaweedFs};
 
@@ -34,23 +33,8 @@ fn store(sw: &SeaweedFs) -> Store {
 }
 
 fn run(sw: &SeaweedFs, kills: usize, per_chain: usize) {
-    let started = Instant::now();
-    let seed = seed();
     // Buckets go with the server when the test process ends.
-    let tally = matrix(kills, per_chain, seed, &mut |_| store(sw), &mut |_| {});
-    eprintln!(
-        "S3 crash matrix: {} kills in {:?}\n{}",
-        tally.total(),
-        started.elapsed(),
-        tally.report()
-    );
-    assert!(
-        tally.damaged.is_empty(),
-        "{} damaged (RESTASH_CRASH_SEED={seed}):\n{}",
-        tally.damaged.len(),
-        tally.damaged.join("\n\n")
-    );
-    assert_eq!(tally.total(), kills);
+    run_matrix("S3", kills, per_chain, &mut |_| store(sw), &mut |_| {});
 }
 
 /// CI-sized: 8 kills in one chain (12 more on local repositories).

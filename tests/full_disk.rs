@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::backup::{data_files, pack_is_complete, repo_listing, run_tool, with_repo, Tool, HOST};
+use common::backup::{
+    assert_latest_restores, data_files, pack_is_complete, repo_listing, run_tool, with_repo, Tool,
+    HOST,
+};
 use common::tree::write_random_file;
 use common::*;
 
@@ -98,6 +101,18 @@ impl Drop for Mounted {
     }
 }
 
+/// A fresh directory for a test, and the path of its source (not created) by its
+/// canonical name, as snapshots store it.
+fn work_dir() -> (tempfile::TempDir, PathBuf) {
+    let base = tempfile::tempdir().expect("tempdir");
+    let src = base
+        .path()
+        .canonicalize()
+        .expect("canonicalize")
+        .join("src");
+    (base, src)
+}
+
 /// Files and sizes of a source that does not fit: 12 MiB of incompressible data.
 fn big_source(root: &Path) {
     std::fs::create_dir_all(root.join("sub")).expect("mkdir source");
@@ -161,12 +176,7 @@ fn backup_to_full_disk(
 #[test]
 fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
     let t = Instant::now();
-    let base = tempfile::tempdir().expect("tempdir");
-    let src = base
-        .path()
-        .canonicalize()
-        .expect("canonicalize")
-        .join("src");
+    let (base, src) = work_dir();
     big_source(&src);
 
     let Some((_restic_fs, _, restic_out)) = backup_to_full_disk(Tool::Restic, base.path(), &src)
@@ -197,15 +207,9 @@ fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
     restash(osargs!["-r", &repo, "check"], &[]).success();
     fs.resize("64m");
     restash(osargs!["-r", &repo, "backup", "--host", HOST, &src], &[]).success();
-    let target = tempfile::tempdir().expect("tempdir");
-    restash(
-        osargs!["-r", &repo, "restore", "latest", "--target", target.path()],
-        &[],
-    )
-    .success();
-    assert_trees_equal(
+    assert_latest_restores(
+        &|args| restash(with_repo(&repo, args), &[]),
         &src,
-        &restored_path(target.path(), &src),
         &CompareOptions::default(),
     );
     restic(osargs!["-r", &repo, "check", "--read-data"], &[]).success();
@@ -221,12 +225,7 @@ fn backup_onto_a_full_disk_fails_cleanly_and_damages_nothing() {
 #[test]
 fn read_only_repository_reads_with_no_lock_and_refuses_backup() {
     let t = Instant::now();
-    let base = tempfile::tempdir().expect("tempdir");
-    let src = base
-        .path()
-        .canonicalize()
-        .expect("canonicalize")
-        .join("src");
+    let (base, src) = work_dir();
     std::fs::create_dir_all(src.join("sub")).expect("mkdir");
     write_random_file(&src.join("data"), 1 << 20, 3);
     std::fs::write(src.join("sub/note.txt"), "read me\n").expect("write");

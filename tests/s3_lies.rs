@@ -151,25 +151,77 @@ fn assert_cache_intact(cache: &Path) {
     assert!(cache_intact(cache) > 0, "nothing was cached in {cache:?}");
 }
 
+/// A repository in a fresh bucket of SeaweedFS, reached directly and through a lying proxy.
+struct Lying {
+    sw: &'static SeaweedFs,
+    proxy: MitmProxy,
+    /// The bucket on the server.
+    direct: String,
+    /// The bucket through the proxy.
+    lying: String,
+    /// The server's credentials, debug logs on.
+    env: Vec<(&'static str, String)>,
+    _src: tempfile::TempDir,
+    /// The source, as its first backup (made directly on the server) holds it.
+    tree: TrickyTree,
+}
+
+impl Lying {
+    /// The proxy (its addon environment `lies`) in front of SeaweedFS, and a repository in a
+    /// fresh bucket with one backup of the tricky tree; `None` (skipped loudly, failed under
+    /// CI) without the server or mitmproxy.
+    fn start(tag: &str, lies: &[(&str, String)]) -> Option<Lying> {
+        let sw = seaweedfs()?;
+        let bin = servers::mitmdump_bin()?;
+        let proxy = MitmProxy::start(bin, &sw.endpoint, LIES_ADDON, lies);
+        let bucket = unique_name(tag);
+        let direct = sw.url(&bucket);
+        let lying = format!("s3:http://{}/{bucket}", proxy.listen);
+        let env = debug_env(sw);
+        let (src, tree) = common::tree::tricky_source();
+        restash_s3(&direct, osargs!["init"], &env).success();
+        restash_s3(&direct, osargs!["backup", "--host", HOST, &tree.root], &env).success();
+        Some(Lying {
+            sw,
+            proxy,
+            direct,
+            lying,
+            env,
+            _src: src,
+            tree,
+        })
+    }
+
+    /// restash through the lies.
+    fn restash(&self, args: Vec<OsString>) -> CmdOutput {
+        restash_s3(&self.lying, args, &self.env)
+    }
+
+    /// restic 0.14 directly on the server, which must succeed.
+    fn restic_direct(&self, args: Vec<OsString>) -> CmdOutput {
+        restic_s3(&self.direct, args, &self.sw.env()).success()
+    }
+
+    /// Asserts that the restore into `target` equals the source.
+    fn assert_restored(&self, target: &Path) {
+        assert_trees_equal(
+            &self.tree.root,
+            &restored_path(target, &self.tree.root),
+            &self.tree.restic_compare_options(),
+        );
+    }
+}
+
 /// A repository in a fresh bucket, its first backup made directly on the server; then a
 /// second backup (of the source grown by a file), a check and a restore through the
 /// lying proxy. Returns the stderr of the commands through the proxy.
 fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
-    let sw = seaweedfs()?;
-    let bin = servers::mitmdump_bin()?;
-    let proxy = MitmProxy::start(bin, &sw.endpoint, LIES_ADDON, &[("LIE_MODE", mode.into())]);
-    let bucket = unique_name(mode);
-    let direct = sw.url(&bucket);
-    let lying = format!("s3:http://{}/{bucket}", proxy.listen);
-    let env = debug_env(sw);
-    let (_src, tree) = common::tree::tricky_source();
-    restash_s3(&direct, osargs!["init"], &env).success();
-    restash_s3(&direct, osargs!["backup", "--host", HOST, &tree.root], &env).success();
-    write_random_file(&tree.root.join("added"), 3 << 20, 11);
+    let l = Lying::start(mode, &[("LIE_MODE", mode.into())])?;
+    write_random_file(&l.tree.root.join("added"), 3 << 20, 11);
 
     let mut stderr = String::new();
     let mut run = |args: Vec<OsString>| {
-        let out = restash_s3(&lying, args, &env);
+        let out = l.restash(args);
         assert_eq!(out.code, 0, "{}", out.describe());
         assert!(!out.stderr.contains("panicked"), "{}", out.describe());
         stderr.push_str(&out.stderr);
@@ -182,7 +234,7 @@ fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
         "backup",
         "--host",
         HOST,
-        &tree.root
+        &l.tree.root
     ]);
     assert_cache_intact(cache.path());
     // Without a cache, trees are read as ranges; every pack is read in ranges.
@@ -197,21 +249,17 @@ fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
         "--target",
         target.path()
     ]);
-    assert_trees_equal(
-        &tree.root,
-        &restored_path(target.path(), &tree.root),
-        &tree.restic_compare_options(),
-    );
+    l.assert_restored(target.path());
     assert_cache_intact(cache.path());
-    restic_s3(&direct, osargs!["check", "--read-data"], &sw.env()).success();
+    l.restic_direct(osargs!["check", "--read-data"]);
     for kind in ["index", "pack", "pack range"] {
         assert!(
-            count(&proxy, kind) > 0,
+            count(&l.proxy, kind) > 0,
             "no lie about a {kind}: {}",
-            proxy.log()
+            l.proxy.log()
         );
     }
-    Some((proxy, stderr))
+    Some((l.proxy, stderr))
 }
 
 #[test]
@@ -290,38 +338,23 @@ fn pack_list(out: &CmdOutput) -> Vec<String> {
 #[test]
 fn a_key_repeated_across_listing_pages_counts_once() {
     let t = Instant::now();
-    let Some(sw) = seaweedfs() else { return };
-    let Some(bin) = servers::mitmdump_bin() else {
+    let Some(l) = Lying::start("pages", &[("LIE_MODE", "pages".into())]) else {
         return;
     };
-    let proxy = MitmProxy::start(
-        bin,
-        &sw.endpoint,
-        LIES_ADDON,
-        &[("LIE_MODE", "pages".into())],
-    );
-    let bucket = unique_name("pages");
-    let direct = sw.url(&bucket);
-    let lying = format!("s3:http://{}/{bucket}", proxy.listen);
-    let env = debug_env(sw);
-    let (_src, tree) = common::tree::tricky_source();
-    restash_s3(&direct, osargs!["init"], &env).success();
-    restash_s3(&direct, osargs!["backup", "--host", HOST, &tree.root], &env).success();
-    write_random_file(&tree.root.join("added"), 3 << 20, 12);
+    write_random_file(&l.tree.root.join("added"), 3 << 20, 12);
     let run = |args: Vec<OsString>| {
-        let out = restash_s3(&lying, args, &env);
+        let out = l.restash(args);
         assert_eq!(out.code, 0, "{}", out.describe());
         out
     };
-    run(osargs!["backup", "--host", HOST, &tree.root]);
+    run(osargs!["backup", "--host", HOST, &l.tree.root]);
 
     let ids = snapshot_ids(&run(osargs!["snapshots", "--json"]));
-    let truth =
-        snapshot_ids(&restic_s3(&direct, osargs!["snapshots", "--json"], &sw.env()).success());
+    let truth = snapshot_ids(&l.restic_direct(osargs!["snapshots", "--json"]));
     assert_eq!(truth.len(), 2);
     assert_eq!(ids, truth, "snapshots through the repeating listing");
     let packs = pack_list(&run(osargs!["list", "packs"]));
-    let truth = pack_list(&restic_s3(&direct, osargs!["list", "packs"], &sw.env()).success());
+    let truth = pack_list(&l.restic_direct(osargs!["list", "packs"]));
     assert_eq!(packs, truth, "packs through the repeating listing");
     let check = run(osargs!["check"]);
     assert!(
@@ -331,32 +364,23 @@ fn a_key_repeated_across_listing_pages_counts_once() {
     );
     let target = tempfile::tempdir().unwrap();
     run(osargs!["restore", "latest", "--target", target.path()]);
-    assert_trees_equal(
-        &tree.root,
-        &restored_path(target.path(), &tree.root),
-        &tree.restic_compare_options(),
-    );
+    l.assert_restored(target.path());
     // Prune decides what to delete and repack from the listing of packs.
     run(osargs!["forget", "--keep-last", "1", "--prune"]);
-    restic_s3(&direct, osargs!["check", "--read-data"], &sw.env()).success();
-    let left =
-        snapshot_ids(&restic_s3(&direct, osargs!["snapshots", "--json"], &sw.env()).success());
+    l.restic_direct(osargs!["check", "--read-data"]);
+    let left = snapshot_ids(&l.restic_direct(osargs!["snapshots", "--json"]));
     assert_eq!(left.len(), 1);
     let target = tempfile::tempdir().unwrap();
     run(osargs!["restore", "latest", "--target", target.path()]);
-    assert_trees_equal(
-        &tree.root,
-        &restored_path(target.path(), &tree.root),
-        &tree.restic_compare_options(),
-    );
+    l.assert_restored(target.path());
     let (split, second) = (
-        count(&proxy, "split listings"),
-        count(&proxy, "second pages"),
+        count(&l.proxy, "split listings"),
+        count(&l.proxy, "second pages"),
     );
     assert!(
         split > 0 && second > 0,
         "no listing was split: {}",
-        proxy.log()
+        l.proxy.log()
     );
     eprintln!(
         "S3 listings repeating a key across pages: {split} split, {second} second pages \
@@ -368,38 +392,21 @@ fn a_key_repeated_across_listing_pages_counts_once() {
 #[test]
 fn index_files_always_cut_short_are_reported_by_name() {
     let t = Instant::now();
-    let Some(sw) = seaweedfs() else { return };
-    let Some(bin) = servers::mitmdump_bin() else {
+    let lies = [("LIE_MODE", "short".into()), ("LIE_ALWAYS", "1".into())];
+    let Some(l) = Lying::start("always", &lies) else {
         return;
     };
-    let proxy = MitmProxy::start(
-        bin,
-        &sw.endpoint,
-        LIES_ADDON,
-        &[("LIE_MODE", "short".into()), ("LIE_ALWAYS", "1".into())],
-    );
-    let bucket = unique_name("always");
-    let direct = sw.url(&bucket);
-    let lying = format!("s3:http://{}/{bucket}", proxy.listen);
-    let env = debug_env(sw);
-    let (_src, tree) = common::tree::tricky_source();
-    restash_s3(&direct, osargs!["init"], &env).success();
-    restash_s3(&direct, osargs!["backup", "--host", HOST, &tree.root], &env).success();
 
     let cache = tempfile::tempdir().unwrap();
     let target = tempfile::tempdir().unwrap();
-    let out = restash_s3(
-        &lying,
-        osargs![
-            "--cache-dir",
-            cache.path(),
-            "restore",
-            "latest",
-            "--target",
-            target.path()
-        ],
-        &env,
-    );
+    let out = l.restash(osargs![
+        "--cache-dir",
+        cache.path(),
+        "restore",
+        "latest",
+        "--target",
+        target.path()
+    ]);
     let why = out.describe();
     assert_eq!(out.code, 1, "{why}");
     assert!(!out.stderr.contains("panicked"), "{why}");
@@ -413,7 +420,11 @@ fn index_files_always_cut_short_are_reported_by_name() {
         fatal[0].contains("load index/") && fatal[0].contains("hash does not match"),
         "{why}"
     );
-    assert!(count(&proxy, "index") >= 2, "read twice: {}", proxy.log());
+    assert!(
+        count(&l.proxy, "index") >= 2,
+        "read twice: {}",
+        l.proxy.log()
+    );
     // Nothing restored from it, nothing cached from it.
     assert_eq!(
         std::fs::read_dir(target.path()).unwrap().count(),
@@ -421,7 +432,7 @@ fn index_files_always_cut_short_are_reported_by_name() {
         "{why}"
     );
     cache_intact(cache.path());
-    restic_s3(&direct, osargs!["check", "--read-data"], &sw.env()).success();
+    l.restic_direct(osargs!["check", "--read-data"]);
     eprintln!(
         "S3 index files always cut short: restore exits 1 with \"{}\", {:.1?}",
         fatal[0],

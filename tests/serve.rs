@@ -10,9 +10,9 @@ mod common;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use common::backup::{data_files, init_repo, run_tool, with_repo, Tool};
+use common::backup::{data_files, init_repo, lock_ids, with_repo, Tool};
 use common::serve::*;
 use common::*;
 use serde_json::Value;
@@ -21,21 +21,6 @@ fn serve_args(repo: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
     let mut args = with_repo(repo, ["serve", "--listen", "127.0.0.1:0"]);
     args.extend(extra.iter().map(Into::into));
     args
-}
-
-fn newest_id(repo: &Path, host: &str) -> String {
-    let out = restic(
-        with_repo(repo, ["snapshots", "--json", "--host", host]),
-        &[],
-    )
-    .success()
-    .json();
-    let all = out.as_array().expect("snapshot list");
-    let newest = all
-        .iter()
-        .max_by_key(|s| s["time"].as_str().unwrap_or("").to_string())
-        .unwrap_or_else(|| panic!("no snapshot of {host}"));
-    newest["id"].as_str().expect("id").to_string()
 }
 
 #[test]
@@ -306,23 +291,21 @@ fn missing_paths_snapshots_and_hosts_are_404() {
     assert_eq!(f.status, 405);
 }
 
-fn small_repo() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+/// A repository with one restash snapshot of host `h`: a directory holding `name`, `len`
+/// random bytes. Returns the directory owning both, the repository and the source.
+fn repo_with_file(name: &str, len: u64, seed: u64) -> (tempfile::TempDir, Repo, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = dir.path().canonicalize().unwrap();
-    let repo = base.join("repo");
-    init_repo(Tool::Restash, &repo, Some("2"));
+    let repo = init_repo(Tool::Restash, &base.join("repo"), Some("2"));
     let src = base.join("src");
     fs::create_dir(&src).unwrap();
-    common::tree::write_random_file(&src.join("f.bin"), 40_000, 3);
-    run_tool(
-        Tool::Restash,
-        with_repo(&repo, osargs!["backup", "--host", "h", &src]),
-        None,
-        None,
-        &[],
-    )
-    .success();
+    common::tree::write_random_file(&src.join(name), len, seed);
+    backup_as(Tool::Restash, &repo.path, "h", &src, None, &[]);
     (dir, repo, src)
+}
+
+fn small_repo() -> (tempfile::TempDir, Repo, PathBuf) {
+    repo_with_file("f.bin", 40_000, 3)
 }
 
 fn status(server: &Server, path: &str, extra: &[&str]) -> u16 {
@@ -338,13 +321,13 @@ fn a_token_is_required_as_bearer_or_basic_password() {
     let file = dir.path().join("token");
     fs::write(&file, format!("{token}\n")).unwrap();
     let server = Server::start(
-        serve_args(&repo, &["--token-file", file.to_str().unwrap()]),
+        serve_args(&repo.path, &["--token-file", file.to_str().unwrap()]),
         &[],
     );
     assert!(server.stdout().contains("authentication required"));
     let bearer = format!("Authorization: Bearer {token}");
     let basic = format!("anyone:{token}");
-    let id = newest_id(&repo, "h");
+    let id = newest_id(&repo.path, "h");
     let download = format!("snapshots/{id}/file/{}", path_url(&src.join("f.bin")));
     for path in ["", "api/volumes", "hosts/h", download.as_str()] {
         let f = curl(&server.url(path), &[]);
@@ -382,7 +365,10 @@ fn a_token_is_required_as_bearer_or_basic_password() {
     drop(server);
 
     // From the environment.
-    let server = Server::start(serve_args(&repo, &[]), &[("RESTASH_SERVE_TOKEN", token)]);
+    let server = Server::start(
+        serve_args(&repo.path, &[]),
+        &[("RESTASH_SERVE_TOKEN", token)],
+    );
     assert_eq!(status(&server, "", &[]), 401);
     assert_eq!(status(&server, "", &["-H", &bearer]), 200);
     drop(server);
@@ -390,7 +376,7 @@ fn a_token_is_required_as_bearer_or_basic_password() {
     // Too short to be a secret.
     fs::write(&file, "short").unwrap();
     let out = run_to_end(
-        serve_args(&repo, &["--token-file", file.to_str().unwrap()]),
+        serve_args(&repo.path, &["--token-file", file.to_str().unwrap()]),
         &[],
     )
     .expect_code(1);
@@ -435,7 +421,7 @@ fn htpasswd_users_get_in_and_others_do_not() {
     )
     .unwrap();
     let server = Server::start(
-        serve_args(&repo, &["--htpasswd", file.to_str().unwrap()]),
+        serve_args(&repo.path, &["--htpasswd", file.to_str().unwrap()]),
         &[],
     );
     for (user, pw, want) in [
@@ -462,7 +448,7 @@ fn htpasswd_users_get_in_and_others_do_not() {
     // A line that cannot be used stops it before it serves anyone.
     fs::write(&file, format!("alice:{apr1}\ndave:plain-text\n")).unwrap();
     let out = run_to_end(
-        serve_args(&repo, &["--htpasswd", file.to_str().unwrap()]),
+        serve_args(&repo.path, &["--htpasswd", file.to_str().unwrap()]),
         &[],
     )
     .expect_code(1);
@@ -473,7 +459,11 @@ fn htpasswd_users_get_in_and_others_do_not() {
 #[test]
 fn listening_beyond_localhost_needs_authentication() {
     let (dir, repo, _src) = small_repo();
-    let out = run_to_end(with_repo(&repo, ["serve", "--listen", "0.0.0.0:0"]), &[]).expect_code(1);
+    let out = run_to_end(
+        with_repo(&repo.path, ["serve", "--listen", "0.0.0.0:0"]),
+        &[],
+    )
+    .expect_code(1);
     assert!(
         out.stderr
             .contains("refusing to serve 0.0.0.0:0 without authentication")
@@ -489,7 +479,7 @@ fn listening_beyond_localhost_needs_authentication() {
     fs::write(&file, "a-token-long-enough-1234").unwrap();
     let server = Server::start(
         with_repo(
-            &repo,
+            &repo.path,
             osargs!["serve", "--listen", "0.0.0.0:0", "--token-file", &file],
         ),
         &[],
@@ -511,7 +501,7 @@ fn sigint_and_sigterm_stop_it() {
         (rustix::process::Signal::Int, 130),
         (rustix::process::Signal::Term, 143),
     ] {
-        let server = Server::start(serve_args(&repo, &[]), &[]);
+        let server = Server::start(serve_args(&repo.path, &[]), &[]);
         let base = server.base.clone();
         assert_eq!(get(&server.url("api/volumes"), &[])[0], b'[');
         server.signal(sig);
@@ -520,29 +510,14 @@ fn sigint_and_sigterm_stop_it() {
         let f = curl(&format!("{base}healthz"), &[]);
         assert_ne!(f.curl, 0, "nothing listens any more");
     }
-    let locks = restic(with_repo(&repo, ["--no-lock", "list", "locks"]), &[]).success();
-    assert_eq!(locks.stdout_str().trim(), "", "no lock left behind");
+    assert_eq!(lock_ids(&repo), Vec::<String>::new(), "no lock left behind");
 }
 
 #[test]
 fn a_corrupted_pack_cuts_the_download_short() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().canonicalize().unwrap();
-    let repo = base.join("repo");
-    init_repo(Tool::Restash, &repo, Some("2"));
-    let src = base.join("src");
-    fs::create_dir(&src).unwrap();
-    common::tree::write_random_file(&src.join("big.bin"), 12_000_000, 5);
-    run_tool(
-        Tool::Restash,
-        with_repo(&repo, osargs!["backup", "--host", "h", &src]),
-        None,
-        None,
-        &[],
-    )
-    .success();
+    let (_dir, repo, src) = repo_with_file("big.bin", 12_000_000, 5);
     // The file's data is the one large pack; its trees are in another.
-    let pack = data_files(&repo)
+    let pack = data_files(&repo.path)
         .into_iter()
         .max_by_key(|p| fs::metadata(p).unwrap().len())
         .expect("a data pack");
@@ -555,8 +530,8 @@ fn a_corrupted_pack_cuts_the_download_short() {
     fs::set_permissions(&pack, fs::Permissions::from_mode(0o600)).unwrap();
     fs::write(&pack, &bytes).unwrap();
 
-    let server = Server::start(serve_args(&repo, &[]), &[]);
-    let id = newest_id(&repo, "h");
+    let server = Server::start(serve_args(&repo.path, &[]), &[]);
+    let id = newest_id(&repo.path, "h");
     let want = fs::read(src.join("big.bin")).unwrap();
     let f = curl(
         &server.url(&format!(
@@ -597,26 +572,12 @@ fn a_corrupted_pack_cuts_the_download_short() {
 #[test]
 fn sigint_during_a_download_stops_it_short() {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().canonicalize().unwrap();
-    let repo = base.join("repo");
-    init_repo(Tool::Restash, &repo, Some("2"));
-    let src = base.join("src");
-    fs::create_dir(&src).unwrap();
     // Larger than what the socket buffers of both ends hold, so the client cannot have it
     // all before the server stops.
     let len = 40_000_000;
-    common::tree::write_random_file(&src.join("big.bin"), len, 6);
-    run_tool(
-        Tool::Restash,
-        with_repo(&repo, osargs!["backup", "--host", "h", &src]),
-        None,
-        None,
-        &[],
-    )
-    .success();
-    let server = Server::start(serve_args(&repo, &[]), &[]);
-    let id = newest_id(&repo, "h");
+    let (_dir, repo, src) = repo_with_file("big.bin", len, 6);
+    let server = Server::start(serve_args(&repo.path, &[]), &[]);
+    let id = newest_id(&repo.path, "h");
     let path = format!("/snapshots/{id}/file/{}", path_url(&src.join("big.bin")));
     // A client that reads the head and a little of the body, then stops reading.
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
@@ -635,10 +596,9 @@ fn sigint_during_a_download_stops_it_short() {
             .contains(&format!("content-length: {len}")),
         "{head}"
     );
-    let locks = restic(with_repo(&repo, ["--no-lock", "list", "locks"]), &[]).success();
     assert_ne!(
-        locks.stdout_str().trim(),
-        "",
+        lock_ids(&repo),
+        Vec::<String>::new(),
         "the download holds a read lock"
     );
 
@@ -647,8 +607,11 @@ fn sigint_during_a_download_stops_it_short() {
     assert!(out.stdout_str().starts_with(READY), "{}", out.describe());
     // The download's thread ended before the process did, and removed its lock: a lock
     // left behind would block the next prune.
-    let locks = restic(with_repo(&repo, ["--no-lock", "list", "locks"]), &[]).success();
-    assert_eq!(locks.stdout_str().trim(), "", "a read lock was left behind");
+    assert_eq!(
+        lock_ids(&repo),
+        Vec::<String>::new(),
+        "a read lock was left behind"
+    );
     // What the kernel still held arrives, then the connection ends short of the length.
     conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();

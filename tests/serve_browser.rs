@@ -51,23 +51,6 @@ fn requirements() -> (PathBuf, PathBuf) {
     (chromium, browser_dir.join("serve.mjs"))
 }
 
-fn newest_id(repo: &Path, host: &str) -> String {
-    let out = restic(
-        with_repo(repo, ["snapshots", "--json", "--host", host]),
-        &[],
-    )
-    .success()
-    .json();
-    out.as_array()
-        .and_then(|a| {
-            a.iter()
-                .max_by_key(|s| s["time"].as_str().map(String::from))
-        })
-        .and_then(|s| s["id"].as_str())
-        .unwrap_or_else(|| panic!("no snapshot of {host}"))
-        .to_string()
-}
-
 /// Runs the script (at most five minutes); its JSON report.
 fn run_script(script: &Path, chromium: &Path, env: &[(&str, String)]) -> Value {
     let mut cmd = Command::new("node");

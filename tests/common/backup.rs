@@ -167,10 +167,29 @@ impl Background {
             .unwrap_or_else(|e| panic!("kill {sig:?} {}: {e}", self.cmd));
     }
 
+    /// What the process wrote to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        self.so_far("stdout")
+    }
+
     /// What the process wrote to stderr so far.
     pub fn stderr_so_far(&self) -> String {
-        String::from_utf8_lossy(&fs::read(self.out_dir.path().join("stderr")).unwrap_or_default())
+        self.so_far("stderr")
+    }
+
+    fn so_far(&self, name: &str) -> String {
+        String::from_utf8_lossy(&fs::read(self.out_dir.path().join(name)).unwrap_or_default())
             .into_owned()
+    }
+
+    /// Waits at most `limit` for the process to end by itself, then kills it; the outcome
+    /// (code 137 if the kill landed).
+    pub fn wait_at_most(mut self, limit: std::time::Duration) -> CmdOutput {
+        let deadline = std::time::Instant::now() + limit;
+        while self.running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill()
     }
 
     /// SIGKILL (if still running), then the outcome; code 137 means the kill landed.

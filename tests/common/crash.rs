@@ -585,6 +585,33 @@ pub fn seed() -> u64 {
     seed
 }
 
+/// [`matrix`] with a fresh seed ([`seed`]), its report printed; fails on any damage or
+/// when fewer than `kills` kills landed.
+pub fn run_matrix(
+    label: &str,
+    kills: usize,
+    per_chain: usize,
+    new_store: &mut dyn FnMut(usize) -> Store,
+    drop_store: &mut dyn FnMut(&Store),
+) {
+    let started = Instant::now();
+    let seed = seed();
+    let tally = matrix(kills, per_chain, seed, new_store, drop_store);
+    eprintln!(
+        "{label} crash matrix: {} kills in {:?}\n{}",
+        tally.total(),
+        started.elapsed(),
+        tally.report()
+    );
+    assert!(
+        tally.damaged.is_empty(),
+        "{} damaged (RESTASH_CRASH_SEED={seed}):\n{}",
+        tally.damaged.len(),
+        tally.damaged.join("\n\n")
+    );
+    assert_eq!(tally.total(), kills);
+}
+
 /// Runs `kills` kills in chains of at most `per_chain` rounds, each chain in a fresh
 /// repository that `new_store(i)` names; the trigger kinds take turns ([`ROTATION`]).
 /// `drop_store` removes a finished chain's repository.

@@ -23,6 +23,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "RESTIC_HOST",
     "RESTIC_CACERT",
     "RESTIC_TLS_CLIENT_CERT",
+    "RESTASH_SERVE_TOKEN",
 ];
 
 /// Outcome of one command run; `code` is the exit status, or 128+signal if it was killed.

@@ -6,12 +6,12 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-use crate::common::run::{cmd_output, prepare_cmd, restash_bin};
+use crate::common::backup::{Background, Tool};
 use crate::common::tree::{post_order, set_mtime};
 use crate::common::CmdOutput;
 
@@ -20,57 +20,35 @@ pub const READY: &str = "serving the repository at ";
 
 /// `restash serve` running in the background; dropping it kills and reaps the process.
 pub struct Server {
-    child: Option<Child>,
+    bg: Background,
     /// `http://127.0.0.1:PORT/`.
     pub base: String,
-    cmd: String,
-    out_dir: TempDir,
 }
 
 impl Server {
     /// Starts `restash ARGS…` (the args include `serve` and `--listen 127.0.0.1:0`) and
     /// waits until it prints its address. `RESTASH_SERVE_TOKEN` is only set when `env`
-    /// gives it, so a developer's own token never changes what a test sees.
+    /// gives it (the runners scrub it), so a developer's own token never changes what a
+    /// test sees.
     #[track_caller]
     pub fn start(args: Vec<OsString>, env: &[(&str, &str)]) -> Server {
-        let (mut cmd, rendered) = prepare_cmd(&restash_bin(), args, env);
-        if !env.iter().any(|(k, _)| *k == "RESTASH_SERVE_TOKEN") {
-            cmd.env_remove("RESTASH_SERVE_TOKEN");
-        }
-        let out_dir = tempfile::tempdir().expect("tempdir");
-        let file = |name: &str| fs::File::create(out_dir.path().join(name)).expect("output");
-        cmd.stdout(file("stdout")).stderr(file("stderr"));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {rendered}: {e}"));
-        let mut server = Server {
-            child: Some(child),
-            base: String::new(),
-            cmd: rendered,
-            out_dir,
-        };
+        let mut bg = Background::spawn(Tool::Restash, args, env, false);
         let start = Instant::now();
         loop {
-            let out = server.stdout();
+            let out = bg.stdout_so_far();
             if let Some(line) = out.lines().find(|l| l.starts_with(READY)) {
-                server.base = line[READY.len()..].trim().to_string();
+                let base = line[READY.len()..].trim().to_string();
                 assert!(
-                    server.base.starts_with("http://") && server.base.ends_with('/'),
+                    base.starts_with("http://") && base.ends_with('/'),
                     "address line {line:?}"
                 );
-                return server;
+                return Server { bg, base };
             }
-            if let Some(Ok(Some(_))) = server.child.as_mut().map(Child::try_wait) {
-                panic!(
-                    "serve ended before it was ready\n{}",
-                    server.wait().describe()
-                );
+            if !bg.running() {
+                panic!("serve ended before it was ready\n{}", bg.wait().describe());
             }
             if start.elapsed() > Duration::from_secs(60) {
-                panic!(
-                    "serve not ready after 60 s\n{}",
-                    server.wait_killed().describe()
-                );
+                panic!("serve not ready after 60 s\n{}", bg.kill().describe());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -92,65 +70,22 @@ impl Server {
 
     /// What it printed so far.
     pub fn stdout(&self) -> String {
-        fs::read_to_string(self.out_dir.path().join("stdout")).unwrap_or_default()
+        self.bg.stdout_so_far()
     }
 
     /// What it logged so far.
     pub fn stderr(&self) -> String {
-        fs::read_to_string(self.out_dir.path().join("stderr")).unwrap_or_default()
+        self.bg.stderr_so_far()
     }
 
     /// Sends `sig` to this process only.
     pub fn signal(&self, sig: rustix::process::Signal) {
-        let child = self.child.as_ref().expect("running");
-        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid > 0");
-        rustix::process::kill_process(pid, sig).unwrap_or_else(|e| panic!("kill {sig:?}: {e}"));
+        self.bg.signal(sig);
     }
 
     /// Waits (at most 30 s, then kills it) for the process to end; its outcome.
-    pub fn wait(mut self) -> CmdOutput {
-        let start = Instant::now();
-        let child = self.child.as_mut().expect("running");
-        while matches!(child.try_wait(), Ok(None)) {
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.finish()
-    }
-
-    fn wait_killed(mut self) -> CmdOutput {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-        }
-        self.finish()
-    }
-
-    fn finish(&mut self) -> CmdOutput {
-        let mut child = self.child.take().expect("running");
-        let status = child
-            .wait()
-            .unwrap_or_else(|e| panic!("wait for {}: {e}", self.cmd));
-        let read = |name: &str| fs::read(self.out_dir.path().join(name)).unwrap_or_default();
-        cmd_output(
-            self.cmd.clone(),
-            std::process::Output {
-                status,
-                stdout: read("stdout"),
-                stderr: read("stderr"),
-            },
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    pub fn wait(self) -> CmdOutput {
+        self.bg.wait_at_most(Duration::from_secs(30))
     }
 }
 
@@ -267,6 +202,23 @@ pub fn path_url(abs: &Path) -> String {
         .join("/")
 }
 
+/// The id of `host`'s newest snapshot, as `restic snapshots` lists them.
+#[track_caller]
+pub fn newest_id(repo: &Path, host: &str) -> String {
+    let out = crate::common::restic(
+        crate::common::backup::with_repo(repo, ["snapshots", "--json", "--host", host]),
+        &[],
+    )
+    .success()
+    .json();
+    let all = out.as_array().expect("snapshot list");
+    let newest = all
+        .iter()
+        .max_by_key(|s| s["time"].as_str().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no snapshot of {host}"));
+    newest["id"].as_str().expect("id").to_string()
+}
+
 /// Seconds since the epoch.
 pub fn now_unix() -> i64 {
     SystemTime::now()
@@ -337,26 +289,7 @@ pub fn unpack(archive: &Path, kind: Archive, dest: &Path) {
 
 /// Runs `restash ARGS…` that must end by itself (within 30 s, else it is killed).
 pub fn run_to_end(args: Vec<OsString>, env: &[(&str, &str)]) -> CmdOutput {
-    let (mut cmd, rendered) = prepare_cmd(&restash_bin(), args, env);
-    if !env.iter().any(|(k, _)| *k == "RESTASH_SERVE_TOKEN") {
-        cmd.env_remove("RESTASH_SERVE_TOKEN");
-    }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {rendered}: {e}"));
-    let start = Instant::now();
-    while matches!(child.try_wait(), Ok(None)) {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait for {rendered}: {e}"));
-    cmd_output(rendered, out)
+    Background::spawn(Tool::Restash, args, env, false).wait_at_most(Duration::from_secs(30))
 }
 
 /// What the volumes page must say of one host, known from how the test made it.
@@ -421,7 +354,7 @@ fn utc_text(unix: i64) -> String {
 /// Backs up `src` as `host`: with restash (now) or with restic 0.14 (at `at`, seconds since
 /// the epoch, when given); returns the earliest and latest time the snapshot can have.
 pub fn backup_as(
-    tool: crate::common::backup::Tool,
+    tool: Tool,
     repo: &Path,
     host: &str,
     src: &Path,
@@ -449,7 +382,7 @@ pub fn backup_as(
 /// `lab-restic` (restic, five hours ago), `old-restic` (restic, four and three days ago:
 /// stale) and `half-restash` (restash, tagged `partial`).
 pub fn fleet() -> Fleet {
-    use crate::common::backup::{count_regular_files, init_repo, tree_bytes, write_dataset, Tool};
+    use crate::common::backup::{count_regular_files, init_repo, tree_bytes, write_dataset};
     let dir = tempfile::Builder::new()
         .prefix("serve-")
         .tempdir()

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
-use crate::common::backup::Tool;
-use crate::common::run::{cmd_output, prepare_cmd};
+use crate::common::backup::{Background, Tool};
 use crate::common::tree::{post_order, Prng};
 use crate::common::CmdOutput;
 use crate::{Damage, Damage::*, Kind, Kind::*};
@@ -40,36 +39,19 @@ pub const RETRYING: &str = "returned error, retrying after";
 /// `stop_at_retry`: restic 0.14 retries every failed read ten times over about a minute,
 /// even of a file that does not exist (restic 0.16 stopped retrying those).
 pub fn run_limited(tool: Tool, args: Vec<OsString>, timeout: Duration, stop_at_retry: bool) -> Run {
-    let (mut cmd, rendered) = prepare_cmd(&tool.program(), tool.argv(args), &[]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    cmd.stdout(fs::File::create(&stdout).expect("stdout file"))
-        .stderr(fs::File::create(&stderr).expect("stderr file"));
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {rendered}: {e}"));
+    let mut bg = Background::spawn(tool, args, &[], false);
     let deadline = Instant::now() + timeout;
     let (mut hung, mut retried) = (false, false);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
+    while bg.running() {
         hung = Instant::now() >= deadline;
-        retried = stop_at_retry && fs::read_to_string(&stderr).is_ok_and(|e| e.contains(RETRYING));
+        retried = stop_at_retry && bg.stderr_so_far().contains(RETRYING);
         if hung || retried {
-            let _ = child.kill();
-            break child.wait().expect("wait");
+            break;
         }
         std::thread::sleep(Duration::from_millis(5));
-    };
-    let read = |p: &Path| fs::read(p).unwrap_or_default();
-    let output = std::process::Output {
-        status,
-        stdout: read(&stdout),
-        stderr: read(&stderr),
-    };
+    }
     Run {
-        out: cmd_output(rendered, output),
+        out: bg.kill(),
         hung,
         retried,
     }
