@@ -47,6 +47,15 @@ pub fn run(be: &dyn Backend) -> Result<(), String> {
         ),
         "a read past the end is a ShortRead error, not a short read",
     )?;
+    // A length from a damaged or hostile index: the answer must come from the file's size,
+    // not from reserving the length first (1 TiB here, which would abort the process).
+    check(
+        matches!(
+            be.read_range(&pack, 1000, 1 << 40),
+            Err(BackendError::ShortRead { .. })
+        ),
+        "a huge length past the end is a ShortRead error, nothing reserved for it",
+    )?;
     // A reused buffer: its old contents must not survive or shift the range.
     let mut buf = vec![0xee; 7000];
     be.read_range_into(&pack, 10, 300, &mut buf).map_err(e)?;

@@ -157,6 +157,12 @@ impl Backend for LocalBackend {
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
         let f = File::open(self.path(h)).map_err(|e| self.not_found(h, e))?;
+        // The length comes from an index or pack header: the file's size bounds it before
+        // anything is allocated for it.
+        let size = f.metadata().map_err(|e| self.not_found(h, e))?.len();
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(crate::short_read(h, offset, length, size));
+        }
         buf.resize(length as usize, 0);
         match f.read_exact_at(buf, offset) {
             Ok(()) => Ok(()),
