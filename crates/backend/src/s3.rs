@@ -559,7 +559,9 @@ impl Backend for S3Backend {
             // The range the answer's Content-Range announced (object_store has checked it is
             // the one asked for, or its start up to a shorter object's end).
             let announced = got.range.clone();
-            buf.reserve(length as usize);
+            // The announced range, not the asked length (which comes from an index), bounds
+            // what is reserved.
+            buf.reserve((announced.end - announced.start).min(length) as usize);
             let mut body = got.into_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| self.fail("read", &what, e))?;
