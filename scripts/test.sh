@@ -25,7 +25,7 @@ export RESTASH_TESTS_STATIC=1 # tests/container.rs images the binary under test
 # them and the lanes never rebuild (or wait on each other's build) after this one.
 cargo build --workspace --all-targets --locked
 
-net_tests=(s3_backend s3_faults s3_lies agent_s3 rest_backend tls_s3 browse_s3 crash_matrix_s3 k8s_pod container)
+net_tests=(s3_backend s3_faults store_lies agent_s3 rest_backend tls_s3 browse_s3 crash_matrix_s3 k8s_pod container)
 # The server tests take 3.5 min here and 6–8 min in CI (which installs SeaweedFS, Ceph,
 # mitmproxy and fault-cli on first use); these local ones follow them so that both lanes
 # end together (see the "took N s" lines).

@@ -1,5 +1,5 @@
-//! The S3 backend against an object store that lies, between restash and a real SeaweedFS
-//! (SigV4 enforced), the lies told by mitmproxy in reverse mode:
+//! The S3 and REST backends against stores that lie, between restash and a real SeaweedFS
+//! (SigV4 enforced) or rclone's REST server, the lies told by mitmproxy in reverse mode:
 //! - a body cut short while its `Content-Length` still announces it whole (and the
 //!   connection closed): a transport failure, retried;
 //! - a body cut short with a matching, shortened `Content-Length`: only the checks behind
@@ -7,7 +7,8 @@
 //!   whose bytes do not hash to its name), and they must not take it for damage in the
 //!   repository when reading again gives the real bytes;
 //! - a `ListObjectsV2` listing split into two pages where the second repeats the last key
-//!   of the first: a file listed twice must count once.
+//!   of the first, and a REST listing naming every file twice: a file listed twice must
+//!   count once.
 //!
 //! Every other `GET` of the same index file, pack, or range of a pack is lied about (the
 //! first, third…), so each command meets the lies and a second reading gets the truth.
@@ -21,100 +22,17 @@ mod servers;
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::backup::{pack_is_complete, HOST};
 use common::tree::write_random_file;
 use common::*;
 use serde_json::Value;
-use servers::{restash_s3, restic_s3, seaweedfs, unique_name, MitmProxy, SeaweedFs};
+use servers::{rclone_rest, restash_s3, restic_s3, seaweedfs, unique_name, MitmProxy};
 
-/// The lies, chosen by `LIE_MODE` (`cut`, `short`, `pages`); what was done is counted in
-/// `$ADDON_DIR/counts.json`.
-const LIES_ADDON: &str = r#"
-import itertools, json, os, re
-from mitmproxy import http
-
-MODE = os.environ["LIE_MODE"]
-# Every GET lied about, not every other one: a lie no second reading cures.
-ALWAYS = os.environ.get("LIE_ALWAYS") == "1"
-COUNTS = os.path.join(os.environ["ADDON_DIR"], "counts.json")
-OBJECT = re.compile(r"/(index|data/[0-9a-f]{2})/[0-9a-f]{64}$")
-CONTENTS = re.compile(rb"<Contents>.*?</Contents>", re.S)
-counts = {"requests": 0}
-gets = {}
-pages = {}
-tokens = itertools.count()
-
-def bump(key):
-    counts[key] = counts.get(key, 0) + 1
-    with open(COUNTS + ".tmp", "w") as f:
-        json.dump(counts, f)
-    os.replace(COUNTS + ".tmp", COUNTS)
-
-def request(flow: http.HTTPFlow) -> None:
-    bump("requests")
-    if MODE == "pages" and flow.request.method == "GET":
-        token = flow.request.query.get("continuation-token")
-        if token is not None:
-            print("continued %s (%s)" % (flow.request.path, token in pages), flush=True)
-        if token in pages:
-            flow.response = http.Response.make(
-                200, pages.pop(token), {"Content-Type": "application/xml"})
-            bump("second pages")
-
-def split_listing(flow):
-    q = flow.request.query
-    if q.get("list-type") != "2" or "continuation-token" in q:
-        return
-    text = flow.response.content
-    items = CONTENTS.findall(text)
-    if len(items) < 2 or b"<NextContinuationToken>" in text:
-        return
-    head = text[: text.find(b"<Contents>")]
-    tail = text[text.rfind(b"</Contents>") + len(b"</Contents>"):]
-    k = len(items) // 2
-    token = "restash-lie-%d" % next(tokens)
-    first = (head + b"".join(items[:k]) + tail).replace(
-        b"<IsTruncated>false</IsTruncated>",
-        b"<IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken>"
-        % token.encode())
-    if b"<NextContinuationToken>" not in first:
-        return
-    # The second page starts with the last key of the first.
-    pages[token] = head + b"".join(items[k - 1:]) + tail
-    flow.response.content = first
-    bump("split listings")
-    print("split %s: %d + %d keys" % (flow.request.path, k, len(items) - k + 1), flush=True)
-
-def response(flow: http.HTTPFlow) -> None:
-    if flow.request.method != "GET" or flow.response.status_code not in (200, 206):
-        return
-    if MODE == "pages":
-        split_listing(flow)
-        return
-    path = flow.request.path.split("?")[0]
-    m = OBJECT.search(path)
-    if not m:
-        return
-    key = (path, flow.request.headers.get("range", ""))
-    n = gets.get(key, 0)
-    gets[key] = n + 1
-    body = flow.response.content
-    if (n % 2 == 1 and not ALWAYS) or len(body) < 2:
-        return
-    # Setting the content sets a matching Content-Length.
-    flow.response.content = body[: len(body) // 2]
-    if MODE == "cut":
-        flow.response.headers["content-length"] = str(len(body))
-        flow.response.headers["connection"] = "close"
-    if m.group(1) == "index":
-        bump("index")
-    elif flow.response.status_code == 206:
-        bump("pack range")
-    else:
-        bump("pack")
-"#;
+/// The lies (tests/common/lies.py), chosen by `LIE_MODE` (`cut`, `short`, `pages`,
+/// `repeat`); what was done is counted in `$ADDON_DIR/counts.json`.
+const LIES_ADDON: &str = include_str!("common/lies.py");
 
 /// What the addon of `proxy` counted under `key`.
 fn count(proxy: &MitmProxy, key: &str) -> u64 {
@@ -123,11 +41,13 @@ fn count(proxy: &MitmProxy, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
 }
 
-/// Debug logs on, so every retry is visible.
-fn debug_env(sw: &SeaweedFs) -> Vec<(&'static str, String)> {
-    let mut env = sw.env();
-    env.push(("RESTASH_DEBUG", "1".into()));
-    env
+/// The store behind the lies.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    /// SeaweedFS's S3 API.
+    S3,
+    /// `rclone serve restic`.
+    Rest,
 }
 
 /// Every file of a cache holds what its name says: a lie is never kept. Returns how many
@@ -151,15 +71,16 @@ fn assert_cache_intact(cache: &Path) {
     assert!(cache_intact(cache) > 0, "nothing was cached in {cache:?}");
 }
 
-/// A repository in a fresh bucket of SeaweedFS, reached directly and through a lying proxy.
+/// A fresh repository on a store, reached directly and through a lying proxy.
 struct Lying {
-    sw: &'static SeaweedFs,
     proxy: MitmProxy,
-    /// The bucket on the server.
+    /// The repository on the server.
     direct: String,
-    /// The bucket through the proxy.
+    /// The repository through the proxy.
     lying: String,
-    /// The server's credentials, debug logs on.
+    /// The server's credentials (none for REST: they are in its URL).
+    creds: Vec<(&'static str, String)>,
+    /// `creds` and debug logs on, so every retry is visible.
     env: Vec<(&'static str, String)>,
     _src: tempfile::TempDir,
     /// The source, as its first backup (made directly on the server) holds it.
@@ -167,25 +88,35 @@ struct Lying {
 }
 
 impl Lying {
-    /// The proxy (its addon environment `lies`) in front of SeaweedFS, and a repository in a
-    /// fresh bucket with one backup of the tricky tree; `None` (skipped loudly, failed under
-    /// CI) without the server or mitmproxy.
-    fn start(tag: &str, lies: &[(&str, String)]) -> Option<Lying> {
-        let sw = seaweedfs()?;
+    /// The proxy (its addon environment `lies`) in front of `store`, and a fresh repository
+    /// there with one backup of the tricky tree; `None` (skipped loudly, failed under CI)
+    /// without the server or mitmproxy.
+    fn start(store: Store, tag: &str, lies: &[(&str, String)]) -> Option<Lying> {
+        let name = unique_name(tag);
+        let (upstream, direct, creds) = match store {
+            Store::S3 => {
+                let sw = seaweedfs()?;
+                (sw.endpoint.clone(), sw.url(&name), sw.env())
+            }
+            Store::Rest => {
+                let srv = rclone_rest()?;
+                (format!("http://{}", srv.addr), srv.url(&name), Vec::new())
+            }
+        };
         let bin = servers::mitmdump_bin()?;
-        let proxy = MitmProxy::start(bin, &sw.endpoint, LIES_ADDON, lies);
-        let bucket = unique_name(tag);
-        let direct = sw.url(&bucket);
-        let lying = format!("s3:http://{}/{bucket}", proxy.listen);
-        let env = debug_env(sw);
+        let proxy = MitmProxy::start(bin, &upstream, LIES_ADDON, lies);
+        let host = upstream.trim_start_matches("http://");
+        let lying = direct.replacen(host, &proxy.listen, 1);
+        let mut env = creds.clone();
+        env.push(("RESTASH_DEBUG", "1".into()));
         let (src, tree) = common::tree::tricky_source();
         restash_s3(&direct, osargs!["init"], &env).success();
         restash_s3(&direct, osargs!["backup", "--host", HOST, &tree.root], &env).success();
         Some(Lying {
-            sw,
             proxy,
             direct,
             lying,
+            creds,
             env,
             _src: src,
             tree,
@@ -199,7 +130,7 @@ impl Lying {
 
     /// restic 0.14 directly on the server, which must succeed.
     fn restic_direct(&self, args: Vec<OsString>) -> CmdOutput {
-        restic_s3(&self.direct, args, &self.sw.env()).success()
+        restic_s3(&self.direct, args, &self.creds).success()
     }
 
     /// Asserts that the restore into `target` equals the source.
@@ -215,8 +146,8 @@ impl Lying {
 /// A repository in a fresh bucket, its first backup made directly on the server; then a
 /// second backup (of the source grown by a file), a check and a restore through the
 /// lying proxy. Returns the stderr of the commands through the proxy.
-fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
-    let l = Lying::start(mode, &[("LIE_MODE", mode.into())])?;
+fn through_lying_bodies(store: Store, mode: &str) -> Option<(MitmProxy, String)> {
+    let l = Lying::start(store, mode, &[("LIE_MODE", mode.into())])?;
     write_random_file(&l.tree.root.join("added"), 3 << 20, 11);
 
     let mut stderr = String::new();
@@ -263,9 +194,18 @@ fn through_lying_bodies(mode: &str) -> Option<(MitmProxy, String)> {
 }
 
 #[test]
-fn bodies_shorter_than_their_length_are_retried() {
+fn s3_bodies_shorter_than_their_length_are_retried() {
+    bodies_shorter_than_their_length_are_retried(Store::S3);
+}
+
+#[test]
+fn rest_bodies_shorter_than_their_length_are_retried() {
+    bodies_shorter_than_their_length_are_retried(Store::Rest);
+}
+
+fn bodies_shorter_than_their_length_are_retried(store: Store) {
     let t = Instant::now();
-    let Some((proxy, stderr)) = through_lying_bodies("cut") else {
+    let Some((proxy, stderr)) = through_lying_bodies(store, "cut") else {
         return;
     };
     let retries = stderr.matches("; retry ").count();
@@ -274,8 +214,8 @@ fn bodies_shorter_than_their_length_are_retried() {
         "the cut bodies were retried and logged:\n{stderr}"
     );
     eprintln!(
-        "S3 bodies cut short of their Content-Length: {} index, {} pack, {} range answers; \
-         {retries} retries, {:.1?}",
+        "{store:?} bodies cut short of their Content-Length: {} index, {} pack, {} range \
+         answers; {retries} retries, {:.1?}",
         count(&proxy, "index"),
         count(&proxy, "pack"),
         count(&proxy, "pack range"),
@@ -284,9 +224,18 @@ fn bodies_shorter_than_their_length_are_retried() {
 }
 
 #[test]
-fn short_bodies_with_a_matching_length_are_caught() {
+fn s3_short_bodies_with_a_matching_length_are_caught() {
+    short_bodies_with_a_matching_length_are_caught(Store::S3);
+}
+
+#[test]
+fn rest_short_bodies_with_a_matching_length_are_caught() {
+    short_bodies_with_a_matching_length_are_caught(Store::Rest);
+}
+
+fn short_bodies_with_a_matching_length_are_caught(store: Store) {
     let t = Instant::now();
-    let Some((proxy, stderr)) = through_lying_bodies("short") else {
+    let Some((proxy, stderr)) = through_lying_bodies(store, "short") else {
         return;
     };
     // Each lie was seen for what it is: a range shorter than its Content-Range (retried),
@@ -305,7 +254,7 @@ fn short_bodies_with_a_matching_length_are_caught() {
         "cut packs were read again as ranges:\n{stderr}"
     );
     eprintln!(
-        "S3 bodies cut short with a matching Content-Length: {} index, {} pack, {} range \
+        "{store:?} bodies cut short with a matching Content-Length: {} index, {} pack, {} range \
          answers; {retries} retries, {index_rereads} index and {range_rereads} pack re-reads, \
          {:.1?}",
         count(&proxy, "index"),
@@ -336,11 +285,41 @@ fn pack_list(out: &CmdOutput) -> Vec<String> {
 }
 
 #[test]
-fn a_key_repeated_across_listing_pages_counts_once() {
-    let t = Instant::now();
-    let Some(l) = Lying::start("pages", &[("LIE_MODE", "pages".into())]) else {
+fn s3_a_key_repeated_across_listing_pages_counts_once() {
+    let Some((proxy, t)) = a_file_listed_twice_counts_once(Store::S3, "pages") else {
         return;
     };
+    let (split, second) = (
+        count(&proxy, "split listings"),
+        count(&proxy, "second pages"),
+    );
+    assert!(
+        split > 0 && second > 0,
+        "no listing was split: {}",
+        proxy.log()
+    );
+    eprintln!(
+        "S3 listings repeating a key across pages: {split} split, {second} second pages \
+         served, {t:.1?}"
+    );
+}
+
+#[test]
+fn rest_a_listing_naming_files_twice_counts_each_once() {
+    let Some((proxy, t)) = a_file_listed_twice_counts_once(Store::Rest, "repeat") else {
+        return;
+    };
+    let repeated = count(&proxy, "repeated listings");
+    assert!(repeated > 0, "no listing was repeated: {}", proxy.log());
+    eprintln!("REST listings naming every file twice: {repeated} listings, {t:.1?}");
+}
+
+/// Backup, snapshots, the list of packs, check, restore and prune through listings that
+/// name files twice (`mode`) agree with restic's answers on the server itself. Returns the
+/// proxy and the time taken.
+fn a_file_listed_twice_counts_once(store: Store, mode: &str) -> Option<(MitmProxy, Duration)> {
+    let t = Instant::now();
+    let l = Lying::start(store, mode, &[("LIE_MODE", mode.into())])?;
     write_random_file(&l.tree.root.join("added"), 3 << 20, 12);
     let run = |args: Vec<OsString>| {
         let out = l.restash(args);
@@ -373,27 +352,23 @@ fn a_key_repeated_across_listing_pages_counts_once() {
     let target = tempfile::tempdir().unwrap();
     run(osargs!["restore", "latest", "--target", target.path()]);
     l.assert_restored(target.path());
-    let (split, second) = (
-        count(&l.proxy, "split listings"),
-        count(&l.proxy, "second pages"),
-    );
-    assert!(
-        split > 0 && second > 0,
-        "no listing was split: {}",
-        l.proxy.log()
-    );
-    eprintln!(
-        "S3 listings repeating a key across pages: {split} split, {second} second pages \
-         served, {:.1?}",
-        t.elapsed()
-    );
+    Some((l.proxy, t.elapsed()))
 }
 
 #[test]
-fn index_files_always_cut_short_are_reported_by_name() {
+fn s3_index_files_always_cut_short_are_reported_by_name() {
+    index_files_always_cut_short_are_reported_by_name(Store::S3);
+}
+
+#[test]
+fn rest_index_files_always_cut_short_are_reported_by_name() {
+    index_files_always_cut_short_are_reported_by_name(Store::Rest);
+}
+
+fn index_files_always_cut_short_are_reported_by_name(store: Store) {
     let t = Instant::now();
     let lies = [("LIE_MODE", "short".into()), ("LIE_ALWAYS", "1".into())];
-    let Some(l) = Lying::start("always", &lies) else {
+    let Some(l) = Lying::start(store, "always", &lies) else {
         return;
     };
 
@@ -434,7 +409,7 @@ fn index_files_always_cut_short_are_reported_by_name() {
     cache_intact(cache.path());
     l.restic_direct(osargs!["check", "--read-data"]);
     eprintln!(
-        "S3 index files always cut short: restore exits 1 with \"{}\", {:.1?}",
+        "{store:?} index files always cut short: restore exits 1 with \"{}\", {:.1?}",
         fatal[0],
         t.elapsed()
     );

@@ -312,6 +312,23 @@ pub(crate) fn short_read(h: &Handle, offset: u64, length: u64, size: u64) -> Bac
     }
 }
 
+/// Each file of a listing once, with the size it was first listed with: a store may repeat
+/// a name (across two pages of a listing, or a server's bug), and a file counted twice would
+/// be checked, counted and pruned twice.
+pub(crate) fn count_once(listing: Vec<FileInfo>, what: &str) -> Vec<FileInfo> {
+    let mut seen = std::collections::HashSet::with_capacity(listing.len());
+    listing
+        .into_iter()
+        .filter(|f| {
+            let first = seen.insert(f.id);
+            if !first {
+                tracing::debug!("list {what}: {} listed again; counted once", f.id);
+            }
+            first
+        })
+        .collect()
+}
+
 /// Copies `length` bytes at `offset` of a whole file's `data` into `buf`, replacing its
 /// contents. The bounds are checked first: a bogus length from a damaged header fails
 /// instead of reserving gigabytes.

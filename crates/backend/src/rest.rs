@@ -16,7 +16,7 @@
 //! for basic auth only and shown as `***` in [`Backend::location`].
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, RANGE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use url::Url;
@@ -52,7 +52,19 @@ impl std::fmt::Debug for RestBackend {
 struct Reply {
     status: StatusCode,
     content_length: Option<u64>,
+    /// The last byte a `206` announced (`Content-Range: bytes FIRST-LAST/SIZE`).
+    range_last: Option<u64>,
     body: Bytes,
+}
+
+/// LAST of `bytes FIRST-LAST/SIZE`.
+fn range_last(v: &str) -> Option<u64> {
+    let (_, last) = v
+        .strip_prefix("bytes ")?
+        .split_once('/')?
+        .0
+        .split_once('-')?;
+    last.trim().parse().ok()
 }
 
 /// User name and password for basic auth.
@@ -255,10 +267,16 @@ impl RestBackend {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let range_last = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(range_last);
         let body = resp.bytes().await.map_err(failed)?;
         Ok(Reply {
             status,
             content_length,
+            range_last,
             body,
         })
     }
@@ -352,6 +370,27 @@ impl Backend for RestBackend {
                 .block_on(self.call("read", &what, Method::GET, &self.url(h), &range, None))?;
         let body = match r.status {
             StatusCode::PARTIAL_CONTENT if r.body.len() as u64 == length => &r.body[..],
+            StatusCode::PARTIAL_CONTENT if r.body.len() as u64 > length => {
+                return Err(self.error(
+                    "read",
+                    &what,
+                    format!("the server sent more than the {length} bytes asked for"),
+                    false,
+                ))
+            }
+            // The whole range announced but not all of it sent: bytes lost on the way,
+            // which a second request may bring whole.
+            StatusCode::PARTIAL_CONTENT if r.range_last.is_some_and(|last| last >= end) => {
+                return Err(self.error(
+                    "read",
+                    &what,
+                    format!(
+                        "the server announced bytes {offset}-{end} but sent {} of them",
+                        r.body.len()
+                    ),
+                    true,
+                ))
+            }
             StatusCode::PARTIAL_CONTENT => return Err(short(offset + r.body.len() as u64)),
             // A server that ignores Range sends everything.
             StatusCode::OK => {
@@ -448,13 +487,22 @@ impl Backend for RestBackend {
                 }
             }
         }
-        Ok(out)
+        Ok(crate::count_once(out, &format!("REST {what}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(range_last("bytes 0-99/200"), Some(99));
+        assert_eq!(range_last("bytes 100-199/*"), Some(199));
+        for bad in ["bytes */200", "0-99/200", "bytes 0-x/1", ""] {
+            assert_eq!(range_last(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn urls_hide_the_password() {

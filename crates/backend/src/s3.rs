@@ -645,23 +645,16 @@ impl S3Backend {
             // Recursive listing (no delimiter): data/ab/<id> and legacy data/<id> alike.
             let mut stream = self.store.list(Some(&prefix));
             let mut out = Vec::new();
-            // A store may repeat a key, e.g. across two pages of a listing: each file counts
-            // once, or a pack would be checked, counted and pruned twice.
-            let mut seen = std::collections::HashSet::new();
             while let Some(item) = stream.next().await {
                 let meta = item.map_err(|e| self.fail("list", &format!("{dir}/"), e))?;
                 if let Some(id) = meta.location.filename().and_then(|n| Id::parse(n).ok()) {
-                    if seen.insert(id) {
-                        out.push(FileInfo {
-                            id,
-                            size: meta.size,
-                        });
-                    } else {
-                        debug!("S3 list {dir}/: {id} listed again; counted once");
-                    }
+                    out.push(FileInfo {
+                        id,
+                        size: meta.size,
+                    });
                 }
             }
-            Ok(out)
+            Ok(crate::count_once(out, &format!("S3 {dir}/")))
         })
     }
 }
