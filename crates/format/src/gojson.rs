@@ -110,7 +110,8 @@ pub fn go_unquote(s: &str) -> Result<Vec<u8>, String> {
     let err = || format!("invalid quoted name {s:?}");
     while i < b.len() {
         match b[i] {
-            b'"' => return Err(err()),
+            // Go refuses a raw newline in a double-quoted string, as it refuses the quote.
+            b'"' | b'\n' => return Err(err()),
             b'\\' => {
                 let e = *b.get(i + 1).ok_or_else(err)?;
                 i += 2;
@@ -201,13 +202,17 @@ mod tests {
 
     #[test]
     fn unquote_rejects_bad_escapes() {
-        for bad in [r"\q", r"\x4", "a\"b", r"\400", r"\", r"\'"] {
+        for bad in [
+            r"\q", r"\x4", "a\"b", r"\400", r"\", r"\'", "a\nb", r"\ud800",
+        ] {
             assert!(go_unquote(bad).is_err(), "{bad}");
         }
         assert_eq!(
             go_unquote(r"\101\u00e9\U0001F600").unwrap(),
             "Aé😀".as_bytes()
         );
+        // Other raw control characters pass, as in Go.
+        assert_eq!(go_unquote("a\tb\r").unwrap(), b"a\tb\r");
     }
 
     #[test]
