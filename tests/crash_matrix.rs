@@ -4,7 +4,7 @@
 //! it and the next backup completes without an unlock; each chain ends with `restic check
 //! --read-data` and a restore equal to the source (see tests/common/crash.rs).
 //!
-//! The full-sized run, 200 kills (140 here, 60 on S3 in tests/crash_matrix_s3.rs):
+//! The full-sized run, 200 kills here and 200 on S3 (tests/crash_matrix_s3.rs):
 //! `cargo test -p restash --test crash_matrix -- --ignored --nocapture`.
 //! `RESTASH_CRASH_SEED` replays a run.
 mod common;
@@ -33,9 +33,9 @@ fn kills_at_random_and_as_files_appear_leave_usable_repositories() {
     run(12, 12);
 }
 
-/// Full-sized: 140 kills in chains of 20.
+/// Full-sized: 200 kills in chains of 20.
 #[test]
 #[ignore = "full-sized crash matrix, several minutes; run with --ignored"]
 fn full_crash_matrix_local() {
-    run(140, 20);
+    run(200, 20);
 }

@@ -3,7 +3,7 @@
 //! keeps objects in its own volume files, so appearances are seen by polling the bucket's
 //! listing (a completed PUT is listed at once). Otherwise as tests/crash_matrix.rs.
 //!
-//! The full-sized part, 60 kills: `cargo test -p restash --test crash_matrix_s3 --
+//! The full-sized part, 200 kills: `cargo test -p restash --test crash_matrix_s3 --
 //! --ignored --nocapture`.
 mod common;
 #[path = "common/crash.rs"]
@@ -45,11 +45,11 @@ fn kills_on_s3_leave_usable_repositories() {
     }
 }
 
-/// Full-sized: 60 kills in chains of 20.
+/// Full-sized: 200 kills in chains of 20.
 #[test]
 #[ignore = "full-sized crash matrix on S3, minutes; run with --ignored"]
 fn full_crash_matrix_s3() {
     if let Some(sw) = seaweedfs() {
-        run(sw, 60, 20);
+        run(sw, 200, 20);
     }
 }

@@ -114,7 +114,8 @@ impl Cmd {
 enum Check {
     /// Exit codes differ: (restic 0.14's, restash's).
     Exit(i32, i32),
-    /// restash failed (with this code) without naming the damaged file on stderr.
+    /// restash failed (with this code), or exited 0 where restic failed, without naming
+    /// the damaged file on stderr.
     Naming(i32),
     Panic,
     Hang,
@@ -198,6 +199,14 @@ const ALLOWED: &[Rule] = &[
         Check::Exit(2, 1),
         "restic 0.14 panics (slice bounds out of range [16:n], exit 2) on an encrypted file \
          cut shorter than its 16-byte IV; restash fails naming it",
+    ),
+    rule(
+        Some(Key),
+        None,
+        None,
+        Check::Exit(2, 1),
+        "restic 0.14 panics (slice bounds out of range [:16], exit 2, key.go:89) on a key file \
+         whose JSON parses without its `data` field; restash fails naming the key",
     ),
     rule(
         Some(Pack),
@@ -486,7 +495,10 @@ fn run_case(base: &Base, case: Case, patient: bool) -> Outcome {
     // A deleted key, snapshot or index file is referred to by nothing left to name it.
     let nameable = !(case.damage == Delete && matches!(case.kind, Key | Snapshot | Index));
     let short = &name[..name.len().min(8)];
-    if ours.code != 0 && nameable && !ours.stderr.contains(short) {
+    // Exit 0 where restic failed (a rule above allows that for backups) still owes the
+    // user the damaged file's name.
+    let failed = ours.code != 0 || (theirs.code != 0 && !no_oracle && !restic_hung);
+    if failed && nameable && !ours.stderr.contains(short) {
         found.push((
             Check::Naming(ours.code),
             format!("stderr does not name {short}"),
