@@ -133,16 +133,7 @@ fn kill_9_at_random_points_leaves_a_usable_repository() {
     let (_src_dir, src) = dataset(FILES, BYTES, 1);
     let work = tempfile::tempdir().expect("tempdir");
     let tpl = template(work.path(), &src);
-    let seed = std::env::var("RESTASH_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-        });
-    eprintln!("RESTASH_CRASH_SEED={seed}");
+    let seed = seed_from_env("RESTASH_CRASH_SEED");
     let mut rng = Prng::new(seed);
     // A kill counts only if it lands before the backup ends by itself. Timing on two busy
     // cores is noisy, so each run that beats its kill shrinks the duration estimate.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use common::backup::{with_repo, Tool};
 use common::tree::{post_order, write_random_file, Prng};
-use common::{compare_trees, osargs, restic, restored_path, summarize, PASSWORD};
+use common::{compare_trees, osargs, restic, restored_path, seed_from_env, summarize, PASSWORD};
 use restash_backend::LocalBackend;
 use restash_crypto::KdfParams;
 use restash_engine::Repository;
@@ -576,13 +576,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn seed() -> u64 {
-    env_u64("DAMAGE_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos() as u64
-            % 1_000_000_007
-    })
+    seed_from_env("DAMAGE_SEED")
 }
 
 fn case_seed(seed: u64, i: usize) -> u64 {

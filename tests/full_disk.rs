@@ -256,23 +256,15 @@ fn read_only_repository_reads_with_no_lock_and_refuses_backup() {
     );
 
     let listed = |tool: Tool| -> Vec<String> {
-        let out = run_tool(
+        run_tool(
             tool,
             with_repo(&ro_repo, ["snapshots", "--no-lock", "--json"]),
             None,
             None,
             &[],
         )
-        .success();
-        let mut ids: Vec<String> = out
-            .json()
-            .as_array()
-            .expect("snapshot array")
-            .iter()
-            .map(|s| s["id"].as_str().expect("id").to_string())
-            .collect();
-        ids.sort();
-        ids
+        .success()
+        .snapshot_ids()
     };
     let ids = listed(Tool::Restash);
     assert_eq!(ids.len(), 1);

@@ -103,7 +103,9 @@ fn volumes_browse_and_download_in_chromium() {
         .map(|h| {
             let min = (now - h.last.1).max(0);
             let max = now - h.last.0 + 300;
-            let mut texts: Vec<String> = (min..=max).map(|s| age_text(s as u64)).collect();
+            let mut texts: Vec<String> = (min..=max)
+                .map(|s| restash_serve::html::age(s as u64))
+                .collect();
             texts.dedup();
             json!({
                 "host": h.host,

@@ -264,19 +264,6 @@ fn short_bodies_with_a_matching_length_are_caught(store: Store) {
     );
 }
 
-/// Sorted ids of the snapshots `--json` lists.
-fn snapshot_ids(out: &CmdOutput) -> Vec<String> {
-    let mut ids: Vec<String> = out
-        .json()
-        .as_array()
-        .expect("snapshot array")
-        .iter()
-        .map(|s| s["id"].as_str().expect("id").to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// Sorted lines of `list packs`.
 fn pack_list(out: &CmdOutput) -> Vec<String> {
     let mut v: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
@@ -328,8 +315,10 @@ fn a_file_listed_twice_counts_once(store: Store, mode: &str) -> Option<(MitmProx
     };
     run(osargs!["backup", "--host", HOST, &l.tree.root]);
 
-    let ids = snapshot_ids(&run(osargs!["snapshots", "--json"]));
-    let truth = snapshot_ids(&l.restic_direct(osargs!["snapshots", "--json"]));
+    let ids = run(osargs!["snapshots", "--json"]).snapshot_ids();
+    let truth = l
+        .restic_direct(osargs!["snapshots", "--json"])
+        .snapshot_ids();
     assert_eq!(truth.len(), 2);
     assert_eq!(ids, truth, "snapshots through the repeating listing");
     let packs = pack_list(&run(osargs!["list", "packs"]));
@@ -347,7 +336,9 @@ fn a_file_listed_twice_counts_once(store: Store, mode: &str) -> Option<(MitmProx
     // Prune decides what to delete and repack from the listing of packs.
     run(osargs!["forget", "--keep-last", "1", "--prune"]);
     l.restic_direct(osargs!["check", "--read-data"]);
-    let left = snapshot_ids(&l.restic_direct(osargs!["snapshots", "--json"]));
+    let left = l
+        .restic_direct(osargs!["snapshots", "--json"])
+        .snapshot_ids();
     assert_eq!(left.len(), 1);
     let target = tempfile::tempdir().unwrap();
     run(osargs!["restore", "latest", "--target", target.path()]);

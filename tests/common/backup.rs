@@ -535,12 +535,7 @@ pub fn data_blob_count(repo: &Repo) -> usize {
 pub fn lock_ids(repo: &Repo) -> Vec<String> {
     repo.restic(["--no-lock", "list", "locks"])
         .success()
-        .stdout_str()
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Copies a directory tree (files and directories only, as a fresh repository has).

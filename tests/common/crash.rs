@@ -247,14 +247,9 @@ impl Store {
 
     /// Lock ids as `restic list locks --no-lock` shows them.
     pub fn locks(&self) -> Vec<String> {
-        let out = self.run(Tool::Restic, osargs!["--no-lock", "list", "locks"]);
-        out.success()
-            .stdout_str()
+        self.run(Tool::Restic, osargs!["--no-lock", "list", "locks"])
+            .success()
             .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
     }
 }
 
@@ -572,17 +567,7 @@ impl<'s> Chain<'s> {
 
 /// The seed of a run: `RESTASH_CRASH_SEED` replays one, else the clock.
 pub fn seed() -> u64 {
-    let seed = std::env::var("RESTASH_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-        });
-    eprintln!("RESTASH_CRASH_SEED={seed}");
-    seed
+    crate::common::seed_from_env("RESTASH_CRASH_SEED")
 }
 
 /// [`matrix`] with a fresh seed ([`seed`]), its report printed; fails on any damage or

@@ -19,7 +19,7 @@ pub use compare::{
 pub use fixtures::{
     fixture_path, fixture_repo, unpack_fixture, RepoFixture, REPO_FIXTURES, SOURCE_FIXTURES,
 };
-pub use run::{restash, restic, restored_path, CmdOutput, Repo, PASSWORD};
+pub use run::{restash, restic, restored_path, seed_from_env, CmdOutput, Repo, PASSWORD};
 pub use tree::{make_tricky_tree, TrickyTree};
 
 /// Builds a `Vec<OsString>` from a mix of `&str`, `String`, `&Path`, `PathBuf`, `OsString`…,

@@ -71,6 +71,31 @@ impl CmdOutput {
             .unwrap_or_else(|e| panic!("stdout is not UTF-8 ({e})\n{}", self.describe()))
     }
 
+    /// Stdout's non-empty lines, trimmed.
+    #[track_caller]
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout_str()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Sorted ids of the snapshots `snapshots --json` listed.
+    #[track_caller]
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .json()
+            .as_array()
+            .unwrap_or_else(|| panic!("no snapshot array\n{}", self.describe()))
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Stdout parsed as one JSON document.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
@@ -304,4 +329,21 @@ impl Repo {
             other => panic!("restic snapshots --json is not an array: {other}"),
         }
     }
+}
+
+/// The seed in `$var`, or one from the clock; printed as `var=SEED` so a failing run can
+/// be repeated.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+                % 1_000_000_007
+        });
+    eprintln!("{var}={seed}");
+    seed
 }

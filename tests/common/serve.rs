@@ -227,18 +227,6 @@ pub fn now_unix() -> i64 {
         .as_secs() as i64
 }
 
-/// An age as the volumes page shows it: its two largest units (`45 s`, `12 min`,
-/// `3 h 5 min`, `2 d 4 h`).
-pub fn age_text(secs: u64) -> String {
-    let (d, h, m) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{secs} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, h, _) => format!("{d} d {h} h"),
-    }
-}
-
 /// Gives every entry below `root` (and `root`) a whole, even second as its mtime: zip
 /// stores times to two seconds and tar to one, so an unpacked archive can then match the
 /// source exactly.
