@@ -14,8 +14,9 @@ write of a connection (keep-alive requests after the first pass undelayed), and 
 
 The client-to-server stream is parsed as HTTP/1.1 (Content-Length and chunked bodies) and
 every request is appended to LOG_FILE as `<unix time> <conn#> <METHOD> <path>[?<query
-names>]`, and every new connection as `<unix time> <conn#> CONNECT`: the caller counts
-lines before and after a command. Query values are dropped (no signature reaches the log).
+names>]`, every new connection as `<unix time> <conn#> CONNECT` and its end as `<unix
+time> <conn#> CLOSE <bytes up> <bytes down>`: the caller counts lines before and after a
+command. Query values are dropped (no signature reaches the log).
 A stream that does not parse stops being counted and logs `<conn#> UNPARSED`.
 """
 import asyncio
@@ -109,8 +110,9 @@ class Counter:
                 self.state = "head"
 
 
-async def pipe(reader, writer, lo, hi, start, counter=None):
-    """Copies reader to writer, each chunk `lo..hi` seconds late; never before `start`."""
+async def pipe(reader, writer, lo, hi, start, tally, counter=None):
+    """Copies reader to writer, each chunk `lo..hi` seconds late; never before `start`.
+    Adds the bytes copied to tally[0]."""
     loop = asyncio.get_running_loop()
     queue = asyncio.Queue(QUEUE_CHUNKS)
 
@@ -135,6 +137,7 @@ async def pipe(reader, writer, lo, hi, start, counter=None):
     try:
         while True:
             data = await reader.read(CHUNK)
+            tally[0] += len(data)
             if counter is not None and data:
                 counter.feed(data)
             # In order: a chunk never overtakes the one before it.
@@ -161,12 +164,14 @@ async def handle(client_r, client_w, upstream, lo, hi, log, ids):
     except OSError:
         client_w.close()
         return
+    up, down = [0], [0]
     try:
         await asyncio.gather(
-            pipe(client_r, up_w, lo, hi, start, counter),
-            pipe(up_r, client_w, lo, hi, start),
+            pipe(client_r, up_w, lo, hi, start, up, counter),
+            pipe(up_r, client_w, lo, hi, start, down),
         )
     finally:
+        counter.emit(f"CLOSE {up[0]} {down[0]}")
         for w in (up_w, client_w):
             try:
                 w.close()

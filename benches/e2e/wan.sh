@@ -325,6 +325,7 @@ for line in sys.stdin:
     m = f[2]
     if m == "CONNECT": conns += 1; continue
     if m == "UNPARSED": unparsed += 1; continue
+    if m == "CLOSE": continue
     path = f[3] if len(f) > 3 else ""
     p, _, q = path.partition("?")
     # A GET of the bucket itself (or with list parameters) lists objects.
