@@ -201,8 +201,11 @@ impl CachedBackend {
     }
 
     fn fill_lock(&self, h: &Handle) -> MutexGuard<'_, ()> {
-        // Ids are hashes: any byte of one spreads handles evenly over the locks.
-        let slot = h.id().map_or(0, |id| usize::from(id.0[0]));
+        // Ids are hashes, so any byte spreads handles evenly over the locks, but not the
+        // first: callers load files in the sorted order of their names, and neighbours in
+        // that order share their first byte, so threads loading them in parallel queued on
+        // one lock.
+        let slot = h.id().map_or(0, |id| usize::from(id.0[31]));
         lock(&self.fills[slot % FILL_LOCKS])
     }
 

@@ -15,6 +15,9 @@ struct Counting {
     mem: MemoryBackend,
     reads: AtomicUsize,
     metadata_reads: AtomicUsize,
+    /// Whole-file reads under way, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
     delay: Duration,
     cut_whole: bool,
 }
@@ -34,7 +37,10 @@ impl Backend for Counting {
     }
     fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(self.delay);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let mut data = self.mem.read(h)?;
         if self.cut_whole {
             data.truncate(data.len() / 2);
@@ -312,6 +318,39 @@ fn concurrent_readers_of_an_uncached_file_both_get_its_bytes() {
         "the second reader waited for the first fill"
     );
     assert!(fs::read(be.cache_path(&h).unwrap()).unwrap() == data);
+}
+
+#[test]
+fn files_with_neighbouring_names_are_fetched_in_parallel() {
+    // Commands load snapshot and index files in the sorted order of their names, so the
+    // files loaded at the same time share their first bytes: here all of them.
+    let (_dir, store, be) = setup(Duration::from_millis(50));
+    let handles: Vec<Handle> = (0u32..)
+        .map(|i| i.to_le_bytes().to_vec())
+        .filter(|d| Id::hash(d).0[0] == 0)
+        .take(8)
+        .map(|d| put(store.as_ref(), FileType::Snapshot, &d))
+        .collect();
+    let be = Arc::new(be);
+    let start = Arc::new(Barrier::new(handles.len()));
+    let threads: Vec<_> = handles
+        .iter()
+        .map(|h| {
+            let (be, h, start) = (be.clone(), *h, start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                be.read(&h).unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let most = store.most_in_flight.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "8 uncached files with one first byte were fetched {most} at a time"
+    );
 }
 
 #[test]
