@@ -193,6 +193,16 @@ fn through_lying_bodies(store: Store, mode: &str) -> Option<(MitmProxy, String)>
     Some((l.proxy, stderr))
 }
 
+/// The answers `proxy` cut, by kind.
+fn lies_told(proxy: &MitmProxy) -> String {
+    format!(
+        "{} index, {} pack, {} range answers",
+        count(proxy, "index"),
+        count(proxy, "pack"),
+        count(proxy, "pack range")
+    )
+}
+
 #[test]
 fn s3_bodies_shorter_than_their_length_are_retried() {
     bodies_shorter_than_their_length_are_retried(Store::S3);
@@ -214,11 +224,8 @@ fn bodies_shorter_than_their_length_are_retried(store: Store) {
         "the cut bodies were retried and logged:\n{stderr}"
     );
     eprintln!(
-        "{store:?} bodies cut short of their Content-Length: {} index, {} pack, {} range \
-         answers; {retries} retries, {:.1?}",
-        count(&proxy, "index"),
-        count(&proxy, "pack"),
-        count(&proxy, "pack range"),
+        "{store:?} bodies cut short of their Content-Length: {}; {retries} retries, {:.1?}",
+        lies_told(&proxy),
         t.elapsed()
     );
 }
@@ -254,12 +261,9 @@ fn short_bodies_with_a_matching_length_are_caught(store: Store) {
         "cut packs were read again as ranges:\n{stderr}"
     );
     eprintln!(
-        "{store:?} bodies cut short with a matching Content-Length: {} index, {} pack, {} range \
-         answers; {retries} retries, {index_rereads} index and {range_rereads} pack re-reads, \
-         {:.1?}",
-        count(&proxy, "index"),
-        count(&proxy, "pack"),
-        count(&proxy, "pack range"),
+        "{store:?} bodies cut short with a matching Content-Length: {}; {retries} retries, \
+         {index_rereads} index and {range_rereads} pack re-reads, {:.1?}",
+        lies_told(&proxy),
         t.elapsed()
     );
 }
