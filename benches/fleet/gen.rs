@@ -81,10 +81,7 @@ fn parse_args() -> Args {
 fn open_backend(url: &str) -> Arc<dyn Backend> {
     let opts = BackendOptions::default();
     let be: Arc<dyn Backend> = if url.starts_with("s3:") {
-        Arc::new(
-            S3Backend::open_with_env(url, opts, &|k| std::env::var(k).ok())
-                .unwrap_or_else(|e| fail(&format!("open {url}: {e}"))),
-        )
+        Arc::new(S3Backend::open(url, opts).unwrap_or_else(|e| fail(&format!("open {url}: {e}"))))
     } else {
         Arc::new(LocalBackend::new(url))
     };
