@@ -146,7 +146,8 @@ impl Lying {
 /// A repository in a fresh bucket, its first backup made directly on the server; then a
 /// second backup (of the source grown by a file), a check and a restore through the
 /// lying proxy. Returns the stderr of the commands through the proxy.
-fn through_lying_bodies(store: Store, mode: &str) -> Option<(MitmProxy, String)> {
+fn through_lying_bodies(store: Store, mode: &str) -> Option<Lied> {
+    let t = Instant::now();
     let l = Lying::start(store, mode, &[("LIE_MODE", mode.into())])?;
     write_random_file(&l.tree.root.join("added"), 3 << 20, 11);
 
@@ -190,17 +191,30 @@ fn through_lying_bodies(store: Store, mode: &str) -> Option<(MitmProxy, String)>
             l.proxy.log()
         );
     }
-    Some((l.proxy, stderr))
+    let retries = stderr.matches("; retry ").count();
+    let told = format!(
+        "{} index, {} pack, {} range answers; {retries} retries",
+        count(&l.proxy, "index"),
+        count(&l.proxy, "pack"),
+        count(&l.proxy, "pack range")
+    );
+    Some(Lied {
+        stderr,
+        retries,
+        told,
+        took: t.elapsed(),
+    })
 }
 
-/// The answers `proxy` cut, by kind.
-fn lies_told(proxy: &MitmProxy) -> String {
-    format!(
-        "{} index, {} pack, {} range answers",
-        count(proxy, "index"),
-        count(proxy, "pack"),
-        count(proxy, "pack range")
-    )
+/// What a run through lying bodies logged and what the proxy did.
+struct Lied {
+    /// The commands' stderr, debug logs on.
+    stderr: String,
+    /// Retries logged.
+    retries: usize,
+    /// The answers cut, by kind, and the retries.
+    told: String,
+    took: Duration,
 }
 
 #[test]
@@ -214,19 +228,17 @@ fn rest_bodies_shorter_than_their_length_are_retried() {
 }
 
 fn bodies_shorter_than_their_length_are_retried(store: Store) {
-    let t = Instant::now();
-    let Some((proxy, stderr)) = through_lying_bodies(store, "cut") else {
+    let Some(lied) = through_lying_bodies(store, "cut") else {
         return;
     };
-    let retries = stderr.matches("; retry ").count();
     assert!(
-        retries > 0,
-        "the cut bodies were retried and logged:\n{stderr}"
+        lied.retries > 0,
+        "the cut bodies were retried and logged:\n{}",
+        lied.stderr
     );
     eprintln!(
-        "{store:?} bodies cut short of their Content-Length: {}; {retries} retries, {:.1?}",
-        lies_told(&proxy),
-        t.elapsed()
+        "{store:?} bodies cut short of their Content-Length: {}, {:.1?}",
+        lied.told, lied.took
     );
 }
 
@@ -241,13 +253,17 @@ fn rest_short_bodies_with_a_matching_length_are_caught() {
 }
 
 fn short_bodies_with_a_matching_length_are_caught(store: Store) {
-    let t = Instant::now();
-    let Some((proxy, stderr)) = through_lying_bodies(store, "short") else {
+    let Some(Lied {
+        stderr,
+        retries,
+        told,
+        took,
+    }) = through_lying_bodies(store, "short")
+    else {
         return;
     };
     // Each lie was seen for what it is: a range shorter than its Content-Range (retried),
     // an index file or whole pack not matching its name (read again).
-    let retries = stderr.matches("; retry ").count();
     let index_rereads = stderr
         .matches("do not hash to its name; reading it again")
         .count();
@@ -261,10 +277,8 @@ fn short_bodies_with_a_matching_length_are_caught(store: Store) {
         "cut packs were read again as ranges:\n{stderr}"
     );
     eprintln!(
-        "{store:?} bodies cut short with a matching Content-Length: {}; {retries} retries, \
-         {index_rereads} index and {range_rereads} pack re-reads, {:.1?}",
-        lies_told(&proxy),
-        t.elapsed()
+        "{store:?} bodies cut short with a matching Content-Length: {told}, \
+         {index_rereads} index and {range_rereads} pack re-reads, {took:.1?}"
     );
 }
 
