@@ -76,7 +76,16 @@ pub enum FileType {
     Pack,
     /// `locks/`
     Lock,
+    /// `restash/hints/<group>/`: a backup's pointer to its parent and the blobs the parent
+    /// reaches, so that a backup Job in a repository shared by a fleet reads its own
+    /// volume's metadata instead of everyone's. restash's own: restic ignores the directory,
+    /// and a repository without it is complete. A hint's name is its group (the first
+    /// [`HINT_GROUP_HEX`] hex digits, a keyed hash of host and paths) and a hash of its bytes.
+    Hint,
 }
+
+/// How many hex digits of a hint's name name its group, and its directory.
+pub const HINT_GROUP_HEX: usize = 32;
 
 impl FileType {
     /// restic's directory name for this type (default layout).
@@ -88,10 +97,22 @@ impl FileType {
             FileType::Index => "index",
             FileType::Pack => "data",
             FileType::Lock => "locks",
+            FileType::Hint => "restash/hints",
         }
     }
 
-    /// Every type, for creating a repository's directories.
+    /// The subdirectory of `dir()` a file of this type named `name` lives in, for the types
+    /// stored fanned out: packs by their first byte, hints by their group.
+    pub fn subdir(self, name: &str) -> Option<&str> {
+        match self {
+            FileType::Pack => name.get(..2),
+            FileType::Hint => name.get(..HINT_GROUP_HEX),
+            _ => None,
+        }
+    }
+
+    /// restic's types, for creating a repository's directories ([`FileType::Hint`]'s
+    /// directory is made by its first write).
     pub const ALL: [FileType; 6] = [
         FileType::Config,
         FileType::Key,
@@ -269,6 +290,19 @@ pub trait Backend: Send + Sync {
     /// has none: listing [`FileType::Config`] is empty ([`Backend::exists`] finds it).
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError>;
 
+    /// The files of `t` whose names start with `group` ([`FileType::Hint`]'s groups, each a
+    /// directory of its own): a backup lists its own volume's hints, one short listing
+    /// however many volumes share the repository.
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        self.list(t).map(|files| in_group(files, group))
+    }
+
+    /// Whether this store keeps files of `t`: a REST server keeps restic's types only.
+    fn keeps(&self, t: FileType) -> bool {
+        let _ = t;
+        true
+    }
+
     /// Files left by writes that never finished (see [`Leftover`]). Stores whose writes
     /// are atomic leave none.
     fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
@@ -327,6 +361,12 @@ pub(crate) fn count_once(listing: Vec<FileInfo>, what: &str) -> Vec<FileInfo> {
             first
         })
         .collect()
+}
+
+/// The files of a listing whose names start with `group`.
+pub(crate) fn in_group(mut files: Vec<FileInfo>, group: &str) -> Vec<FileInfo> {
+    files.retain(|f| f.id.to_hex().starts_with(group));
+    files
 }
 
 /// Copies `length` bytes at `offset` of a whole file's `data` into `buf`, replacing its

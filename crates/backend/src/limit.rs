@@ -260,6 +260,14 @@ impl Backend for LimitedBackend {
         self.request(|be| be.list(t))
     }
 
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        self.request(|be| be.list_group(t, group))
+    }
+
+    fn keeps(&self, t: FileType) -> bool {
+        self.inner.keeps(t)
+    }
+
     fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
         self.request(|be| be.list_leftovers())
     }

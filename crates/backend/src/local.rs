@@ -21,8 +21,10 @@ impl LocalBackend {
         let name = h.name();
         match h.file_type() {
             FileType::Config => self.root.join(name),
-            FileType::Pack => self.root.join("data").join(&name[..2]).join(name),
-            t => self.root.join(t.dir()).join(name),
+            t => match t.subdir(&name) {
+                Some(sub) => self.root.join(t.dir()).join(sub).join(&name),
+                None => self.root.join(t.dir()).join(name),
+            },
         }
     }
 
@@ -247,8 +249,32 @@ impl Backend for LocalBackend {
                     self.list_dir(dir, &mut out)?;
                 }
             }
+            FileType::Hint => {
+                let hints = self.root.join(t.dir());
+                let groups = match fs::read_dir(&hints) {
+                    Ok(g) => g,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(BackendError::io(hints.display().to_string())(e)),
+                };
+                for g in groups {
+                    let g = g.map_err(BackendError::io(hints.display().to_string()))?;
+                    self.list_dir(&g.path(), &mut out)?;
+                }
+            }
             t => self.list_dir(&self.root.join(t.dir()), &mut out)?,
         }
+        Ok(out)
+    }
+
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        let Some(sub) = t.subdir(group).filter(|s| s.len() == group.len()) else {
+            return self.list(t).map(|files| crate::in_group(files, group));
+        };
+        if !self.root.is_dir() {
+            return Err(BackendError::NoRepository(self.root.display().to_string()));
+        }
+        let mut out = Vec::new();
+        self.list_dir(&self.root.join(t.dir()).join(sub), &mut out)?;
         Ok(out)
     }
 

@@ -455,6 +455,11 @@ impl Backend for RestBackend {
         }
     }
 
+    // The REST protocol names restic's types only: a server refuses any other path.
+    fn keeps(&self, t: FileType) -> bool {
+        t != FileType::Hint
+    }
+
     fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
         if t == FileType::Config {
             return Ok(Vec::new());

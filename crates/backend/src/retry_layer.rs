@@ -245,6 +245,16 @@ impl Backend for RetryBackend {
         self.retry("list", &format_args!("{}/", t.dir()), |be| be.list(t))
     }
 
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        self.retry("list", &format_args!("{}/{group}/", t.dir()), |be| {
+            be.list_group(t, group)
+        })
+    }
+
+    fn keeps(&self, t: FileType) -> bool {
+        self.inner.keeps(t)
+    }
+
     fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
         self.retry("list leftovers", &self.inner.location(), |be| {
             be.list_leftovers()

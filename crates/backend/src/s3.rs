@@ -635,6 +635,13 @@ impl Backend for S3Backend {
         }
         self.list_dir(type_dir(self.layout()?, t))
     }
+
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        match t.subdir(group).filter(|s| s.len() == group.len()) {
+            Some(sub) => self.list_dir(&format!("{}/{sub}", type_dir(S3Layout::Default, t))),
+            None => self.list(t).map(|files| crate::in_group(files, group)),
+        }
+    }
 }
 
 impl S3Backend {

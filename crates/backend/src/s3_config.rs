@@ -12,7 +12,7 @@
 use url::Url;
 
 use crate::options::S3Layout;
-use crate::{BackendError, FileType, Handle};
+use crate::{BackendError, FileType, Handle, HINT_GROUP_HEX};
 
 /// Where an S3 repository lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +152,11 @@ pub(crate) fn object_key(layout: S3Layout, h: &Handle) -> String {
     match (layout, h.file_type()) {
         (_, FileType::Config) => name,
         (S3Layout::Default, FileType::Pack) => format!("data/{}/{name}", &name[..2]),
+        (_, FileType::Hint) => format!(
+            "{}/{}/{name}",
+            FileType::Hint.dir(),
+            &name[..HINT_GROUP_HEX]
+        ),
         (layout, t) => format!("{}/{name}", type_dir(layout, t)),
     }
 }

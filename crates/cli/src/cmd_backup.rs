@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args as ClapArgs;
+use restash_backend::FileType;
 use restash_engine::archiver::sources::{chunker_from_spec, targets};
 use restash_engine::archiver::{BackupOptions, JobOptions, Source, Watchdog};
 use restash_engine::forget::{retain_host, Retention};
@@ -67,6 +68,12 @@ pub struct Args {
     pub forget_lock_wait: u64,
     #[command(flatten)]
     pub keep: crate::args::KeepArgs,
+    /// Neither use nor write parent hints (`restash/hints/`, which restic ignores): find
+    /// the parent among every snapshot and deduplicate against the whole index, as restic
+    /// does. With hints, a backup of a volume in a repository that many volumes share reads
+    /// its own parent and blobs only; new data is then deduplicated against its own blobs.
+    #[arg(long = "no-parent-hint", env = "RESTASH_NO_PARENT_HINT")]
+    pub no_parent_hint: bool,
 }
 
 /// The snapshot host: `--host`, else the PVC's name (never the pod's host name, which
@@ -136,6 +143,7 @@ fn job(g: &GlobalOpts, a: &Args, agent: &Agent, watchdog: Watchdog) -> JobOption
         },
         parent: a.parent.clone(),
         watchdog: Some(watchdog),
+        parent_hints: !a.no_parent_hint,
     }
 }
 
@@ -188,7 +196,15 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     let grace = Duration::from_secs(a.term_grace);
     let watchdog = ui::backup::watchdog(&agent, &ui, &host, grace, &ctl).map_err(fail)?;
     let source = source(&a).map_err(fail)?;
-    let mut repo = g.open().map_err(fail)?;
+    // A backup that looks for its parent hint lists neither snapshots nor index files
+    // unless the hint fails it: in a shared repository those listings grow with the fleet.
+    let by_hint = !a.no_parent_hint && !a.stdin && !a.dry_run && !a.force && a.parent.is_none();
+    let ahead: &[FileType] = if by_hint {
+        &[]
+    } else {
+        &[FileType::Snapshot, FileType::Index]
+    };
+    let mut repo = g.open_listing(true, ahead).map_err(fail)?;
     if agent.on {
         ui::backup::announce(&ui, &opts, &source);
     }

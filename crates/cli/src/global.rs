@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use restash_backend::{Backend, LimitedBackend, Limits, LocalBackend, TlsConfig};
+use restash_backend::{Backend, FileType, LimitedBackend, Limits, LocalBackend, TlsConfig};
 use restash_engine::{EngineError, Repository};
 
 /// Options every command accepts.
@@ -325,9 +325,20 @@ impl GlobalOpts {
 
     /// [`Self::open`], with the cache only if `cache` and not `--no-cache`.
     pub fn open_with_cache(&self, cache: bool) -> anyhow::Result<Repository> {
+        self.open_listing(cache, &[FileType::Snapshot, FileType::Index])
+    }
+
+    /// [`Self::open_with_cache`], listing ahead only the types in `ahead` (see
+    /// [`Repository::open_listing`]).
+    pub fn open_listing(&self, cache: bool, ahead: &[FileType]) -> anyhow::Result<Repository> {
         let backend = self.backend()?;
         let password = self.password()?;
-        let mut repo = Repository::open(backend, password.0.as_bytes(), self.key_hint.as_deref())?;
+        let mut repo = Repository::open_listing(
+            backend,
+            password.0.as_bytes(),
+            self.key_hint.as_deref(),
+            ahead,
+        )?;
         warn_unreadable_keys(&repo);
         if cache && !self.no_cache {
             self.use_cache(&mut repo);

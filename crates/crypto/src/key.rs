@@ -110,6 +110,25 @@ impl Key {
         &self.mac_r
     }
 
+    /// A keyed hash of `message` that only holders of this key can compute or check:
+    /// HMAC-SHA256 under the whole key, with `context` keeping the uses of the key apart.
+    /// For names that must not reveal what they name (a hint's group stands for a host and
+    /// its paths).
+    pub fn keyed_hash(&self, context: &str, message: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut material = [0u8; 64];
+        material[..32].copy_from_slice(&self.encrypt);
+        material[32..48].copy_from_slice(&self.mac_k);
+        material[48..].copy_from_slice(&self.mac_r);
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&material)
+            .expect("HMAC takes any key");
+        material.zeroize();
+        mac.update(context.as_bytes());
+        mac.update(&[0]);
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, iv: &[u8; IV_LEN], ciphertext: &[u8]) -> [u8; MAC_LEN] {
         // Poly1305-AES: s = AES-128_k(nonce); the one-time key is r ‖ s.
         let aes = Aes128::new(&self.mac_k.into());
@@ -207,6 +226,25 @@ mod tests {
         };
         let tag = key.mac(&h("fb447350c4e868c52ac3275cf9d4327e"), &[0xf3, 0xf6]);
         assert_eq!(hex::encode(tag), "f4c633c3044fc145f84f335cb81953de");
+    }
+
+    #[test]
+    fn keyed_hash_is_hmac_sha256_under_the_whole_key() {
+        let key = Key {
+            encrypt: [1; 32],
+            mac_k: h("ec074c835580741701425b623235add6"),
+            mac_r: h("851fc40c3467ac0be05cc20404f3f700"),
+        };
+        // Python's hmac.new(encrypt ‖ mac_k ‖ mac_r, b"restash hint\0claim-ada", sha256).
+        let want = "553b912d253d980d4daeba7a2f964d50fdd77e5c8638ba4aa78d776f246510bd";
+        assert_eq!(
+            hex::encode(key.keyed_hash("restash hint", b"claim-ada")),
+            want
+        );
+        assert_ne!(
+            key.keyed_hash("other", b"claim-ada"),
+            key.keyed_hash("restash hint", b"claim-ada")
+        );
     }
 
     #[test]

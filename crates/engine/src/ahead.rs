@@ -189,6 +189,14 @@ impl Backend for ListAhead {
             Some(Err(_)) | None => self.inner.list(t),
         }
     }
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        self.inner.list_group(t, group)
+    }
+
+    fn keeps(&self, t: FileType) -> bool {
+        self.inner.keeps(t)
+    }
+
     fn list_leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
         self.inner.list_leftovers()
     }

@@ -91,13 +91,32 @@ impl Repository {
         password: &[u8],
         key_hint: Option<&str>,
     ) -> Result<Repository> {
-        let loc = backend.location();
-        // Every command lists snapshots or index files next; over a long link those
+        // Almost every command lists snapshots or index files next; over a long link those
         // listings, the config and the key listing cost one round trip together instead
         // of four, and deriving the key hides them.
+        Self::open_listing(
+            backend,
+            password,
+            key_hint,
+            &[FileType::Snapshot, FileType::Index],
+        )
+    }
+
+    /// [`Self::open`], listing ahead only the types in `ahead`: a backup that finds its
+    /// parent by a hint lists neither snapshots nor index files, whose listings grow with
+    /// every volume sharing the repository.
+    pub fn open_listing(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        key_hint: Option<&str>,
+        ahead: &[FileType],
+    ) -> Result<Repository> {
+        let loc = backend.location();
+        let listings = ahead;
         let ahead = Arc::new(ListAhead::new(backend));
-        ahead.start(FileType::Snapshot);
-        ahead.start(FileType::Index);
+        for t in listings {
+            ahead.start(*t);
+        }
         let backend: Arc<dyn Backend> = ahead.clone();
         let (sealed, keys) = both(
             || backend.read(&Handle::config()),

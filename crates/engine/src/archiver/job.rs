@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use restash_backend::FileType;
 
-use super::{backup, BackupOptions, BackupSummary, Source};
+use super::{backup_hinted, hints, BackupOptions, BackupSummary, Source};
 use crate::ahead::both;
 use crate::events::{Cancel, Control};
 use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
@@ -29,6 +29,10 @@ pub struct JobOptions {
     /// Gives up on uploads that outlast a grace period after SIGTERM; `None` waits for
     /// them.
     pub watchdog: Option<Watchdog>,
+    /// Find the parent by its parent hint and write one for the new snapshot (see
+    /// [`super::hints`]); ignored for `--stdin` and dry runs, and where the store keeps no
+    /// hints.
+    pub parent_hints: bool,
 }
 
 impl std::fmt::Debug for JobOptions {
@@ -36,6 +40,7 @@ impl std::fmt::Debug for JobOptions {
         f.debug_struct("JobOptions")
             .field("lock", &self.lock)
             .field("parent", &self.parent)
+            .field("parent_hints", &self.parent_hints)
             .field("watchdog", &self.watchdog.as_ref().map(|w| w.grace))
             .finish()
     }
@@ -167,6 +172,70 @@ fn lock_and_load_index(
     (taken, loaded.map(|index| repo.set_index(index)))
 }
 
+/// Takes the lock while the group's hints are listed and read; under the lock, checks the
+/// newest against the repository when `paths` (the backup's) are given, and loads the
+/// hint's index if it holds, the whole index otherwise. Returns the lock's result first.
+fn lock_and_find_hint(
+    repo: &mut Repository,
+    policy: &LockPolicy,
+    ctl: &Control,
+    group: restash_format::HintGroup,
+    host: &str,
+    paths: Option<&Vec<String>>,
+) -> (Result<Option<RepoLock>>, Result<()>, Option<hints::Plan>) {
+    let this = &*repo;
+    let (found, taken) = both(
+        || hints::find(this, group),
+        || RepoLock::take(this, false, policy, ctl),
+    );
+    if taken.is_err() {
+        return (taken, Ok(()), None);
+    }
+    let found = found.unwrap_or_else(|e| {
+        ctl.warn(&format!(
+            "parent hints cannot be listed ({e}): reading every snapshot and the whole index"
+        ));
+        hints::Found {
+            group,
+            listed: Vec::new(),
+            newest: None,
+            unreadable: Vec::new(),
+        }
+    });
+    for u in &found.unreadable {
+        ctl.warn(&format!("parent hint {u}: not used"));
+    }
+    let mut parent = None;
+    if let (Some(paths), Some(h)) = (paths, &found.newest) {
+        match hints::check(this, h, host, paths) {
+            Ok(Ok(snap)) => {
+                say(
+                    ctl,
+                    &format!("parent snapshot {} found by its hint", h.snapshot.short()),
+                );
+                parent = Some((h.snapshot, snap));
+            }
+            Ok(Err(why)) => say(ctl, &format!("parent hint not used: {why}")),
+            Err(e) => return (taken, Err(e), None),
+        }
+    }
+    let loaded = match (&parent, &found.newest) {
+        (Some(_), Some(h)) => {
+            repo.set_index(hints::index_of(h));
+            Ok(())
+        }
+        _ => {
+            repo.list_ahead(FileType::Pack);
+            repo.load_index()
+        }
+    };
+    (taken, loaded, Some(hints::Plan { found, parent }))
+}
+
+fn say(ctl: &Control, text: &str) {
+    ctl.emit(crate::events::Event::Message { level: 2, text });
+}
+
 /// Runs a backup of `source` into `repo`: takes the lock while the index loads (the lock
 /// waits for other processes' new locks to show), resolves the parent, backs up on this
 /// thread, and removes the lock.
@@ -185,9 +254,25 @@ pub fn run(
         .watchdog
         .as_ref()
         .map_or_else(|| Arc::new(Watched::default()), |w| w.watched.clone());
-    // The packs are listed for those a killed run left unindexed, looked for once the
-    // lock is held.
-    let (taken, index) = lock_and_load_index(repo, &policy, ctl, !opts.dry_run);
+    let group = match &source {
+        Source::Paths(p) if job.parent_hints && !opts.dry_run => super::plan::plan(p)
+            .ok()
+            .and_then(|plan| Some((hints::group(repo, &opts.host, &plan.paths)?, plan.paths))),
+        _ => None,
+    };
+    let (taken, index, hinted) = match group {
+        Some((group, paths)) => {
+            let use_it = !opts.force && opts.parent.is_none() && job.parent.is_none();
+            let paths = use_it.then_some(&paths);
+            lock_and_find_hint(repo, &policy, ctl, group, &opts.host, paths)
+        }
+        // The packs are listed for those a killed run left unindexed, looked for once the
+        // lock is held.
+        None => {
+            let (taken, index) = lock_and_load_index(repo, &policy, ctl, !opts.dry_run);
+            (taken, index, None)
+        }
+    };
     *lock(&watched.held) = taken?.map(Arc::new);
     let prepared = index.and_then(|()| {
         if let Some(spec) = &job.parent {
@@ -195,7 +280,7 @@ pub fn run(
         }
         Ok(())
     });
-    let result = prepared.and_then(|()| backup(repo, source, &opts, ctl));
+    let result = prepared.and_then(|()| backup_hinted(repo, source, &opts, ctl, hinted.as_ref()));
     {
         let mut e = lock(&watched.ending);
         // The watchdog is reporting and normally ends the process: this run's result no

@@ -3,6 +3,7 @@
 //! fill and indexed every few seconds; the snapshot is written last and is the commit point.
 
 mod fsnode;
+mod hints;
 mod job;
 mod plan;
 pub(crate) mod saver;
@@ -215,12 +216,27 @@ pub fn backup(
     opts: &BackupOptions,
     ctl: &Control,
 ) -> Result<BackupSummary> {
+    backup_hinted(repo, source, opts, ctl, None)
+}
+
+/// [`backup`] with its group's parent hints: with a checked parent, `repo`'s index is the
+/// hint's; either way a new hint is written for the snapshot.
+pub(crate) fn backup_hinted(
+    repo: &mut Repository,
+    source: Source,
+    opts: &BackupOptions,
+    ctl: &Control,
+    hints: Option<&hints::Plan>,
+) -> Result<BackupSummary> {
     let start = Instant::now();
     let time = GoTime::now_local();
     if !(4 << 20..=128 << 20).contains(&opts.pack_size) {
         return Err(parse_pack_size_error(opts.pack_size));
     }
-    if !opts.dry_run {
+    let hinted_parent = hints.and_then(|h| h.parent.as_ref());
+    // Which packs no index names cannot be told from a hint's index: a killed run's packs
+    // wait for the next backup that reads the whole index (or for prune).
+    if !opts.dry_run && hinted_parent.is_none() {
         adopt_orphan_packs(repo)?;
     }
     let chunker = match &opts.chunker {
@@ -236,7 +252,10 @@ pub fn backup(
         }
     };
     let maker = NodeMaker::new(opts.with_atime);
-    let saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
+    let mut saver = Saver::new(repo, opts.compression, opts.pack_size, opts.dry_run);
+    if hints.is_some() && !opts.dry_run {
+        saver = saver.recording_reach();
+    }
     let meter = ctl.meter(Phase::Backup, "files");
     let read = ReadCtx {
         saver: &saver,
@@ -248,7 +267,7 @@ pub fn backup(
     let (paths, built, parent, parent_tree) = match source {
         Source::Paths(paths) => {
             let plan = plan::plan(&paths)?;
-            let parent = find_parent(repo, opts, &plan.paths)?;
+            let parent = find_parent(repo, opts, &plan.paths, hinted_parent)?;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
             let paths = plan.paths.clone();
             let built = backup_paths(repo, opts, &maker, &read, plan, parent_tree);
@@ -310,8 +329,15 @@ pub fn backup(
     if !opts.dry_run && !summary.skipped_unchanged {
         // The snapshot's time is when the backup started, as restic's is without --time.
         snap.summary = Some(summary.snapshot_summary(time, GoTime::now_local()));
-        let id = repo.save_unpacked(FileType::Snapshot, &snap.to_json())?;
-        summary.snapshot_id = Some(SnapshotId(id));
+        let id = SnapshotId(repo.save_unpacked(FileType::Snapshot, &snap.to_json())?);
+        summary.snapshot_id = Some(id);
+        if let Some(h) = hints {
+            // The snapshot is saved: without a hint the next backup only reads more.
+            if let Err(w) = write_hint(repo, &saver, h, id, &snap) {
+                ctl.emit(Event::Warning(&w));
+                summary.warnings.push(w);
+            }
+        }
     }
     summary.total_duration = start.elapsed().as_secs_f64();
     Ok(summary)
@@ -493,6 +519,7 @@ fn save_above(
     let bytes = tree.to_bytes();
     let id = BlobId::hash(&bytes);
     saver.save(BlobType::Tree, id, &bytes)?;
+    saver.reached_tree(id, &tree);
     Ok(id)
 }
 
@@ -531,17 +558,38 @@ fn backup_stdin(
     Ok((id, summary))
 }
 
-/// The latest snapshot of the same host and paths, or the one named by `--parent`.
+/// The hint for the snapshot just saved (see [`hints`]), or why there is none.
+fn write_hint(
+    repo: &Repository,
+    saver: &Saver,
+    h: &hints::Plan,
+    id: SnapshotId,
+    snap: &Snapshot,
+) -> std::result::Result<(), String> {
+    let Some((reached, written)) = saver.take_reach() else {
+        return Ok(());
+    };
+    let index = hints::locate(repo.index(), &written, &reached)
+        .ok_or("parent hint not saved: a blob of the snapshot is in no index read")?;
+    hints::write(repo, &h.found, id, snap, index).map_err(|e| format!("parent hint not saved: {e}"))
+}
+
+/// The latest snapshot of the same host and paths, or the one named by `--parent`, or the
+/// one a checked parent hint names.
 fn find_parent(
     repo: &Repository,
     opts: &BackupOptions,
     paths: &[String],
+    hinted: Option<&(SnapshotId, Snapshot)>,
 ) -> Result<Option<(SnapshotId, Snapshot)>> {
     if opts.force {
         return Ok(None);
     }
     if let Some(id) = opts.parent {
         return Ok(Some((id, repo.load_snapshot(&id)?)));
+    }
+    if let Some(p) = hinted {
+        return Ok(Some(p.clone()));
     }
     let mut want: Vec<&String> = paths.iter().collect();
     want.sort();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use restash_backend::{FileType, Handle};
 use restash_format::{
-    compress_blob, BlobId, BlobType, Compression, IndexFile, IndexPack, PackBuilder, PackId,
+    compress_blob, BlobId, BlobType, Compression, IndexFile, IndexPack, PackBuilder, PackId, Tree,
 };
 
 use crate::{EngineError, Repository, Result};
@@ -33,6 +33,12 @@ pub struct SaveStats {
     pub data_added_packed: AtomicU64,
 }
 
+#[derive(Default)]
+struct Reach {
+    blobs: HashSet<(BlobId, BlobType)>,
+    written: Vec<IndexPack>,
+}
+
 struct PendingIndex {
     file: IndexFile,
     blobs: usize,
@@ -54,6 +60,9 @@ pub struct Saver<'a> {
     // Buffers of uploaded packs, reused so that new packs do not fault in fresh pages.
     spare: Mutex<Vec<Vec<u8>>>,
     pending: Mutex<PendingIndex>,
+    // Set for a run that writes a parent hint: every blob its snapshot reaches, and the
+    // packs it wrote.
+    reach: Option<Mutex<Reach>>,
     /// What this run added.
     pub stats: SaveStats,
 }
@@ -111,8 +120,37 @@ impl<'a> Saver<'a> {
                 blobs: 0,
                 since: Instant::now(),
             }),
+            reach: None,
             stats: SaveStats::default(),
         }
+    }
+
+    /// Records what the snapshot reaches, for its parent hint (see
+    /// [`Saver::reached_tree`]).
+    pub fn recording_reach(mut self) -> Self {
+        self.reach = Some(Mutex::new(Reach::default()));
+        self
+    }
+
+    /// A tree of the snapshot being written, by id, whether new or the parent's: it and
+    /// the data blobs its files name are reached (its subtrees are recorded on their own).
+    pub fn reached_tree(&self, id: BlobId, tree: &Tree) {
+        let Some(reach) = &self.reach else { return };
+        let mut r = reach.lock().expect("reach");
+        r.blobs.insert((id, BlobType::Tree));
+        for n in &tree.nodes {
+            for b in n.content.iter().flatten() {
+                r.blobs.insert((*b, BlobType::Data));
+            }
+        }
+    }
+
+    /// What [`Saver::reached_tree`] recorded, with the packs this run wrote; None unless
+    /// recording.
+    pub(crate) fn take_reach(&self) -> Option<(HashSet<(BlobId, BlobType)>, Vec<IndexPack>)> {
+        let reach = self.reach.as_ref()?;
+        let r = std::mem::take(&mut *reach.lock().expect("reach"));
+        Some((r.blobs, r.written))
     }
 
     /// Stores a blob unless it exists; returns whether it was new.
@@ -210,10 +248,14 @@ impl<'a> Saver<'a> {
         let flush = {
             let mut p = self.pending.lock().expect("pending index");
             p.blobs += entries.len();
-            p.file.packs.push(IndexPack {
+            let pack = IndexPack {
                 id,
                 blobs: entries.into_iter().map(Into::into).collect(),
-            });
+            };
+            if let Some(reach) = &self.reach {
+                reach.lock().expect("reach").written.push(pack.clone());
+            }
+            p.file.packs.push(pack);
             (p.blobs >= INDEX_MAX_BLOBS || p.since.elapsed() >= INDEX_MAX_AGE)
                 .then(|| take_pending(&mut p))
         };

@@ -470,6 +470,7 @@ impl<'a> Walker<'a> {
         } else {
             self.summary.dirs_changed += 1;
         }
+        self.saver.reached_tree(tree_id, &tree);
         let mut node = d.node;
         node.subtree = Some(tree_id);
         self.deliver(d.up, Slot::Ready(Box::new(node)))

@@ -1,0 +1,261 @@
+//! Parent hints: how a backup in a repository shared by a fleet of volumes finds its parent
+//! and its deduplication set without reading every volume's snapshots and the whole index.
+//!
+//! After each backup of a host and paths, a hint (`restash/hints/<group>/<name>`, see
+//! [`ParentHint`]) names the new snapshot and lists where every blob it reaches is stored.
+//! The next backup of the same group lists that one directory, reads the newest hint, and,
+//! once its lock is held, checks that the snapshot still exists and says what the hint
+//! says, and that every pack holding one of its trees is still there. Only then is the hint
+//! the backup's index. Why that is safe:
+//! - New blobs are deduplicated against the parent's blobs by id. The parent exists under
+//!   the lock, and prune and forget take an exclusive lock, so every blob it reaches is in
+//!   the repository until this backup's snapshot (which reaches them too) is written.
+//! - Only trees are read through the hint's locations, and those packs were just seen.
+//!   Another program's prune may have moved data blobs since: a backup never reads them.
+//!
+//! Anything else (no hint, a hint that cannot be read, a forgotten parent, a tree pack
+//! gone) means the full index and every snapshot, as before, and a new hint afterwards.
+
+use std::collections::{BTreeMap, HashSet};
+
+use restash_backend::{BackendError, FileType, Handle};
+use restash_format::{
+    decode_unpacked, BlobType, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId, ParentHint,
+    Snapshot, SnapshotId,
+};
+
+use crate::ahead::map_io;
+use crate::index::MasterIndex;
+use crate::{EngineError, Repository, Result};
+
+/// A group's hints as a backup found them before it started.
+#[derive(Debug)]
+pub(crate) struct Found {
+    /// The group.
+    pub group: HintGroup,
+    /// Every hint listed, removed once a newer one is written.
+    pub listed: Vec<Id>,
+    /// The newest hint that could be read.
+    pub newest: Option<ParentHint>,
+    /// Hints that could not be read, and why (the backup goes on without them).
+    pub unreadable: Vec<String>,
+}
+
+/// What a backup takes from its group's hints.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The hints found.
+    pub found: Found,
+    /// The parent the newest hint names, checked under the lock: the backup's index is
+    /// then the hint's.
+    pub parent: Option<(SnapshotId, Snapshot)>,
+}
+
+/// The group of `host` and `paths` in `repo`, or None where the store keeps no hints (a
+/// REST server).
+pub(crate) fn group(repo: &Repository, host: &str, paths: &[String]) -> Option<HintGroup> {
+    repo.backend()
+        .keeps(FileType::Hint)
+        .then(|| HintGroup::of(repo.key(), host, paths))
+}
+
+/// Lists the group's hints and reads them all (normally one: each backup removes the older).
+pub(crate) fn find(repo: &Repository, group: HintGroup) -> Result<Found> {
+    let listed: Vec<Id> = repo
+        .backend()
+        .list_group(FileType::Hint, &group.to_hex())
+        .map_err(EngineError::backend(format!(
+            "list {}/{}",
+            FileType::Hint.dir(),
+            group.to_hex()
+        )))?
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    let read = map_io(&listed, |name| read(repo, group, name));
+    let mut newest: Option<ParentHint> = None;
+    let mut unreadable = Vec::new();
+    for (name, r) in listed.iter().zip(read) {
+        match r {
+            Ok(h) => {
+                let later = |n: &ParentHint| {
+                    (h.time.unix_secs(), h.time.nanos()) > (n.time.unix_secs(), n.time.nanos())
+                };
+                if newest.as_ref().is_none_or(later) {
+                    newest = Some(h);
+                }
+            }
+            Err(e) => unreadable.push(format!("{}: {e}", Handle::new(FileType::Hint, *name))),
+        }
+    }
+    Ok(Found {
+        group,
+        listed,
+        newest,
+        unreadable,
+    })
+}
+
+fn read(repo: &Repository, group: HintGroup, name: &Id) -> Result<ParentHint> {
+    let h = Handle::new(FileType::Hint, *name);
+    let sealed = repo
+        .backend()
+        .read(&h)
+        .map_err(EngineError::backend(format!("load {h}")))?;
+    if !group.names(name, &sealed) {
+        return Err(EngineError::Corrupt(format!(
+            "load {h}: its bytes do not match its name"
+        )));
+    }
+    let plain = repo
+        .key()
+        .open(&sealed)
+        .map_err(|e| EngineError::Corrupt(format!("load {h}: decryption failed: {e}")))?;
+    let json =
+        decode_unpacked(repo.version(), plain).map_err(EngineError::format(h.to_string()))?;
+    ParentHint::from_json(&json).map_err(EngineError::format(h.to_string()))
+}
+
+/// Checks, under the backup's lock, that `hint` can stand in for the index: returns its
+/// snapshot, or why it cannot (the backup then takes the full path).
+pub(crate) fn check(
+    repo: &Repository,
+    hint: &ParentHint,
+    host: &str,
+    paths: &[String],
+) -> Result<std::result::Result<Snapshot, String>> {
+    let id = hint.snapshot;
+    let snap = match repo.load_snapshot(&id) {
+        Ok(s) => s,
+        Err(EngineError::Backend { source, .. }) if Repository::is_not_found(&source) => {
+            return Ok(Err(format!("its snapshot {} was removed", id.short())))
+        }
+        Err(e) => return Err(e),
+    };
+    let sorted = |p: &[String]| {
+        let mut v: Vec<String> = p.to_vec();
+        v.sort();
+        v
+    };
+    if snap.hostname != host
+        || sorted(&snap.paths) != sorted(paths)
+        || sorted(&hint.paths) != sorted(paths)
+        || hint.hostname != host
+    {
+        return Ok(Err(format!(
+            "its snapshot {} is of another host or other paths",
+            id.short()
+        )));
+    }
+    let tree_packs: Vec<PackId> = hint
+        .packs
+        .iter()
+        .filter(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Tree))
+        .map(|p| p.id)
+        .collect();
+    for (pack, seen) in tree_packs.iter().zip(map_io(&tree_packs, |p| {
+        repo.backend().exists(&Handle::new(FileType::Pack, *p))
+    })) {
+        match seen {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Err(format!(
+                    "pack {} with its trees is gone (pruned by another program?)",
+                    pack.short()
+                )))
+            }
+            Err(e) => {
+                return Err(EngineError::backend(format!("stat pack {}", pack.short()))(
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(Ok(snap))
+}
+
+/// The index a backup uses in place of the repository's: the hint's blobs.
+pub(crate) fn index_of(hint: &ParentHint) -> MasterIndex {
+    let mut index = MasterIndex::new();
+    index.add_file(&hint.index(), false);
+    index.finish();
+    index
+}
+
+/// Where every blob of `reached` is stored, from the repository's index and the packs this
+/// run wrote; None if one cannot be found (a hint must name every blob its snapshot
+/// reaches, or the next backup would store it again without knowing).
+pub(crate) fn locate(
+    index: &MasterIndex,
+    written: &[IndexPack],
+    reached: &HashSet<(restash_format::BlobId, BlobType)>,
+) -> Option<IndexFile> {
+    let mut new: std::collections::HashMap<
+        (restash_format::BlobId, BlobType),
+        (PackId, IndexBlob),
+    > = std::collections::HashMap::new();
+    for p in written {
+        for b in &p.blobs {
+            new.insert((b.id, b.blob_type), (p.id, *b));
+        }
+    }
+    let mut packs: BTreeMap<PackId, Vec<IndexBlob>> = BTreeMap::new();
+    for &(id, t) in reached {
+        let (pack, blob) = match index.copies(&id, t).first() {
+            Some(e) => (
+                index.pack_id(e.pack),
+                IndexBlob {
+                    id,
+                    blob_type: t,
+                    offset: e.offset,
+                    length: e.length,
+                    uncompressed_length: (e.uncompressed_length != 0)
+                        .then_some(e.uncompressed_length),
+                },
+            ),
+            None => *new.get(&(id, t))?,
+        };
+        packs.entry(pack).or_default().push(blob);
+    }
+    Some(IndexFile {
+        supersedes: Vec::new(),
+        packs: packs
+            .into_iter()
+            .map(|(id, mut blobs)| {
+                blobs.sort_by_key(|b| b.offset);
+                IndexPack { id, blobs }
+            })
+            .collect(),
+    })
+}
+
+/// Writes the hint for snapshot `id`, then removes the group's hints listed before it.
+pub(crate) fn write(
+    repo: &Repository,
+    found: &Found,
+    id: SnapshotId,
+    snap: &Snapshot,
+    index: IndexFile,
+) -> Result<()> {
+    let hint = ParentHint {
+        snapshot: id,
+        time: snap.time,
+        hostname: snap.hostname.clone(),
+        paths: snap.paths.clone(),
+        packs: index.packs,
+    };
+    let (_, sealed) = repo.seal_unpacked(&hint.to_json());
+    let name = found.group.name_for(&sealed);
+    let h = Handle::new(FileType::Hint, name);
+    match repo.backend().write(&h, &sealed) {
+        Ok(()) | Err(BackendError::AlreadyExists(_)) => {}
+        Err(e) => return Err(EngineError::backend(format!("save {h}"))(e)),
+    }
+    for old in found.listed.iter().filter(|n| **n != name) {
+        let h = Handle::new(FileType::Hint, *old);
+        repo.backend()
+            .remove(&h)
+            .map_err(EngineError::backend(format!("remove {h}")))?;
+    }
+    Ok(())
+}
