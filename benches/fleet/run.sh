@@ -20,7 +20,8 @@
 #   BENCH_DIR    working directory, on tmpfs                       [/dev/shm/restash-fleet]
 #   HOSTS        fleet sizes, ascending                            ["0 100 1000 3000"]
 #   RUNS         runs per H, tool and step; tables show the best   [2]
-#   TOOLS        ["restash restic"]
+#   TOOLS        ["restash restic"]; `restash-nohint` is restash with --no-parent-hint
+#                (every snapshot and the whole index, as before parent hints)
 #   FILES        files in the measured volume                      [2000]
 #   SNAPSHOTS    snapshots per generated host                      [17]
 #   BLOBS        data blobs per generated host (100 files × BLOBS/100 blobs)   [5000]
@@ -148,6 +149,7 @@ measure() { # H TOOL RUN STEP ARGS...
     bin=$RESTASH_BIN
     local extra=("${RESTASH_EXTRA[@]}")
     if [ "$tool" = restic ]; then bin=$RESTIC_BIN; extra=(); fi
+    if [ "$tool" = restash-nohint ] && [ "$step" = backup ]; then extra+=(--no-parent-hint); fi
     from=$(wc -l <"$REQ_LOG")
     if ! /usr/bin/time -f '%e %M' -o "$out.time" "$bin" -r "$WAN" --cache-dir "$cache" \
         "${extra[@]}" "$@" >"$out.out" 2>"$out.err"; then

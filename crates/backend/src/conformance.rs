@@ -149,5 +149,48 @@ pub fn run(be: &dyn Backend) -> Result<(), String> {
         matches!(be.stat(&snap), Err(BackendError::NotFound(_))),
         "stat of a missing file is NotFound",
     )?;
+    hints(be)
+}
+
+/// restash's hints, in stores that keep them: listed by group, each group apart.
+fn hints(be: &dyn Backend) -> Result<(), String> {
+    if !be.keeps(FileType::Hint) {
+        return Ok(());
+    }
+    let e = |err: BackendError| format!("conformance: unexpected error: {err}");
+    let name = |group: u8, n: u8| {
+        let mut id = [n; 32];
+        id[..16].fill(group);
+        Id(id)
+    };
+    let (a1, a2, b1) = (name(0xa1, 1), name(0xa1, 2), name(0xb2, 1));
+    for id in [a1, a2, b1] {
+        be.write(&Handle::new(FileType::Hint, id), b"hint").map_err(e)?;
+    }
+    let ids = |mut v: Vec<crate::FileInfo>| {
+        v.sort_by_key(|f| f.id);
+        v.into_iter().map(|f| f.id).collect::<Vec<_>>()
+    };
+    let group_a = Id([0xa1; 32]).to_hex()[..crate::HINT_GROUP_HEX].to_string();
+    check(
+        ids(be.list_group(FileType::Hint, &group_a).map_err(e)?) == vec![a1, a2],
+        "a group's hints, and no other group's",
+    )?;
+    check(
+        ids(be.list(FileType::Hint).map_err(e)?) == vec![a1, a2, b1],
+        "every hint",
+    )?;
+    check(
+        be.list(FileType::Snapshot)
+            .map_err(e)?
+            .iter()
+            .all(|f| ![a1, a2, b1].contains(&f.id)),
+        "hints are not snapshots",
+    )?;
+    be.remove(&Handle::new(FileType::Hint, a1)).map_err(e)?;
+    check(
+        ids(be.list_group(FileType::Hint, &group_a).map_err(e)?) == vec![a2],
+        "a removed hint is not listed",
+    )?;
     Ok(())
 }

@@ -46,6 +46,7 @@ fn kind(h: &Handle) -> &'static str {
         FileType::Lock => "lock",
         FileType::Key => "key",
         FileType::Config => "config",
+        FileType::Hint => "hint",
     }
 }
 

@@ -1,0 +1,355 @@
+//! Parent hints: a backup that finds its parent by its hint reads neither the snapshots nor
+//! the index of other volumes, deduplicates against its parent, and falls back to the whole
+//! repository whenever the hint cannot be trusted.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle, MemoryBackend};
+use restash_engine::archiver::{run, BackupOptions, BackupSummary, JobOptions, Source};
+use restash_engine::events::{Control, Event, EventSink};
+use restash_engine::Repository;
+use restash_format::{BlobType, Id, ParentHint, SnapshotId};
+
+use crate::common::{differences, new_repo, options, restore_dir, PASSWORD};
+
+/// A store that records which listings and reads it served.
+struct Watch {
+    inner: MemoryBackend,
+    ops: Mutex<Vec<String>>,
+}
+
+impl Watch {
+    fn new(inner: MemoryBackend) -> Arc<Watch> {
+        Arc::new(Watch {
+            inner,
+            ops: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn note(&self, op: &str, t: FileType) {
+        self.ops.lock().unwrap().push(format!("{op} {}", t.dir()));
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+}
+
+impl Backend for Watch {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<(), BackendError> {
+        self.inner.create()
+    }
+    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
+        self.note("read", h.file_type());
+        self.inner.read(h)
+    }
+    fn read_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        self.note("read", h.file_type());
+        self.inner.read_range_into(h, offset, length, buf)
+    }
+    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
+        self.inner.write(h, data)
+    }
+    fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
+        self.inner.stat(h)
+    }
+    fn remove(&self, h: &Handle) -> Result<(), BackendError> {
+        self.inner.remove(h)
+    }
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
+        self.note("list", t);
+        self.inner.list(t)
+    }
+    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
+        self.note("list-group", t);
+        self.inner.list_group(t, group)
+    }
+}
+
+#[derive(Default)]
+struct Said(Mutex<Vec<String>>);
+
+impl EventSink for Said {
+    fn event(&self, e: &Event<'_>) {
+        match e {
+            Event::Message { text, .. } | Event::Warning(text) => {
+                self.0.lock().unwrap().push(text.to_string())
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Said {
+    fn has(&self, s: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|m| m.contains(s))
+    }
+}
+
+fn repo_on(be: &Arc<Watch>) -> Repository {
+    Repository::open_listing(be.clone(), PASSWORD, None, &[]).expect("open")
+}
+
+fn job() -> JobOptions {
+    JobOptions {
+        parent_hints: true,
+        ..JobOptions::default()
+    }
+}
+
+/// One backup of `dir` as host `host`, as a new process: what it said and its summary.
+fn backup_as(be: &Arc<Watch>, dir: &Path, host: &str) -> (BackupSummary, Arc<Said>) {
+    let mut repo = repo_on(be);
+    let said = Arc::new(Said::default());
+    let ctl = Control::new(said.clone());
+    let opts = BackupOptions {
+        host: host.into(),
+        ..options()
+    };
+    let s = run(
+        &mut repo,
+        Source::Paths(vec![dir.to_path_buf()]),
+        opts,
+        &job(),
+        &ctl,
+    )
+    .expect("backup");
+    (s, said)
+}
+
+fn hints(be: &Arc<Watch>) -> Vec<Id> {
+    be.inner
+        .list(FileType::Hint)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect()
+}
+
+fn source(dir: &Path, seed: u64) {
+    std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    for i in 0..20u64 {
+        let data = crate::common::noise(1000 + 997 * i as usize, seed * 100 + i);
+        std::fs::write(dir.join(format!("sub/f{i}")), data).unwrap();
+    }
+    std::fs::write(
+        dir.join("sub/deeper/big"),
+        crate::common::noise(3 << 20, seed),
+    )
+    .unwrap();
+}
+
+/// A store with `others` hosts' snapshots besides `claim-ada`'s first backup of `dir`.
+fn fleet(dir: &Path, others: usize) -> Arc<Watch> {
+    let (mem, _) = new_repo(2);
+    let be = Watch::new(Arc::try_unwrap(mem).ok().expect("only owner"));
+    let tmp = tempfile::tempdir().unwrap();
+    for h in 0..others {
+        let d = tmp.path().join(format!("v{h}"));
+        source(&d, 100 + h as u64);
+        backup_as(&be, &d, &format!("claim-other{h}"));
+    }
+    source(dir, 1);
+    let (first, said) = backup_as(&be, dir, "claim-ada");
+    assert!(first.parent.is_none());
+    assert!(!said.has("found by its hint"));
+    be.take();
+    be
+}
+
+#[test]
+fn a_hinted_backup_reads_only_its_own_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 3);
+    assert_eq!(hints(&be).len(), 4, "one hint per volume");
+    let before = hints(&be);
+
+    let (s, said) = backup_as(&be, &dir, "claim-ada");
+    let ops = be.take();
+    assert!(
+        said.has("found by its hint"),
+        "{:?}",
+        said.0.lock().unwrap()
+    );
+    assert!(s.parent.is_some());
+    assert_eq!(
+        (s.files_new, s.files_changed),
+        (0, 0),
+        "every file from the parent"
+    );
+    assert_eq!(s.data_blobs, 0);
+    for forbidden in ["list snapshots", "list index", "list data", "read index"] {
+        assert!(
+            !ops.iter().any(|o| o == forbidden),
+            "{forbidden} in {ops:?}"
+        );
+    }
+    let snapshot_reads = ops.iter().filter(|o| *o == "read snapshots").count();
+    assert_eq!(snapshot_reads, 1, "only the parent: {ops:?}");
+    // The new hint replaced this volume's old one; the others' are untouched.
+    let after = hints(&be);
+    assert_eq!(after.len(), 4);
+    assert_eq!(before.iter().filter(|h| !after.contains(h)).count(), 1);
+
+    // What was written restores as the source, from a full index.
+    let out = tempfile::tempdir().unwrap();
+    restore_dir(be.clone(), &s.snapshot_id.unwrap(), &dir, out.path());
+    let diffs = differences(&dir, out.path());
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+#[test]
+fn new_data_is_deduplicated_against_the_parent_and_the_hint_names_every_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 1);
+    // A copy of a file already stored, and one new file.
+    std::fs::copy(dir.join("sub/deeper/big"), dir.join("copy")).unwrap();
+    std::fs::write(dir.join("sub/new"), crate::common::noise(5000, 77)).unwrap();
+    let (s, said) = backup_as(&be, &dir, "claim-ada");
+    assert!(said.has("found by its hint"));
+    assert_eq!(s.files_new, 2);
+    assert_eq!(s.data_blobs, 1, "only the new file's blob is stored");
+
+    // The hint names exactly the blobs the snapshot reaches, where the index has them.
+    let mut repo = Repository::open(be.clone(), PASSWORD, None).unwrap();
+    repo.load_index().unwrap();
+    let id = s.snapshot_id.unwrap();
+    let mut want = HashSet::new();
+    let mut trees = vec![repo.load_snapshot(&id).unwrap().tree];
+    while let Some(t) = trees.pop() {
+        want.insert((t, BlobType::Tree));
+        for n in repo.load_tree(&t).unwrap().nodes {
+            trees.extend(n.subtree);
+            want.extend(n.content.into_iter().flatten().map(|b| (b, BlobType::Data)));
+        }
+    }
+    let hint = read_hint(&repo, &be, id);
+    let mut have = HashSet::new();
+    for p in &hint.packs {
+        for b in &p.blobs {
+            have.insert((b.id, b.blob_type));
+            let loc = repo.index().get(&b.id, b.blob_type).expect("indexed");
+            assert_eq!(repo.index().pack_id(loc.pack), p.id);
+            assert_eq!((loc.offset, loc.length), (b.offset, b.length));
+        }
+    }
+    assert_eq!(have, want);
+}
+
+fn read_hint(repo: &Repository, be: &Arc<Watch>, snap: SnapshotId) -> ParentHint {
+    for name in hints(be) {
+        let sealed = be.inner.read(&Handle::new(FileType::Hint, name)).unwrap();
+        let plain = repo.key().open(&sealed).unwrap();
+        let json = restash_format::decode_unpacked(repo.version(), plain).unwrap();
+        let h = ParentHint::from_json(&json).unwrap();
+        if h.snapshot == snap {
+            return h;
+        }
+    }
+    panic!("no hint for {snap:?}");
+}
+
+#[test]
+fn a_forgotten_parent_or_a_pruned_tree_pack_means_the_whole_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 1);
+    let (second, _) = backup_as(&be, &dir, "claim-ada");
+    let second = second.snapshot_id.unwrap();
+
+    // Forgotten: the hint names a snapshot that is gone; the parent is the latest left.
+    be.inner
+        .remove(&Handle::new(FileType::Snapshot, second.0))
+        .unwrap();
+    be.take();
+    let (s, said) = backup_as(&be, &dir, "claim-ada");
+    assert!(said.has("was removed"), "{:?}", said.0.lock().unwrap());
+    assert!(s.parent.is_some() && s.parent != Some(second));
+    assert_eq!(s.files_new, 0);
+    assert!(be.take().iter().any(|o| o == "list snapshots"));
+
+    // A tree pack moved by another program's prune: the hint is not used.
+    let hint = {
+        let repo = repo_on(&be);
+        read_hint(&repo, &be, s.snapshot_id.unwrap())
+    };
+    let tree_pack = hint
+        .packs
+        .iter()
+        .find(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Tree))
+        .unwrap()
+        .id;
+    let h = Handle::new(FileType::Pack, tree_pack.0);
+    let bytes = be.inner.read(&h).unwrap();
+    be.inner.remove(&h).unwrap();
+    let (_, said) = backup_as(&be, &dir, "claim-ada");
+    assert!(
+        said.has("with its trees is gone"),
+        "{:?}",
+        said.0.lock().unwrap()
+    );
+    be.inner.write(&h, &bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_hint_is_reported_and_other_groups_never_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 1);
+    // Another host backing up the same path has a group of its own.
+    let (s, said) = backup_as(&be, &dir, "claim-bob");
+    assert!(s.parent.is_none() && !said.has("found by its hint"));
+
+    let mine: BTreeSet<Id> = hints(&be).into_iter().collect();
+    let repo = repo_on(&be);
+    let ada = restash_format::HintGroup::of(repo.key(), "claim-ada", &[dir_path(&dir)]);
+    let name = *mine
+        .iter()
+        .find(|n| n.to_hex().starts_with(&ada.to_hex()))
+        .expect("ada's hint");
+    let h = Handle::new(FileType::Hint, name);
+    let mut bytes = be.inner.read(&h).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    be.inner.remove(&h).unwrap();
+    be.inner.write(&h, &bytes).unwrap();
+    let (s, said) = backup_as(&be, &dir, "claim-ada");
+    assert!(
+        said.has("do not match its name"),
+        "{:?}",
+        said.0.lock().unwrap()
+    );
+    assert!(s.parent.is_some(), "the parent is found the long way");
+    // The damaged hint is replaced by the new one.
+    assert!(!hints(&be).contains(&name));
+}
+
+fn dir_path(dir: &Path) -> String {
+    dir.to_str().unwrap().to_string()
+}
+
+#[test]
+fn hints_are_sealed_with_the_repository_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 0);
+    let name = hints(&be)[0];
+    let sealed = be.inner.read(&Handle::new(FileType::Hint, name)).unwrap();
+    assert!(repo_on(&be).key().open(&sealed).is_ok());
+    let (_, other) = new_repo(2);
+    assert!(other.key().open(&sealed).is_err());
+    assert!(!String::from_utf8_lossy(&sealed).contains("claim-ada"));
+}
