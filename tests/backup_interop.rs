@@ -301,6 +301,99 @@ fn restash_uses_parent_snapshot() {
     );
 }
 
+/// Parent hints (`restash/hints/`) in a repository restic also works on: restic checks and
+/// prunes it without a word and leaves the hints alone; restash's next backup, after
+/// restic's prune repacked trees and forgot snapshots, finds its parent (by the hint, or
+/// the long way when the hint's trees moved), stores nothing again, and restic restores it.
+#[test]
+fn parent_hints_live_beside_restic() {
+    let base = stable_base();
+    let tree = tricky_in(base.path());
+    let n = count_regular_files(&tree.root);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = init_repo(Tool::Restash, &dir.path().join("repo"), None);
+    let hints = || -> Vec<PathBuf> { walkdir(&repo.path.join("restash/hints")) };
+    let backup = |extra: &[&str]| {
+        let out = repo.restash(backup_args(None, extra, &tree.root)).success();
+        (Summary::of(&out), out)
+    };
+    backup(&[]);
+    let first = hints();
+    assert_eq!(first.len(), 1, "one hint after the first backup");
+    fs::write(tree.root.join("files/hint-1.txt"), b"one\n").expect("write");
+    let (s, out) = backup(&["-vv"]);
+    assert!(
+        said(&out).contains("found by its hint"),
+        "{}",
+        out.describe()
+    );
+    s.expect("files_new", 1);
+    s.expect("files_unmodified", n);
+    let second = hints();
+    assert_eq!(second.len(), 1, "the older hint is removed");
+    assert_ne!(first, second);
+
+    // restic: check, a newer snapshot of its own, forget and prune with repacking.
+    repo.restic(["check", "--read-data"]).success();
+    fs::write(tree.root.join("files/hint-2.txt"), b"two\n").expect("write");
+    repo.restic(osargs!["backup", "--host", HOST, &tree.root])
+        .success();
+    repo.restic(["forget", "--keep-last", "1", "--prune"])
+        .success();
+    assert_eq!(hints(), second, "restic leaves the hints alone");
+
+    // The hint's snapshot is gone now: the parent is restic's, found the long way.
+    let (s, out) = backup(&["-vv"]);
+    assert!(
+        said(&out).contains("parent hint not used"),
+        "{}",
+        out.describe()
+    );
+    s.expect("files_new", 0);
+    s.expect("files_unmodified", n + 2);
+    s.expect("data_blobs", 0);
+    repo.restic(["check", "--read-data"]).success();
+    let target = tempfile::tempdir().expect("tempdir");
+    repo.restic(osargs!["restore", "latest", "--target", target.path()])
+        .success();
+    assert_trees_equal(
+        &tree.root,
+        &restored_path(target.path(), &tree.root),
+        &tree.restic_compare_options(),
+    );
+
+    // --no-parent-hint neither reads nor writes them.
+    let before = hints();
+    let (_, out) = backup(&["-vv", "--no-parent-hint"]);
+    assert!(!said(&out).contains("hint"), "{}", out.describe());
+    assert_eq!(hints(), before);
+}
+
+/// What a command printed, on either stream.
+fn said(out: &CmdOutput) -> String {
+    format!("{}{}", out.stdout_str(), out.stderr)
+}
+
+/// Every file below `dir` (none if it does not exist).
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Item 4: host, tags, excludes in all their forms, size limits, file lists, several and
 /// relative targets, `-x`; restic with the same command line is the reference.
 #[test]

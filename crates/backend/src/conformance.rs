@@ -165,7 +165,8 @@ fn hints(be: &dyn Backend) -> Result<(), String> {
     };
     let (a1, a2, b1) = (name(0xa1, 1), name(0xa1, 2), name(0xb2, 1));
     for id in [a1, a2, b1] {
-        be.write(&Handle::new(FileType::Hint, id), b"hint").map_err(e)?;
+        be.write(&Handle::new(FileType::Hint, id), b"hint")
+            .map_err(e)?;
     }
     let ids = |mut v: Vec<crate::FileInfo>| {
         v.sort_by_key(|f| f.id);

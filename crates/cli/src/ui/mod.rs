@@ -357,7 +357,11 @@ impl EventSink for Ui {
             } => self.log.warn("removed stale lock", json!({ "lock": name })),
             Event::ItemDone { .. } => {}
             Event::Restored { action, item, size } => restore::item(self, *action, item, *size),
-            Event::Message { level, text } if self.verbosity >= *level => println!("{text}"),
+            // Standard output stays one JSON value per line with --json.
+            Event::Message { level, text } if self.verbosity >= *level => match self.style {
+                Style::Text => println!("{text}"),
+                _ => eprintln!("{text}"),
+            },
             Event::Warning(w) if self.agent_json() => self.log.warn(w, json!({})),
             // restic prefixes the archiver's warnings; the others say what they are.
             Event::Warning(w) if self.command == "backup" => eprintln!("warning: {w}"),
