@@ -151,6 +151,7 @@ fn all_command_lines(creds: &Path, list: &Path) -> Vec<(&'static str, Vec<String
             ),
         ),
         ("prune-ca-secret", words("prune --ca-secret osn-ca")),
+        ("prune-keep", words("prune --keep-daily 7 --keep-weekly 4")),
         (
             "serve",
             words("serve --ca-configmap osn-ca --stale-after 50h"),
@@ -177,9 +178,9 @@ fn every_manifest_validates_against_1_28_1_31_and_1_34() {
         std::fs::write(&path, yaml).unwrap();
         files.push(path);
     }
-    // 2 Secrets, 3 + 1 + 1 CronJobs, 2 + 1 Jobs, 4 restore Jobs, 2 prune CronJobs, and the
+    // 2 Secrets, 3 + 1 + 1 CronJobs, 2 + 1 Jobs, 4 restore Jobs, 3 prune CronJobs, and the
     // web view's token Secret, 2 Deployments and 2 Services.
-    assert_eq!(docs, 21);
+    assert_eq!(docs, 22);
     for version in ["1.28", "1.31", "1.34"] {
         let out = validate(bin, version, &files).success();
         let passed = out.stdout_str().matches("passed for resource").count();

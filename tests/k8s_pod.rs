@@ -307,19 +307,31 @@ fn backup_and_restore_jobs_run_as_pods_against_s3() {
     // Retention after the backup and the prune CronJob, once the binary has them.
     if binary_has(&["backup"], "--forget") {
         let job = &k8s("job --pvc claim-alice --keep-daily 1 --name-suffix f")[0];
-        pod.run(job, &vol).0.success();
+        let (out, msg) = pod.run(job, &vol);
+        let out = out.success();
+        // The second backup of the volume found its parent by its hint: it read no other
+        // volume's snapshots or index.
+        assert!(
+            format!("{msg}{}", out.stdout_str()).contains(r#""parent_by_hint":1"#),
+            "{msg}\n{}",
+            out.describe()
+        );
         let snaps = restash(["-r", repo.as_str(), "snapshots", "--json"], &env_refs).success();
         assert_eq!(snaps.json().as_array().unwrap().len(), 1, "one daily kept");
     } else {
         eprintln!("NOTE: this restash has no `backup --forget` yet: retention not run");
     }
     if binary_has(&["prune"], "prune") {
-        let cron = &k8s("prune")[0];
+        // The fleet's retention in the weekly pass: forget --keep-daily 1 --prune.
+        let cron = &k8s("prune --keep-daily 1")[0];
         let job = serde_json::json!({
             "kind": "Job",
             "spec": cron["spec"]["jobTemplate"]["spec"].clone(),
         });
         pod.run(&job, Path::new("/nonexistent")).0.success();
+        let snaps = restash(["-r", repo.as_str(), "snapshots", "--json"], &env_refs).success();
+        assert_eq!(snaps.json().as_array().unwrap().len(), 1, "the daily kept");
+        restash(["-r", repo.as_str(), "check"], &env_refs).success();
     } else {
         eprintln!("NOTE: this restash has no `prune` yet: the prune CronJob's pod not run");
     }

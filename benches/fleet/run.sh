@@ -29,6 +29,8 @@
 #   FLEET_GEN    [<workspace>/target-bench/release/fleet-gen]
 #   RESTIC_BIN   [/usr/bin/restic]
 #   WAN_MIN_MS, WAN_MAX_MS   delay each way                        [20, 30]
+#   SNAPSHOTS_UP_TO  measure `snapshots --host` only up to this H (it takes minutes beyond)
+#                                                                  [every H]
 #   RESTASH_EXTRA  extra flags for restash's measured commands (a design under test)
 # Build first: CARGO_TARGET_DIR=target-bench cargo build --release -p restash -p restash-benches
 set -euo pipefail
@@ -47,6 +49,7 @@ FLEET_GEN=${FLEET_GEN:-$ROOT/target-bench/release/fleet-gen}
 RESTIC_BIN=${RESTIC_BIN:-/usr/bin/restic}
 WAN_MIN_MS=${WAN_MIN_MS:-20}
 WAN_MAX_MS=${WAN_MAX_MS:-30}
+SNAPSHOTS_UP_TO=${SNAPSHOTS_UP_TO:-1000000000}
 read -r -a RESTASH_EXTRA <<<"${RESTASH_EXTRA:-}"
 export RESTIC_PASSWORD=fleet-bench
 unset RESTIC_REPOSITORY RESTIC_REPOSITORY_FILE RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND || true
@@ -149,10 +152,11 @@ measure() { # H TOOL RUN STEP ARGS...
     bin=$RESTASH_BIN
     local extra=("${RESTASH_EXTRA[@]}")
     if [ "$tool" = restic ]; then bin=$RESTIC_BIN; extra=(); fi
-    if [ "$tool" = restash-nohint ] && [ "$step" = backup ]; then extra+=(--no-parent-hint); fi
+    local after=()
+    if [ "$tool" = restash-nohint ] && [ "$step" = backup ]; then after=(--no-parent-hint); fi
     from=$(wc -l <"$REQ_LOG")
     if ! /usr/bin/time -f '%e %M' -o "$out.time" "$bin" -r "$WAN" --cache-dir "$cache" \
-        "${extra[@]}" "$@" >"$out.out" 2>"$out.err"; then
+        "${extra[@]}" "$@" "${after[@]}" >"$out.out" 2>"$out.err"; then
         echo "fleet: $tool $step at H=$h failed:" >&2
         tail -5 "$out.err" >&2
         echo "$h,$((h * SNAPSHOTS)),$tool,$run,$step,FAILED,,,," >>"$OUT_CSV"
@@ -178,7 +182,10 @@ for h in $HOSTS; do
     for run in $(seq "$RUNS"); do
         for tool in $TOOLS; do
             measure "$h" "$tool" "$run" backup backup -q --host claim-measured "$VOL"
-            measure "$h" "$tool" "$run" snapshots snapshots --host claim-measured
+            # Parent hints do not change `snapshots`: restash-nohint would repeat restash.
+            if [ "$h" -le "$SNAPSHOTS_UP_TO" ] && [ "$tool" != restash-nohint ]; then
+                measure "$h" "$tool" "$run" snapshots snapshots --host claim-measured
+            fi
         done
     done
 done

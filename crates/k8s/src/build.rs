@@ -14,7 +14,7 @@ use crate::request::{
 use crate::{
     backup_cronjobs, backup_job, default_image, parse_volume_list, prune_cronjob, restore_job,
     secret, serve_manifests, unique_volumes, BackupOptions, CaBundle, CaSource, Common,
-    CronSettings, JobSettings, K8sError, Resources, RestoreOptions, RunAs, SecretEntries,
+    CronSettings, JobSettings, K8sError, Keep, Resources, RestoreOptions, RunAs, SecretEntries,
     ServeOptions, Timing, TokenSource, Volume, Window, REPOSITORY_KEY, SECRET_KEYS, SERVE_PORT,
 };
 
@@ -195,6 +195,7 @@ fn backup(
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         skip_if_unchanged: a.skip_if_unchanged,
+        no_parent_hint: a.no_parent_hint,
     };
     if one_off {
         let suffix = a.name_suffix.as_deref().unwrap_or(default_suffix);
@@ -234,7 +235,12 @@ fn restore(a: &RestoreArgs, default_suffix: &str) -> Result<Value, K8sError> {
 
 fn prune(a: &PruneArgs) -> Result<Value, K8sError> {
     let c = common(&a.common, Kind::Prune, false)?;
-    prune_cronjob(&c, &cron(&a.cron), &a.schedule)
+    let keep = Keep {
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+    };
+    prune_cronjob(&c, &cron(&a.cron), &a.schedule, &keep)
 }
 
 /// 32 random bytes from the operating system, in hex.
@@ -410,6 +416,21 @@ mod tests {
         assert!(has_skip(&args_of(&docs.expect("backup")[0])));
         let (docs, _) = build(&["job", "--pvc", "claim-a", "--skip-if-unchanged=true"]);
         assert!(has_skip(&args_of(&docs.expect("job")[0])));
+        let hint_off = |a: &[String]| a.iter().any(|x| x == "--no-parent-hint");
+        assert!(!hint_off(&a), "parent hints are on by default: {a:?}");
+        let (docs, _) = build(&["job", "--pvc", "claim-a", "--no-parent-hint"]);
+        assert!(hint_off(&args_of(&docs.expect("job")[0])));
+        let (docs, _) = build(&["prune", "--keep-daily", "7", "--keep-monthly", "6"]);
+        let a = args_of(&docs.expect("prune")[0]);
+        let forget = [
+            "forget",
+            "--keep-daily",
+            "7",
+            "--keep-monthly",
+            "6",
+            "--prune",
+        ];
+        assert_eq!(a[..6], forget, "{a:?}");
         let (docs, _) = build(&["prune"]);
         assert!(has_pair(
             &args_of(&docs.expect("prune")[0]),

@@ -342,6 +342,17 @@ pub enum Timing {
     Schedule(String),
 }
 
+/// Retention rules (restic's `--keep-daily` …); none set means keep everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Keep {
+    /// `--keep-daily`.
+    pub daily: Option<u32>,
+    /// `--keep-weekly`.
+    pub weekly: Option<u32>,
+    /// `--keep-monthly`.
+    pub monthly: Option<u32>,
+}
+
 /// What a backup does besides reading `/data`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BackupOptions {
@@ -357,6 +368,9 @@ pub struct BackupOptions {
     /// latest, and the run still reports success). Off unless asked for: the age of a
     /// volume's latest snapshot then no longer says whether its backups still run.
     pub skip_if_unchanged: bool,
+    /// `--no-parent-hint`: every Job reads all snapshots and the whole index, as restic
+    /// does, instead of its volume's parent hint (see docs/kubernetes.md, "A fleet").
+    pub no_parent_hint: bool,
 }
 
 /// A restore of one snapshot.

@@ -12,8 +12,8 @@ use crate::names::{
 };
 use crate::pod::{check_common, job_spec, pod_template, PodPlan, Purpose};
 use crate::{
-    daily_cron, BackupOptions, Common, CronSettings, K8sError, RestoreOptions, Timing, Volume,
-    DATA_DIR, SECRET_KEYS, TERMINATION_LOG,
+    daily_cron, BackupOptions, Common, CronSettings, K8sError, Keep, RestoreOptions, Timing,
+    Volume, DATA_DIR, SECRET_KEYS, TERMINATION_LOG,
 };
 
 /// CronJob names: the controller appends 11 characters to make Job names.
@@ -111,21 +111,32 @@ pub fn backup_args(vol: &Volume, opts: &BackupOptions) -> Vec<String> {
     if opts.skip_if_unchanged {
         a.push("--skip-if-unchanged".into());
     }
-    let keeps = [
-        ("--keep-daily", opts.keep_daily),
-        ("--keep-weekly", opts.keep_weekly),
-        ("--keep-monthly", opts.keep_monthly),
-    ];
-    if keeps.iter().any(|(_, n)| n.is_some()) {
+    if opts.no_parent_hint {
+        a.push("--no-parent-hint".into());
+    }
+    let keep = keep_flags(&Keep {
+        daily: opts.keep_daily,
+        weekly: opts.keep_weekly,
+        monthly: opts.keep_monthly,
+    });
+    if !keep.is_empty() {
         a.push("--forget".into());
-        for (flag, n) in keeps {
-            if let Some(n) = n {
-                a.push(flag.into());
-                a.push(n.to_string());
-            }
-        }
+        a.extend(keep);
     }
     a
+}
+
+/// `--keep-daily N …` for the rules given.
+fn keep_flags(keep: &Keep) -> Vec<String> {
+    [
+        ("--keep-daily", keep.daily),
+        ("--keep-weekly", keep.weekly),
+        ("--keep-monthly", keep.monthly),
+    ]
+    .into_iter()
+    .filter_map(|(flag, n)| Some([flag.to_string(), n?.to_string()]))
+    .flatten()
+    .collect()
 }
 
 fn check_backup_options(opts: &BackupOptions) -> Result<(), K8sError> {
@@ -352,7 +363,16 @@ pub fn restore_job(c: &Common, r: &RestoreOptions, suffix: &str) -> Result<Value
 
 /// The CronJob running `prune` (which takes the repository's exclusive lock; backups that
 /// meet it wait for it with `--retry-lock`, or fail with exit 11 and are retried). It mounts no PVC and runs as jovyan.
-pub fn prune_cronjob(c: &Common, cron: &CronSettings, schedule: &str) -> Result<Value, K8sError> {
+///
+/// With a `keep` rule it runs `forget --keep-… --prune` instead: every volume's snapshots
+/// (restic groups them by host and paths) thinned in one weekly pass that reads the
+/// repository once, rather than in every nightly Job (see docs/kubernetes.md, section 8).
+pub fn prune_cronjob(
+    c: &Common,
+    cron: &CronSettings,
+    schedule: &str,
+    keep: &Keep,
+) -> Result<Value, K8sError> {
     check_common(c)?;
     check_cron(cron)?;
     check_schedule(schedule)?;
@@ -363,7 +383,10 @@ pub fn prune_cronjob(c: &Common, cron: &CronSettings, schedule: &str) -> Result<
         c,
         &PodPlan {
             purpose: Purpose::Prune,
-            args: vec!["prune".into()],
+            args: match keep_flags(keep) {
+                k if k.is_empty() => vec!["prune".into()],
+                k => [vec!["forget".to_string()], k, vec!["--prune".to_string()]].concat(),
+            },
             pvc: None,
             affinity_user: None,
             env: vec![],

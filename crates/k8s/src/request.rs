@@ -173,6 +173,11 @@ pub struct BackupArgs {
         default_missing_value = "true"
     )]
     pub skip_if_unchanged: bool,
+    /// Give the backups `--no-parent-hint`: each Job then reads every volume's snapshots
+    /// and the whole index to find its parent, as restic does. By default a Job reads its
+    /// own volume's parent hint, so its cost does not grow with the fleet.
+    #[arg(long)]
+    pub no_parent_hint: bool,
     /// Run as root with only DAC_READ_SEARCH, to read files jovyan cannot.
     #[arg(long)]
     pub privileged_read: bool,
@@ -216,6 +221,16 @@ pub struct PruneArgs {
     /// Cron schedule of the prune run (in --time-zone).
     #[arg(long, default_value = "0 5 * * 0")]
     pub schedule: String,
+    /// Forget every volume's snapshots beyond N daily ones before pruning (`forget
+    /// --keep-daily N --prune`): retention for the whole fleet in one weekly pass.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// … beyond N weekly ones.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// … beyond N monthly ones.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
     /// What every job manifest takes.
     #[command(flatten)]
     pub common: CommonArgs,

@@ -45,6 +45,7 @@ fn backup_args_are_the_identity_contract() {
         keep_weekly: None,
         keep_monthly: Some(12),
         skip_if_unchanged: true,
+        no_parent_hint: true,
     };
     let a = backup_args(&v, &opts);
     assert_eq!(
@@ -53,6 +54,7 @@ fn backup_args_are_the_identity_contract() {
             "--exclude",
             "/data/.cache",
             "--skip-if-unchanged",
+            "--no-parent-hint",
             "--forget",
             "--keep-daily",
             "7",
@@ -126,7 +128,7 @@ fn long_pvc_names_give_valid_object_names_and_keep_the_name_in_an_annotation() {
 fn root_mode_applies_to_volume_jobs_not_to_prune() {
     let mut c = common();
     c.run_as = RunAs::Root;
-    let p = prune_cronjob(&c, &CronSettings::default(), "0 5 * * 0").unwrap();
+    let p = prune_cronjob(&c, &CronSettings::default(), "0 5 * * 0", &Keep::default()).unwrap();
     assert_eq!(pod(&p)["securityContext"]["runAsUser"], 1000);
     assert_eq!(pod(&p)["securityContext"]["runAsNonRoot"], true);
     let j = backup_job(&c, &vol("claim-a"), &BackupOptions::default(), "x").unwrap();

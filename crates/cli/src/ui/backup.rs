@@ -155,6 +155,9 @@ pub fn report(s: &BackupSummary, host: &str, code: i32) -> (Report, Vec<Sample>)
             // 1 when --skip-if-unchanged saved no snapshot: the volume is backed up by
             // its parent, which is not a failure.
             ("snapshot_skipped", u64::from(s.skipped_unchanged)),
+            // 1 when the parent came from its hint: this Job read its own volume's
+            // metadata only, not every volume's.
+            ("parent_by_hint", u64::from(s.parent_by_hint)),
         ],
         errors: s.errors.clone(),
         ..Default::default()

@@ -157,6 +157,8 @@ pub struct BackupSummary {
     pub skipped_unchanged: bool,
     /// The parent used.
     pub parent: Option<SnapshotId>,
+    /// Whether the parent was found by its parent hint (and the hint was the index).
+    pub parent_by_hint: bool,
     /// Files that could not be read, each with the reason. Not in the snapshot.
     pub errors: Vec<String>,
     /// What went wrong without costing the snapshot anything (a parent tree that could not
@@ -299,6 +301,7 @@ pub(crate) fn backup_hinted(
         ctl.emit(Event::Error(e));
     }
     summary.parent = parent;
+    summary.parent_by_hint = parent.is_some() && parent == hinted_parent.map(|(id, _)| *id);
     summary.data_blobs = saver.stats.data_blobs.load(Ordering::Relaxed);
     summary.tree_blobs = saver.stats.tree_blobs.load(Ordering::Relaxed);
     summary.data_added = saver.stats.data_added.load(Ordering::Relaxed);
