@@ -65,6 +65,7 @@ mod filter;
 pub mod find;
 pub mod forget;
 mod fsmeta;
+mod hints;
 mod index;
 pub mod keys;
 pub mod leftovers;

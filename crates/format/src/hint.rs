@@ -39,6 +39,13 @@ impl HintGroup {
         HintGroup(group)
     }
 
+    /// The group a hint's name begins with.
+    pub fn of_name(name: &Id) -> HintGroup {
+        let mut group = [0; 16];
+        group.copy_from_slice(&name.0[..16]);
+        HintGroup(group)
+    }
+
     /// The group in hex, as it begins every hint's name.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -134,6 +141,7 @@ mod tests {
         let name = g.name_for(b"sealed");
         assert!(name.to_hex().starts_with(&g.to_hex()));
         assert!(g.names(&name, b"sealed"));
+        assert_eq!(HintGroup::of_name(&name), g);
         assert!(!g.names(&name, b"sealeD"));
     }
 

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use restash_backend::FileType;
 
-use super::{backup_hinted, hints, BackupOptions, BackupSummary, Source};
+use super::{backup_hinted, BackupOptions, BackupSummary, Source};
 use crate::ahead::both;
 use crate::events::{Cancel, Control};
+use crate::hints;
 use crate::{select_one, EngineError, LockPolicy, RepoLock, Repository, Result, SnapshotFilter};
 
 /// Called when uploads outlast the grace period after SIGTERM, on the watchdog's thread,
@@ -30,7 +31,7 @@ pub struct JobOptions {
     /// them.
     pub watchdog: Option<Watchdog>,
     /// Find the parent by its parent hint and write one for the new snapshot (see
-    /// [`super::hints`]); ignored for `--stdin` and dry runs, and where the store keeps no
+    /// the engine's `hints` module); ignored for `--stdin` and dry runs, and where the store keeps no
     /// hints.
     pub parent_hints: bool,
 }

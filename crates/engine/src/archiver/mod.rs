@@ -3,7 +3,7 @@
 //! fill and indexed every few seconds; the snapshot is written last and is the commit point.
 
 mod fsnode;
-mod hints;
+
 mod job;
 mod plan;
 pub(crate) mod saver;
@@ -31,6 +31,7 @@ pub use saver::Saver;
 use walker::{read_content, ReadCtx, TargetSpec};
 
 use crate::events::{Control, Event, Phase};
+use crate::hints;
 use crate::{whoami, EngineError, PatternSet, Repository, Result};
 
 /// The tag a snapshot gets when files or directories could not be read (backup exits 3).

@@ -35,7 +35,7 @@ pub struct SaveStats {
 
 #[derive(Default)]
 struct Reach {
-    blobs: HashSet<(BlobId, BlobType)>,
+    blobs: crate::hints::Reached,
     written: Vec<IndexPack>,
 }
 
@@ -147,7 +147,7 @@ impl<'a> Saver<'a> {
 
     /// What [`Saver::reached_tree`] recorded, with the packs this run wrote; None unless
     /// recording.
-    pub(crate) fn take_reach(&self) -> Option<(HashSet<(BlobId, BlobType)>, Vec<IndexPack>)> {
+    pub(crate) fn take_reach(&self) -> Option<(crate::hints::Reached, Vec<IndexPack>)> {
         let reach = self.reach.as_ref()?;
         let r = std::mem::take(&mut *reach.lock().expect("reach"));
         Some((r.blobs, r.written))

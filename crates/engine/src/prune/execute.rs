@@ -9,11 +9,11 @@
 //! A crash after 2 or 3 leaves duplicate entries (restic accepts them); a crash in 5 leaves
 //! unindexed packs, which `restic check` only mentions and the next prune deletes first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
-use restash_format::{Id, IndexBlob, IndexFile, IndexPack};
+use restash_format::{BlobId, BlobType, Id, IndexBlob, IndexFile, IndexPack, PackId};
 
 use super::blobs::BlobIndex;
 use super::plan::{blobs_to_repack, Action, Plan};
@@ -69,7 +69,11 @@ pub(crate) fn execute(
         say(out, Msg::Info("rebuilding index".into()));
         let mut obsolete = idx.files.clone();
         obsolete.extend(new_files);
+        let moved_to = new_locations(&new_packs);
         write_index(repo, idx, plan, &obsolete, new_packs, stats, out)?;
+        // The new index is written and the old packs are still there: every hint can
+        // point at where its blobs are now.
+        relocate_hints(repo, idx, plan, &moved_to, out);
         crash_point("index");
         say(out, Msg::Info("deleting obsolete index files".into()));
         delete_files(repo, FileType::Index, &obsolete, true, stats, out)?;
@@ -92,6 +96,58 @@ pub(crate) fn execute(
         delete_files(repo, FileType::Pack, &doomed, false, stats, out)?;
     }
     Ok(())
+}
+
+type NewLocations = HashMap<(BlobId, BlobType), (PackId, IndexBlob)>;
+
+fn new_locations(packs: &[IndexPack]) -> NewLocations {
+    packs
+        .iter()
+        .flat_map(|p| {
+            p.blobs
+                .iter()
+                .map(move |b| ((b.id, b.blob_type), (p.id, *b)))
+        })
+        .collect()
+}
+
+/// Rewrites the parent hints whose blobs were repacked (see [`crate::hints`]).
+fn relocate_hints(
+    repo: &Repository,
+    idx: &BlobIndex,
+    plan: &Plan,
+    moved_to: &NewLocations,
+    out: &Control,
+) {
+    let stays = |pack: &PackId| {
+        idx.pack_number(pack)
+            .is_none_or(|n| plan.actions[n as usize] == Action::Keep)
+    };
+    let moved = |pack: &PackId, b: &IndexBlob| {
+        if stays(pack) {
+            return None;
+        }
+        let kept = || {
+            idx.copies(&b.id, b.blob_type)
+                .iter()
+                .find(|e| plan.actions[e.pack as usize] == Action::Keep)
+                .map(|e| (idx.pack_id(e.pack), IndexBlob::from(e.pack_entry())))
+        };
+        Some(moved_to.get(&(b.id, b.blob_type)).copied().or_else(kept))
+    };
+    let (done, warnings) = crate::hints::relocate_all(repo, &moved);
+    for w in warnings {
+        say(out, Msg::Warn(w));
+    }
+    if done.rewritten + done.removed > 0 {
+        say(
+            out,
+            Msg::Detail(format!(
+                "parent hints: {} rewritten for moved blobs, {} removed",
+                done.rewritten, done.removed
+            )),
+        );
+    }
 }
 
 /// Copies the needed blobs of the repacked packs into new packs. Blobs are verified on the

@@ -153,7 +153,7 @@ fn source(dir: &Path, seed: u64) {
 /// A store with `others` hosts' snapshots besides `claim-ada`'s first backup of `dir`.
 fn fleet(dir: &Path, others: usize) -> Arc<Watch> {
     let (mem, _) = new_repo(2);
-    let be = Watch::new(Arc::try_unwrap(mem).ok().expect("only owner"));
+    let be = Watch::new(Arc::try_unwrap(mem).unwrap_or_else(|_| panic!("the store has one owner")));
     let tmp = tempfile::tempdir().unwrap();
     for h in 0..others {
         let d = tmp.path().join(format!("v{h}"));
@@ -352,4 +352,58 @@ fn hints_are_sealed_with_the_repository_key() {
     let (_, other) = new_repo(2);
     assert!(other.key().open(&sealed).is_err());
     assert!(!String::from_utf8_lossy(&sealed).contains("claim-ada"));
+}
+
+#[test]
+fn prune_moves_the_hints_with_the_trees_it_repacks() {
+    use restash_engine::prune::{prune_locked, PruneOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 1);
+    let first_snapshots: Vec<Id> = be
+        .inner
+        .list(FileType::Snapshot)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    // A change in one directory: the new snapshot shares the other directories' trees
+    // with the first, in the first backup's tree pack.
+    std::fs::write(dir.join("sub/f3"), b"changed").unwrap();
+    let (second, said) = backup_as(&be, &dir, "claim-ada");
+    assert!(said.has("found by its hint"));
+    let second = second.snapshot_id.unwrap();
+    let before = read_hint(&repo_on(&be), &be, second);
+
+    // The first backups forgotten: their trees are unused, and their tree packs repacked.
+    for id in first_snapshots {
+        be.inner
+            .remove(&Handle::new(FileType::Snapshot, id))
+            .unwrap();
+    }
+    let mut repo = repo_on(&be);
+    let said = Arc::new(Said::default());
+    let stats = prune_locked(
+        &mut repo,
+        &PruneOptions::default(),
+        &restash_engine::LockPolicy::default(),
+        &Control::new(said.clone()),
+    )
+    .expect("prune");
+    assert!(stats.packs_written > 0, "trees were repacked: {stats:?}");
+    assert!(said.has("1 rewritten"), "{:?}", said.0.lock().unwrap());
+    // The other volume's hint named a forgotten snapshot's blobs: removed.
+    assert!(said.has("1 removed"), "{:?}", said.0.lock().unwrap());
+    let after = read_hint(&repo_on(&be), &be, second);
+    assert_ne!(before.packs, after.packs);
+    assert_eq!(hints(&be).len(), 1);
+
+    let (third, said) = backup_as(&be, &dir, "claim-ada");
+    assert!(
+        said.has("found by its hint"),
+        "{:?}",
+        said.0.lock().unwrap()
+    );
+    assert_eq!((third.files_new, third.files_changed), (0, 0));
+    crate::common::run_check(be.clone(), true).assert_clean();
 }

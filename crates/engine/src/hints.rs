@@ -28,6 +28,9 @@ use crate::ahead::map_io;
 use crate::index::MasterIndex;
 use crate::{EngineError, Repository, Result};
 
+/// Every blob a snapshot reaches.
+pub(crate) type Reached = HashSet<(restash_format::BlobId, BlobType)>;
+
 /// A group's hints as a backup found them before it started.
 #[derive(Debug)]
 pub(crate) struct Found {
@@ -188,7 +191,7 @@ pub(crate) fn index_of(hint: &ParentHint) -> MasterIndex {
 pub(crate) fn locate(
     index: &MasterIndex,
     written: &[IndexPack],
-    reached: &HashSet<(restash_format::BlobId, BlobType)>,
+    reached: &Reached,
 ) -> Option<IndexFile> {
     let mut new: std::collections::HashMap<
         (restash_format::BlobId, BlobType),
@@ -244,18 +247,107 @@ pub(crate) fn write(
         paths: snap.paths.clone(),
         packs: index.packs,
     };
-    let (_, sealed) = repo.seal_unpacked(&hint.to_json());
-    let name = found.group.name_for(&sealed);
-    let h = Handle::new(FileType::Hint, name);
-    match repo.backend().write(&h, &sealed) {
-        Ok(()) | Err(BackendError::AlreadyExists(_)) => {}
-        Err(e) => return Err(EngineError::backend(format!("save {h}"))(e)),
-    }
+    let name = store(repo, found.group, &hint)?;
     for old in found.listed.iter().filter(|n| **n != name) {
-        let h = Handle::new(FileType::Hint, *old);
-        repo.backend()
-            .remove(&h)
-            .map_err(EngineError::backend(format!("remove {h}")))?;
+        remove(repo, *old)?;
     }
     Ok(())
+}
+
+/// Seals and writes a hint of `group`; returns its name.
+fn store(repo: &Repository, group: HintGroup, hint: &ParentHint) -> Result<Id> {
+    let (_, sealed) = repo.seal_unpacked(&hint.to_json());
+    let name = group.name_for(&sealed);
+    let h = Handle::new(FileType::Hint, name);
+    match repo.backend().write(&h, &sealed) {
+        Ok(()) | Err(BackendError::AlreadyExists(_)) => Ok(name),
+        Err(e) => Err(EngineError::backend(format!("save {h}"))(e)),
+    }
+}
+
+fn remove(repo: &Repository, name: Id) -> Result<()> {
+    let h = Handle::new(FileType::Hint, name);
+    repo.backend()
+        .remove(&h)
+        .map_err(EngineError::backend(format!("remove {h}")))
+}
+
+/// What prune did to the hints.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Relocated {
+    /// Hints rewritten with their blobs' new places.
+    pub rewritten: usize,
+    /// Hints removed: a blob of theirs is kept nowhere (their snapshot was forgotten).
+    pub removed: usize,
+}
+
+/// Where a blob is after prune: unchanged (`None` from `moved` for a blob whose pack stays),
+/// elsewhere (`Some(Some(..))`), or gone (`Some(None)`).
+pub(crate) type Moved<'a> =
+    dyn Fn(&PackId, &IndexBlob) -> Option<Option<(PackId, IndexBlob)>> + Sync + 'a;
+
+/// After prune moved blobs into new packs and before it deletes the old ones: rewrites
+/// every hint with a blob that moved, so that the next night's Jobs still read their own
+/// volume only, and removes the hints whose snapshot's blobs are gone. Failures are
+/// returned as warnings: a stale hint only sends its next backup the long way.
+pub(crate) fn relocate_all(repo: &Repository, moved: &Moved) -> (Relocated, Vec<String>) {
+    let mut warnings = Vec::new();
+    let names: Vec<Id> = match repo.backend().list(FileType::Hint) {
+        Ok(l) => l.into_iter().map(|f| f.id).collect(),
+        Err(e) => {
+            warnings.push(format!("parent hints cannot be listed: {e}"));
+            return (Relocated::default(), warnings);
+        }
+    };
+    let results = map_io(&names, |name| -> Result<Option<bool>> {
+        let group = HintGroup::of_name(name);
+        let mut hint = read(repo, group, name)?;
+        let mut changed = false;
+        for p in &mut hint.packs {
+            for b in &mut p.blobs {
+                match moved(&p.id, b) {
+                    None => {}
+                    Some(None) => {
+                        remove(repo, *name)?;
+                        return Ok(Some(false));
+                    }
+                    Some(Some(_)) => changed = true,
+                }
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let mut packs: BTreeMap<PackId, Vec<IndexBlob>> = BTreeMap::new();
+        for p in &hint.packs {
+            for b in &p.blobs {
+                let (pack, blob) = match moved(&p.id, b) {
+                    Some(Some(to)) => to,
+                    _ => (p.id, *b),
+                };
+                packs.entry(pack).or_default().push(blob);
+            }
+        }
+        hint.packs = packs
+            .into_iter()
+            .map(|(id, blobs)| IndexPack { id, blobs })
+            .collect();
+        if store(repo, group, &hint)? != *name {
+            remove(repo, *name)?;
+        }
+        Ok(Some(true))
+    });
+    let mut done = Relocated::default();
+    for (name, r) in names.iter().zip(results) {
+        match r {
+            Ok(None) => {}
+            Ok(Some(true)) => done.rewritten += 1,
+            Ok(Some(false)) => done.removed += 1,
+            Err(e) => warnings.push(format!(
+                "parent hint {}: {e}; its volume's next backup reads the whole index",
+                name.short()
+            )),
+        }
+    }
+    (done, warnings)
 }
