@@ -52,16 +52,13 @@ fn describe(id: &Id, l: &Lock) -> String {
 /// removed between listing and reading is gone, not damaged; any other failure to read
 /// one is an error, since the lock may be live.
 #[allow(clippy::type_complexity)]
-fn other_locks(
-    repo: &Repository,
-    own: Option<&Id>,
-) -> Result<(Vec<(Id, Lock)>, Vec<(Id, EngineError)>)> {
+fn other_locks(repo: &Repository, own: &[Id]) -> Result<(Vec<(Id, Lock)>, Vec<(Id, EngineError)>)> {
     let mut out = Vec::new();
     let mut damaged = Vec::new();
     let ids: Vec<Id> = repo
         .list_ids(FileType::Lock)?
         .into_iter()
-        .filter(|id| Some(id) != own)
+        .filter(|id| !own.contains(id))
         .collect();
     // A repository shared by many Jobs holds as many locks: read together, not in turn.
     let all = crate::ahead::map_io(&ids, |id| {
@@ -126,7 +123,32 @@ impl RepoLock {
         policy: &LockPolicy,
         ctl: &Control,
     ) -> Result<Option<RepoLock>> {
-        if policy.skip {
+        Self::take_beside(repo, exclusive, policy, ctl, None)
+    }
+
+    /// Takes the exclusive lock while this shared one is held (the caller then releases
+    /// this one): a command that worked beside others (prune's planning and repacking)
+    /// waits for them to end, and never lets a conflicting lock in between. Two such
+    /// commands waiting for each other both wait out `policy.wait`, and fail.
+    pub fn exclusive_beside(
+        &self,
+        repo: &Repository,
+        policy: &LockPolicy,
+        ctl: &Control,
+    ) -> Result<RepoLock> {
+        let own = *self.shared.id.lock().expect("lock id");
+        Ok(Self::take_beside(repo, true, policy, ctl, Some(own))?
+            .expect("a lock is taken unless skipped"))
+    }
+
+    fn take_beside(
+        repo: &Repository,
+        exclusive: bool,
+        policy: &LockPolicy,
+        ctl: &Control,
+        held: Option<Id>,
+    ) -> Result<Option<RepoLock>> {
+        if policy.skip && held.is_none() {
             return Ok(None);
         }
         ctl.phase(Phase::Lock, || {
@@ -144,7 +166,7 @@ impl RepoLock {
             let mut pause = RETRY_FIRST;
             let mut first = true;
             loop {
-                match RepoLock::acquire(repo, exclusive, policy.ignore_stale) {
+                match RepoLock::acquire_beside(repo, exclusive, policy.ignore_stale, held) {
                     Ok(l) => return Ok(Some(l)),
                     Err(EngineError::Locked(why)) => {
                         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -171,8 +193,19 @@ impl RepoLock {
     /// of other processes do not conflict (restash's agent mode clears them; plain restic
     /// 0.14 does not).
     pub fn acquire(repo: &Repository, exclusive: bool, ignore_stale: bool) -> Result<RepoLock> {
+        Self::acquire_beside(repo, exclusive, ignore_stale, None)
+    }
+
+    /// [`Self::acquire`], where the lock `held` (this process's own) does not conflict.
+    fn acquire_beside(
+        repo: &Repository,
+        exclusive: bool,
+        ignore_stale: bool,
+        held: Option<Id>,
+    ) -> Result<RepoLock> {
         let conflicts = |own: Option<&Id>| -> Result<()> {
-            let (locks, damaged) = other_locks(repo, own)?;
+            let own: Vec<Id> = own.into_iter().chain(held.as_ref()).copied().collect();
+            let (locks, damaged) = other_locks(repo, &own)?;
             // Newer restic's rule: a lock that cannot be read may be somebody's live lock.
             if let Some((id, e)) = damaged.first() {
                 return Err(EngineError::Locked(format!(
@@ -326,7 +359,7 @@ fn refresh_loop(
 /// refreshing; returns how many were removed.
 pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
     let mut n = 0;
-    let (locks, damaged) = other_locks(repo, None)?;
+    let (locks, damaged) = other_locks(repo, &[])?;
     for (id, _) in damaged {
         repo.backend()
             .remove(&Handle::new(FileType::Lock, id))
@@ -349,7 +382,7 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
 /// it locks, so a pod killed mid-backup on another node does not block every later run.
 pub fn remove_stale(repo: &Repository) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    let (locks, damaged) = other_locks(repo, None)?;
+    let (locks, damaged) = other_locks(repo, &[])?;
     for (id, e) in damaged {
         repo.backend()
             .remove(&Handle::new(FileType::Lock, id))

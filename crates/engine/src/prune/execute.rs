@@ -8,6 +8,10 @@
 //!
 //! A crash after 2 or 3 leaves duplicate entries (restic accepts them); a crash in 5 leaves
 //! unindexed packs, which `restic check` only mentions and the next prune deletes first.
+//!
+//! Steps 2 and 3 delete nothing ([`stage`]); the rest ([`commit`]) deletes. `prune` stages
+//! beside running backups and commits under the exclusive lock (see `beside.rs`); step 1
+//! comes in the commit, once no backup can be writing a pack it has not indexed yet.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,6 +30,20 @@ use crate::{EngineError, Repository, Result};
 const INDEX_BLOBS_V2: usize = 150_000;
 const INDEX_BLOBS_V1: usize = 50_000;
 
+/// What the first half of prune leaves for the second: nothing deleted yet.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    /// Index files the new index supersedes: those read at the start, and those written
+    /// since (by repacking, or by backups running beside a staged prune), whose packs
+    /// the new index includes.
+    pub obsolete: Vec<Id>,
+    /// The new index files.
+    pub written: Vec<Id>,
+    /// Packs the new index names beyond the kept ones: repacked, or a backup's.
+    pub new_packs: Vec<IndexPack>,
+}
+
+/// Both halves at once, under the exclusive lock the caller holds.
 pub(crate) fn execute(
     repo: &Repository,
     idx: &BlobIndex,
@@ -34,15 +52,33 @@ pub(crate) fn execute(
     stats: &mut PruneStats,
     out: &Control,
 ) -> Result<()> {
-    if !plan.remove_first.is_empty() {
-        say(out, Msg::Info("deleting unreferenced packs".into()));
-        let ids: Vec<Id> = plan.remove_first.iter().map(|p| p.0).collect();
-        delete_files(repo, FileType::Pack, &ids, false, stats, out)?;
-        crash_point("unref");
-    }
+    let staged = stage(repo, idx, plan, opts, stats, out)?;
+    let repacked: HashSet<PackId> = staged.new_packs.iter().map(|p| p.id).collect();
+    commit(
+        repo,
+        idx,
+        plan,
+        &staged,
+        &HashSet::new(),
+        &repacked,
+        stats,
+        out,
+    )
+}
 
+/// The first half, which deletes nothing and so may run beside backups: copy the needed
+/// blobs of repacked packs into new packs (indexed at once), write a new index covering
+/// every pack that stays, and point the parent hints at the new packs.
+pub(crate) fn stage(
+    repo: &Repository,
+    idx: &BlobIndex,
+    plan: &Plan,
+    opts: &PruneOptions,
+    stats: &mut PruneStats,
+    out: &Control,
+) -> Result<Staged> {
+    let mut staged = Staged::default();
     let mut new_files: Vec<Id> = Vec::new();
-    let mut new_packs: Vec<IndexPack> = Vec::new();
     if plan.actions.contains(&Action::Repack) {
         say(out, Msg::Info("repacking packs".into()));
         repack(repo, idx, plan, opts, out)?;
@@ -56,10 +92,10 @@ pub(crate) fn execute(
             let data = repo.load_unpacked(FileType::Index, &id)?;
             let (file, _) = IndexFile::from_json(&data)
                 .map_err(EngineError::format(format!("index {}", id.short())))?;
-            new_packs.extend(file.packs);
+            staged.new_packs.extend(file.packs);
             new_files.push(id);
         }
-        stats.packs_written = new_packs.len() as u64;
+        stats.packs_written = staged.new_packs.len() as u64;
         crash_point("repack");
     }
 
@@ -67,16 +103,76 @@ pub(crate) fn execute(
     out.cancel.check()?;
     if dropped {
         say(out, Msg::Info("rebuilding index".into()));
-        let mut obsolete = idx.files.clone();
-        obsolete.extend(new_files);
-        let moved_to = new_locations(&new_packs);
-        write_index(repo, idx, plan, &obsolete, new_packs, stats, out)?;
+        staged.obsolete = idx.files.clone();
+        staged.obsolete.extend(new_files);
+        let moved_to = new_locations(&staged.new_packs);
+        staged.written = write_index(
+            repo,
+            idx,
+            plan,
+            &staged.obsolete,
+            staged.new_packs.clone(),
+            stats,
+            out,
+        )?;
         // The new index is written and the old packs are still there: every hint can
         // point at where its blobs are now.
         relocate_hints(repo, idx, plan, &moved_to, out);
         crash_point("index");
+    }
+    Ok(staged)
+}
+
+/// The second half, under the exclusive lock: delete the packs no index named when prune
+/// listed them (but those `indexed_since`), the superseded index files, then the repacked
+/// and unused packs, except the `rescued` ones (pack numbers), which backups beside a
+/// staged prune came to need.
+pub(crate) fn commit(
+    repo: &Repository,
+    idx: &BlobIndex,
+    plan: &Plan,
+    staged: &Staged,
+    rescued: &HashSet<u32>,
+    indexed_since: &HashSet<PackId>,
+    stats: &mut PruneStats,
+    out: &Control,
+) -> Result<()> {
+    let unref: Vec<Id> = plan
+        .remove_first
+        .iter()
+        .filter(|p| !indexed_since.contains(p))
+        .map(|p| p.0)
+        .collect();
+    if !unref.is_empty() {
+        say(out, Msg::Info("deleting unreferenced packs".into()));
+        delete_files(repo, FileType::Pack, &unref, false, stats, out)?;
+        crash_point("unref");
+    }
+    if !rescued.is_empty() {
+        let mut packs: Vec<u32> = rescued.iter().copied().collect();
+        packs.sort_unstable();
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: packs
+                .iter()
+                .map(|n| IndexPack {
+                    id: idx.pack_id(*n),
+                    blobs: idx
+                        .entries()
+                        .iter()
+                        .filter(|e| e.pack == *n)
+                        .map(|e| IndexBlob::from(e.pack_entry()))
+                        .collect(),
+                })
+                .collect(),
+        };
+        repo.save_unpacked(FileType::Index, &file.to_json())?;
+        stats.index_files_written += 1;
+        crash_point("rescue-index");
+    }
+    if !staged.obsolete.is_empty() {
         say(out, Msg::Info("deleting obsolete index files".into()));
-        delete_files(repo, FileType::Index, &obsolete, true, stats, out)?;
+        delete_files(repo, FileType::Index, &staged.obsolete, true, stats, out)?;
         crash_point("index-delete");
     }
 
@@ -84,7 +180,9 @@ pub(crate) fn execute(
         .actions
         .iter()
         .enumerate()
-        .filter(|(_, a)| matches!(a, Action::Remove | Action::Repack))
+        .filter(|(n, a)| {
+            matches!(a, Action::Remove | Action::Repack) && !rescued.contains(&(*n as u32))
+        })
         .map(|(n, _)| idx.pack_id(n as u32).0)
         .collect();
     out.cancel.check()?;
@@ -258,7 +356,7 @@ fn write_index(
     new_packs: Vec<IndexPack>,
     stats: &mut PruneStats,
     out: &Control,
-) -> Result<()> {
+) -> Result<Vec<Id>> {
     let max = if repo.version() >= 2 {
         INDEX_BLOBS_V2
     } else {
@@ -280,11 +378,14 @@ fn write_index(
         packs: Vec::new(),
     };
     let mut blobs_in_file = 0usize;
+    let written = std::cell::RefCell::new(Vec::new());
     let save = |file: &mut IndexFile, force: bool, stats: &mut PruneStats| -> Result<()> {
         if file.packs.is_empty() && !force {
             return Ok(());
         }
-        repo.save_unpacked(FileType::Index, &file.to_json())?;
+        written
+            .borrow_mut()
+            .push(repo.save_unpacked(FileType::Index, &file.to_json())?);
         stats.index_files_written += 1;
         crash_point("index-write");
         *file = IndexFile::default();
@@ -332,7 +433,7 @@ fn write_index(
     let force = !file.supersedes.is_empty() && stats.index_files_written == 0;
     save(&mut file, force, stats)?;
     say(out, Msg::Progress(total, total, "packs processed"));
-    Ok(())
+    Ok(written.into_inner())
 }
 
 /// Deletes files; for index files a failure stops prune (restic's DeleteFilesChecked),

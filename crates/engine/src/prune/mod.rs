@@ -6,6 +6,7 @@
 //!
 //! The caller holds an exclusive lock ([`prune_locked`] takes one).
 
+mod beside;
 mod blobs;
 mod execute;
 mod plan;
@@ -214,8 +215,11 @@ pub(crate) fn say(ctl: &Control, m: Msg) {
     }
 }
 
-/// Prunes like `restic prune` under an exclusive lock taken here as `lock` says (exit
-/// code 11 when another process still holds a lock after its wait).
+/// Prunes like `restic prune`. With a lock wait (`--retry-lock`), beside running backups:
+/// a shared lock while it plans and repacks, the exclusive one only to delete (see
+/// `beside.rs`), waiting up to that long for each. Without one (and for a dry run), under
+/// the exclusive lock throughout, as restic does. Exit code 11 when another process still
+/// holds a lock after the wait.
 pub fn prune_locked(
     repo: &mut Repository,
     opts: &PruneOptions,
@@ -226,6 +230,12 @@ pub fn prune_locked(
         skip: false,
         ..lock.clone()
     };
+    // Beside backups only when told to wait for locks (`--retry-lock`, as the prune
+    // CronJob is): it waits for the backups running beside it to end before it deletes.
+    // Without a wait, restic's way: refuse at once if anything holds a lock.
+    if !policy.skip && !opts.dry_run && !policy.wait.is_zero() {
+        return beside::prune_beside(repo, opts, &policy, out).map(|(stats, _)| stats);
+    }
     let held = RepoLock::take(repo, true, &policy, out)?;
     let r = prune(repo, opts, out);
     if let Some(lock) = held {
@@ -237,6 +247,33 @@ pub fn prune_locked(
 /// Prunes like `restic prune`. The caller must hold an exclusive lock (as `forget --prune`
 /// does). The repository's loaded index, if any, is dropped: prune builds its own.
 pub fn prune(repo: &mut Repository, opts: &PruneOptions, out: &Control) -> Result<PruneStats> {
+    let mut stats = PruneStats::default();
+    let Some(p) = prepare(repo, opts, &mut stats, out)? else {
+        return Ok(stats);
+    };
+    out.cancel.check()?;
+    execute::execute(repo, &p.idx, &p.plan, opts, &mut stats, out)?;
+    remove_leftovers(repo, false, &mut stats, out)?;
+    say(out, Msg::Info("done".into()));
+    Ok(stats)
+}
+
+/// What prune decided, and from what.
+pub(crate) struct Prepared {
+    idx: blobs::BlobIndex,
+    plan: plan::Plan,
+    /// The snapshots whose blobs were marked used.
+    snapshots: Vec<SnapshotId>,
+}
+
+/// Loads the index and the snapshots, marks what is used and plans; a dry run reports
+/// here and returns None.
+fn prepare(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    stats: &mut PruneStats,
+    out: &Control,
+) -> Result<Option<Prepared>> {
     if opts.repack_uncompressed && repo.version() < 2 {
         return Err(EngineError::Usage(
             "compression requires at least repository format version 2".into(),
@@ -249,7 +286,6 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions, out: &Control) -> Resul
     }
     // The saver that writes repacked blobs skips blobs the loaded index knows: all of them.
     repo.unload_index();
-    let mut stats = PruneStats::default();
     say(out, Msg::Info("loading indexes...".into()));
     let mut idx = blobs::BlobIndex::load(repo)?;
 
@@ -303,8 +339,8 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions, out: &Control) -> Resul
         out,
         Msg::Info("collecting packs for deletion and repacking".into()),
     );
-    let plan = plan::plan(repo, &mut idx, opts, &mut stats, out)?;
-    print_stats(&stats, out);
+    let plan = plan::plan(repo, &mut idx, opts, stats, out)?;
+    print_stats(stats, out);
     if opts.dry_run {
         if !plan.remove_first.is_empty() {
             say(
@@ -338,14 +374,14 @@ pub fn prune(repo: &mut Repository, opts: &PruneOptions, out: &Control) -> Resul
                 packs_with(plan::Action::Remove)
             )),
         );
-        remove_leftovers(repo, true, &mut stats, out)?;
-        return Ok(stats);
+        remove_leftovers(repo, true, stats, out)?;
+        return Ok(None);
     }
-    out.cancel.check()?;
-    execute::execute(repo, &idx, &plan, opts, &mut stats, out)?;
-    remove_leftovers(repo, false, &mut stats, out)?;
-    say(out, Msg::Info("done".into()));
-    Ok(stats)
+    Ok(Some(Prepared {
+        idx,
+        plan,
+        snapshots: ids,
+    }))
 }
 
 /// Temporary files of killed writes: removed here because prune holds the exclusive lock,

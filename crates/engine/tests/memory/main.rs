@@ -7,6 +7,7 @@ mod cancel;
 mod check_damage;
 mod common;
 mod hints;
+mod prune_beside;
 mod prune_lock;
 mod restore_modes;
 mod rewrite;
