@@ -268,11 +268,12 @@ fn long_lived_repository_prunes_like_restic() {
 /// The points at which the debug build's `RESTASH_PRUNE_CRASH_AFTER` aborts prune, in the
 /// order they are reached.
 const STEPS: &[&str] = &[
-    "unref",
     "repack-chunk",
     "repack",
     "index-write",
     "index",
+    "staged",
+    "unref",
     "index-delete-one",
     "index-delete",
     "pack-delete",
@@ -303,8 +304,9 @@ fn prune_aborted_at_every_step_leaves_a_valid_repository() {
     for step in STEPS {
         let (_dir, repo) = copy_of_history(step);
         let kept = snapshot_ids(&repo);
+        // With a lock wait, prune stages beside backups and commits alone: every step.
         let out = restash(
-            with_repo(&repo.path, ["prune"]),
+            with_repo(&repo.path, ["prune", "--retry-lock", "1m"]),
             &[("RESTASH_PRUNE_CRASH_AFTER", step)],
         );
         if cfg!(debug_assertions) {
@@ -398,6 +400,69 @@ fn prune_refuses_while_a_backup_holds_a_lock() {
     bg.wait().success();
     assert!(lock_ids(&repo).is_empty(), "locks left behind");
     check(&repo, false, "after the refused prune");
+}
+
+/// With `--retry-lock`, prune plans and repacks beside a restic backup that holds its lock,
+/// then waits for it and deletes alone: restic checks the result, and the backup's new
+/// snapshot restores.
+#[test]
+fn prune_with_a_lock_wait_works_beside_a_backup() {
+    let (_dir, repo) = copy_of_history("beside");
+    let mut bg = Background::spawn(
+        Tool::Restic,
+        with_repo(&repo.path, ["backup", "--stdin", "--host", HOST]),
+        &[],
+        true,
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lock_ids(&repo).is_empty() {
+        assert!(bg.running(), "restic backup ended before taking its lock");
+        assert!(Instant::now() < deadline, "restic backup never took a lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut prune = Background::spawn(
+        Tool::Restash,
+        with_repo(&repo.path, ["prune", "--retry-lock", "2m", "-vv"]),
+        &[],
+        false,
+    );
+    // Prune stages while the backup holds its lock, then waits for it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lock_ids(&repo).len() < 2 {
+        assert!(prune.running(), "prune ended before it locked");
+        assert!(
+            Instant::now() < deadline,
+            "prune never locked beside the backup"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        prune.running(),
+        "prune finished while the backup still held its lock"
+    );
+    bg.write_stdin(b"data written while prune waited\n");
+    bg.close_stdin();
+    bg.wait().success();
+    let out = prune.wait().success();
+    let text = out.stdout_str();
+    assert!(
+        text.contains("waiting for backups to finish"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        text.contains("the exclusive lock was held for"),
+        "{}",
+        out.describe()
+    );
+    assert!(lock_ids(&repo).is_empty(), "locks left behind");
+    check(&repo, true, "after prune beside a backup");
+    let target = tempfile::tempdir().expect("tempdir");
+    repo.restic(osargs!["restore", "latest", "--target", target.path()])
+        .success();
+    let restored = std::fs::read(target.path().join("stdin")).expect("restored stdin");
+    assert_eq!(restored, b"data written while prune waited\n");
 }
 
 #[test]
