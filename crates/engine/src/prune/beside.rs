@@ -27,7 +27,7 @@ use restash_backend::FileType;
 use restash_format::{BlobId, BlobType, Id, IndexFile, PackId, SnapshotId, Tree};
 
 use super::blobs::BlobIndex;
-use super::execute::{commit, stage, Staged};
+use super::execute::{commit, stage, Spared, Staged};
 use super::plan::{Action, Plan};
 use super::{crash_point, prepare, remove_leftovers, say, Msg, PruneOptions, PruneStats};
 use crate::events::Control;
@@ -55,9 +55,12 @@ pub(crate) fn prune_beside(
         out,
         Msg::Info("waiting for backups to finish, to delete alone".into()),
     );
-    let alone = match shared_upgrade(repo, shared, policy, out) {
-        Ok(l) => l,
-        Err((e, shared)) => {
+    let alone = match shared.exclusive_beside(repo, policy, out) {
+        Ok(alone) => {
+            shared.release();
+            alone
+        }
+        Err(e) => {
             // Another command kept its lock: the new index must not outlive this lock, or a
             // prune that deletes what it names would leave it naming missing packs.
             let undone = delete_written(repo, &staged);
@@ -93,22 +96,6 @@ pub(crate) fn prune_beside(
     );
     say(out, Msg::Info("done".into()));
     Ok((stats, held))
-}
-
-/// [`RepoLock::exclusive_beside`], then the shared lock released; kept when that fails.
-fn shared_upgrade(
-    repo: &Repository,
-    shared: RepoLock,
-    policy: &LockPolicy,
-    out: &Control,
-) -> std::result::Result<RepoLock, (EngineError, RepoLock)> {
-    match shared.exclusive_beside(repo, policy, out) {
-        Ok(alone) => {
-            shared.release();
-            Ok(alone)
-        }
-        Err(e) => Err((e, shared)),
-    }
 }
 
 fn delete_written(repo: &Repository, staged: &Staged) -> Result<()> {
@@ -187,16 +174,11 @@ fn commit_alone(
             )),
         );
     }
-    commit(
-        repo,
-        idx,
-        plan,
-        staged,
-        &rescued,
-        &indexed_since,
-        stats,
-        out,
-    )
+    let spared = Spared {
+        rescued,
+        indexed_since,
+    };
+    commit(repo, idx, plan, staged, &spared, stats, out)
 }
 
 /// The packs (numbers in `idx`) that snapshots `new` need and the plan would delete: walks

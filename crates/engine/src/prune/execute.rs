@@ -43,6 +43,15 @@ pub(crate) struct Staged {
     pub new_packs: Vec<IndexPack>,
 }
 
+/// What the commit must not delete although the plan said so.
+#[derive(Debug, Default)]
+pub(crate) struct Spared {
+    /// Pack numbers of the plan that snapshots saved beside the staging came to need.
+    pub rescued: HashSet<u32>,
+    /// Packs prune found unindexed that an index file written since names.
+    pub indexed_since: HashSet<PackId>,
+}
+
 /// Both halves at once, under the exclusive lock the caller holds.
 pub(crate) fn execute(
     repo: &Repository,
@@ -53,17 +62,11 @@ pub(crate) fn execute(
     out: &Control,
 ) -> Result<()> {
     let staged = stage(repo, idx, plan, opts, stats, out)?;
-    let repacked: HashSet<PackId> = staged.new_packs.iter().map(|p| p.id).collect();
-    commit(
-        repo,
-        idx,
-        plan,
-        &staged,
-        &HashSet::new(),
-        &repacked,
-        stats,
-        out,
-    )
+    let spared = Spared {
+        rescued: HashSet::new(),
+        indexed_since: staged.new_packs.iter().map(|p| p.id).collect(),
+    };
+    commit(repo, idx, plan, &staged, &spared, stats, out)
 }
 
 /// The first half, which deletes nothing and so may run beside backups: copy the needed
@@ -124,19 +127,18 @@ pub(crate) fn stage(
 }
 
 /// The second half, under the exclusive lock: delete the packs no index named when prune
-/// listed them (but those `indexed_since`), the superseded index files, then the repacked
-/// and unused packs, except the `rescued` ones (pack numbers), which backups beside a
-/// staged prune came to need.
+/// listed them, the superseded index files, then the repacked and unused packs; all but
+/// the `spared`.
 pub(crate) fn commit(
     repo: &Repository,
     idx: &BlobIndex,
     plan: &Plan,
     staged: &Staged,
-    rescued: &HashSet<u32>,
-    indexed_since: &HashSet<PackId>,
+    spared: &Spared,
     stats: &mut PruneStats,
     out: &Control,
 ) -> Result<()> {
+    let (rescued, indexed_since) = (&spared.rescued, &spared.indexed_since);
     let unref: Vec<Id> = plan
         .remove_first
         .iter()
