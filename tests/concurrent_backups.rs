@@ -4,10 +4,13 @@
 //! forget (`--retry-lock`) waits, and neither removes anything a backup needs. SIGSTOP
 //! makes the interleavings that matter happen every time:
 //!
-//! - forget first: forget is frozen holding its exclusive lock, before it removes
-//!   anything; the backups read the index and wait for the lock; then forget removes the
-//!   round before last, whose shared data is this round's. A backup trusting the index it
-//!   read before its lock would store a snapshot whose blobs are gone.
+//! - forget first: forget is frozen holding its lock, before it removes anything. With
+//!   `--retry-lock` it reads and applies its policy under a shared lock, beside backups, and
+//!   takes the exclusive lock to remove, so the backups either run beside it or wait for
+//!   it; then forget removes the round before last, whose shared data is this round's, and
+//!   its prune stages beside any backup still running. A backup trusting the index it read
+//!   before its lock, or a prune deleting what a backup beside it reused, would leave a
+//!   snapshot whose blobs are gone.
 //! - backups first: the backups are frozen holding their locks, before they write their
 //!   index and snapshot files; forget lists the repository and waits; the backups finish.
 //!   A forget or prune trusting what it listed before its lock would miss their
@@ -200,8 +203,9 @@ fn round(repo: &Repo, hosts: &[Host], round: u64, order: Order) {
             } else {
                 let mut p = prune(path);
                 let b: Vec<Background> = hosts.iter().map(|h| backup(path, h)).collect();
-                wait_until("every backup to wait for forget's lock", || {
-                    b.iter().all(blocked) && !p.running()
+                let mut b = b;
+                wait_until("every backup to wait for forget's lock or to end", || {
+                    b.iter_mut().all(|x| blocked(x) || !x.running()) && !p.running()
                 });
                 f.signal(Signal::Cont);
                 (b, Some(f), Some(p))

@@ -407,7 +407,18 @@ fn prune_refuses_while_a_backup_holds_a_lock() {
 /// snapshot restores.
 #[test]
 fn prune_with_a_lock_wait_works_beside_a_backup() {
-    let (_dir, repo) = copy_of_history("beside");
+    beside_a_backup(&["prune"]);
+}
+
+/// The same for `forget --prune`: the policy applied beside the backup, the removal and
+/// prune's deletions alone.
+#[test]
+fn forget_prune_with_a_lock_wait_works_beside_a_backup() {
+    beside_a_backup(&["forget", "--keep-last", "2", "--prune"]);
+}
+
+fn beside_a_backup(command: &[&str]) {
+    let (_dir, repo) = copy_of_history(&format!("beside-{}", command[0]));
     let mut bg = Background::spawn(
         Tool::Restic,
         with_repo(&repo.path, ["backup", "--stdin", "--host", HOST]),
@@ -422,7 +433,10 @@ fn prune_with_a_lock_wait_works_beside_a_backup() {
     }
     let mut prune = Background::spawn(
         Tool::Restash,
-        with_repo(&repo.path, ["prune", "--retry-lock", "2m", "-vv"]),
+        with_repo(
+            &repo.path,
+            [command, &["--retry-lock", "2m", "-vv"]].concat(),
+        ),
         &[],
         false,
     );

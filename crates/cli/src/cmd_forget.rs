@@ -74,10 +74,14 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     };
     let ctl = crate::ui::Ui::new(g, "forget", false).control();
     // prune runs under forget's exclusive lock, as in restic: then it is taken here.
+    // With a lock wait, each works beside backups and takes the exclusive lock only to
+    // delete (see `prune_locked`).
+    let beside = !a.dry_run && !lock.skip && !lock.wait.is_zero();
     let held = match prune_opts {
-        Some(_) => RepoLock::take(&repo, true, &lock, &ctl)?,
-        None => None,
+        Some(_) if !beside => RepoLock::take(&repo, true, &lock, &ctl)?,
+        _ => None,
     };
+    let prune_lock = lock.clone();
     lock.skip |= held.is_some();
     let opts = ForgetOptions {
         filter: SnapshotFilter::new(&hosts, &a.tags, &a.paths),
@@ -140,7 +144,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
         // In a dry run the snapshots are still there: prune plans as if they were not.
         opts.ignore_snapshots = sum.remove.iter().copied().collect();
         let prune_ctl = crate::ui::Ui::new(g, "prune", false).control();
-        restash_engine::prune::prune(&mut repo, &opts, &prune_ctl)?;
+        if beside {
+            restash_engine::prune::prune_locked(&mut repo, &opts, &prune_lock, &prune_ctl)?;
+        } else {
+            restash_engine::prune::prune(&mut repo, &opts, &prune_ctl)?;
+        }
     }
     drop(held);
     Ok(())

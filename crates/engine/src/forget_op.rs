@@ -63,8 +63,15 @@ pub struct ForgetSummary {
 /// to each group (or takes the explicit ids), and removes the snapshot files unless it is
 /// a dry run, each removal an [`Event::ItemDone`]. Unreadable snapshots and ids that do not
 /// resolve are [`Event::Warning`]s, and the rest goes on, as in restic.
+///
+/// With a lock wait (`--retry-lock`) and something to remove, the snapshots are read and
+/// the policy applied under a shared lock, beside backups, and only the removal waits for
+/// the exclusive one. A backup's snapshot saved meanwhile is not among those read: the
+/// policy then removes a subset of what it would remove with it (every keep rule keeps a
+/// snapshot it kept in the larger set), so nothing the full set keeps is removed.
 pub fn forget(repo: &Repository, opts: &ForgetOptions, ctl: &Control) -> Result<ForgetSummary> {
-    let lock = RepoLock::take(repo, true, &opts.lock, ctl)?;
+    let beside = !opts.dry_run && !opts.lock.skip && !opts.lock.wait.is_zero();
+    let mut lock = RepoLock::take(repo, !beside, &opts.lock, ctl)?;
     let chosen = select_snapshots(repo, &opts.filter, &opts.ids, ctl)?;
     let mut out = ForgetSummary::default();
     if !opts.ids.is_empty() {
@@ -78,6 +85,11 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, ctl: &Control) -> Result<
         }
     }
     if !opts.dry_run && !out.remove.is_empty() {
+        if let (true, Some(shared)) = (beside, &lock) {
+            let alone = shared.exclusive_beside(repo, &opts.lock, ctl)?;
+            shared.release();
+            lock = Some(alone);
+        }
         let start = Instant::now();
         ctl.phase(Phase::Forget, || -> Result<()> {
             for id in &out.remove {
