@@ -31,6 +31,11 @@
 #   WAN_MIN_MS, WAN_MAX_MS   delay each way                        [20, 30]
 #   SNAPSHOTS_UP_TO  measure `snapshots --host` only up to this H (it takes minutes beyond)
 #                                                                  [every H]
+#   PRUNE_AT     after measuring this H, measure prune there too: the snapshots of 50 hosts
+#                forgotten before each of `prune` (exclusive throughout, as restic's),
+#                `prune --retry-lock` (beside backups; one backup started 20 s into it is
+#                timed) and restic's `prune`; the time backups are blocked is recorded
+#                                                                  [none]
 #   RESTASH_EXTRA  extra flags for restash's measured commands (a design under test)
 # Build first: CARGO_TARGET_DIR=target-bench cargo build --release -p restash -p restash-benches
 set -euo pipefail
@@ -65,7 +70,7 @@ LOG_DIR=$BENCH_DIR/logs
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 OUT_CSV=$BENCH_DIR/fleet.csv
-echo "hosts,snapshots,tool,run,step,wall_s,rss_kib,requests,requests_before_upload,bytes_down" >"$OUT_CSV"
+echo "hosts,snapshots,tool,run,step,wall_s,rss_kib,requests,requests_before_upload,bytes_down,blocked_s" >"$OUT_CSV"
 
 # ---------------------------------------------------------------- the measured volume
 VOL=$BENCH_DIR/volume/home/jovyan
@@ -159,17 +164,62 @@ measure() { # H TOOL RUN STEP ARGS...
         "${extra[@]}" "$@" "${after[@]}" >"$out.out" 2>"$out.err"; then
         echo "fleet: $tool $step at H=$h failed:" >&2
         tail -5 "$out.err" >&2
-        echo "$h,$((h * SNAPSHOTS)),$tool,$run,$step,FAILED,,,," >>"$OUT_CSV"
+        echo "$h,$((h * SNAPSHOTS)),$tool,$run,$step,FAILED,,,,," >>"$OUT_CSV"
         rm -rf "$cache"
         return
     fi
     sleep 1 # the proxy logs each connection's bytes as it closes, one delay later
     to=$(wc -l <"$REQ_LOG")
-    local wall rss
+    local wall rss blocked=
     read -r wall rss <"$out.time"
-    echo "$h,$((h * SNAPSHOTS)),$tool,$run,$step,$wall,$rss,$(req_summary "$from" "$to")" >>"$OUT_CSV"
+    # How long backups could not run: all of it for a prune under the exclusive lock, its
+    # commit for one beside them.
+    case $step in
+        prune-beside) blocked=$(sed -n 's/.*exclusive lock was held for \([0-9.]*\) s.*/\1/p' "$out.out" | tail -1) ;;
+        prune*) blocked=$wall ;;
+    esac
+    echo "$h,$((h * SNAPSHOTS)),$tool,$run,$step,$wall,$rss,$(req_summary "$from" "$to"),$blocked" >>"$OUT_CSV"
     printf 'H=%-5s %-8s %-9s run %s: %6.2f s, %7d KiB\n' "$h" "$tool" "$step" "$run" "$wall" "$rss" >&2
     rm -rf "$cache"
+}
+
+# Forgets every snapshot of hosts claim-userFROM … TO-1, directly (no delay).
+forget_hosts() { # FROM TO
+    local ids
+    ids=$("$RESTASH_BIN" -r "$DIRECT" snapshots --json | python3 -c '
+import json, sys
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+for s in json.load(sys.stdin):
+    h = s["hostname"]
+    if h.startswith("claim-user") and lo <= int(h[len("claim-user"):]) < hi:
+        print(s["id"])' "$1" "$2")
+    # shellcheck disable=SC2086 # one id per word
+    "$RESTASH_BIN" -r "$DIRECT" forget -q $ids
+}
+
+measure_prune() { # H
+    local h=$1
+    forget_hosts 0 50
+    measure "$h" restash 1 prune-exclusive prune
+    forget_hosts 50 100
+    # A backup that starts while prune stages beside it, timed on its own.
+    (
+        sleep 20
+        /usr/bin/time -f '%e %M' -o "$LOG_DIR/$h-during-prune.time" "$RESTASH_BIN" -r "$WAN" \
+            --cache-dir "$(mktemp -d "$BENCH_DIR/cache.XXXXXX")" backup -q --host claim-measured "$VOL" \
+            >"$LOG_DIR/$h-during-prune.out" 2>&1
+    ) &
+    local during=$!
+    measure "$h" restash 1 prune-beside prune --retry-lock 30m -vv
+    wait "$during" || true
+    local wall rss
+    read -r wall rss <"$LOG_DIR/$h-during-prune.time"
+    echo "$h,$((h * SNAPSHOTS)),restash,1,backup-during-prune,$wall,$rss,,,," >>"$OUT_CSV"
+    printf 'H=%-5s restash  backup during prune: %6.2f s\n' "$h" "$wall" >&2
+    if [[ " $TOOLS " == *" restic "* ]]; then
+        forget_hosts 100 150
+        measure "$h" restic 1 prune-restic prune
+    fi
 }
 
 done_hosts=0
@@ -188,6 +238,7 @@ for h in $HOSTS; do
             fi
         done
     done
+    if [ "${PRUNE_AT:-}" = "$h" ]; then measure_prune "$h"; fi
 done
 
 # ---------------------------------------------------------------- report
@@ -225,6 +276,18 @@ for step in ("backup", "snapshots"):
             cells += [f"{float(r['wall_s']):.2f}", f"{int(r['rss_kib']) / 1024:.0f}", req,
                       f"{int(r['bytes_down']) / 2**20:.1f}"]
         out.append(f"| {h:,} ({h * 17 + 1:,}) | " + " | ".join(cells) + " |")
+    out.append("")
+prunes = [r for r in rows if r["step"].startswith("prune") or r["step"] == "backup-during-prune"]
+if prunes:
+    out += ["### `prune` after 50 hosts' snapshots were forgotten", "",
+            "| hosts | command | wall s | RSS MiB | backups blocked s |", "|---|---|---:|---:|---:|"]
+    names = {"prune-exclusive": "restash `prune` (exclusive lock throughout)",
+             "prune-beside": "restash `prune --retry-lock 30m` (beside backups)",
+             "prune-restic": "restic 0.14 `prune`",
+             "backup-during-prune": "restash `backup`, started 20 s into the prune beside it"}
+    for r in prunes:
+        out.append(f"| {int(r['hosts']):,} | {names.get(r['step'], r['step'])} | {float(r['wall_s']):.1f} | "
+                   f"{int(r['rss_kib']) / 1024:.0f} | {r.get('blocked_s') or '–'} |")
     out.append("")
 open(md, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
