@@ -290,15 +290,7 @@ fn restash_uses_parent_snapshot() {
     s.expect("files_changed", 0);
     s.expect("files_unmodified", n);
 
-    repo.restic(["check", "--read-data"]).success();
-    let target = tempfile::tempdir().expect("tempdir");
-    repo.restic(osargs!["restore", "latest", "--target", target.path()])
-        .success();
-    assert_trees_equal(
-        &tree.root,
-        &restored_path(target.path(), &tree.root),
-        &tree.restic_compare_options(),
-    );
+    restic_checks_and_restores_latest(&repo, &tree);
 }
 
 /// Parent hints (`restash/hints/`) in a repository restic also works on: restic checks and
@@ -352,6 +344,17 @@ fn parent_hints_live_beside_restic() {
     s.expect("files_new", 0);
     s.expect("files_unmodified", n + 2);
     s.expect("data_blobs", 0);
+    restic_checks_and_restores_latest(&repo, &tree);
+
+    // --no-parent-hint neither reads nor writes them.
+    let before = hints();
+    let (_, out) = backup(&["-vv", "--no-parent-hint"]);
+    assert!(!said(&out).contains("hint"), "{}", out.describe());
+    assert_eq!(hints(), before);
+}
+
+/// `restic check --read-data`, and restic's restore of the latest snapshot equals `tree`.
+fn restic_checks_and_restores_latest(repo: &Repo, tree: &TrickyTree) {
     repo.restic(["check", "--read-data"]).success();
     let target = tempfile::tempdir().expect("tempdir");
     repo.restic(osargs!["restore", "latest", "--target", target.path()])
@@ -361,12 +364,6 @@ fn parent_hints_live_beside_restic() {
         &restored_path(target.path(), &tree.root),
         &tree.restic_compare_options(),
     );
-
-    // --no-parent-hint neither reads nor writes them.
-    let before = hints();
-    let (_, out) = backup(&["-vv", "--no-parent-hint"]);
-    assert!(!said(&out).contains("hint"), "{}", out.describe());
-    assert_eq!(hints(), before);
 }
 
 /// What a command printed, on either stream.

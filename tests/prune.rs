@@ -352,10 +352,9 @@ fn prune_killed_at_random_moments_leaves_a_valid_repository() {
     eprintln!("{killed} of {trials} kills landed during prune (full run {full:?})");
 }
 
-#[test]
-fn prune_refuses_while_a_backup_holds_a_lock() {
-    let (_dir, repo) = copy_of_history("locked");
-    // restic backup --stdin holds its (shared) lock until stdin closes.
+/// `restic backup --stdin`, which holds its (shared) lock until stdin closes, once the lock
+/// is there.
+fn restic_backup_holding_its_lock(repo: &Repo) -> Background {
     let mut bg = Background::spawn(
         Tool::Restic,
         with_repo(&repo.path, ["backup", "--stdin", "--host", HOST]),
@@ -363,11 +362,18 @@ fn prune_refuses_while_a_backup_holds_a_lock() {
         true,
     );
     let deadline = Instant::now() + Duration::from_secs(120);
-    while lock_ids(&repo).is_empty() {
+    while lock_ids(repo).is_empty() {
         assert!(bg.running(), "restic backup ended before taking its lock");
         assert!(Instant::now() < deadline, "restic backup never took a lock");
         std::thread::sleep(Duration::from_millis(50));
     }
+    bg
+}
+
+#[test]
+fn prune_refuses_while_a_backup_holds_a_lock() {
+    let (_dir, repo) = copy_of_history("locked");
+    let mut bg = restic_backup_holding_its_lock(&repo);
     let before = content_listing(&repo.path);
     let out = repo.restash(["prune"]);
     assert_eq!(
@@ -419,18 +425,7 @@ fn forget_prune_with_a_lock_wait_works_beside_a_backup() {
 
 fn beside_a_backup(command: &[&str]) {
     let (_dir, repo) = copy_of_history(&format!("beside-{}", command[0]));
-    let mut bg = Background::spawn(
-        Tool::Restic,
-        with_repo(&repo.path, ["backup", "--stdin", "--host", HOST]),
-        &[],
-        true,
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while lock_ids(&repo).is_empty() {
-        assert!(bg.running(), "restic backup ended before taking its lock");
-        assert!(Instant::now() < deadline, "restic backup never took a lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut bg = restic_backup_holding_its_lock(&repo);
     let mut prune = Background::spawn(
         Tool::Restash,
         with_repo(

@@ -14,7 +14,7 @@ use crate::request::{
 use crate::{
     backup_cronjobs, backup_job, default_image, parse_volume_list, prune_cronjob, restore_job,
     secret, serve_manifests, unique_volumes, BackupOptions, CaBundle, CaSource, Common,
-    CronSettings, JobSettings, K8sError, Keep, Resources, RestoreOptions, RunAs, SecretEntries,
+    CronSettings, JobSettings, K8sError, Resources, RestoreOptions, RunAs, SecretEntries,
     ServeOptions, Timing, TokenSource, Volume, Window, REPOSITORY_KEY, SECRET_KEYS, SERVE_PORT,
 };
 
@@ -191,9 +191,7 @@ fn backup(
     let vols = volumes(a)?;
     let opts = BackupOptions {
         excludes: a.exclude.clone(),
-        keep_daily: a.keep_daily,
-        keep_weekly: a.keep_weekly,
-        keep_monthly: a.keep_monthly,
+        keep: a.keep.keep(),
         skip_if_unchanged: a.skip_if_unchanged,
         no_parent_hint: a.no_parent_hint,
     };
@@ -235,12 +233,7 @@ fn restore(a: &RestoreArgs, default_suffix: &str) -> Result<Value, K8sError> {
 
 fn prune(a: &PruneArgs) -> Result<Value, K8sError> {
     let c = common(&a.common, Kind::Prune, false)?;
-    let keep = Keep {
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-    };
-    prune_cronjob(&c, &cron(&a.cron), &a.schedule, &keep)
+    prune_cronjob(&c, &cron(&a.cron), &a.schedule, &a.keep.keep())
 }
 
 /// 32 random bytes from the operating system, in hex.

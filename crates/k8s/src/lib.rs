@@ -358,12 +358,8 @@ pub struct Keep {
 pub struct BackupOptions {
     /// `--exclude` patterns.
     pub excludes: Vec<String>,
-    /// `--keep-daily` for the `--forget` run after the backup (this host only).
-    pub keep_daily: Option<u32>,
-    /// `--keep-weekly`.
-    pub keep_weekly: Option<u32>,
-    /// `--keep-monthly`.
-    pub keep_monthly: Option<u32>,
+    /// The `--forget` run after the backup (this host only); none without rules.
+    pub keep: Keep,
     /// `--skip-if-unchanged`: an idle volume adds no snapshot (its last one stays its
     /// latest, and the run still reports success). Off unless asked for: the age of a
     /// volume's latest snapshot then no longer says whether its backups still run.

@@ -114,11 +114,7 @@ pub fn backup_args(vol: &Volume, opts: &BackupOptions) -> Vec<String> {
     if opts.no_parent_hint {
         a.push("--no-parent-hint".into());
     }
-    let keep = keep_flags(&Keep {
-        daily: opts.keep_daily,
-        weekly: opts.keep_weekly,
-        monthly: opts.keep_monthly,
-    });
+    let keep = keep_flags(&opts.keep);
     if !keep.is_empty() {
         a.push("--forget".into());
         a.extend(keep);

@@ -151,15 +151,9 @@ pub struct BackupArgs {
     /// Exclude a pattern (repeatable), passed to `backup --exclude`.
     #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
     pub exclude: Vec<String>,
-    /// After the backup, forget this volume's snapshots beyond N daily ones.
-    #[arg(long)]
-    pub keep_daily: Option<u32>,
-    /// … beyond N weekly ones.
-    #[arg(long)]
-    pub keep_weekly: Option<u32>,
-    /// … beyond N monthly ones.
-    #[arg(long)]
-    pub keep_monthly: Option<u32>,
+    /// After the backup, forget this volume's older snapshots.
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// Save no snapshot when nothing changed since the last one (restic's
     /// --skip-if-unchanged). Off by default: a snapshot every run shows that the volume was
     /// backed up, while with it an idle volume looks like one whose backups stopped.
@@ -221,16 +215,10 @@ pub struct PruneArgs {
     /// Cron schedule of the prune run (in --time-zone).
     #[arg(long, default_value = "0 5 * * 0")]
     pub schedule: String,
-    /// Forget every volume's snapshots beyond N daily ones before pruning (`forget
-    /// --keep-daily N --prune`): retention for the whole fleet in one weekly pass.
-    #[arg(long)]
-    pub keep_daily: Option<u32>,
-    /// … beyond N weekly ones.
-    #[arg(long)]
-    pub keep_weekly: Option<u32>,
-    /// … beyond N monthly ones.
-    #[arg(long)]
-    pub keep_monthly: Option<u32>,
+    /// Forget every volume's older snapshots before pruning (`forget --keep-… --prune`):
+    /// retention for the whole fleet in one weekly pass.
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// What every job manifest takes.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -259,4 +247,30 @@ pub struct ServeArgs {
     /// What every pod takes.
     #[command(flatten)]
     pub pod: PodArgs,
+}
+
+/// Retention rules: a backup's for its own volume, the prune's for every volume (restic
+/// applies them to each host and paths apart).
+#[derive(ClapArgs, Debug, Default, Clone)]
+pub struct KeepArgs {
+    /// Forget snapshots beyond N daily ones.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// … beyond N weekly ones.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// … beyond N monthly ones.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+}
+
+impl KeepArgs {
+    /// The rules given.
+    pub fn keep(&self) -> crate::Keep {
+        crate::Keep {
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
+    }
 }

@@ -41,9 +41,11 @@ fn backup_args_are_the_identity_contract() {
     );
     let opts = BackupOptions {
         excludes: vec!["/data/.cache".into()],
-        keep_daily: Some(7),
-        keep_weekly: None,
-        keep_monthly: Some(12),
+        keep: Keep {
+            daily: Some(7),
+            weekly: None,
+            monthly: Some(12),
+        },
         skip_if_unchanged: true,
         no_parent_hint: true,
     };

@@ -516,3 +516,102 @@ impl Backend for Counting {
 pub fn is_interrupted<T>(r: &Result<T>) -> bool {
     matches!(r, Err(EngineError::Interrupted))
 }
+
+/// What a [`Tap`] runs after a write, with the store itself.
+pub type Hook = Box<dyn FnOnce(&Arc<dyn Backend>) + Send>;
+
+/// A memory store that records the listings and reads it serves (`list snapshots`,
+/// `read index`, …) and can run a hook once, right after it stores a file of some type:
+/// another process acting at that moment.
+pub struct Tap {
+    /// The store.
+    pub inner: MemoryBackend,
+    ops: Mutex<Vec<String>>,
+    hook: Mutex<Option<(FileType, Hook)>>,
+    me: std::sync::Weak<Tap>,
+}
+
+impl Tap {
+    /// A tap on a new repository of `version` (the [`new_repo`] it was made with is
+    /// dropped: open it again with [`open`]).
+    pub fn new_repo(version: u32) -> Arc<Tap> {
+        let (mem, _) = new_repo(version);
+        let inner = Arc::try_unwrap(mem).unwrap_or_else(|_| panic!("the store has one owner"));
+        Arc::new_cyclic(|me| Tap {
+            inner,
+            ops: Mutex::new(Vec::new()),
+            hook: Mutex::new(None),
+            me: me.clone(),
+        })
+    }
+
+    /// The operations served since the last call.
+    pub fn take_ops(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+
+    /// Runs `hook` once, right after the next file of type `t` is stored.
+    pub fn after_write(&self, t: FileType, hook: Hook) {
+        *self.hook.lock().unwrap() = Some((t, hook));
+    }
+
+    fn note(&self, op: &str, t: FileType) {
+        self.ops.lock().unwrap().push(format!("{op} {}", t.dir()));
+    }
+}
+
+impl Backend for Tap {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> std::result::Result<(), BackendError> {
+        self.inner.create()
+    }
+    fn read(&self, h: &Handle) -> std::result::Result<Vec<u8>, BackendError> {
+        self.note("read", h.file_type());
+        self.inner.read(h)
+    }
+    fn read_range_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> std::result::Result<(), BackendError> {
+        self.note("read", h.file_type());
+        self.inner.read_range_into(h, offset, length, buf)
+    }
+    fn write(&self, h: &Handle, data: &[u8]) -> std::result::Result<(), BackendError> {
+        self.inner.write(h, data)?;
+        let hook = {
+            let mut slot = self.hook.lock().unwrap();
+            match &*slot {
+                Some((t, _)) if *t == h.file_type() => slot.take().map(|(_, f)| f),
+                _ => None,
+            }
+        };
+        if let (Some(hook), Some(me)) = (hook, self.me.upgrade()) {
+            let me: Arc<dyn Backend> = me;
+            hook(&me);
+        }
+        Ok(())
+    }
+    fn stat(&self, h: &Handle) -> std::result::Result<u64, BackendError> {
+        self.inner.stat(h)
+    }
+    fn remove(&self, h: &Handle) -> std::result::Result<(), BackendError> {
+        self.inner.remove(h)
+    }
+    fn list(&self, t: FileType) -> std::result::Result<Vec<FileInfo>, BackendError> {
+        self.note("list", t);
+        self.inner.list(t)
+    }
+    fn list_group(
+        &self,
+        t: FileType,
+        group: &str,
+    ) -> std::result::Result<Vec<FileInfo>, BackendError> {
+        self.note("list-group", t);
+        self.inner.list_group(t, group)
+    }
+}

@@ -6,76 +6,13 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle, MemoryBackend};
+use restash_backend::{Backend, FileType, Handle};
 use restash_engine::archiver::{run, BackupOptions, BackupSummary, JobOptions, Source};
 use restash_engine::events::{Control, Event, EventSink};
 use restash_engine::Repository;
 use restash_format::{BlobType, Id, ParentHint, SnapshotId};
 
-use crate::common::{differences, new_repo, options, restore_dir, PASSWORD};
-
-/// A store that records which listings and reads it served.
-struct Watch {
-    inner: MemoryBackend,
-    ops: Mutex<Vec<String>>,
-}
-
-impl Watch {
-    fn new(inner: MemoryBackend) -> Arc<Watch> {
-        Arc::new(Watch {
-            inner,
-            ops: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn note(&self, op: &str, t: FileType) {
-        self.ops.lock().unwrap().push(format!("{op} {}", t.dir()));
-    }
-
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.ops.lock().unwrap())
-    }
-}
-
-impl Backend for Watch {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn create(&self) -> Result<(), BackendError> {
-        self.inner.create()
-    }
-    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
-        self.note("read", h.file_type());
-        self.inner.read(h)
-    }
-    fn read_range_into(
-        &self,
-        h: &Handle,
-        offset: u64,
-        length: u64,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), BackendError> {
-        self.note("read", h.file_type());
-        self.inner.read_range_into(h, offset, length, buf)
-    }
-    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
-        self.inner.write(h, data)
-    }
-    fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
-        self.inner.stat(h)
-    }
-    fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        self.inner.remove(h)
-    }
-    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
-        self.note("list", t);
-        self.inner.list(t)
-    }
-    fn list_group(&self, t: FileType, group: &str) -> Result<Vec<FileInfo>, BackendError> {
-        self.note("list-group", t);
-        self.inner.list_group(t, group)
-    }
-}
+use crate::common::{differences, new_repo, options, restore_dir, Tap, PASSWORD};
 
 #[derive(Default)]
 struct Said(Mutex<Vec<String>>);
@@ -97,7 +34,7 @@ impl Said {
     }
 }
 
-fn repo_on(be: &Arc<Watch>) -> Repository {
+fn repo_on(be: &Arc<Tap>) -> Repository {
     Repository::open_listing(be.clone(), PASSWORD, None, &[]).expect("open")
 }
 
@@ -109,7 +46,7 @@ fn job() -> JobOptions {
 }
 
 /// One backup of `dir` as host `host`, as a new process: what it said and its summary.
-fn backup_as(be: &Arc<Watch>, dir: &Path, host: &str) -> (BackupSummary, Arc<Said>) {
+fn backup_as(be: &Arc<Tap>, dir: &Path, host: &str) -> (BackupSummary, Arc<Said>) {
     let mut repo = repo_on(be);
     let said = Arc::new(Said::default());
     let ctl = Control::new(said.clone());
@@ -128,7 +65,7 @@ fn backup_as(be: &Arc<Watch>, dir: &Path, host: &str) -> (BackupSummary, Arc<Sai
     (s, said)
 }
 
-fn hints(be: &Arc<Watch>) -> Vec<Id> {
+fn hints(be: &Arc<Tap>) -> Vec<Id> {
     be.inner
         .list(FileType::Hint)
         .unwrap()
@@ -151,9 +88,8 @@ fn source(dir: &Path, seed: u64) {
 }
 
 /// A store with `others` hosts' snapshots besides `claim-ada`'s first backup of `dir`.
-fn fleet(dir: &Path, others: usize) -> Arc<Watch> {
-    let (mem, _) = new_repo(2);
-    let be = Watch::new(Arc::try_unwrap(mem).unwrap_or_else(|_| panic!("the store has one owner")));
+fn fleet(dir: &Path, others: usize) -> Arc<Tap> {
+    let be = Tap::new_repo(2);
     let tmp = tempfile::tempdir().unwrap();
     for h in 0..others {
         let d = tmp.path().join(format!("v{h}"));
@@ -164,7 +100,7 @@ fn fleet(dir: &Path, others: usize) -> Arc<Watch> {
     let (first, said) = backup_as(&be, dir, "claim-ada");
     assert!(first.parent.is_none());
     assert!(!said.has("found by its hint"));
-    be.take();
+    be.take_ops();
     be
 }
 
@@ -177,7 +113,7 @@ fn a_hinted_backup_reads_only_its_own_parent() {
     let before = hints(&be);
 
     let (s, said) = backup_as(&be, &dir, "claim-ada");
-    let ops = be.take();
+    let ops = be.take_ops();
     assert!(
         said.has("found by its hint"),
         "{:?}",
@@ -249,7 +185,7 @@ fn new_data_is_deduplicated_against_the_parent_and_the_hint_names_every_blob() {
     assert_eq!(have, want);
 }
 
-fn read_hint(repo: &Repository, be: &Arc<Watch>, snap: SnapshotId) -> ParentHint {
+fn read_hint(repo: &Repository, be: &Arc<Tap>, snap: SnapshotId) -> ParentHint {
     for name in hints(be) {
         let sealed = be.inner.read(&Handle::new(FileType::Hint, name)).unwrap();
         let plain = repo.key().open(&sealed).unwrap();
@@ -274,12 +210,12 @@ fn a_forgotten_parent_or_a_pruned_tree_pack_means_the_whole_repository() {
     be.inner
         .remove(&Handle::new(FileType::Snapshot, second.0))
         .unwrap();
-    be.take();
+    be.take_ops();
     let (s, said) = backup_as(&be, &dir, "claim-ada");
     assert!(said.has("was removed"), "{:?}", said.0.lock().unwrap());
     assert!(s.parent.is_some() && s.parent != Some(second));
     assert_eq!(s.files_new, 0);
-    assert!(be.take().iter().any(|o| o == "list snapshots"));
+    assert!(be.take_ops().iter().any(|o| o == "list snapshots"));
 
     // A tree pack moved by another program's prune: the hint is not used.
     let hint = {

@@ -7,81 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use restash_backend::{Backend, BackendError, FileInfo, FileType, Handle, MemoryBackend};
+use restash_backend::{Backend, FileType, Handle};
 use restash_engine::archiver::{run, JobOptions, Source};
 use restash_engine::events::Control;
 use restash_engine::prune::{prune_locked, PruneOptions};
 use restash_engine::{EngineError, LockPolicy, RepoLock, Repository};
 
 use crate::common::*;
-
-type Hook = Box<dyn FnOnce(&Arc<dyn Backend>) + Send>;
-
-/// A store that runs `hook` once, right after the first index file prune writes (while
-/// prune stages beside others), with the store itself.
-struct Beside {
-    inner: MemoryBackend,
-    hook: Mutex<Option<Hook>>,
-    me: Mutex<Option<std::sync::Weak<Beside>>>,
-}
-
-impl Beside {
-    fn new(inner: MemoryBackend) -> Arc<Beside> {
-        let be = Arc::new(Beside {
-            inner,
-            hook: Mutex::new(None),
-            me: Mutex::new(None),
-        });
-        *be.me.lock().unwrap() = Some(Arc::downgrade(&be));
-        be
-    }
-
-    fn arm(&self, hook: Hook) {
-        *self.hook.lock().unwrap() = Some(hook);
-    }
-}
-
-impl Backend for Beside {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn create(&self) -> Result<(), BackendError> {
-        self.inner.create()
-    }
-    fn read(&self, h: &Handle) -> Result<Vec<u8>, BackendError> {
-        self.inner.read(h)
-    }
-    fn read_range_into(
-        &self,
-        h: &Handle,
-        offset: u64,
-        length: u64,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), BackendError> {
-        self.inner.read_range_into(h, offset, length, buf)
-    }
-    fn write(&self, h: &Handle, data: &[u8]) -> Result<(), BackendError> {
-        self.inner.write(h, data)?;
-        if h.file_type() == FileType::Index {
-            let hook = self.hook.lock().unwrap().take();
-            if let Some(hook) = hook {
-                let me: Arc<dyn Backend> =
-                    self.me.lock().unwrap().as_ref().unwrap().upgrade().unwrap();
-                hook(&me);
-            }
-        }
-        Ok(())
-    }
-    fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
-        self.inner.stat(h)
-    }
-    fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        self.inner.remove(h)
-    }
-    fn list(&self, t: FileType) -> Result<Vec<FileInfo>, BackendError> {
-        self.inner.list(t)
-    }
-}
 
 fn waiting() -> LockPolicy {
     LockPolicy {
@@ -97,11 +29,10 @@ fn source(dir: &Path, seed: u64) {
 }
 
 /// Snapshots of `a` and then `b`; `a`'s is forgotten. Returns the store and `b`'s id.
-fn forgotten_a(a: &Path, b: &Path) -> (Arc<Beside>, restash_format::SnapshotId) {
+fn forgotten_a(a: &Path, b: &Path) -> (Arc<Tap>, restash_format::SnapshotId) {
     source(a, 10);
     source(b, 20);
-    let (mem, _) = new_repo(2);
-    let be = Beside::new(Arc::try_unwrap(mem).unwrap_or_else(|_| panic!("one owner")));
+    let be = Tap::new_repo(2);
     let dyn_be: Arc<dyn Backend> = be.clone();
     let mut repo = open(dyn_be.clone());
     let snap_a = backup_dir(&mut repo, a, &options()).snapshot_id.unwrap();
@@ -113,7 +44,7 @@ fn forgotten_a(a: &Path, b: &Path) -> (Arc<Beside>, restash_format::SnapshotId) 
     (be, snap_b)
 }
 
-fn prune(be: &Arc<Beside>) -> restash_engine::Result<restash_engine::prune::PruneStats> {
+fn prune(be: &Arc<Tap>) -> restash_engine::Result<restash_engine::prune::PruneStats> {
     let mut repo = open(be.clone());
     prune_locked(
         &mut repo,
@@ -132,23 +63,26 @@ fn a_backup_beside_prune_keeps_the_unused_blobs_it_reuses() {
     let got = snap_c.clone();
     let a2 = a.clone();
     // While prune stages: a backup of `a` again, which finds `a`'s blobs in the index.
-    be.arm(Box::new(move |be| {
-        let mut repo = Repository::open(be.clone(), PASSWORD, None).unwrap();
-        let opts = restash_engine::archiver::BackupOptions {
-            host: "other-host".into(),
-            ..options()
-        };
-        let s = run(
-            &mut repo,
-            Source::Paths(vec![a2]),
-            opts,
-            &JobOptions::default(),
-            &Control::default(),
-        )
-        .expect("backup beside prune");
-        assert_eq!(s.data_blobs, 0, "a's blobs reused, not stored again");
-        *got.lock().unwrap() = s.snapshot_id;
-    }));
+    be.after_write(
+        FileType::Index,
+        Box::new(move |be| {
+            let mut repo = Repository::open(be.clone(), PASSWORD, None).unwrap();
+            let opts = restash_engine::archiver::BackupOptions {
+                host: "other-host".into(),
+                ..options()
+            };
+            let s = run(
+                &mut repo,
+                Source::Paths(vec![a2]),
+                opts,
+                &JobOptions::default(),
+                &Control::default(),
+            )
+            .expect("backup beside prune");
+            assert_eq!(s.data_blobs, 0, "a's blobs reused, not stored again");
+            *got.lock().unwrap() = s.snapshot_id;
+        }),
+    );
     let stats = prune(&be).expect("prune");
     let snap_c = snap_c.lock().unwrap().expect("the backup ran beside prune");
     assert!(
@@ -193,13 +127,16 @@ fn a_pack_indexed_while_prune_stages_is_not_deleted_as_unreferenced() {
     let late_bytes = be.inner.read(&late_h).unwrap();
     be.inner.remove(&late_h).unwrap();
     let back = late_bytes.clone();
-    be.arm(Box::new(move |be| {
-        // Another process, holding its own shared lock, indexes the pack now.
-        let other = Repository::open(be.clone(), PASSWORD, None).unwrap();
-        let lock = RepoLock::acquire(&other, false, false).unwrap();
-        be.write(&late_h, &back).unwrap();
-        lock.release();
-    }));
+    be.after_write(
+        FileType::Index,
+        Box::new(move |be| {
+            // Another process, holding its own shared lock, indexes the pack now.
+            let other = Repository::open(be.clone(), PASSWORD, None).unwrap();
+            let lock = RepoLock::acquire(&other, false, false).unwrap();
+            be.write(&late_h, &back).unwrap();
+            lock.release();
+        }),
+    );
     prune(&be).expect("prune");
     assert!(
         be.inner.stat(&Handle::new(FileType::Pack, pack.0)).is_ok(),
@@ -216,10 +153,13 @@ fn a_lock_held_to_the_end_makes_prune_give_up_without_its_new_index() {
     let before: Vec<Handle> = handles(be.as_ref(), FileType::Index).into_iter().collect();
     let held = Arc::new(Mutex::new(None));
     let keep = held.clone();
-    be.arm(Box::new(move |be| {
-        let other = Repository::open(be.clone(), PASSWORD, None).unwrap();
-        *keep.lock().unwrap() = Some(RepoLock::acquire(&other, false, false).unwrap());
-    }));
+    be.after_write(
+        FileType::Index,
+        Box::new(move |be| {
+            let other = Repository::open(be.clone(), PASSWORD, None).unwrap();
+            *keep.lock().unwrap() = Some(RepoLock::acquire(&other, false, false).unwrap());
+        }),
+    );
     match prune(&be) {
         Err(EngineError::Locked(_)) => {}
         other => panic!("prune should give up on the lock: {other:?}"),
