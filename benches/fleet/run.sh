@@ -34,8 +34,8 @@
 #   PRUNE_AT     after measuring this H, measure prune there too: the snapshots of 50 hosts
 #                forgotten before each of `prune` (exclusive throughout, as restic's),
 #                `prune --retry-lock` (beside backups; one backup started 20 s into it is
-#                timed) and restic's `prune`; the time backups are blocked is recorded
-#                                                                  [none]
+#                timed) and restic's `prune` (unless PRUNE_RESTIC=0); the time backups
+#                are blocked is recorded                           [none]
 #   RESTASH_EXTRA  extra flags for restash's measured commands (a design under test)
 # Build first: CARGO_TARGET_DIR=target-bench cargo build --release -p restash -p restash-benches
 set -euo pipefail
@@ -216,7 +216,7 @@ measure_prune() { # H
     read -r wall rss <"$LOG_DIR/$h-during-prune.time"
     echo "$h,$((h * SNAPSHOTS)),restash,1,backup-during-prune,$wall,$rss,,,," >>"$OUT_CSV"
     printf 'H=%-5s restash  backup during prune: %6.2f s\n' "$h" "$wall" >&2
-    if [[ " $TOOLS " == *" restic "* ]]; then
+    if [ "${PRUNE_RESTIC:-1}" = 1 ]; then
         forget_hosts 100 150
         measure "$h" restic 1 prune-restic prune
     fi

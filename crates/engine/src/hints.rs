@@ -10,7 +10,7 @@
 //! - New blobs are deduplicated against the parent's blobs by id. The parent exists under
 //!   the lock, and prune and forget take an exclusive lock, so every blob it reaches is in
 //!   the repository until this backup's snapshot (which reaches them too) is written.
-//! - Only trees are read through the hint's locations, and those packs were just seen.
+//! - Only trees are read through the hint's locations, and those packs were just read from.
 //!   Another program's prune may have moved data blobs since: a backup never reads them.
 //!
 //! Anything else (no hint, a hint that cannot be read, a forgotten parent, a tree pack
@@ -150,28 +150,35 @@ pub(crate) fn check(
             id.short()
         )));
     }
-    let tree_packs: Vec<PackId> = hint
+    // One tree of each pack read: the walk reads them next, and a cache keeps the whole
+    // pack from this read, so seeing the pack costs no request more than reading it.
+    let probes: Vec<(PackId, IndexBlob)> = hint
         .packs
         .iter()
-        .filter(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Tree))
-        .map(|p| p.id)
+        .filter_map(|p| {
+            let tree = p.blobs.iter().find(|b| b.blob_type == BlobType::Tree)?;
+            Some((p.id, *tree))
+        })
         .collect();
-    for (pack, seen) in tree_packs.iter().zip(map_io(&tree_packs, |p| {
-        repo.backend().exists(&Handle::new(FileType::Pack, *p))
-    })) {
-        match seen {
-            Ok(true) => {}
-            Ok(false) => {
+    let read = map_io(&probes, |(pack, b)| {
+        let mut buf = Vec::new();
+        repo.backend().read_metadata_range_into(
+            &Handle::new(FileType::Pack, *pack),
+            b.offset.into(),
+            b.length.into(),
+            &mut buf,
+        )
+    });
+    for ((pack, _), r) in probes.iter().zip(read) {
+        match r {
+            Ok(()) => {}
+            Err(BackendError::NotFound(_) | BackendError::ShortRead { .. }) => {
                 return Ok(Err(format!(
                     "pack {} with its trees is gone (pruned by another program?)",
                     pack.short()
                 )))
             }
-            Err(e) => {
-                return Err(EngineError::backend(format!("stat pack {}", pack.short()))(
-                    e,
-                ))
-            }
+            Err(e) => return Err(EngineError::backend(format!("read pack {}", pack.short()))(e)),
         }
     }
     Ok(Ok(snap))
