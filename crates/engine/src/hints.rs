@@ -16,12 +16,12 @@
 //! Anything else (no hint, a hint that cannot be read, a forgotten parent, a tree pack
 //! gone) means the full index and every snapshot, as before, and a new hint afterwards.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use restash_backend::{BackendError, FileType, Handle};
 use restash_format::{
-    decode_unpacked, BlobType, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId, ParentHint,
-    Snapshot, SnapshotId,
+    decode_unpacked, BlobId, BlobType, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId,
+    ParentHint, Snapshot, SnapshotId,
 };
 
 use crate::ahead::map_io;
@@ -29,7 +29,7 @@ use crate::index::MasterIndex;
 use crate::{EngineError, Repository, Result};
 
 /// Every blob a snapshot reaches.
-pub(crate) type Reached = HashSet<(restash_format::BlobId, BlobType)>;
+pub(crate) type Reached = HashSet<(BlobId, BlobType)>;
 
 /// A group's hints as a backup found them before it started.
 #[derive(Debug)]
@@ -178,7 +178,11 @@ pub(crate) fn check(
                     pack.short()
                 )))
             }
-            Err(e) => return Err(EngineError::backend(format!("read pack {}", pack.short()))(e)),
+            Err(e) => {
+                return Err(EngineError::backend(format!("read pack {}", pack.short()))(
+                    e,
+                ))
+            }
         }
     }
     Ok(Ok(snap))
@@ -288,16 +292,23 @@ pub(crate) struct Relocated {
     pub removed: usize,
 }
 
-/// Where a blob is after prune: unchanged (`None` from `moved` for a blob whose pack stays),
-/// elsewhere (`Some(Some(..))`), or gone (`Some(None)`).
-pub(crate) type Moved<'a> =
-    dyn Fn(&PackId, &IndexBlob) -> Option<Option<(PackId, IndexBlob)>> + Sync + 'a;
+/// Where blobs went: their new pack and entry, for the blobs asked for that moved to one.
+pub(crate) type NewPlaces = HashMap<(BlobId, BlobType), (PackId, IndexBlob)>;
+
+/// How many hints prune rewrites at once: the new places of their blobs are looked up
+/// together, so that memory stays that of a few volumes' hints, not of the fleet's.
+const RELOCATE_CHUNK: usize = 64;
 
 /// After prune moved blobs into new packs and before it deletes the old ones: rewrites
-/// every hint with a blob that moved, so that the next night's Jobs still read their own
-/// volume only, and removes the hints whose snapshot's blobs are gone. Failures are
+/// every hint with a blob in a pack that does not `stay`, from the new places `find` gives
+/// for such blobs, so that the next night's Jobs still read their own volume only; removes
+/// the hints with a blob that is nowhere now (their snapshot was forgotten). Failures are
 /// returned as warnings: a stale hint only sends its next backup the long way.
-pub(crate) fn relocate_all(repo: &Repository, moved: &Moved) -> (Relocated, Vec<String>) {
+pub(crate) fn relocate_all(
+    repo: &Repository,
+    stays: &(dyn Fn(&PackId) -> bool + Sync),
+    find: &dyn Fn(&Reached) -> NewPlaces,
+) -> (Relocated, Vec<String>) {
     let mut warnings = Vec::new();
     let names: Vec<Id> = match repo.backend().list(FileType::Hint) {
         Ok(l) => l.into_iter().map(|f| f.id).collect(),
@@ -306,55 +317,80 @@ pub(crate) fn relocate_all(repo: &Repository, moved: &Moved) -> (Relocated, Vec<
             return (Relocated::default(), warnings);
         }
     };
-    let results = map_io(&names, |name| -> Result<Option<bool>> {
-        let group = HintGroup::of_name(name);
-        let mut hint = read(repo, group, name)?;
-        let mut changed = false;
-        for p in &mut hint.packs {
-            for b in &mut p.blobs {
-                match moved(&p.id, b) {
-                    None => {}
-                    Some(None) => {
-                        remove(repo, *name)?;
-                        return Ok(Some(false));
-                    }
-                    Some(Some(_)) => changed = true,
-                }
-            }
-        }
-        if !changed {
-            return Ok(None);
-        }
-        let mut packs: BTreeMap<PackId, Vec<IndexBlob>> = BTreeMap::new();
-        for p in &hint.packs {
-            for b in &p.blobs {
-                let (pack, blob) = match moved(&p.id, b) {
-                    Some(Some(to)) => to,
-                    _ => (p.id, *b),
-                };
-                packs.entry(pack).or_default().push(blob);
-            }
-        }
-        hint.packs = packs
-            .into_iter()
-            .map(|(id, blobs)| IndexPack { id, blobs })
-            .collect();
-        if store(repo, group, &hint)? != *name {
-            remove(repo, *name)?;
-        }
-        Ok(Some(true))
-    });
     let mut done = Relocated::default();
-    for (name, r) in names.iter().zip(results) {
-        match r {
-            Ok(None) => {}
-            Ok(Some(true)) => done.rewritten += 1,
-            Ok(Some(false)) => done.removed += 1,
-            Err(e) => warnings.push(format!(
-                "parent hint {}: {e}; its volume's next backup reads the whole index",
-                name.short()
-            )),
+    for chunk in names.chunks(RELOCATE_CHUNK) {
+        let read = map_io(chunk, |name| read(repo, HintGroup::of_name(name), name));
+        let wanted: Reached = read
+            .iter()
+            .flatten()
+            .flat_map(|h| &h.packs)
+            .filter(|p| !stays(&p.id))
+            .flat_map(|p| p.blobs.iter().map(|b| (b.id, b.blob_type)))
+            .collect();
+        let places = find(&wanted);
+        let hints: Vec<(Id, Result<ParentHint>)> = chunk.iter().copied().zip(read).collect();
+        let results = map_io(&hints, |(name, hint)| -> Result<Option<bool>> {
+            let hint = match hint {
+                Ok(h) => h,
+                Err(e) => return Err(EngineError::Corrupt(e.to_string())),
+            };
+            relocate_one(repo, name, hint, stays, &places)
+        });
+        for ((name, _), r) in hints.iter().zip(results) {
+            match r {
+                Ok(None) => {}
+                Ok(Some(true)) => done.rewritten += 1,
+                Ok(Some(false)) => done.removed += 1,
+                Err(e) => warnings.push(format!(
+                    "parent hint {}: {e}; its volume's next backup reads the whole index",
+                    name.short()
+                )),
+            }
         }
     }
     (done, warnings)
+}
+
+/// One hint rewritten (`Some(true)`), removed (`Some(false)`) or left as it is (`None`).
+fn relocate_one(
+    repo: &Repository,
+    name: &Id,
+    hint: &ParentHint,
+    stays: &(dyn Fn(&PackId) -> bool + Sync),
+    places: &NewPlaces,
+) -> Result<Option<bool>> {
+    let mut packs: BTreeMap<PackId, Vec<IndexBlob>> = BTreeMap::new();
+    let mut changed = false;
+    for p in &hint.packs {
+        for b in &p.blobs {
+            let (pack, blob) = if stays(&p.id) {
+                (p.id, *b)
+            } else {
+                match places.get(&(b.id, b.blob_type)) {
+                    Some(to) => {
+                        changed = true;
+                        *to
+                    }
+                    None => {
+                        remove(repo, *name)?;
+                        return Ok(Some(false));
+                    }
+                }
+            };
+            packs.entry(pack).or_default().push(blob);
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let mut hint = hint.clone();
+    hint.packs = packs
+        .into_iter()
+        .map(|(id, blobs)| IndexPack { id, blobs })
+        .collect();
+    let group = HintGroup::of_name(name);
+    if store(repo, group, &hint)? != *name {
+        remove(repo, *name)?;
+    }
+    Ok(Some(true))
 }

@@ -136,17 +136,21 @@ fn commit_alone(
         .copied()
         .collect();
     let since: Vec<Id> = now.into_iter().filter(|f| !known.contains(f)).collect();
-    let mut extra = IndexFile {
-        supersedes: Vec::new(),
-        packs: staged.new_packs.clone(),
-    };
+    // What backups indexed beside the staging (prune's own new packs hold only blobs it
+    // found used, which `rescue` knows stay).
+    let mut extra = IndexFile::default();
     for id in &since {
         let data = repo.load_unpacked(FileType::Index, id)?;
         let (file, _) = IndexFile::from_json(&data)
             .map_err(EngineError::format(format!("index {}", id.short())))?;
         extra.packs.extend(file.packs);
     }
-    let indexed_since: HashSet<PackId> = extra.packs.iter().map(|p| p.id).collect();
+    let indexed_since: HashSet<PackId> = extra
+        .packs
+        .iter()
+        .map(|p| p.id)
+        .chain(staged.new_packs.iter().copied())
+        .collect();
     let marked: HashSet<SnapshotId> = marked.iter().copied().collect();
     let new: Vec<SnapshotId> = repo
         .list_ids(FileType::Snapshot)?
@@ -182,7 +186,8 @@ fn commit_alone(
 }
 
 /// The packs (numbers in `idx`) that snapshots `new` need and the plan would delete: walks
-/// their trees, except below trees prune found used (all of which stay).
+/// their trees, except below trees prune found used (all of which stay). `repo`'s index
+/// holds what backups indexed beside the staging.
 fn rescue(
     repo: &Repository,
     idx: &BlobIndex,
@@ -200,6 +205,10 @@ fn rescue(
         let copies = &idx.entries()[r];
         if copies.is_empty() {
             return false;
+        }
+        // Found used by prune: kept or repacked.
+        if copies[0].used {
+            return true;
         }
         let stays = |n: u32| plan.actions[n as usize] == Action::Keep || rescued.contains(&n);
         if !copies.iter().any(|e| stays(e.pack)) {

@@ -13,11 +13,11 @@
 //! beside running backups and commits under the exclusive lock (see `beside.rs`); step 1
 //! comes in the commit, once no backup can be writing a pack it has not indexed yet.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
-use restash_format::{BlobId, BlobType, Id, IndexBlob, IndexFile, IndexPack, PackId};
+use restash_format::{Id, IndexBlob, IndexFile, IndexPack, PackId};
 
 use super::blobs::BlobIndex;
 use super::plan::{blobs_to_repack, Action, Plan};
@@ -40,7 +40,7 @@ pub(crate) struct Staged {
     /// The new index files.
     pub written: Vec<Id>,
     /// Packs the new index names beyond the kept ones: repacked, or a backup's.
-    pub new_packs: Vec<IndexPack>,
+    pub new_packs: Vec<PackId>,
 }
 
 /// What the commit must not delete although the plan said so.
@@ -64,7 +64,7 @@ pub(crate) fn execute(
     let staged = stage(repo, idx, plan, opts, stats, out)?;
     let spared = Spared {
         rescued: HashSet::new(),
-        indexed_since: staged.new_packs.iter().map(|p| p.id).collect(),
+        indexed_since: staged.new_packs.iter().copied().collect(),
     };
     commit(repo, idx, plan, &staged, &spared, stats, out)
 }
@@ -82,6 +82,7 @@ pub(crate) fn stage(
 ) -> Result<Staged> {
     let mut staged = Staged::default();
     let mut new_files: Vec<Id> = Vec::new();
+    let mut new_packs: Vec<IndexPack> = Vec::new();
     if plan.actions.contains(&Action::Repack) {
         say(out, Msg::Info("repacking packs".into()));
         repack(repo, idx, plan, opts, out)?;
@@ -95,32 +96,24 @@ pub(crate) fn stage(
             let data = repo.load_unpacked(FileType::Index, &id)?;
             let (file, _) = IndexFile::from_json(&data)
                 .map_err(EngineError::format(format!("index {}", id.short())))?;
-            staged.new_packs.extend(file.packs);
+            new_packs.extend(file.packs);
             new_files.push(id);
         }
-        stats.packs_written = staged.new_packs.len() as u64;
+        stats.packs_written = new_packs.len() as u64;
         crash_point("repack");
     }
+    staged.new_packs = new_packs.iter().map(|p| p.id).collect();
 
     let dropped = plan.actions.iter().any(|a| *a != Action::Keep);
     out.cancel.check()?;
     if dropped {
+        // The new packs are indexed and the old ones still there: every hint can point at
+        // where its blobs are now.
+        relocate_hints(repo, idx, plan, &new_packs, out);
         say(out, Msg::Info("rebuilding index".into()));
         staged.obsolete = idx.files.clone();
         staged.obsolete.extend(new_files);
-        let moved_to = new_locations(&staged.new_packs);
-        staged.written = write_index(
-            repo,
-            idx,
-            plan,
-            &staged.obsolete,
-            staged.new_packs.clone(),
-            stats,
-            out,
-        )?;
-        // The new index is written and the old packs are still there: every hint can
-        // point at where its blobs are now.
-        relocate_hints(repo, idx, plan, &moved_to, out);
+        staged.written = write_index(repo, idx, plan, &staged.obsolete, new_packs, stats, out)?;
         crash_point("index");
     }
     Ok(staged)
@@ -198,44 +191,47 @@ pub(crate) fn commit(
     Ok(())
 }
 
-type NewLocations = HashMap<(BlobId, BlobType), (PackId, IndexBlob)>;
-
-fn new_locations(packs: &[IndexPack]) -> NewLocations {
-    packs
-        .iter()
-        .flat_map(|p| {
-            p.blobs
-                .iter()
-                .map(move |b| ((b.id, b.blob_type), (p.id, *b)))
-        })
-        .collect()
-}
-
 /// Rewrites the parent hints whose blobs were repacked (see [`crate::hints`]).
 fn relocate_hints(
     repo: &Repository,
     idx: &BlobIndex,
     plan: &Plan,
-    moved_to: &NewLocations,
+    new_packs: &[IndexPack],
     out: &Control,
 ) {
+    // A pack prune does not know (written since it read the index) stays too.
     let stays = |pack: &PackId| {
         idx.pack_number(pack)
             .is_none_or(|n| plan.actions[n as usize] == Action::Keep)
     };
-    let moved = |pack: &PackId, b: &IndexBlob| {
-        if stays(pack) {
-            return None;
+    let find = |wanted: &crate::hints::Reached| {
+        let mut places = crate::hints::NewPlaces::new();
+        for p in new_packs {
+            for b in &p.blobs {
+                if wanted.contains(&(b.id, b.blob_type)) {
+                    places.insert((b.id, b.blob_type), (p.id, *b));
+                }
+            }
         }
-        let kept = || {
-            idx.copies(&b.id, b.blob_type)
+        // Duplicates of a repacked blob may be kept elsewhere.
+        for &(id, t) in wanted {
+            if places.contains_key(&(id, t)) {
+                continue;
+            }
+            if let Some(e) = idx
+                .copies(&id, t)
                 .iter()
                 .find(|e| plan.actions[e.pack as usize] == Action::Keep)
-                .map(|e| (idx.pack_id(e.pack), IndexBlob::from(e.pack_entry())))
-        };
-        Some(moved_to.get(&(b.id, b.blob_type)).copied().or_else(kept))
+            {
+                places.insert(
+                    (id, t),
+                    (idx.pack_id(e.pack), IndexBlob::from(e.pack_entry())),
+                );
+            }
+        }
+        places
     };
-    let (done, warnings) = crate::hints::relocate_all(repo, &moved);
+    let (done, warnings) = crate::hints::relocate_all(repo, &stays, &find);
     for w in warnings {
         say(out, Msg::Warn(w));
     }
