@@ -4,7 +4,6 @@
 
 use std::ops::{Deref, Range};
 
-use rayon::prelude::*;
 use restash_backend::{FileType, Handle};
 use restash_format::{BlobId, BlobType, Id, Tree};
 
@@ -37,13 +36,12 @@ impl BlobIndex {
         };
         // Downloads overlap; decoding runs on this thread, one file at a time: a decoded
         // index file (and its JSON) is several times larger than the entries kept from it.
-        let per_round = 4 * rayon::current_num_threads().max(1);
+        let per_round = 4 * crate::ahead::IO_THREADS;
         let (total, mut done) = (idx.files.len(), 0);
         for chunk in idx.files.clone().chunks(per_round) {
-            let fetched: Vec<(Id, Result<Vec<u8>>)> = chunk
-                .par_iter()
-                .map(|id| (*id, repo.read_unpacked(FileType::Index, id)))
-                .collect();
+            // Round trips, not processor time: as many at once as the store takes.
+            let fetched: Vec<(Id, Result<Vec<u8>>)> =
+                crate::ahead::map_io(chunk, |id| (*id, repo.read_unpacked(FileType::Index, id)));
             for (id, raw) in fetched {
                 let decoded = raw.and_then(|raw| {
                     crate::check::decode_index_file(repo, &restash_format::IndexId(id), &raw)
@@ -140,16 +138,14 @@ impl BlobIndex {
         }
         while !frontier.is_empty() {
             cancel.check()?;
-            let trees: Vec<Result<Tree>> = frontier
-                .par_iter()
-                .map(|r| {
-                    let data = self.read_any(repo, r.clone())?;
-                    Tree::from_bytes(&data).map_err(EngineError::format(format!(
-                        "tree {}",
-                        self.entries()[r.start].id.short()
-                    )))
-                })
-                .collect();
+            let this = &*self;
+            let trees: Vec<Result<Tree>> = crate::ahead::map_io(&frontier, |r| {
+                let data = this.read_any(repo, r.clone())?;
+                Tree::from_bytes(&data).map_err(EngineError::format(format!(
+                    "tree {}",
+                    this.entries()[r.start].id.short()
+                )))
+            });
             let mut next = Vec::new();
             for tree in trees {
                 for node in tree?.nodes {

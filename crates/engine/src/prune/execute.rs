@@ -445,24 +445,21 @@ fn delete_files(
     out: &Control,
 ) -> Result<()> {
     let total = ids.len() as u64;
-    let results: Vec<(Id, Result<()>)> = ids
-        .par_iter()
-        .map(|id| {
-            let h = Handle::new(t, *id);
-            let r = match repo.backend().remove(&h) {
-                Ok(()) => Ok(()),
-                Err(e) if Repository::is_not_found(&e) => Ok(()),
-                Err(e) => Err(EngineError::backend(format!("remove {h}"))(e)),
-            };
-            if r.is_ok() {
-                crash_point(match t {
-                    FileType::Pack => "pack-delete",
-                    _ => "index-delete-one",
-                });
-            }
-            (*id, r)
-        })
-        .collect();
+    let results: Vec<(Id, Result<()>)> = crate::ahead::map_io(ids, |id| {
+        let h = Handle::new(t, *id);
+        let r = match repo.backend().remove(&h) {
+            Ok(()) => Ok(()),
+            Err(e) if Repository::is_not_found(&e) => Ok(()),
+            Err(e) => Err(EngineError::backend(format!("remove {h}"))(e)),
+        };
+        if r.is_ok() {
+            crash_point(match t {
+                FileType::Pack => "pack-delete",
+                _ => "index-delete-one",
+            });
+        }
+        (*id, r)
+    });
     for (id, r) in results {
         match r {
             Ok(()) => stats.files_deleted += 1,

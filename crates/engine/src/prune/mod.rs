@@ -11,7 +11,6 @@ mod blobs;
 mod execute;
 mod plan;
 
-use rayon::prelude::*;
 use restash_format::{BlobId, Compression, SnapshotId};
 
 use crate::events::{Control, Phase};
@@ -296,14 +295,14 @@ fn prepare(
         .map(SnapshotId)
         .filter(|id| !opts.ignore_snapshots.contains(id))
         .collect();
-    let roots: Vec<BlobId> = ids
-        .par_iter()
-        .map(|id| {
-            repo.load_snapshot(id)
-                .map(|sn| sn.tree)
-                .map_err(|e| EngineError::Corrupt(format!("failed loading snapshot: {e}")))
-        })
-        .collect::<Result<_>>()?;
+    // One round trip each: as many at once as the store takes, not one per core.
+    let roots: Vec<BlobId> = crate::ahead::map_io(&ids, |id| {
+        repo.load_snapshot(id)
+            .map(|sn| sn.tree)
+            .map_err(|e| EngineError::Corrupt(format!("failed loading snapshot: {e}")))
+    })
+    .into_iter()
+    .collect::<Result<_>>()?;
     say(
         out,
         Msg::Info(format!(
