@@ -10,7 +10,8 @@
 //! - New blobs are deduplicated against the parent's blobs by id. The parent exists under
 //!   the lock, and prune and forget take an exclusive lock, so every blob it reaches is in
 //!   the repository until this backup's snapshot (which reaches them too) is written.
-//! - Only trees are read through the hint's locations, and those packs were just read from.
+//! - Only trees are read through the hint's locations, and those packs were just seen in
+//!   the store (never only in a cache, which may keep what the repository lost).
 //!   Another program's prune may have moved data blobs since: a backup never reads them.
 //!
 //! Anything else (no hint, a hint that cannot be read, a forgotten parent, a tree pack
@@ -128,13 +129,16 @@ pub(crate) fn check(
     paths: &[String],
 ) -> Result<std::result::Result<Snapshot, String>> {
     let id = hint.snapshot;
-    let snap = match repo.load_snapshot(&id) {
-        Ok(s) => s,
-        Err(EngineError::Backend { source, .. }) if Repository::is_not_found(&source) => {
-            return Ok(Err(format!("its snapshot {} was removed", id.short())))
-        }
-        Err(e) => return Err(e),
-    };
+    // Asked of the store itself, never of a cache: a cache keeps files that the repository
+    // has lost since (a snapshot forgotten, a pack pruned), and a hint trusted then would
+    // deduplicate against blobs that are gone.
+    let h = Handle::new(FileType::Snapshot, id.0);
+    match repo.backend().exists(&h) {
+        Ok(true) => {}
+        Ok(false) => return Ok(Err(format!("its snapshot {} was removed", id.short()))),
+        Err(e) => return Err(EngineError::backend(format!("stat {h}"))(e)),
+    }
+    let snap = repo.load_snapshot(&id)?;
     let sorted = |p: &[String]| {
         let mut v: Vec<String> = p.to_vec();
         v.sort();
@@ -150,36 +154,26 @@ pub(crate) fn check(
             id.short()
         )));
     }
-    // One tree of each pack read: the walk reads them next, and a cache keeps the whole
-    // pack from this read, so seeing the pack costs no request more than reading it.
-    let probes: Vec<(PackId, IndexBlob)> = hint
+    let tree_packs: Vec<PackId> = hint
         .packs
         .iter()
-        .filter_map(|p| {
-            let tree = p.blobs.iter().find(|b| b.blob_type == BlobType::Tree)?;
-            Some((p.id, *tree))
-        })
+        .filter(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Tree))
+        .map(|p| p.id)
         .collect();
-    let read = map_io(&probes, |(pack, b)| {
-        let mut buf = Vec::new();
-        repo.backend().read_metadata_range_into(
-            &Handle::new(FileType::Pack, *pack),
-            b.offset.into(),
-            b.length.into(),
-            &mut buf,
-        )
+    let seen = map_io(&tree_packs, |p| {
+        repo.backend().exists(&Handle::new(FileType::Pack, *p))
     });
-    for ((pack, _), r) in probes.iter().zip(read) {
-        match r {
-            Ok(()) => {}
-            Err(BackendError::NotFound(_) | BackendError::ShortRead { .. }) => {
+    for (pack, seen) in tree_packs.iter().zip(seen) {
+        match seen {
+            Ok(true) => {}
+            Ok(false) => {
                 return Ok(Err(format!(
                     "pack {} with its trees is gone (pruned by another program?)",
                     pack.short()
                 )))
             }
             Err(e) => {
-                return Err(EngineError::backend(format!("read pack {}", pack.short()))(
+                return Err(EngineError::backend(format!("stat pack {}", pack.short()))(
                     e,
                 ))
             }

@@ -343,3 +343,46 @@ fn prune_moves_the_hints_with_the_trees_it_repacks() {
     assert_eq!((third.files_new, third.files_changed), (0, 0));
     crate::common::run_check(be.clone(), true).assert_clean();
 }
+
+#[test]
+fn a_cache_that_kept_a_forgotten_parent_is_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 0);
+    let cache_dir = tempfile::tempdir().unwrap();
+    // Every run through the same persistent cache, as on a laptop.
+    let cached = |be: &Arc<Tap>| -> Repository {
+        let mut repo = repo_on(be);
+        let id = repo.id().to_string();
+        repo.wrap_backend(|inner| {
+            Arc::new(restash_backend::CachedBackend::new(inner, cache_dir.path(), &id).unwrap())
+        });
+        repo
+    };
+    let run_cached = |be: &Arc<Tap>| {
+        let mut repo = cached(be);
+        let said = Arc::new(Said::default());
+        let s = run(
+            &mut repo,
+            Source::Paths(vec![dir.clone()]),
+            BackupOptions {
+                host: "claim-ada".into(),
+                ..options()
+            },
+            &job(),
+            &Control::new(said.clone()),
+        )
+        .expect("backup");
+        (s, said)
+    };
+    let (second, said) = run_cached(&be);
+    assert!(said.has("found by its hint"));
+    // The cache now holds the second snapshot; the repository loses it.
+    let gone = second.snapshot_id.unwrap();
+    be.inner
+        .remove(&Handle::new(FileType::Snapshot, gone.0))
+        .unwrap();
+    let (third, said) = run_cached(&be);
+    assert!(said.has("was removed"), "{:?}", said.0.lock().unwrap());
+    assert_ne!(third.parent, Some(gone));
+}
