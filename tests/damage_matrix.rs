@@ -360,9 +360,15 @@ fn restash_args(repo: &Path, args: Vec<OsString>) -> Vec<OsString> {
     all
 }
 
+/// restash's backups here find their parent restic's way (`--no-parent-hint`): every
+/// snapshot and the whole index, the files restic reads too, so that both meet the same
+/// damage. A backup by its hint reads its parent alone; tests/backup_interop.rs and the
+/// engine's hint tests cover its damaged, stale and missing cases.
 fn backup_args(repo: &Path, src: &Path, restash: bool) -> Vec<OsString> {
     let args = osargs!["backup", "--host", HOST, src];
     if restash {
+        let mut args = args;
+        args.push("--no-parent-hint".into());
         restash_args(repo, args)
     } else {
         with_repo(repo, args)
