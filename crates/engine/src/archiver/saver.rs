@@ -63,6 +63,7 @@ pub struct Saver<'a> {
     // Set for a run that writes a parent hint: every blob its snapshot reaches, and the
     // packs it wrote.
     reach: Option<Mutex<Reach>>,
+    index_files: Mutex<Vec<restash_format::Id>>,
     /// What this run added.
     pub stats: SaveStats,
 }
@@ -121,6 +122,7 @@ impl<'a> Saver<'a> {
                 since: Instant::now(),
             }),
             reach: None,
+            index_files: Mutex::new(Vec::new()),
             stats: SaveStats::default(),
         }
     }
@@ -269,8 +271,14 @@ impl<'a> Saver<'a> {
         if self.dry_run || file.packs.is_empty() {
             return Ok(());
         }
-        self.repo.save_unpacked(FileType::Index, &file.to_json())?;
+        let id = self.repo.save_unpacked(FileType::Index, &file.to_json())?;
+        self.index_files.lock().expect("index files").push(id);
         Ok(())
+    }
+
+    /// The index files this saver wrote.
+    pub fn index_files(&self) -> Vec<restash_format::Id> {
+        self.index_files.lock().expect("index files").clone()
     }
 
     /// Uploads the partly filled packs and writes the index for everything uploaded.

@@ -135,7 +135,11 @@ fn commit_alone(
         .chain(&staged.written)
         .copied()
         .collect();
-    let since: Vec<Id> = now.into_iter().filter(|f| !known.contains(f)).collect();
+    let since: Vec<Id> = now
+        .into_iter()
+        .filter(|f| !known.contains(f))
+        .chain(staged.from_others.iter().copied())
+        .collect();
     // What backups indexed beside the staging (prune's own new packs hold only blobs it
     // found used, which `rescue` knows stay).
     let mut extra = IndexFile::default();

@@ -41,6 +41,8 @@ pub(crate) struct Staged {
     pub written: Vec<Id>,
     /// Packs the new index names beyond the kept ones: repacked, or a backup's.
     pub new_packs: Vec<PackId>,
+    /// Of the superseded index files, those another process wrote while prune staged.
+    pub from_others: Vec<Id>,
 }
 
 /// What the commit must not delete although the plan said so.
@@ -85,7 +87,7 @@ pub(crate) fn stage(
     let mut new_packs: Vec<IndexPack> = Vec::new();
     if plan.actions.contains(&Action::Repack) {
         say(out, Msg::Info("repacking packs".into()));
-        repack(repo, idx, plan, opts, out)?;
+        let own: HashSet<Id> = repack(repo, idx, plan, opts, out)?.into_iter().collect();
         // The saver indexed the new packs as it went: pick those index files up so the
         // new full index covers the new packs and the files can be deleted with the rest.
         let known: HashSet<Id> = idx.files.iter().copied().collect();
@@ -98,6 +100,11 @@ pub(crate) fn stage(
                 .map_err(EngineError::format(format!("index {}", id.short())))?;
             new_packs.extend(file.packs);
             new_files.push(id);
+            // Written beside the staging by another process (a backup): its snapshot may
+            // need what the commit looks up there.
+            if !own.contains(&id) {
+                staged.from_others.push(id);
+            }
         }
         stats.packs_written = new_packs.len() as u64;
         crash_point("repack");
@@ -255,7 +262,7 @@ fn repack(
     plan: &Plan,
     opts: &PruneOptions,
     out: &Control,
-) -> Result<()> {
+) -> Result<Vec<Id>> {
     let wanted = blobs_to_repack(idx, plan)?;
     let mut packs: Vec<u32> = plan
         .actions
@@ -287,7 +294,7 @@ fn repack(
         crash_point("repack-chunk");
     }
     saver.flush()?;
-    Ok(())
+    Ok(saver.index_files())
 }
 
 fn repack_one(

@@ -32,6 +32,8 @@ fn source(dir: &Path, seed: u64) {
 fn forgotten_a(a: &Path, b: &Path) -> (Arc<Tap>, restash_format::SnapshotId) {
     source(a, 10);
     source(b, 20);
+    // A blob of `a` that `b` reuses: once `a` is forgotten, its pack is repacked.
+    std::fs::copy(a.join("small.txt"), b.join("copied.txt")).unwrap();
     let be = Tap::new_repo(2);
     let dyn_be: Arc<dyn Backend> = be.clone();
     let mut repo = open(dyn_be.clone());
@@ -66,6 +68,8 @@ fn a_backup_beside_prune_keeps_the_unused_blobs_it_reuses() {
     be.after_write(
         FileType::Index,
         Box::new(move |be| {
+            // One new file too: new trees, in a pack indexed after prune listed the packs.
+            std::fs::write(a2.join("extra.txt"), "written beside prune\n").unwrap();
             let mut repo = Repository::open(be.clone(), PASSWORD, None).unwrap();
             let opts = restash_engine::archiver::BackupOptions {
                 host: "other-host".into(),
@@ -79,7 +83,10 @@ fn a_backup_beside_prune_keeps_the_unused_blobs_it_reuses() {
                 &Control::default(),
             )
             .expect("backup beside prune");
-            assert_eq!(s.data_blobs, 0, "a's blobs reused, not stored again");
+            assert_eq!(
+                s.data_blobs, 1,
+                "a's blobs reused, only the new file stored"
+            );
             *got.lock().unwrap() = s.snapshot_id;
         }),
     );
