@@ -76,7 +76,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<()> {
     // prune runs under forget's exclusive lock, as in restic: then it is taken here.
     // With a lock wait, each works beside backups and takes the exclusive lock only to
     // delete (see `prune_locked`).
-    let beside = !a.dry_run && !lock.skip && !lock.wait.is_zero();
+    let beside = !a.dry_run && lock.works_beside();
     let held = match prune_opts {
         Some(_) if !beside => RepoLock::take(&repo, true, &lock, &ctl)?,
         _ => None,

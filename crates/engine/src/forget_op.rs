@@ -70,7 +70,7 @@ pub struct ForgetSummary {
 /// policy then removes a subset of what it would remove with it (every keep rule keeps a
 /// snapshot it kept in the larger set), so nothing the full set keeps is removed.
 pub fn forget(repo: &Repository, opts: &ForgetOptions, ctl: &Control) -> Result<ForgetSummary> {
-    let beside = !opts.dry_run && !opts.lock.skip && !opts.lock.wait.is_zero();
+    let beside = !opts.dry_run && opts.lock.works_beside();
     let mut lock = RepoLock::take(repo, !beside, &opts.lock, ctl)?;
     let chosen = select_snapshots(repo, &opts.filter, &opts.ids, ctl)?;
     let mut out = ForgetSummary::default();

@@ -21,11 +21,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use restash_backend::{BackendError, FileType, Handle};
 use restash_format::{
-    decode_unpacked, BlobId, BlobType, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId,
-    ParentHint, Snapshot, SnapshotId,
+    BlobId, BlobType, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId, ParentHint, Snapshot,
+    SnapshotId,
 };
 
 use crate::ahead::map_io;
+use crate::archiver::same_paths;
 use crate::index::MasterIndex;
 use crate::{EngineError, Repository, Result};
 
@@ -111,12 +112,7 @@ fn read(repo: &Repository, group: HintGroup, name: &Id) -> Result<ParentHint> {
             "load {h}: its bytes do not match its name"
         )));
     }
-    let plain = repo
-        .key()
-        .open(&sealed)
-        .map_err(|e| EngineError::Corrupt(format!("load {h}: decryption failed: {e}")))?;
-    let json =
-        decode_unpacked(repo.version(), plain).map_err(EngineError::format(h.to_string()))?;
+    let json = repo.decrypt_unpacked(FileType::Hint, name, &sealed)?;
     ParentHint::from_json(&json).map_err(EngineError::format(h.to_string()))
 }
 
@@ -139,16 +135,8 @@ pub(crate) fn check(
         Err(e) => return Err(EngineError::backend(format!("stat {h}"))(e)),
     }
     let snap = repo.load_snapshot(&id)?;
-    let sorted = |p: &[String]| {
-        let mut v: Vec<String> = p.to_vec();
-        v.sort();
-        v
-    };
-    if snap.hostname != host
-        || sorted(&snap.paths) != sorted(paths)
-        || sorted(&hint.paths) != sorted(paths)
-        || hint.hostname != host
-    {
+    let same = |h: &str, p: &[String]| h == host && same_paths(p, paths);
+    if !same(&snap.hostname, &snap.paths) || !same(&hint.hostname, &hint.paths) {
         return Ok(Err(format!(
             "its snapshot {} is of another host or other paths",
             id.short()

@@ -100,6 +100,15 @@ pub struct LockPolicy {
     pub ignore_stale: bool,
 }
 
+impl LockPolicy {
+    /// Whether a command that deletes (prune, forget) should work beside others' locks and
+    /// take the exclusive lock only to delete: it was told to wait for locks, so it can
+    /// wait for the others to end. Without a wait it refuses at once, as restic does.
+    pub fn works_beside(&self) -> bool {
+        !self.skip && !self.wait.is_zero()
+    }
+}
+
 /// restic's pauses between two looks at a held lock: the first, and the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(60);

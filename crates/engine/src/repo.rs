@@ -355,8 +355,9 @@ impl Repository {
         self.decrypt_unpacked(t, id, data)
     }
 
-    /// Opens and decompresses bytes known to hash to the file's name.
-    fn decrypt_unpacked(&self, t: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
+    /// Opens and decompresses bytes known to hash to the file's name (or, for a hint,
+    /// to match it).
+    pub(crate) fn decrypt_unpacked(&self, t: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
         let h = Handle::new(t, *id);
         let plain = self
             .key

@@ -578,6 +578,16 @@ fn write_hint(
     hints::write(repo, &h.found, id, snap, index).map_err(|e| format!("parent hint not saved: {e}"))
 }
 
+/// restic's rule for a parent's paths: the same set, in any order.
+pub(crate) fn same_paths(a: &[String], b: &[String]) -> bool {
+    fn sorted(p: &[String]) -> Vec<&String> {
+        let mut v: Vec<&String> = p.iter().collect();
+        v.sort();
+        v
+    }
+    sorted(a) == sorted(b)
+}
+
 /// The latest snapshot of the same host and paths, or the one named by `--parent`, or the
 /// one a checked parent hint names.
 fn find_parent(
@@ -595,15 +605,9 @@ fn find_parent(
     if let Some(p) = hinted {
         return Ok(Some(p.clone()));
     }
-    let mut want: Vec<&String> = paths.iter().collect();
-    want.sort();
     let snaps = repo.load_snapshots()?;
     let parent = snaps
-        .latest_where(|s| {
-            let mut have: Vec<&String> = s.paths.iter().collect();
-            have.sort();
-            s.hostname == opts.host && have == want
-        })
+        .latest_where(|s| s.hostname == opts.host && same_paths(&s.paths, paths))
         .map_err(|_| {
             // Backing up without the parent would be correct but reads everything again;
             // the user decides.

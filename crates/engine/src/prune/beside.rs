@@ -24,14 +24,13 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use restash_backend::FileType;
-use restash_format::{BlobId, BlobType, Id, IndexFile, PackId, SnapshotId, Tree};
+use restash_format::{BlobId, BlobType, Id, PackId, SnapshotId, Tree};
 
 use super::blobs::BlobIndex;
-use super::execute::{commit, stage, Spared, Staged};
+use super::execute::{commit, delete_files, stage, Spared, Staged};
 use super::plan::{Action, Plan};
 use super::{crash_point, prepare, remove_leftovers, say, Msg, PruneOptions, PruneStats};
 use crate::events::Control;
-use crate::index::MasterIndex;
 use crate::{EngineError, LockPolicy, RepoLock, Repository, Result};
 
 /// Prunes with the exclusive lock held only to delete (see the module docs). Returns the
@@ -63,7 +62,14 @@ pub(crate) fn prune_beside(
         Err(e) => {
             // Another command kept its lock: the new index must not outlive this lock, or a
             // prune that deletes what it names would leave it naming missing packs.
-            let undone = delete_written(repo, &staged);
+            let undone = delete_files(
+                repo,
+                FileType::Index,
+                &staged.written,
+                true,
+                &mut stats,
+                out,
+            );
             shared.release();
             return Err(match undone {
                 Ok(()) => e,
@@ -98,16 +104,6 @@ pub(crate) fn prune_beside(
     Ok((stats, held))
 }
 
-fn delete_written(repo: &Repository, staged: &Staged) -> Result<()> {
-    for id in &staged.written {
-        let h = restash_backend::Handle::new(FileType::Index, *id);
-        repo.backend()
-            .remove(&h)
-            .map_err(EngineError::backend(format!("remove {h}")))?;
-    }
-    Ok(())
-}
-
 /// The second half, alone: what backups wrote beside the staging, the packs their new
 /// snapshots came to need, then [`commit`].
 fn commit_alone(
@@ -122,7 +118,7 @@ fn commit_alone(
     let now: HashSet<Id> = repo.list_ids(FileType::Index)?.into_iter().collect();
     if let Some(gone) = idx.files.iter().find(|f| !now.contains(f)) {
         // Only a command that ignores locks deletes index files while prune holds one.
-        delete_written(repo, staged)?;
+        delete_files(repo, FileType::Index, &staged.written, true, stats, out)?;
         return Err(EngineError::Corrupt(format!(
             "index file {} went away while prune ran (a command without a lock?): nothing \
              deleted; run prune again",
@@ -142,17 +138,9 @@ fn commit_alone(
         .collect();
     // What backups indexed beside the staging (prune's own new packs hold only blobs it
     // found used, which `rescue` knows stay).
-    let mut extra = IndexFile::default();
-    for id in &since {
-        let data = repo.load_unpacked(FileType::Index, id)?;
-        let (file, _) = IndexFile::from_json(&data)
-            .map_err(EngineError::format(format!("index {}", id.short())))?;
-        extra.packs.extend(file.packs);
-    }
-    let indexed_since: HashSet<PackId> = extra
-        .packs
-        .iter()
-        .map(|p| p.id)
+    let extra = repo.read_index_of(&since)?;
+    let indexed_since: HashSet<PackId> = (0..extra.pack_count() as u32)
+        .map(|n| extra.pack_id(n))
         .chain(staged.new_packs.iter().copied())
         .collect();
     let marked: HashSet<SnapshotId> = marked.iter().copied().collect();
@@ -165,10 +153,7 @@ fn commit_alone(
     let rescued = if new.is_empty() {
         HashSet::new()
     } else {
-        let mut index = MasterIndex::new();
-        index.add_file(&extra, false);
-        index.finish();
-        repo.set_index(index);
+        repo.set_index(extra);
         let r = rescue(repo, idx, plan, &new);
         repo.unload_index();
         r?

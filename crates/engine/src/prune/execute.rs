@@ -443,7 +443,7 @@ fn write_index(
 
 /// Deletes files; for index files a failure stops prune (restic's DeleteFilesChecked),
 /// for packs it is a warning (a leftover pack is harmless).
-fn delete_files(
+pub(crate) fn delete_files(
     repo: &Repository,
     t: FileType,
     ids: &[Id],

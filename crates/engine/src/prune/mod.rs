@@ -232,7 +232,7 @@ pub fn prune_locked(
     // Beside backups only when told to wait for locks (`--retry-lock`, as the prune
     // CronJob is): it waits for the backups running beside it to end before it deletes.
     // Without a wait, restic's way: refuse at once if anything holds a lock.
-    if !policy.skip && !opts.dry_run && !policy.wait.is_zero() {
+    if !opts.dry_run && policy.works_beside() {
         return beside::prune_beside(repo, opts, &policy, out).map(|(stats, _)| stats);
     }
     let held = RepoLock::take(repo, true, &policy, out)?;
