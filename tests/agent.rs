@@ -641,6 +641,8 @@ fn backup_forget_applies_the_policy_to_its_own_host_only() {
     let summary = last_line(&out);
     assert_eq!(summary["snapshots_kept"], 2, "{summary}");
     assert_eq!(summary["snapshots_removed"], 3, "{summary}");
+    // From the snapshots the parent hint names, not from every volume's.
+    assert_eq!(summary["forget_by_hint"], 1, "{summary}");
     let snaps = repo.restic_snapshots();
     let count = |h: &str| snaps.iter().filter(|s| s["hostname"] == h).count();
     assert_eq!(

@@ -309,13 +309,17 @@ fn backup_and_restore_jobs_run_as_pods_against_s3() {
         let job = &k8s("job --pvc claim-alice --keep-daily 1 --name-suffix f")[0];
         let (out, msg) = pod.run(job, &vol);
         let out = out.success();
-        // The second backup of the volume found its parent by its hint: it read no other
-        // volume's snapshots or index.
-        assert!(
-            format!("{msg}{}", out.stdout_str()).contains(r#""parent_by_hint":1"#),
-            "{msg}\n{}",
-            out.describe()
-        );
+        // The second backup of the volume found its parent by its hint, read no other
+        // volume's snapshots or index, and applied its policy to the snapshots the hint
+        // names.
+        let said = format!("{msg}{}", out.stdout_str());
+        for counter in [r#""parent_by_hint":1"#, r#""forget_by_hint":1"#] {
+            assert!(
+                said.contains(counter),
+                "{counter}: {msg}\n{}",
+                out.describe()
+            );
+        }
         let snaps = restash(["-r", repo.as_str(), "snapshots", "--json"], &env_refs).success();
         assert_eq!(snaps.json().as_array().unwrap().len(), 1, "one daily kept");
     } else {

@@ -36,6 +36,10 @@
 #                `prune --retry-lock` (beside backups; one backup started 20 s into it is
 #                timed) and restic's `prune` (unless PRUNE_RESTIC=0); the time backups
 #                are blocked is recorded                           [none]
+#   FORGET_KEEP  a keep policy ("--keep-daily 7"): also measure the Job with retention,
+#                restash's `backup --forget $FORGET_KEEP` (step backup-forget) and
+#                restic's `forget --host claim-measured $FORGET_KEEP` after its backup
+#                (step forget; restic has no backup --forget)          [none]
 #   RESTASH_EXTRA  extra flags for restash's measured commands (a design under test)
 # Build first: CARGO_TARGET_DIR=target-bench cargo build --release -p restash -p restash-benches
 set -euo pipefail
@@ -158,7 +162,7 @@ measure() { # H TOOL RUN STEP ARGS...
     local extra=("${RESTASH_EXTRA[@]}")
     if [ "$tool" = restic ]; then bin=$RESTIC_BIN; extra=(); fi
     local after=()
-    if [ "$tool" = restash-nohint ] && [ "$step" = backup ]; then after=(--no-parent-hint); fi
+    case "$tool:$step" in restash-nohint:backup*) after=(--no-parent-hint) ;; esac
     from=$(wc -l <"$REQ_LOG")
     if ! /usr/bin/time -f '%e %M' -o "$out.time" "$bin" -r "$WAN" --cache-dir "$cache" \
         "${extra[@]}" "$@" "${after[@]}" >"$out.out" 2>"$out.err"; then
@@ -232,6 +236,13 @@ for h in $HOSTS; do
     for run in $(seq "$RUNS"); do
         for tool in $TOOLS; do
             measure "$h" "$tool" "$run" backup backup -q --host claim-measured "$VOL"
+            if [ -n "${FORGET_KEEP:-}" ]; then
+                # shellcheck disable=SC2086 # the policy's words
+                case $tool in
+                    restic) measure "$h" "$tool" "$run" forget forget -q --host claim-measured $FORGET_KEEP ;;
+                    *) measure "$h" "$tool" "$run" backup-forget backup -q --host claim-measured "$VOL" --forget $FORGET_KEEP ;;
+                esac
+            fi
             # Parent hints do not change `snapshots`: restash-nohint would repeat restash.
             if [ "$h" -le "$SNAPSHOTS_UP_TO" ] && [ "$tool" != restash-nohint ]; then
                 measure "$h" "$tool" "$run" snapshots snapshots --host claim-measured
@@ -262,7 +273,9 @@ out = [f"## Fleet benchmark: one volume's nightly Job in a shared repository",
        f"- {v_ours}; {v_restic}",
        "- best of the runs; requests: total / before the new snapshot's upload; MiB received",
        ""]
-for step in ("backup", "snapshots"):
+for step in ("backup", "snapshots", "backup-forget", "forget"):
+    if not any(k[2] == step for k in best):
+        continue
     head = "| hosts (snapshots) |" + "".join(f" {t} s | {t} RSS MiB | {t} requests | {t} MiB in |" for t in tools)
     out += [f"### `{step}`", "", head, "|---|" + "---:|" * (4 * len(tools))]
     for h in hosts:

@@ -8,6 +8,7 @@ use restash_engine::archiver::sources::{chunker_from_spec, targets};
 use restash_engine::archiver::{BackupOptions, JobOptions, Source, Watchdog};
 use restash_engine::forget::{retain_host, Retention};
 use restash_engine::{EngineError, LockPolicy};
+use restash_format::SnapshotId;
 
 use crate::exit::Done;
 use crate::global::GlobalOpts;
@@ -154,8 +155,15 @@ fn retention(
     agent: &Agent,
     ui: &Ui,
     host: &str,
+    latest: Option<SnapshotId>,
 ) -> anyhow::Result<Retention> {
-    let repo = g.open()?;
+    // With the latest snapshot's hint, the policy needs no listing of every snapshot.
+    let latest = latest.filter(|_| !a.no_parent_hint);
+    let ahead: &[FileType] = match latest {
+        Some(_) => &[],
+        None => &[FileType::Snapshot],
+    };
+    let repo = g.open_listing(true, ahead)?;
     // `--retry-lock` when it is longer: a Job told to wait for a prune waits here too.
     let lock = LockPolicy {
         wait: Duration::from_secs(a.forget_lock_wait).max(g.retry_lock.unwrap_or_default()),
@@ -163,12 +171,13 @@ fn retention(
         ..g.write_lock_policy()
     };
     let ctl = ui.step("forget").control();
-    let r = retain_host(&repo, host, &a.keep.policy(), &lock, &ctl).map_err(|e| match e {
-        e @ EngineError::Locked(_) => {
-            anyhow::Error::new(e).context("forget: cannot lock the repository exclusively")
-        }
-        e => e.into(),
-    })?;
+    let r =
+        retain_host(&repo, host, latest, &a.keep.policy(), &lock, &ctl).map_err(|e| match e {
+            e @ EngineError::Locked(_) => {
+                anyhow::Error::new(e).context("forget: cannot lock the repository exclusively")
+            }
+            e => e.into(),
+        })?;
     Ok(r)
 }
 
@@ -227,7 +236,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     let (mut report, samples) = ui::backup::report(&summary, &host, done.code() as i32);
     // An unchanged volume still has its policy applied: its snapshots age all the same.
     if a.forget && (summary.snapshot_id.is_some() || summary.skipped_unchanged) {
-        match retention(g, &a, &agent, &ui, &host) {
+        let latest = summary.snapshot_id.or(summary.parent);
+        match retention(g, &a, &agent, &ui, &host, latest) {
             Ok(r) => ui::backup::retention(&ui, &host, &r, &mut report),
             // The snapshot is saved, but the Job did not do all it was asked.
             Err(e) => {

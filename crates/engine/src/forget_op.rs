@@ -128,16 +128,31 @@ pub struct Retention {
     pub kept: usize,
     /// Snapshots it removed, group by group, newest first.
     pub removed: Vec<SnapshotId>,
+    /// Whether the policy was applied to the snapshots the latest one's parent hint names,
+    /// without reading every snapshot of the repository.
+    pub by_hint: bool,
 }
 
 /// `backup --forget`: applies `policy` to the snapshots of `host` only, grouped by host
 /// and paths as `forget` does by default, so that one volume's job never touches another's
-/// snapshots. Removal needs the exclusive lock, and the backups of other volumes hold
-/// shared ones for a minute or two each: `lock.wait` says how long to wait for them, each
-/// wait an [`Event::Blocked`]. An empty policy is refused (it would keep everything).
+/// snapshots. An empty policy is refused (it would keep everything).
+///
+/// `latest` is the snapshot the backup saved (or kept, unchanged): when its parent hint
+/// names its group's snapshots, the policy applies to those of them that the store still
+/// has, and no other snapshot is read, so that a Job's cost does not grow with the fleet.
+/// A snapshot of the group that the hint does not name (saved by another program) is only
+/// kept: each keep rule keeps, in a subset, at least what it kept there in the whole set.
+/// Otherwise every snapshot of the host is read, as `forget --host` does.
+///
+/// Removal needs the exclusive lock, and the backups of other volumes hold shared ones
+/// for a minute or two each: `lock.wait` says how long to wait for them, each wait an
+/// [`Event::Blocked`]. With a wait, the snapshots are read under a shared lock and only
+/// the removal waits for the exclusive one, taken while the shared one is still held (see
+/// [`forget`]).
 pub fn retain_host(
     repo: &Repository,
     host: &str,
+    latest: Option<SnapshotId>,
     policy: &ExpirePolicy,
     lock: &LockPolicy,
     ctl: &Control,
@@ -147,28 +162,75 @@ pub fn retain_host(
             "retention needs a policy: at least one keep rule".into(),
         ));
     }
-    let lock = RepoLock::take(repo, true, lock, ctl)?;
-    let mine = select_snapshots(repo, &SnapshotFilter::host(host), &[], ctl)?;
-    let mut out = Retention::default();
+    let beside = lock.works_beside();
+    let mut held = RepoLock::take(repo, !beside, lock, ctl)?;
+    let hinted = match latest {
+        Some(id) => crate::hints::of_latest(repo, host, id)?,
+        None => None,
+    };
+    let mut out = Retention {
+        by_hint: hinted.is_some(),
+        ..Retention::default()
+    };
+    let (mine, listed) = match &hinted {
+        Some((_, hint)) => {
+            let listed = hint.group.clone().unwrap_or_default();
+            let there = crate::hints::existing(repo, &listed)?;
+            let mine = there
+                .iter()
+                .map(|g| (g.id, crate::hints::as_snapshot(hint, g)))
+                .collect();
+            (mine, listed)
+        }
+        None => (
+            select_snapshots(repo, &SnapshotFilter::host(host), &[], ctl)?,
+            Vec::new(),
+        ),
+    };
     let now = chrono::Utc::now();
     let by = GroupBy {
         host: true,
         paths: true,
         tags: false,
     };
+    let mut kept = BTreeSet::new();
     for (_, list) in group_snapshots(mine, by) {
         let r = apply_policy(list, policy, now);
-        out.kept += r.keep.len();
+        kept.extend(r.keep.iter().map(|(id, _)| *id));
         out.removed.extend(r.remove.iter().map(|(id, _)| *id));
     }
-    ctl.phase(Phase::Forget, || -> Result<()> {
-        for id in &out.removed {
-            ctl.cancel.check()?;
-            remove_snapshot(repo, id, "forget: remove", ctl)?;
+    out.kept = kept.len();
+    if !out.removed.is_empty() {
+        if let (true, Some(shared)) = (beside, &held) {
+            let alone = shared.exclusive_beside(repo, lock, ctl)?;
+            shared.release();
+            held = Some(alone);
         }
-        Ok(())
-    })?;
-    drop(lock);
+        ctl.phase(Phase::Forget, || -> Result<()> {
+            for id in &out.removed {
+                ctl.cancel.check()?;
+                remove_snapshot(repo, id, "forget: remove", ctl)?;
+            }
+            Ok(())
+        })?;
+    }
+    // The hint names what is left, so that the next night checks only that.
+    if let Some((name, hint)) = &hinted {
+        let left: Vec<_> = listed
+            .iter()
+            .filter(|g| kept.contains(&g.id))
+            .cloned()
+            .collect();
+        if left.len() != listed.len() {
+            if let Err(e) = crate::hints::regroup(repo, *name, hint, left) {
+                ctl.warn(&format!(
+                    "parent hint not updated ({e}): the next night checks the removed \
+                     snapshots again"
+                ));
+            }
+        }
+    }
+    drop(held);
     Ok(out)
 }
 
@@ -299,14 +361,15 @@ mod tests {
             ..ExpirePolicy::default()
         };
         let lock = LockPolicy::default();
-        let r = retain_host(&repo, "vol-a", &policy, &lock, &Control::default()).expect("retain");
+        let r =
+            retain_host(&repo, "vol-a", None, &policy, &lock, &Control::default()).expect("retain");
         assert_eq!(r.kept, 1);
         assert_eq!(r.removed, [mine[2], mine[1], mine[0]], "newest first");
         let mut left = vec![mine[3], theirs[0], theirs[1]];
         left.sort();
         assert_eq!(ids(&repo), left);
         let empty = ExpirePolicy::default();
-        let err = retain_host(&repo, "vol-a", &empty, &lock, &Control::default());
+        let err = retain_host(&repo, "vol-a", None, &empty, &lock, &Control::default());
         assert!(matches!(err, Err(EngineError::Usage(_))));
     }
 }

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use restash_backend::{BackendError, FileType, Handle};
 use restash_format::{
-    BlobId, BlobType, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId, ParentHint, Snapshot,
-    SnapshotId,
+    BlobId, BlobType, GroupSnapshot, HintGroup, Id, IndexBlob, IndexFile, IndexPack, PackId,
+    ParentHint, Snapshot, SnapshotId,
 };
 
 use crate::ahead::map_io;
@@ -40,8 +40,8 @@ pub(crate) struct Found {
     pub group: HintGroup,
     /// Every hint listed, removed once a newer one is written.
     pub listed: Vec<Id>,
-    /// The newest hint that could be read.
-    pub newest: Option<ParentHint>,
+    /// The newest hint that could be read, and its name.
+    pub newest: Option<(Id, ParentHint)>,
     /// Hints that could not be read, and why (the backup goes on without them).
     pub unreadable: Vec<String>,
 }
@@ -78,16 +78,16 @@ pub(crate) fn find(repo: &Repository, group: HintGroup) -> Result<Found> {
         .map(|f| f.id)
         .collect();
     let read = map_io(&listed, |name| read(repo, group, name));
-    let mut newest: Option<ParentHint> = None;
+    let mut newest: Option<(Id, ParentHint)> = None;
     let mut unreadable = Vec::new();
     for (name, r) in listed.iter().zip(read) {
         match r {
             Ok(h) => {
-                let later = |n: &ParentHint| {
+                let later = |(_, n): &(Id, ParentHint)| {
                     (h.time.unix_secs(), h.time.nanos()) > (n.time.unix_secs(), n.time.nanos())
                 };
                 if newest.as_ref().is_none_or(later) {
-                    newest = Some(h);
+                    newest = Some((*name, h));
                 }
             }
             Err(e) => unreadable.push(format!("{}: {e}", Handle::new(FileType::Hint, *name))),
@@ -225,6 +225,26 @@ pub(crate) fn locate(
     })
 }
 
+/// How many of its group's snapshots a hint names at most, the newest: a volume backed up
+/// nightly without `--forget` for years would otherwise make its hint grow without end.
+/// Those left out are only kept longer, never removed by a policy that did not see them.
+const GROUP_MAX: usize = 1000;
+
+/// `group` with snapshot `id` added, oldest first, at most [`GROUP_MAX`].
+pub(crate) fn with_snapshot(
+    mut group: Vec<GroupSnapshot>,
+    id: SnapshotId,
+    snap: &Snapshot,
+) -> Vec<GroupSnapshot> {
+    if !group.iter().any(|g| g.id == id) {
+        group.push(GroupSnapshot::of(id, snap));
+    }
+    group.sort_by_key(|g| (g.time.unix_secs(), g.time.nanos(), g.id));
+    let excess = group.len().saturating_sub(GROUP_MAX);
+    group.drain(..excess);
+    group
+}
+
 /// Writes the hint for snapshot `id`, then removes the group's hints listed before it.
 pub(crate) fn write(
     repo: &Repository,
@@ -232,6 +252,7 @@ pub(crate) fn write(
     id: SnapshotId,
     snap: &Snapshot,
     index: IndexFile,
+    group: Option<Vec<GroupSnapshot>>,
 ) -> Result<()> {
     let hint = ParentHint {
         snapshot: id,
@@ -239,6 +260,7 @@ pub(crate) fn write(
         hostname: snap.hostname.clone(),
         paths: snap.paths.clone(),
         packs: index.packs,
+        group,
     };
     let name = store(repo, found.group, &hint)?;
     for old in found.listed.iter().filter(|n| **n != name) {
@@ -263,6 +285,79 @@ fn remove(repo: &Repository, name: Id) -> Result<()> {
     repo.backend()
         .remove(&h)
         .map_err(EngineError::backend(format!("remove {h}")))
+}
+
+/// The hint that snapshot `latest` of `host` left, if it names its group's snapshots (see
+/// [`ParentHint::group`]): what `backup --forget` applies its policy to, so that a Job
+/// never reads every volume's snapshots to forget its own.
+pub(crate) fn of_latest(
+    repo: &Repository,
+    host: &str,
+    latest: SnapshotId,
+) -> Result<Option<(Id, ParentHint)>> {
+    let snap = repo.load_snapshot(&latest)?;
+    let Some(group) = group(repo, host, &snap.paths).filter(|_| snap.hostname == host) else {
+        return Ok(None);
+    };
+    let found = find(repo, group)?;
+    Ok(found
+        .newest
+        .filter(|(_, h)| h.snapshot == latest && h.group.is_some()))
+}
+
+/// Those of `group` that the store still has (never a cache: see [`check`]). A snapshot
+/// forgotten by another program must not count for a keep policy, or the policy would
+/// keep it in place of one that exists and remove that one.
+pub(crate) fn existing(repo: &Repository, group: &[GroupSnapshot]) -> Result<Vec<GroupSnapshot>> {
+    let seen = map_io(group, |g| {
+        let h = Handle::new(FileType::Snapshot, g.id.0);
+        repo.backend()
+            .exists(&h)
+            .map_err(EngineError::backend(format!("stat {h}")))
+    });
+    let mut out = Vec::with_capacity(group.len());
+    for (g, seen) in group.iter().zip(seen) {
+        if seen? {
+            out.push(g.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A snapshot of `hint`'s group as a keep policy sees it: time, tags, host and paths.
+pub(crate) fn as_snapshot(hint: &ParentHint, g: &GroupSnapshot) -> Snapshot {
+    Snapshot {
+        time: g.time,
+        parent: None,
+        tree: BlobId::default(),
+        paths: hint.paths.clone(),
+        hostname: hint.hostname.clone(),
+        username: String::new(),
+        uid: 0,
+        gid: 0,
+        excludes: Vec::new(),
+        tags: g.tags.clone(),
+        original: None,
+        program_version: None,
+        summary: None,
+    }
+}
+
+/// Writes hint `name` again with `group` as its group's snapshots, and removes the old one.
+pub(crate) fn regroup(
+    repo: &Repository,
+    name: Id,
+    hint: &ParentHint,
+    group: Vec<GroupSnapshot>,
+) -> Result<()> {
+    let hint = ParentHint {
+        group: Some(group),
+        ..hint.clone()
+    };
+    if store(repo, HintGroup::of_name(&name), &hint)? != name {
+        remove(repo, name)?;
+    }
+    Ok(())
 }
 
 /// What prune did to the hints.

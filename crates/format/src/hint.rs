@@ -11,7 +11,7 @@ use restash_crypto::Key;
 use serde::{Deserialize, Serialize};
 
 use crate::gojson::null_as_default;
-use crate::{FormatError, GoTime, Id, IndexFile, IndexPack, SnapshotId};
+use crate::{FormatError, GoTime, Id, IndexFile, IndexPack, Snapshot, SnapshotId};
 
 /// Keeps the hint groups apart from any other use of the master key.
 const CONTEXT: &str = "restash parent hint v1";
@@ -82,6 +82,39 @@ pub struct ParentHint {
     /// Where every blob the snapshot reaches is stored, in the index's form.
     #[serde(default, deserialize_with = "null_as_default")]
     pub packs: Vec<IndexPack>,
+    /// The group's snapshots restash knew of when it wrote the hint, this one included,
+    /// oldest first: what `backup --forget` applies its policy to without reading every
+    /// volume's snapshots. None where they were not known (a backup given `--parent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Vec<GroupSnapshot>>,
+}
+
+/// A snapshot of a hint's group, with what a keep policy looks at (host and paths are the
+/// hint's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    /// The snapshot's id.
+    pub id: SnapshotId,
+    /// Its time.
+    pub time: GoTime,
+    /// Its tags.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub tags: Vec<String>,
+}
+
+impl GroupSnapshot {
+    /// The entry for snapshot `id`.
+    pub fn of(id: SnapshotId, snap: &Snapshot) -> GroupSnapshot {
+        GroupSnapshot {
+            id,
+            time: snap.time,
+            tags: snap.tags.clone(),
+        }
+    }
 }
 
 impl ParentHint {
@@ -162,9 +195,20 @@ mod tests {
                     uncompressed_length: Some(200),
                 }],
             }],
+            group: Some(vec![GroupSnapshot {
+                id: SnapshotId(Id([7; 32])),
+                time: GoTime::parse("2026-12-07T02:00:00.5+01:00").unwrap(),
+                tags: vec!["pvc=claim-ada".into()],
+            }]),
         };
         let back = ParentHint::from_json(&hint.to_json()).unwrap();
         assert_eq!(back, hint);
+        // A hint written before groups were kept reads as one whose group is not known.
+        let mut older = hint.clone();
+        older.group = None;
+        let json = String::from_utf8(older.to_json()).unwrap();
+        assert!(!json.contains("group"));
+        assert_eq!(ParentHint::from_json(json.as_bytes()).unwrap().group, None);
         assert_eq!(back.index().blob_count(), 1);
         assert!(ParentHint::from_json(b"{\"snapshot\":1}").is_err());
     }

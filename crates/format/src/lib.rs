@@ -35,7 +35,7 @@ mod unpacked;
 pub use config::Config;
 pub use error::FormatError;
 pub use gojson::{go_quote, go_unquote, write_go_string};
-pub use hint::{HintGroup, ParentHint};
+pub use hint::{GroupSnapshot, HintGroup, ParentHint};
 pub use id::{BlobId, Id, IndexId, KeyId, LockId, PackId, SnapshotId};
 pub use index::{IndexBlob, IndexFile, IndexPack};
 pub use keyfile::{master_key_json, KeyFile};

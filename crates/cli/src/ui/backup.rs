@@ -112,11 +112,12 @@ pub fn retention(ui: &Ui, host: &str, r: &Retention, report: &mut Report) {
     report
         .counters
         .push(("snapshots_removed", r.removed.len() as u64));
+    report.counters.push(("forget_by_hint", r.by_hint as u64));
     let removed: Vec<String> = r.removed.iter().map(|id| id.short()).collect();
     match ui.style {
         Style::AgentJson => ui.log.info(
             "forget finished",
-            json!({"host": host, "kept": r.kept, "removed": removed}),
+            json!({"host": host, "kept": r.kept, "removed": removed, "by_hint": r.by_hint}),
         ),
         Style::ResticJson => ui.json_message(
             &json!({"message_type": "forget", "host": host, "kept": r.kept, "removed": removed}),

@@ -207,7 +207,7 @@ fn lock_and_find_hint(
         ctl.warn(&format!("parent hint {u}: not used"));
     }
     let mut parent = None;
-    if let (Some(paths), Some(h)) = (paths, &found.newest) {
+    if let (Some(paths), Some((_, h))) = (paths, &found.newest) {
         match hints::check(this, h, host, paths) {
             Ok(Ok(snap)) => {
                 say(
@@ -221,7 +221,7 @@ fn lock_and_find_hint(
         }
     }
     let loaded = match (&parent, &found.newest) {
-        (Some(_), Some(h)) => {
+        (Some(_), Some((_, h))) => {
             repo.set_index(hints::index_of(h));
             Ok(())
         }

@@ -20,8 +20,8 @@ use std::time::Instant;
 use restash_backend::FileType;
 use restash_chunker::ChunkerParams;
 use restash_format::{
-    BlobId, BlobType, Compression, GoTime, Node, NodeType, Snapshot, SnapshotId, SnapshotSummary,
-    Tree,
+    BlobId, BlobType, Compression, GoTime, GroupSnapshot, Node, NodeType, Snapshot, SnapshotId,
+    SnapshotSummary, Tree,
 };
 
 pub use fsnode::{go_mode, local_time, NodeMaker};
@@ -267,10 +267,12 @@ pub(crate) fn backup_hinted(
         progress: &meter,
     };
     ctl.emit(Event::PhaseStarted(Phase::Backup));
+    let mut known_group = None;
     let (paths, built, parent, parent_tree) = match source {
         Source::Paths(paths) => {
             let plan = plan::plan(&paths)?;
-            let parent = find_parent(repo, opts, &plan.paths, hinted_parent)?;
+            let (parent, group) = find_parent(repo, opts, &plan.paths, hints)?;
+            known_group = group;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
             let paths = plan.paths.clone();
             let built = backup_paths(repo, opts, &maker, &read, plan, parent_tree);
@@ -337,7 +339,7 @@ pub(crate) fn backup_hinted(
         summary.snapshot_id = Some(id);
         if let Some(h) = hints {
             // The snapshot is saved: without a hint the next backup only reads more.
-            if let Err(w) = write_hint(repo, &saver, h, id, &snap) {
+            if let Err(w) = write_hint(repo, &saver, h, id, &snap, known_group) {
                 ctl.emit(Event::Warning(&w));
                 summary.warnings.push(w);
             }
@@ -569,13 +571,16 @@ fn write_hint(
     h: &hints::Plan,
     id: SnapshotId,
     snap: &Snapshot,
+    group: Option<Vec<GroupSnapshot>>,
 ) -> std::result::Result<(), String> {
     let Some((reached, written)) = saver.take_reach() else {
         return Ok(());
     };
     let index = hints::locate(repo.index(), &written, &reached)
         .ok_or("parent hint not saved: a blob of the snapshot is in no index read")?;
-    hints::write(repo, &h.found, id, snap, index).map_err(|e| format!("parent hint not saved: {e}"))
+    let group = group.map(|g| hints::with_snapshot(g, id, snap));
+    hints::write(repo, &h.found, id, snap, index, group)
+        .map_err(|e| format!("parent hint not saved: {e}"))
 }
 
 /// restic's rule for a parent's paths: the same set, in any order.
@@ -588,24 +593,38 @@ pub(crate) fn same_paths(a: &[String], b: &[String]) -> bool {
     sorted(a) == sorted(b)
 }
 
+/// The parent and the snapshots of its group where they are known (see
+/// [`GroupSnapshot`]).
+type Parent = (Option<(SnapshotId, Snapshot)>, Option<Vec<GroupSnapshot>>);
+
 /// The latest snapshot of the same host and paths, or the one named by `--parent`, or the
-/// one a checked parent hint names.
+/// one a checked parent hint names; with the group's snapshots from the hint, or from the
+/// snapshots read to choose the parent.
 fn find_parent(
     repo: &Repository,
     opts: &BackupOptions,
     paths: &[String],
-    hinted: Option<&(SnapshotId, Snapshot)>,
-) -> Result<Option<(SnapshotId, Snapshot)>> {
+    hints: Option<&hints::Plan>,
+) -> Result<Parent> {
     if opts.force {
-        return Ok(None);
+        return Ok((None, None));
     }
     if let Some(id) = opts.parent {
-        return Ok(Some((id, repo.load_snapshot(&id)?)));
+        return Ok((Some((id, repo.load_snapshot(&id)?)), None));
     }
-    if let Some(p) = hinted {
-        return Ok(Some(p.clone()));
+    if let Some(h) = hints {
+        if let Some(p) = &h.parent {
+            let group = h.found.newest.as_ref().and_then(|(_, n)| n.group.clone());
+            return Ok((Some(p.clone()), group));
+        }
     }
     let snaps = repo.load_snapshots()?;
+    let group = snaps
+        .readable()
+        .iter()
+        .filter(|(_, s)| s.hostname == opts.host && same_paths(&s.paths, paths))
+        .map(|(id, s)| GroupSnapshot::of(*id, s))
+        .collect();
     let parent = snaps
         .latest_where(|s| s.hostname == opts.host && same_paths(&s.paths, paths))
         .map_err(|_| {
@@ -618,5 +637,5 @@ fn find_parent(
                 bad.join("; ")
             ))
         })?;
-    Ok(parent.cloned())
+    Ok((parent.cloned(), Some(group)))
 }

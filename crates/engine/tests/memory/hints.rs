@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use restash_backend::{Backend, FileType, Handle};
 use restash_engine::archiver::{run, BackupOptions, BackupSummary, JobOptions, Source};
 use restash_engine::events::{Control, Event, EventSink};
-use restash_engine::Repository;
+use restash_engine::forget::{retain_host, ExpirePolicy, Retention};
+use restash_engine::{LockPolicy, Repository};
 use restash_format::{BlobType, Id, ParentHint, SnapshotId};
 
 use crate::common::{differences, new_repo, options, restore_dir, Tap, PASSWORD};
@@ -385,4 +386,110 @@ fn a_cache_that_kept_a_forgotten_parent_is_not_trusted() {
     let (third, said) = run_cached(&be);
     assert!(said.has("was removed"), "{:?}", said.0.lock().unwrap());
     assert_ne!(third.parent, Some(gone));
+}
+
+fn retain(be: &Arc<Tap>, latest: SnapshotId, last: i64) -> (Retention, Vec<String>) {
+    let repo = repo_on(be);
+    let policy = ExpirePolicy {
+        last,
+        ..ExpirePolicy::default()
+    };
+    // A lock wait: the policy is applied beside backups, as in a Job.
+    let lock = LockPolicy {
+        wait: std::time::Duration::from_secs(5),
+        ..LockPolicy::default()
+    };
+    be.take_ops();
+    let r = retain_host(
+        &repo,
+        "claim-ada",
+        Some(latest),
+        &policy,
+        &lock,
+        &Control::default(),
+    )
+    .expect("retain");
+    (r, be.take_ops())
+}
+
+fn group_of(be: &Arc<Tap>, snap: SnapshotId) -> Vec<SnapshotId> {
+    let repo = repo_on(be);
+    let hint = read_hint(&repo, be, snap);
+    hint.group
+        .expect("the group is known")
+        .iter()
+        .map(|g| g.id)
+        .collect()
+}
+
+fn snapshots(be: &Arc<Tap>) -> BTreeSet<SnapshotId> {
+    be.inner
+        .list(FileType::Snapshot)
+        .unwrap()
+        .into_iter()
+        .map(|f| SnapshotId(f.id))
+        .collect()
+}
+
+#[test]
+fn backup_forget_applies_its_policy_to_the_group_its_hint_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 3);
+    let first: Vec<SnapshotId> = snapshots(&be).into_iter().collect();
+    let mut ada = Vec::new();
+    for i in 0..3u64 {
+        std::fs::write(dir.join("changed"), crate::common::noise(100, i)).unwrap();
+        let (s, said) = backup_as(&be, &dir, "claim-ada");
+        assert!(said.has("found by its hint"));
+        ada.push(s.snapshot_id.unwrap());
+    }
+    // The first hint was written after reading every snapshot: the group is ada's first.
+    assert_eq!(group_of(&be, ada[2]).len(), 4);
+
+    let (r, ops) = retain(&be, ada[2], 2);
+    assert!(r.by_hint);
+    assert_eq!((r.kept, r.removed.len()), (2, 2), "{r:?}");
+    assert!(r.removed.contains(&ada[0]));
+    assert!(!ops.iter().any(|o| o == "list snapshots"), "{ops:?}");
+    let read = ops.iter().filter(|o| *o == "read snapshots").count();
+    assert_eq!(read, 1, "only the latest snapshot is read: {ops:?}");
+    let left = snapshots(&be);
+    assert_eq!(
+        left.len(),
+        first.len() - 1 + 2,
+        "other volumes' snapshots stay"
+    );
+    assert_eq!(group_of(&be, ada[2]), vec![ada[1], ada[2]]);
+
+    // After the next backup, another program forgets ada[2]: the group names ada[1],
+    // ada[2] (gone) and the latest. Counting ada[2] would keep it in place of ada[1] and
+    // remove ada[1].
+    let (s, _) = backup_as(&be, &dir, "claim-ada");
+    let latest = s.snapshot_id.unwrap();
+    assert_eq!(group_of(&be, latest), vec![ada[1], ada[2], latest]);
+    be.inner
+        .remove(&Handle::new(FileType::Snapshot, ada[2].0))
+        .unwrap();
+    let (r, _) = retain(&be, latest, 2);
+    assert!(r.by_hint && r.removed.is_empty(), "{r:?}");
+    assert!(snapshots(&be).contains(&ada[1]));
+    assert_eq!(
+        group_of(&be, latest),
+        vec![ada[1], latest],
+        "the gone one is dropped"
+    );
+}
+
+#[test]
+fn backup_forget_without_a_group_in_the_hint_reads_every_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 2);
+    let (s, _) = backup_as(&be, &dir, "claim-ada");
+    // No hint of this snapshot: the one given is not the group's newest.
+    let (r, ops) = retain(&be, s.parent.unwrap(), 1);
+    assert!(!r.by_hint);
+    assert!(ops.iter().any(|o| o == "list snapshots"), "{ops:?}");
+    assert_eq!((r.kept, r.removed.len()), (1, 1), "{r:?}");
 }
