@@ -144,11 +144,11 @@ pub struct Retention {
 /// kept: each keep rule keeps, in a subset, at least what it kept there in the whole set.
 /// Otherwise every snapshot of the host is read, as `forget --host` does.
 ///
-/// Removal needs the exclusive lock, and the backups of other volumes hold shared ones
-/// for a minute or two each: `lock.wait` says how long to wait for them, each wait an
-/// [`Event::Blocked`]. With a wait, the snapshots are read under a shared lock and only
-/// the removal waits for the exclusive one, taken while the shared one is still held (see
-/// [`forget`]).
+/// It runs under the exclusive lock, and the backups of other volumes hold shared ones:
+/// `lock.wait` says how long to wait for them, each wait an [`Event::Blocked`]. Not
+/// beside them, as [`forget`] can: many Jobs each holding a shared lock while waiting for
+/// the exclusive one would wait for each other until they gave up. By the hint, the lock
+/// is held for a `HEAD` per snapshot of the volume and the removals.
 pub fn retain_host(
     repo: &Repository,
     host: &str,
@@ -162,8 +162,7 @@ pub fn retain_host(
             "retention needs a policy: at least one keep rule".into(),
         ));
     }
-    let beside = lock.works_beside();
-    let mut held = RepoLock::take(repo, !beside, lock, ctl)?;
+    let held = RepoLock::take(repo, true, lock, ctl)?;
     let hinted = match latest {
         Some(id) => crate::hints::of_latest(repo, host, id)?,
         None => None,
@@ -200,20 +199,13 @@ pub fn retain_host(
         out.removed.extend(r.remove.iter().map(|(id, _)| *id));
     }
     out.kept = kept.len();
-    if !out.removed.is_empty() {
-        if let (true, Some(shared)) = (beside, &held) {
-            let alone = shared.exclusive_beside(repo, lock, ctl)?;
-            shared.release();
-            held = Some(alone);
+    ctl.phase(Phase::Forget, || -> Result<()> {
+        for id in &out.removed {
+            ctl.cancel.check()?;
+            remove_snapshot(repo, id, "forget: remove", ctl)?;
         }
-        ctl.phase(Phase::Forget, || -> Result<()> {
-            for id in &out.removed {
-                ctl.cancel.check()?;
-                remove_snapshot(repo, id, "forget: remove", ctl)?;
-            }
-            Ok(())
-        })?;
-    }
+        Ok(())
+    })?;
     // The hint names what is left, so that the next night checks only that.
     if let Some((name, hint)) = &hinted {
         let left: Vec<_> = listed

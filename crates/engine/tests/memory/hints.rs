@@ -394,7 +394,6 @@ fn retain(be: &Arc<Tap>, latest: SnapshotId, last: i64) -> (Retention, Vec<Strin
         last,
         ..ExpirePolicy::default()
     };
-    // A lock wait: the policy is applied beside backups, as in a Job.
     let lock = LockPolicy {
         wait: std::time::Duration::from_secs(5),
         ..LockPolicy::default()
