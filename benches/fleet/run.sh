@@ -11,7 +11,10 @@
 #   snapshots  `snapshots --host claim-measured`
 # and records wall seconds and peak RSS (/usr/bin/time), HTTP requests in total and before
 # the new snapshot's upload (the fixed cost: finding the parent and the index), and bytes
-# received from the server. Each measured backup adds one snapshot of claim-measured.
+# received from the server. Each measured backup adds one snapshot of its tool's volume:
+# each tool backs up the same directory as a host of its own (claim-measured for restash,
+# claim-measured-<tool> for the others), so that one tool's retention never removes
+# another's parent.
 #
 # Output: $BENCH_DIR/fleet.csv (every run), fleet.md (best of RUNS per H, tool and step)
 # and fleet.svg (backup wall seconds against H). benches/README.md quotes them.
@@ -38,8 +41,9 @@
 #                are blocked is recorded                           [none]
 #   FORGET_KEEP  a keep policy ("--keep-daily 7"): also measure the Job with retention,
 #                restash's `backup --forget $FORGET_KEEP` (step backup-forget) and
-#                restic's `forget --host claim-measured $FORGET_KEEP` after its backup
-#                (step forget; restic has no backup --forget)          [none]
+#                restic's `forget --host <its host> $FORGET_KEEP` after its backup
+#                (step forget; restic has no backup --forget), each with
+#                `--keep-tag fleet-template` for the snapshot fleet-gen copies   [none]
 #   RESTASH_EXTRA  extra flags for restash's measured commands (a design under test)
 # Build first: CARGO_TARGET_DIR=target-bench cargo build --release -p restash -p restash-benches
 set -euo pipefail
@@ -124,9 +128,19 @@ DIRECT=s3:http://127.0.0.1:$s3_port/$BUCKET
 WAN=s3:http://127.0.0.1:$pport/$BUCKET
 
 "$RESTASH_BIN" -r "$DIRECT" init -q
-"$RESTASH_BIN" -r "$DIRECT" backup -q --host claim-measured "$VOL"
+# Tagged: fleet-gen copies this snapshot for each new H, so retention keeps it.
+"$RESTASH_BIN" -r "$DIRECT" backup -q --host claim-measured --tag fleet-template "$VOL"
 TEMPLATE=$("$RESTASH_BIN" -r "$DIRECT" snapshots --json --host claim-measured |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+# Each tool's volume, and its first backup, directly: every measured backup has a parent.
+host_of() { if [ "$1" = restash ]; then echo claim-measured; else echo "claim-measured-$1"; fi; }
+for tool in $TOOLS; do
+    [ "$tool" = restash ] && continue
+    case $tool in
+        restic) "$RESTIC_BIN" -r "$DIRECT" backup -q --host "$(host_of "$tool")" "$VOL" >/dev/null ;;
+        *) "$RESTASH_BIN" -r "$DIRECT" backup -q --host "$(host_of "$tool")" "$VOL" ;;
+    esac
+done
 
 # ---------------------------------------------------------------- measuring
 # Request log lines FROM+1..TO: "requests,requests before the snapshot upload,bytes down".
@@ -235,17 +249,18 @@ for h in $HOSTS; do
     fi
     for run in $(seq "$RUNS"); do
         for tool in $TOOLS; do
-            measure "$h" "$tool" "$run" backup backup -q --host claim-measured "$VOL"
+            mh=$(host_of "$tool")
+            measure "$h" "$tool" "$run" backup backup -q --host "$mh" "$VOL"
             if [ -n "${FORGET_KEEP:-}" ]; then
                 # shellcheck disable=SC2086 # the policy's words
                 case $tool in
-                    restic) measure "$h" "$tool" "$run" forget forget -q --host claim-measured $FORGET_KEEP ;;
-                    *) measure "$h" "$tool" "$run" backup-forget backup -q --host claim-measured "$VOL" --forget $FORGET_KEEP ;;
+                    restic) measure "$h" "$tool" "$run" forget forget -q --host "$mh" $FORGET_KEEP --keep-tag fleet-template ;;
+                    *) measure "$h" "$tool" "$run" backup-forget backup -q --host "$mh" "$VOL" --forget $FORGET_KEEP --keep-tag fleet-template ;;
                 esac
             fi
             # Parent hints do not change `snapshots`: restash-nohint would repeat restash.
             if [ "$h" -le "$SNAPSHOTS_UP_TO" ] && [ "$tool" != restash-nohint ]; then
-                measure "$h" "$tool" "$run" snapshots snapshots --host claim-measured
+                measure "$h" "$tool" "$run" snapshots snapshots --host "$mh"
             fi
         done
     done

@@ -7,7 +7,7 @@ use restash_backend::FileType;
 use restash_engine::archiver::sources::{chunker_from_spec, targets};
 use restash_engine::archiver::{BackupOptions, JobOptions, Source, Watchdog};
 use restash_engine::forget::{retain_host, Retention};
-use restash_engine::{EngineError, LockPolicy};
+use restash_engine::{EngineError, LockPolicy, Repository};
 use restash_format::SnapshotId;
 
 use crate::exit::Done;
@@ -148,22 +148,19 @@ fn job(g: &GlobalOpts, a: &Args, agent: &Agent, watchdog: Watchdog) -> JobOption
     }
 }
 
-/// `--forget`: the keep policy on this host's snapshots, after the backup released its lock.
+/// `--forget`: the keep policy on this host's snapshots, after the backup released its lock,
+/// in the repository the backup opened.
 fn retention(
     g: &GlobalOpts,
     a: &Args,
     agent: &Agent,
     ui: &Ui,
+    repo: &Repository,
     host: &str,
     latest: Option<SnapshotId>,
 ) -> anyhow::Result<Retention> {
     // With the latest snapshot's hint, the policy needs no listing of every snapshot.
     let latest = latest.filter(|_| !a.no_parent_hint);
-    let ahead: &[FileType] = match latest {
-        Some(_) => &[],
-        None => &[FileType::Snapshot],
-    };
-    let repo = g.open_listing(true, ahead)?;
     // `--retry-lock` when it is longer: a Job told to wait for a prune waits here too.
     let lock = LockPolicy {
         wait: Duration::from_secs(a.forget_lock_wait).max(g.retry_lock.unwrap_or_default()),
@@ -172,7 +169,7 @@ fn retention(
     };
     let ctl = ui.step("forget").control();
     let r =
-        retain_host(&repo, host, latest, &a.keep.policy(), &lock, &ctl).map_err(|e| match e {
+        retain_host(repo, host, latest, &a.keep.policy(), &lock, &ctl).map_err(|e| match e {
             e @ EngineError::Locked(_) => {
                 anyhow::Error::new(e).context("forget: cannot lock the repository exclusively")
             }
@@ -237,7 +234,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> anyhow::Result<Done> {
     // An unchanged volume still has its policy applied: its snapshots age all the same.
     if a.forget && (summary.snapshot_id.is_some() || summary.skipped_unchanged) {
         let latest = summary.snapshot_id.or(summary.parent);
-        match retention(g, &a, &agent, &ui, &host, latest) {
+        match retention(g, &a, &agent, &ui, &repo, &host, latest) {
             Ok(r) => ui::backup::retention(&ui, &host, &r, &mut report),
             // The snapshot is saved, but the Job did not do all it was asked.
             Err(e) => {
