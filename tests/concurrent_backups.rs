@@ -336,6 +336,85 @@ fn run(rounds: u64, s: &Sizes) {
     );
 }
 
+/// A fleet's nightly Jobs with retention (`backup --forget`), all at once: each takes the
+/// exclusive lock in turn to apply its policy to the snapshots its parent hint names, none
+/// waits for another forever, and each volume keeps exactly what its policy keeps.
+#[test]
+fn jobs_that_forget_their_own_snapshots_at_once() {
+    let dir = TempDir::new().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonicalize");
+    let repo = init_repo(Tool::Restash, &base.join("repo"), None);
+    let hosts = hosts(&base);
+    let sizes = Sizes {
+        own: 256 << 10,
+        shared_files: 2,
+        shared: 256 << 10,
+        pair: 128 << 10,
+    };
+    for r in 0..3 {
+        write_round(&hosts, r, &sizes);
+        let jobs: Vec<Background> = hosts
+            .iter()
+            .map(|host| {
+                let args = osargs![
+                    "--retry-lock",
+                    "2m",
+                    "--json",
+                    "backup",
+                    "--host",
+                    &host.name,
+                    &host.src,
+                    "--forget",
+                    "--keep-last",
+                    "1"
+                ];
+                Background::spawn(Tool::Restash, with_repo(&repo.path, args), &[], false)
+            })
+            .collect();
+        for (job, host) in jobs.into_iter().zip(&hosts) {
+            let out = job.wait();
+            assert_eq!(out.code, 0, "round {r}: {}\n{}", host.name, out.describe());
+            let forget = out
+                .stdout_str()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["message_type"] == "forget")
+                .unwrap_or_else(|| panic!("round {r}: no forget message\n{}", out.describe()));
+            assert_eq!(forget["by_hint"], true, "round {r}: {forget}");
+            assert_eq!(forget["kept"], 1, "round {r}: {forget}");
+        }
+        assert_eq!(
+            lock_ids(&repo),
+            Vec::<String>::new(),
+            "round {r}: locks left"
+        );
+        let snaps = snapshots(&repo);
+        assert_eq!(
+            snaps.len(),
+            HOSTS,
+            "round {r}: one snapshot per host: {snaps:?}"
+        );
+    }
+    repo.restic(["check", "--read-data"]).success();
+    for host in &hosts {
+        let target = TempDir::new().expect("tempdir");
+        repo.restic(osargs![
+            "restore",
+            "latest",
+            "--host",
+            &host.name,
+            "--target",
+            target.path()
+        ])
+        .success();
+        assert_trees_equal(
+            &host.src,
+            &restored_path(target.path(), &host.src),
+            &CompareOptions::default(),
+        );
+    }
+}
+
 /// CI-sized: four rounds; forget removes this round's shared data in round 2.
 #[test]
 fn concurrent_backups_with_forget_and_prune() {

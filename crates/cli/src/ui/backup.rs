@@ -120,7 +120,8 @@ pub fn retention(ui: &Ui, host: &str, r: &Retention, report: &mut Report) {
             json!({"host": host, "kept": r.kept, "removed": removed, "by_hint": r.by_hint}),
         ),
         Style::ResticJson => ui.json_message(
-            &json!({"message_type": "forget", "host": host, "kept": r.kept, "removed": removed}),
+            &json!({"message_type": "forget", "host": host, "kept": r.kept, "removed": removed,
+                    "by_hint": r.by_hint}),
         ),
         Style::Text if ui.quiet => {}
         Style::Text => println!(
