@@ -45,13 +45,16 @@ lane() { # NAME CARGO-TEST-ARGS... ; runs one cargo test per test target
       # Every crate's unit and integration tests, but the binary's end-to-end tests.
       args=(--workspace --lib --bins)
       for f in crates/*/tests/*.rs; do args+=(--test "$(basename "$f" .rs)"); done
+      # A test of several files is a directory with its main.rs (the engine's `memory`).
+      for f in crates/*/tests/*/main.rs; do args+=(--test "$(basename "$(dirname "$f")")"); done
     elif [ "$target" = doc ]; then
       args=(--workspace --doc)
     else
       args=(--workspace --test "$target")
     fi
     local t0=$SECONDS
-    cargo test --locked "${args[@]}" -- --test-threads 2 2>&1 | sed -u "s/^/[$name] /" \
+    # --no-fail-fast: one failing crate must not hide the others' results.
+    cargo test --locked --no-fail-fast "${args[@]}" -- --test-threads 2 2>&1 | sed -u "s/^/[$name] /" \
       || { rc=1; echo "[$name] FAILED: $target"; }
     echo "[$name] $target took $((SECONDS - t0)) s"
   done
