@@ -149,6 +149,25 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// restic restores `host`'s latest snapshot equal to its source.
+fn restic_restores_as_its_source(repo: &Repo, host: &Host) {
+    let target = TempDir::new().expect("tempdir");
+    repo.restic(osargs![
+        "restore",
+        "latest",
+        "--host",
+        &host.name,
+        "--target",
+        target.path()
+    ])
+    .success();
+    assert_trees_equal(
+        &host.src,
+        &restored_path(target.path(), &host.src),
+        &CompareOptions::default(),
+    );
+}
+
 /// Who goes first in a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
@@ -314,21 +333,7 @@ fn run(rounds: u64, s: &Sizes) {
             "{}: keep-last 1 leaves one snapshot per host: {mine:?}",
             host.name
         );
-        let target = TempDir::new().expect("tempdir");
-        repo.restic(osargs![
-            "restore",
-            "latest",
-            "--host",
-            &host.name,
-            "--target",
-            target.path()
-        ])
-        .success();
-        assert_trees_equal(
-            &host.src,
-            &restored_path(target.path(), &host.src),
-            &CompareOptions::default(),
-        );
+        restic_restores_as_its_source(&repo, host);
     }
     eprintln!(
         "{rounds} rounds of {HOSTS} concurrent backups: {:?}",
@@ -397,21 +402,7 @@ fn jobs_that_forget_their_own_snapshots_at_once() {
     }
     repo.restic(["check", "--read-data"]).success();
     for host in &hosts {
-        let target = TempDir::new().expect("tempdir");
-        repo.restic(osargs![
-            "restore",
-            "latest",
-            "--host",
-            &host.name,
-            "--target",
-            target.path()
-        ])
-        .success();
-        assert_trees_equal(
-            &host.src,
-            &restored_path(target.path(), &host.src),
-            &CompareOptions::default(),
-        );
+        restic_restores_as_its_source(&repo, host);
     }
 }
 

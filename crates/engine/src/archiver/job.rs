@@ -210,13 +210,13 @@ fn lock_and_find_hint(
     if let (Some(paths), Some((_, h))) = (paths, &found.newest) {
         match hints::check(this, h, host, paths) {
             Ok(Ok(snap)) => {
-                say(
-                    ctl,
+                ctl.say(
+                    2,
                     &format!("parent snapshot {} found by its hint", h.snapshot.short()),
                 );
                 parent = Some((h.snapshot, snap));
             }
-            Ok(Err(why)) => say(ctl, &format!("parent hint not used: {why}")),
+            Ok(Err(why)) => ctl.say(2, &format!("parent hint not used: {why}")),
             Err(e) => return (taken, Err(e), None),
         }
     }
@@ -231,10 +231,6 @@ fn lock_and_find_hint(
         }
     };
     (taken, loaded, Some(hints::Plan { found, parent }))
-}
-
-fn say(ctl: &Control, text: &str) {
-    ctl.emit(crate::events::Event::Message { level: 2, text });
 }
 
 /// Runs a backup of `source` into `repo`: takes the lock while the index loads (the lock

@@ -267,20 +267,18 @@ pub(crate) fn backup_hinted(
         progress: &meter,
     };
     ctl.emit(Event::PhaseStarted(Phase::Backup));
-    let mut known_group = None;
-    let (paths, built, parent, parent_tree) = match source {
+    let (paths, built, parent, parent_tree, known_group) = match source {
         Source::Paths(paths) => {
             let plan = plan::plan(&paths)?;
             let (parent, group) = find_parent(repo, opts, &plan.paths, hints)?;
-            known_group = group;
             let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
             let paths = plan.paths.clone();
             let built = backup_paths(repo, opts, &maker, &read, plan, parent_tree);
-            (paths, built, parent.map(|(id, _)| id), parent_tree)
+            (paths, built, parent.map(|(id, _)| id), parent_tree, group)
         }
         Source::Stdin { name, reader } => {
             let built = backup_stdin(&read, &name, reader, time);
-            (vec![format!("/{name}")], built, None, None)
+            (vec![format!("/{name}")], built, None, None, None)
         }
     };
     let (root, mut summary) = match built {
@@ -619,23 +617,22 @@ fn find_parent(
         }
     }
     let snaps = repo.load_snapshots()?;
+    let mine = |s: &Snapshot| s.hostname == opts.host && same_paths(&s.paths, paths);
     let group = snaps
         .readable()
         .iter()
-        .filter(|(_, s)| s.hostname == opts.host && same_paths(&s.paths, paths))
+        .filter(|(_, s)| mine(s))
         .map(|(id, s)| GroupSnapshot::of(*id, s))
         .collect();
-    let parent = snaps
-        .latest_where(|s| s.hostname == opts.host && same_paths(&s.paths, paths))
-        .map_err(|_| {
-            // Backing up without the parent would be correct but reads everything again;
-            // the user decides.
-            let bad: Vec<String> = snaps.unreadable().iter().map(|u| u.to_string()).collect();
-            EngineError::UnreadableSnapshot(format!(
-                "cannot choose the parent snapshot: {}; remove the damaged snapshot \
+    let parent = snaps.latest_where(mine).map_err(|_| {
+        // Backing up without the parent would be correct but reads everything again;
+        // the user decides.
+        let bad: Vec<String> = snaps.unreadable().iter().map(|u| u.to_string()).collect();
+        EngineError::UnreadableSnapshot(format!(
+            "cannot choose the parent snapshot: {}; remove the damaged snapshot \
                  (forget or repair snapshots), name a parent with --parent, or use --force",
-                bad.join("; ")
-            ))
-        })?;
+            bad.join("; ")
+        ))
+    })?;
     Ok((parent.cloned(), Some(group)))
 }
