@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration as StdDuration, Instant};
 
 use restash_backend::{FileType, Handle};
-use restash_format::SnapshotId;
+use restash_format::{GroupSnapshot, SnapshotId};
 
 use super::{apply_policy, group_snapshots, ExpirePolicy, GroupBy, GroupKey, PolicyResult};
+use crate::archiver::same_paths;
 use crate::events::{Control, Event, Phase};
-use crate::snapshots::{select_snapshots, SnapshotFilter};
+use crate::snapshots::{select_snapshots, SnapshotEntry, SnapshotFilter};
 use crate::{EngineError, LockPolicy, RepoLock, Repository, Result};
 
 /// What [`forget`] is to do: restic's `forget` flags.
@@ -163,29 +164,47 @@ pub fn retain_host(
         ));
     }
     let held = RepoLock::take(repo, true, lock, ctl)?;
-    let hinted = match latest {
-        Some(id) => crate::hints::of_latest(repo, host, id)?,
+    let hinted = match latest.map(|id| crate::hints::of_latest(repo, host, id)) {
+        Some(found) => match found? {
+            Ok(hint) => Some(hint),
+            Err(why) => {
+                ctl.say(2, &format!("reading every snapshot: {why}"));
+                None
+            }
+        },
         None => None,
     };
+    let named = hinted
+        .as_ref()
+        .and_then(|(_, h)| Some((h, h.group.as_ref()?)));
+    if let (Some((_, hint)), None) = (&hinted, named) {
+        ctl.say(
+            2,
+            &format!(
+                "reading every snapshot: the parent hint of snapshot {} does not name the \
+                 volume's snapshots yet",
+                hint.snapshot.short()
+            ),
+        );
+    }
     let mut out = Retention {
-        by_hint: hinted.is_some(),
+        by_hint: named.is_some(),
         ..Retention::default()
     };
-    let (mine, listed) = match &hinted {
-        Some((_, hint)) => {
-            let listed = hint.group.clone().unwrap_or_default();
-            let there = crate::hints::existing(repo, &listed)?;
-            let mine = there
-                .iter()
-                .map(|g| (g.id, crate::hints::as_snapshot(hint, g)))
-                .collect();
-            (mine, listed)
-        }
-        None => (
-            select_snapshots(repo, &SnapshotFilter::host(host), &[], ctl)?,
-            Vec::new(),
-        ),
+    let mine: Vec<SnapshotEntry> = match named {
+        Some((hint, listed)) => crate::hints::existing(repo, listed)?
+            .iter()
+            .map(|g| (g.id, crate::hints::as_snapshot(hint, g)))
+            .collect(),
+        None => select_snapshots(repo, &SnapshotFilter::host(host), &[], ctl)?,
     };
+    // The snapshots of the latest one's group, as they are now: what its hint is to name.
+    let group_now: Option<Vec<GroupSnapshot>> = hinted.as_ref().map(|(_, hint)| {
+        mine.iter()
+            .filter(|(_, s)| same_paths(&s.paths, &hint.paths))
+            .map(|(id, s)| GroupSnapshot::of(*id, s))
+            .collect()
+    });
     let now = chrono::Utc::now();
     let by = GroupBy {
         host: true,
@@ -206,14 +225,12 @@ pub fn retain_host(
         }
         Ok(())
     })?;
-    // The hint names what is left, so that the next night checks only that.
-    if let Some((name, hint)) = &hinted {
-        let left: Vec<_> = listed
-            .iter()
-            .filter(|g| kept.contains(&g.id))
-            .cloned()
-            .collect();
-        if left.len() != listed.len() {
+    // The hint names what is left, so that the next night checks only that; a hint that
+    // named none (an older restash's, or after `--parent`) learns them from this reading,
+    // or every later Job would read every snapshot too.
+    if let (Some((name, hint)), Some(group)) = (&hinted, group_now) {
+        let left = crate::hints::tidy(group.into_iter().filter(|g| kept.contains(&g.id)));
+        if hint.group.as_ref() != Some(&left) {
             if let Err(e) = crate::hints::regroup(repo, *name, hint, left) {
                 ctl.warn(&format!(
                     "parent hint not updated ({e}): the next night checks the removed \

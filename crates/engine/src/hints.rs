@@ -83,9 +83,7 @@ pub(crate) fn find(repo: &Repository, group: HintGroup) -> Result<Found> {
     for (name, r) in listed.iter().zip(read) {
         match r {
             Ok(h) => {
-                let later = |(_, n): &(Id, ParentHint)| {
-                    (h.time.unix_secs(), h.time.nanos()) > (n.time.unix_secs(), n.time.nanos())
-                };
+                let later = |(_, n): &(Id, ParentHint)| h.time.0 > n.time.0;
                 if newest.as_ref().is_none_or(later) {
                     newest = Some((*name, h));
                 }
@@ -148,26 +146,30 @@ pub(crate) fn check(
         .filter(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Tree))
         .map(|p| p.id)
         .collect();
-    let seen = map_io(&tree_packs, |p| {
-        repo.backend().exists(&Handle::new(FileType::Pack, *p))
-    });
-    for (pack, seen) in tree_packs.iter().zip(seen) {
-        match seen {
-            Ok(true) => {}
-            Ok(false) => {
-                return Ok(Err(format!(
-                    "pack {} with its trees is gone (pruned by another program?)",
-                    pack.short()
-                )))
-            }
-            Err(e) => {
-                return Err(EngineError::backend(format!("stat pack {}", pack.short()))(
-                    e,
-                ))
-            }
-        }
+    let files: Vec<Handle> = tree_packs
+        .iter()
+        .map(|p| Handle::new(FileType::Pack, *p))
+        .collect();
+    let seen = in_store(repo, &files)?;
+    if let Some((pack, _)) = tree_packs.iter().zip(seen).find(|(_, seen)| !seen) {
+        return Ok(Err(format!(
+            "pack {} with its trees is gone (pruned by another program?)",
+            pack.short()
+        )));
     }
     Ok(Ok(snap))
+}
+
+/// Whether the store has each of `files`, asked of the store itself, never of a cache (see
+/// [`check`]), as many at once as it takes.
+fn in_store(repo: &Repository, files: &[Handle]) -> Result<Vec<bool>> {
+    map_io(files, |h| {
+        repo.backend()
+            .exists(h)
+            .map_err(EngineError::backend(format!("stat {h}")))
+    })
+    .into_iter()
+    .collect()
 }
 
 /// The index a backup uses in place of the repository's: the hint's blobs.
@@ -230,7 +232,7 @@ pub(crate) fn locate(
 /// Those left out are only kept longer, never removed by a policy that did not see them.
 const GROUP_MAX: usize = 1000;
 
-/// `group` with snapshot `id` added, oldest first, at most [`GROUP_MAX`].
+/// `group` with snapshot `id` added, as a hint names them (see [`tidy`]).
 pub(crate) fn with_snapshot(
     mut group: Vec<GroupSnapshot>,
     id: SnapshotId,
@@ -239,7 +241,13 @@ pub(crate) fn with_snapshot(
     if !group.iter().any(|g| g.id == id) {
         group.push(GroupSnapshot::of(id, snap));
     }
-    group.sort_by_key(|g| (g.time.unix_secs(), g.time.nanos(), g.id));
+    tidy(group)
+}
+
+/// A group's snapshots as a hint names them: oldest first, at most [`GROUP_MAX`].
+pub(crate) fn tidy(group: impl IntoIterator<Item = GroupSnapshot>) -> Vec<GroupSnapshot> {
+    let mut group: Vec<GroupSnapshot> = group.into_iter().collect();
+    group.sort_by_key(|g| (g.time.0, g.id));
     let excess = group.len().saturating_sub(GROUP_MAX);
     group.drain(..excess);
     group
@@ -287,41 +295,52 @@ fn remove(repo: &Repository, name: Id) -> Result<()> {
         .map_err(EngineError::backend(format!("remove {h}")))
 }
 
-/// The hint that snapshot `latest` of `host` left, if it names its group's snapshots (see
-/// [`ParentHint::group`]): what `backup --forget` applies its policy to, so that a Job
-/// never reads every volume's snapshots to forget its own.
+/// The hint that snapshot `latest` of `host` left, or why there is none. When it names its
+/// group's snapshots (see [`ParentHint::group`]), `backup --forget` applies its policy to
+/// those, so that a Job never reads every volume's snapshots to forget its own.
 pub(crate) fn of_latest(
     repo: &Repository,
     host: &str,
     latest: SnapshotId,
-) -> Result<Option<(Id, ParentHint)>> {
+) -> Result<std::result::Result<(Id, ParentHint), String>> {
     let snap = repo.load_snapshot(&latest)?;
-    let Some(group) = group(repo, host, &snap.paths).filter(|_| snap.hostname == host) else {
-        return Ok(None);
+    if snap.hostname != host {
+        return Ok(Err(format!(
+            "snapshot {} is of another host",
+            latest.short()
+        )));
+    }
+    let Some(group) = group(repo, host, &snap.paths) else {
+        return Ok(Err("the store keeps no parent hints".into()));
     };
     let found = find(repo, group)?;
-    Ok(found
-        .newest
-        .filter(|(_, h)| h.snapshot == latest && h.group.is_some()))
+    match found.newest {
+        Some((name, hint)) if hint.snapshot == latest => Ok(Ok((name, hint))),
+        _ => {
+            let mut why = format!("no parent hint names snapshot {}", latest.short());
+            for u in &found.unreadable {
+                why.push_str(&format!("; parent hint {u}"));
+            }
+            Ok(Err(why))
+        }
+    }
 }
 
 /// Those of `group` that the store still has (never a cache: see [`check`]). A snapshot
 /// forgotten by another program must not count for a keep policy, or the policy would
 /// keep it in place of one that exists and remove that one.
 pub(crate) fn existing(repo: &Repository, group: &[GroupSnapshot]) -> Result<Vec<GroupSnapshot>> {
-    let seen = map_io(group, |g| {
-        let h = Handle::new(FileType::Snapshot, g.id.0);
-        repo.backend()
-            .exists(&h)
-            .map_err(EngineError::backend(format!("stat {h}")))
-    });
-    let mut out = Vec::with_capacity(group.len());
-    for (g, seen) in group.iter().zip(seen) {
-        if seen? {
-            out.push(g.clone());
-        }
-    }
-    Ok(out)
+    let files: Vec<Handle> = group
+        .iter()
+        .map(|g| Handle::new(FileType::Snapshot, g.id.0))
+        .collect();
+    let seen = in_store(repo, &files)?;
+    Ok(group
+        .iter()
+        .zip(seen)
+        .filter(|(_, seen)| *seen)
+        .map(|(g, _)| g.clone())
+        .collect())
 }
 
 /// A snapshot of `hint`'s group as a keep policy sees it: time, tags, host and paths.
@@ -354,7 +373,13 @@ pub(crate) fn regroup(
         group: Some(group),
         ..hint.clone()
     };
-    if store(repo, HintGroup::of_name(&name), &hint)? != name {
+    replace(repo, name, &hint)
+}
+
+/// Writes `hint` in place of hint `name` (its group's), and removes `name` unless the new
+/// bytes are the same.
+fn replace(repo: &Repository, name: Id, hint: &ParentHint) -> Result<()> {
+    if store(repo, HintGroup::of_name(&name), hint)? != name {
         remove(repo, name)?;
     }
     Ok(())
@@ -460,14 +485,13 @@ fn relocate_one(
     if !changed {
         return Ok(None);
     }
-    let mut hint = hint.clone();
-    hint.packs = packs
-        .into_iter()
-        .map(|(id, blobs)| IndexPack { id, blobs })
-        .collect();
-    let group = HintGroup::of_name(name);
-    if store(repo, group, &hint)? != *name {
-        remove(repo, *name)?;
-    }
+    let hint = ParentHint {
+        packs: packs
+            .into_iter()
+            .map(|(id, blobs)| IndexPack { id, blobs })
+            .collect(),
+        ..hint.clone()
+    };
+    replace(repo, *name, &hint)?;
     Ok(Some(true))
 }

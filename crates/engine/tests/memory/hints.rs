@@ -481,7 +481,7 @@ fn backup_forget_applies_its_policy_to_the_group_its_hint_names() {
 }
 
 #[test]
-fn backup_forget_without_a_group_in_the_hint_reads_every_snapshot() {
+fn backup_forget_for_a_snapshot_no_hint_names_reads_every_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("home");
     let be = fleet(&dir, 2);
@@ -491,4 +491,41 @@ fn backup_forget_without_a_group_in_the_hint_reads_every_snapshot() {
     assert!(!r.by_hint);
     assert!(ops.iter().any(|o| o == "list snapshots"), "{ops:?}");
     assert_eq!((r.kept, r.removed.len()), (1, 1), "{r:?}");
+}
+
+#[test]
+fn backup_forget_after_a_hint_without_its_group_reads_every_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let be = fleet(&dir, 2);
+    let (s, _) = backup_as(&be, &dir, "claim-ada");
+    // A backup given its parent (`--parent`) reads no other snapshot, so it does not know
+    // the group: its hint names none.
+    let opts = BackupOptions {
+        host: "claim-ada".into(),
+        parent: s.snapshot_id,
+        ..options()
+    };
+    let given = run(
+        &mut repo_on(&be),
+        Source::Paths(vec![dir.clone()]),
+        opts,
+        &job(),
+        &Control::default(),
+    )
+    .expect("backup");
+    let latest = given.snapshot_id.unwrap();
+    assert_eq!(read_hint(&repo_on(&be), &be, latest).group, None);
+    let (r, ops) = retain(&be, latest, 1);
+    assert!(!r.by_hint);
+    assert!(ops.iter().any(|o| o == "list snapshots"), "{ops:?}");
+    assert_eq!((r.kept, r.removed.len()), (1, 2), "{r:?}");
+    // The hint learnt its group from that reading: the next Job's retention is by the
+    // hint again, not the long way every night from now on.
+    assert_eq!(group_of(&be, latest), vec![latest]);
+    std::fs::write(dir.join("changed"), b"next night").unwrap();
+    let (next, _) = backup_as(&be, &dir, "claim-ada");
+    let (r, _) = retain(&be, next.snapshot_id.unwrap(), 1);
+    assert!(r.by_hint, "{r:?}");
+    assert_eq!((r.kept, r.removed), (1, vec![latest]));
 }
