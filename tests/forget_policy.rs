@@ -410,10 +410,18 @@ fn forget_removes_what_restic_removes() {
         "{}",
         left.len()
     );
-    // Explicit ids (prefixes and `latest` with a filter) remove just those.
-    let prefix = &left[0][..8];
+    // Explicit ids (prefixes and `latest` with a filter) remove just those: three distinct
+    // snapshots, so the two named ones are not beta's latest.
+    let latest_beta = restash_on(&repo, &["snapshots", "--json", "--host", "beta", "latest"])
+        .success()
+        .json()[0]["id"]
+        .as_str()
+        .expect("beta's latest")
+        .to_string();
+    let named: Vec<&String> = left.iter().filter(|id| **id != latest_beta).collect();
+    let prefix = &named[0][..8];
     let args = [
-        "forget", prefix, &left[1], "latest", "--host", "beta", "nosuchid",
+        "forget", prefix, named[1], "latest", "--host", "beta", "nosuchid",
     ];
     restic_on(&theirs, &args).success();
     let out = restash_on(&repo, &args).success();
